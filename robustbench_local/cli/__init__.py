@@ -1,0 +1,69 @@
+"""The `robust` command group. Each command lives in its own module under cli/ and
+only parses options into specs and calls one library function; nothing imports
+the CLI. Library errors (RobustError) become one line on stderr and exit code 2."""
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from ..errors import RobustError
+
+# command name -> module under cli/ that defines a click command called `command`
+COMMANDS = {
+    "train": "train",
+    "eval": "eval",
+    "report": "report",
+    "visualize": "visualize",
+    "analyze": "analyze",
+    "run": "run",
+    "data": "data",
+    "bench": "bench",
+}
+
+
+class RobustGroup(click.Group):
+    """Loads command modules lazily (fast --help) and turns RobustError into a
+    clean one-line failure."""
+
+    def list_commands(self, ctx):
+        return [n for n in COMMANDS if self._load(n) is not None]
+
+    def get_command(self, ctx, name):
+        return self._load(name)
+
+    @staticmethod
+    def _load(name):
+        mod = COMMANDS.get(name)
+        if mod is None:
+            return None
+        try:
+            module = importlib.import_module(f".{mod}", __name__)
+        except ModuleNotFoundError as e:  # a command not built yet stays hidden
+            if e.name and e.name.endswith(f"cli.{mod}"):
+                return None
+            raise
+        return getattr(module, "command")
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except RobustError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=RobustGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="robustbench_local")
+def main():
+    """Train image classifiers and measure, honestly, how robust they are.
+
+    \b
+      robust train --adv pgd --eps 0.0313 --k 10
+      robust eval --attack pgd --k 20 runs/<name>/best.pth
+      robust report
+    """

@@ -1,0 +1,109 @@
+"""Options shared by several commands, each with its unit and default in --help."""
+from __future__ import annotations
+
+import functools
+
+import click
+
+from ..threat import NORMS, SPACES, parse_number
+from ..runtime import DEVICES
+
+
+class Number(click.ParamType):
+    """A float that also accepts fractions such as 8/255."""
+
+    name = "NUMBER"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (int, float)):
+            return float(value)
+        try:
+            return parse_number(value, what=param.opts[0] if param else "value")
+        except ValueError as e:
+            self.fail(str(e), param, ctx)
+
+
+NUMBER = Number()
+
+
+def compose(*decorators):
+    def apply(f):
+        for d in reversed(decorators):
+            f = d(f)
+        return f
+
+    return apply
+
+
+def device_options(f):
+    return compose(
+        click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
+                     help="Where to compute: auto picks cuda, then mps, then cpu."),
+        click.option("--seed", type=int, default=0, show_default=True,
+                     help="Random seed; saved in every checkpoint and record."),
+    )(f)
+
+
+def data_options(f):
+    return compose(
+        click.option("--dataset", default="cifar10", show_default=True,
+                     help="cifar10, cifar100, fashion-mnist or imagefolder:PATH (a folder or tar/tar.gz)."),
+        click.option("--data-root", type=click.Path(file_okay=False), default=None,
+                     help="Folder searched first for data; then $ROBUST_DATA, ./data, ../shared/data."),
+        click.option("--image-size", type=int, default=None,
+                     help="Resize images to this side length in pixels (imagefolder datasets), e.g. 64."),
+    )(f)
+
+
+def threat_options(multi_eps: bool = False, eta_default: float | None = 0.002):
+    """--norm/--eps/--eta/--eps-space. With multi_eps, --eps may repeat or be a
+    comma list, giving a sweep."""
+
+    def deco(f):
+        eps_help = ("Attack radius in --eps-space units; 8/255 style fractions work. "
+                    "Default 0.0313 normalized = 0.0157 pixel (about 4/255) for mean=std=0.5.")
+        if multi_eps:
+            eps_opt = click.option("--eps", "eps", multiple=True, default=("0.0313",), show_default=True,
+                                   help=eps_help + " Repeat it or give a comma list for a sweep.")
+        else:
+            eps_opt = click.option("--eps", type=NUMBER, default=0.0313, show_default=True, help=eps_help)
+        return compose(
+            click.option("--norm", type=click.Choice(NORMS), default="linf", show_default=True,
+                         help="Threat-model norm."),
+            eps_opt,
+            click.option("--eta", type=NUMBER, default=eta_default, show_default=eta_default is not None,
+                         help="Attack step size, in --eps-space units (seeds' default 0.002 normalized = 0.001 pixel)."),
+            click.option("--eps-space", type=click.Choice(SPACES), default="normalized", show_default=True,
+                         help="normalized: eps measured after the model's (x-mean)/std, the seeds' convention; "
+                              "pixel: eps on [0,1] pixels, RobustBench's convention."),
+        )(f)
+
+    return deco
+
+
+def parse_eps_list(values) -> list[float]:
+    out: list[float] = []
+    for v in values:
+        for part in str(v).split(","):
+            if part.strip():
+                out.append(parse_number(part, "--eps"))
+    return out
+
+
+def attack_options(f):
+    return compose(
+        click.option("--k", type=int, default=10, show_default=True, help="PGD steps (iterations)."),
+        click.option("--random-start/--no-random-start", default=True, show_default=True,
+                     help="Start PGD from a uniform random point in the ball."),
+        click.option("--restarts", type=int, default=1, show_default=True,
+                     help="PGD restarts; a point counts as broken if any restart breaks it."),
+        click.option("--loss", type=click.Choice(["ce", "dlr"]), default="ce", show_default=True,
+                     help="PGD loss: cross-entropy or Croce & Hein's DLR (needs >= 3 classes)."),
+        click.option("--targeted", type=click.Choice(["none", "random", "least-likely"]), default="none",
+                     show_default=True, help="Untargeted, or towards a random / the least-likely class."),
+    )(f)
+
+
+def wraps_cli(f):
+    """Keep click's metadata when wrapping a command function."""
+    return functools.wraps(f)

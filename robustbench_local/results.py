@@ -1,0 +1,99 @@
+"""ResultsStore: the only writer of records. One JSON file per record, written
+atomically, numbers as numbers; a pandas view for reports."""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable
+
+from .errors import RobustError
+from .fileio import to_jsonable, write_json
+
+SCHEMA_VERSION = 1
+KINDS = ("eval", "train")
+
+
+def wilson_interval(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """95% Wilson score interval for k successes out of n (well-behaved at 0 and n)."""
+    if n <= 0:
+        return (0.0, 1.0)
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+class ResultsStore:
+    def __init__(self, root: str | Path = "results"):
+        self.root = Path(root)
+        self.records_dir = self.root / "records"
+
+    def add(self, record: dict) -> Path:
+        """Write one record; returns its path. The file name sorts by time and is
+        unique by content."""
+        kind = record.get("kind")
+        if kind not in KINDS:
+            raise ValueError(f"record kind must be one of {KINDS}, got {kind!r}")
+        record = dict(record)
+        record.setdefault("schema", SCHEMA_VERSION)
+        record.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        body = json.dumps(to_jsonable(record), sort_keys=True)
+        digest = hashlib.sha256(body.encode()).hexdigest()[:10]
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        path = self.records_dir / f"{kind}-{stamp}-{digest}.json"
+        write_json(path, record)
+        return path
+
+    def paths(self) -> list[Path]:
+        if not self.records_dir.is_dir():
+            return []
+        return sorted(p for p in self.records_dir.glob("*.json") if not p.name.startswith("."))
+
+    def load(self, skip_bad: bool = False, warn=None) -> list[dict]:
+        """All records, oldest first. A corrupt record is an error naming the file,
+        or (skip_bad) a warning passed to ``warn``."""
+        if not self.records_dir.is_dir():
+            raise RobustError(f"no results folder at {self.records_dir}; run `robust eval` or `robust train` first, or pass --results DIR")
+        out = []
+        for p in self.paths():
+            try:
+                rec = json.loads(p.read_text())
+                if not isinstance(rec, dict) or rec.get("kind") not in KINDS:
+                    raise ValueError("not a robustbench_local record")
+            except (ValueError, OSError) as e:
+                msg = f"corrupt record {p}: {str(e).splitlines()[0]}"
+                if not skip_bad:
+                    raise RobustError(msg + " (fix or delete it, or pass --skip-bad)") from None
+                if warn:
+                    warn(msg + "; skipped")
+                continue
+            rec["_path"] = str(p)
+            out.append(rec)
+        if not out:
+            raise RobustError(f"the results folder {self.records_dir} holds no records; run `robust eval` first")
+        return out
+
+    def find(self, kind: str, **match) -> Iterable[dict]:
+        """Records of a kind whose top-level/nested keys match (dotted names allowed)."""
+        for p in self.paths():
+            try:
+                rec = json.loads(p.read_text())
+            except (ValueError, OSError):
+                continue
+            if rec.get("kind") != kind:
+                continue
+            if all(_dig(rec, k) == v for k, v in match.items()):
+                yield rec
+
+
+def _dig(d: dict, dotted: str):
+    cur = d
+    for part in dotted.split("."):
+        if not isinstance(cur, dict) or part not in cur:
+            return None
+        cur = cur[part]
+    return cur

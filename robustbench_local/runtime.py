@@ -1,0 +1,98 @@
+"""Device choice, seeding and a description of the environment for records."""
+from __future__ import annotations
+
+import os
+import platform
+import random
+import subprocess
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import RobustError
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """'auto' picks cuda, then mps, then cpu; an explicit choice that is not
+    available is an error rather than a silent fallback."""
+    if name not in DEVICES and not name.startswith("cuda:"):
+        raise RobustError(f"unknown device '{name}'; valid devices: {', '.join(DEVICES)}")
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", torch.cuda.current_device())
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RobustError("--device cuda was asked for but no CUDA GPU is visible; use --device auto or cpu")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise RobustError("--device mps was asked for but MPS is not available; use --device auto or cpu")
+    return torch.device(name)
+
+
+def configure_backends(device: torch.device) -> None:
+    """cudnn autotuning pays off for the fixed shapes of image training."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed for one epoch: reseeding at every epoch start makes a run resumed at an
+    epoch boundary bit-identical on CPU to one that was never interrupted."""
+    return (seed * 1_000_003 + epoch * 7919) % (2**63 - 1)
+
+
+@lru_cache(maxsize=1)
+def git_commit() -> str | None:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def package_versions() -> dict[str, str]:
+    import torchvision
+
+    from . import __version__
+
+    return {
+        "robustbench_local": __version__,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def environment(device: torch.device | str | None = None, seed: int | None = None) -> dict:
+    dev = torch.device(device) if device is not None else None
+    info = {
+        "versions": package_versions(),
+        "device": str(dev) if dev is not None else None,
+        "device_name": (
+            torch.cuda.get_device_name(dev) if dev is not None and dev.type == "cuda" else platform.processor() or platform.machine()
+        ),
+        "threads": torch.get_num_threads(),
+        "hostname": platform.node(),
+        "seed": seed,
+        "git_commit": git_commit(),
+    }
+    return info
+
+
+def is_interactive() -> bool:
+    return os.isatty(1) and os.environ.get("CI") is None

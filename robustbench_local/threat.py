@@ -1,0 +1,201 @@
+"""Threat models and the two epsilon spaces.
+
+Models carry their input normalization (mean m_c, std s_c) and take pixels x in
+[0,1]. Normalized space is z = (x - m) / s. Attacks work on a perturbation u in
+the *attack space*, where the threat ball is a plain ball of radius eps:
+
+    pixel space:      delta_x = u            (scale 1)
+    normalized space: delta_x = u * s_c      (scale s_c per channel)
+
+So an L-inf ball of radius eps in normalized space is a per-channel box of radius
+eps * s_c in pixel space, and an L2 ball in normalized space is an ellipsoid in
+pixel space (a ball only when every s_c is equal). Clamping z to the image of
+[0,1] is clamping x to [0,1], so validity is always enforced on pixels.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from fractions import Fraction
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from .errors import RobustError
+
+NORMS = ("linf", "l2")
+SPACES = ("normalized", "pixel")
+
+
+def parse_number(text: str | float | int, what: str = "value") -> float:
+    """Accepts 0.0313, '8/255' or '1e-3'."""
+    if isinstance(text, (int, float)):
+        return float(text)
+    s = str(text).strip()
+    try:
+        return float(Fraction(s)) if "/" in s else float(s)
+    except (ValueError, ZeroDivisionError):
+        raise RobustError(f"{what} '{text}' is not a number; write e.g. 0.0313 or 8/255") from None
+
+
+@dataclass(frozen=True)
+class ThreatModel:
+    """norm, radius eps and step size, both measured in ``space``."""
+
+    norm: str = "linf"
+    eps: float = 0.0313
+    step: float = 0.002
+    space: str = "normalized"
+
+    def __post_init__(self) -> None:
+        if self.norm not in NORMS:
+            raise RobustError(f"unknown norm '{self.norm}'; valid norms: {', '.join(NORMS)}")
+        if self.space not in SPACES:
+            raise RobustError(f"unknown eps space '{self.space}'; valid spaces: {', '.join(SPACES)}")
+        if not self.eps > 0:
+            raise RobustError(f"eps must be > 0, got {self.eps}")
+        if not self.step > 0:
+            raise RobustError(f"step size (--eta) must be > 0, got {self.step}")
+
+    # --- conversions -----------------------------------------------------------------
+    def scale(self, std: Sequence[float] | torch.Tensor) -> torch.Tensor:
+        """Per-channel factor from attack space to pixel space."""
+        std_t = torch.as_tensor(std, dtype=torch.float32).flatten()
+        return std_t if self.space == "normalized" else torch.ones_like(std_t)
+
+    def pixel_eps(self, std: Sequence[float] | torch.Tensor) -> list[float]:
+        """Per-channel pixel-space radius of the ball's bounding box (exact for L-inf;
+        the ellipsoid's semi-axes for L2 in normalized space)."""
+        return [float(v) for v in self.scale(std) * self.eps]
+
+    def pixel_step(self, std: Sequence[float] | torch.Tensor) -> list[float]:
+        return [float(v) for v in self.scale(std) * self.step]
+
+    def in_space(self, space: str, std: Sequence[float] | torch.Tensor) -> "ThreatModel":
+        """The same ball expressed in the other space. Exact only when the ball is a
+        ball in both spaces: pixel -> normalized and back needs all s_c equal."""
+        if space == self.space:
+            return self
+        s = torch.as_tensor(std, dtype=torch.float64).flatten()
+        if not torch.allclose(s, s[0].expand_as(s)):
+            raise RobustError(
+                f"eps cannot be converted to {space} space as one number: the per-channel std "
+                f"{[round(float(v), 4) for v in s]} differs across channels; give eps in {space} space"
+            )
+        f = float(s[0])
+        if space == "pixel":
+            return replace(self, eps=self.eps * f, step=self.step * f, space="pixel")
+        return replace(self, eps=self.eps / f, step=self.step / f, space="normalized")
+
+    def describe(self, std: Sequence[float] | torch.Tensor) -> dict:
+        """Record fragment: eps and step in both spaces."""
+        px_eps, px_step = self.pixel_eps(std), self.pixel_step(std)
+        s = [float(v) for v in torch.as_tensor(std, dtype=torch.float32).flatten()]
+        if self.space == "normalized":
+            norm_eps, norm_step = self.eps, self.step
+        else:
+            norm_eps = [self.eps / v for v in s]
+            norm_step = [self.step / v for v in s]
+            norm_eps = norm_eps[0] if len(set(round(v, 12) for v in norm_eps)) == 1 else norm_eps
+            norm_step = norm_step[0] if len(set(round(v, 12) for v in norm_step)) == 1 else norm_step
+        px_eps_v = px_eps[0] if len(set(round(v, 12) for v in px_eps)) == 1 else px_eps
+        px_step_v = px_step[0] if len(set(round(v, 12) for v in px_step)) == 1 else px_step
+        return {
+            "norm": self.norm,
+            "space": self.space,
+            "eps": self.eps,
+            "step": self.step,
+            "eps_normalized": norm_eps,
+            "eps_pixel": px_eps_v,
+            "step_normalized": norm_step,
+            "step_pixel": px_step_v,
+            "eps_pixel_255": [round(v * 255, 4) for v in px_eps] if isinstance(px_eps_v, list) else round(px_eps_v * 255, 4),
+        }
+
+    def label(self, std: Sequence[float] | torch.Tensor) -> str:
+        """Short human label, e.g. 'linf eps 0.0313 norm = 0.0157 px (3.99/255)'."""
+        d = self.describe(std)
+        px = d["eps_pixel"]
+        px_s = f"{px:.4g} px ({px * 255:.3g}/255)" if not isinstance(px, list) else "[" + ", ".join(f"{v:.4g}" for v in px) + "] px"
+        ne = d["eps_normalized"]
+        ne_s = f"{ne:.4g}" if not isinstance(ne, list) else "[" + ", ".join(f"{v:.4g}" for v in ne) + "]"
+        return f"{self.norm} eps {ne_s} norm = {px_s}"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ThreatModel":
+        return cls(**{k: d[k] for k in ("norm", "eps", "step", "space") if k in d})
+
+    def with_eps(self, eps: float) -> "ThreatModel":
+        """Same threat at another radius, keeping the step's ratio to eps."""
+        return replace(self, eps=eps, step=self.step * eps / self.eps)
+
+
+# --- geometry in attack space -----------------------------------------------------------
+def _flat_norm(u: torch.Tensor) -> torch.Tensor:
+    return u.flatten(1).norm(p=2, dim=1).view(-1, *([1] * (u.dim() - 1)))
+
+
+class Ball:
+    """The threat ball bound to a model's std: random start, ascent step and
+    projection (MadryLab's init/step/project), all in attack space u."""
+
+    def __init__(self, threat: ThreatModel, std: torch.Tensor, device: torch.device, dtype=torch.float32):
+        self.threat = threat
+        self.scale = threat.scale(std).to(device=device, dtype=dtype).view(1, -1, 1, 1)
+
+    def to_pixel(self, u: torch.Tensor) -> torch.Tensor:
+        return u * self.scale
+
+    def from_pixel(self, d: torch.Tensor) -> torch.Tensor:
+        return d / self.scale
+
+    def random(self, shape: torch.Size, device, dtype=torch.float32) -> torch.Tensor:
+        eps = self.threat.eps
+        if self.threat.norm == "linf":
+            return (torch.rand(shape, device=device, dtype=dtype) * 2 - 1) * eps
+        # uniform in the L2 ball: direction from a Gaussian, radius ~ U^(1/d)
+        g = torch.randn(shape, device=device, dtype=dtype)
+        d = g[0].numel()
+        r = torch.rand((shape[0],) + (1,) * (len(shape) - 1), device=device, dtype=dtype) ** (1.0 / d)
+        return g / _flat_norm(g).clamp_min(1e-12) * r * eps
+
+    def ascend(self, u: torch.Tensor, grad_u: torch.Tensor, step: float) -> torch.Tensor:
+        if self.threat.norm == "linf":
+            return u + step * grad_u.sign()
+        return u + step * grad_u / _flat_norm(grad_u).clamp_min(1e-12)
+
+    def project(self, u: torch.Tensor) -> torch.Tensor:
+        eps = self.threat.eps
+        if self.threat.norm == "linf":
+            return u.clamp(-eps, eps)
+        n = _flat_norm(u)
+        return u * torch.clamp(eps / n.clamp_min(1e-12), max=1.0)
+
+    def apply(self, x: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Projected u -> valid pixels; returns (x_adv, u) with u re-read from the
+        clamped pixels so that the ball and [0,1] both hold exactly."""
+        u = self.project(u)
+        x_adv = (x + self.to_pixel(u)).clamp(0.0, 1.0)
+        return x_adv, self.from_pixel(x_adv - x)
+
+    def norms(self, x_adv: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Per-example size of the perturbation in attack space."""
+        u = self.from_pixel(x_adv - x)
+        if self.threat.norm == "linf":
+            return u.flatten(1).abs().amax(dim=1)
+        return u.flatten(1).norm(p=2, dim=1)
+
+
+def find_std(model: nn.Module, channels: int) -> torch.Tensor:
+    """The std of the model's own Normalize layer (or ones if it has none)."""
+    std = getattr(model, "std", None)
+    if isinstance(std, torch.Tensor):
+        return std.detach().flatten().float().cpu()
+    for m in model.modules():
+        s = getattr(m, "std", None)
+        if isinstance(s, torch.Tensor) and s.numel() in (1, channels):
+            return s.detach().flatten().float().cpu().expand(channels).clone()
+    return torch.ones(channels)
