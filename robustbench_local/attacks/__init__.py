@@ -1,0 +1,38 @@
+"""The attack suite. Each attack is one small module; ATTACKS maps a name to a
+runner ``(model, x, y, spec, *, seed) -> AttackResult`` used by evaluate()."""
+from __future__ import annotations
+
+from ..registry import Registry
+from .autoattack import autoattack
+from .base import AttackResult, attack_mode, frozen_params
+from .fgsm import fgsm
+from .losses import ce_loss, dlr_loss
+from .pgd import perturb, pgd, run_pgd
+
+ATTACKS: Registry = Registry("attack")
+
+
+@ATTACKS.register("fgsm")
+def _run_fgsm(model, x, y, spec, *, seed=0, std=None):
+    return fgsm(model, x, y, spec.threat, random_start=spec.fgsm_random_start, std=std)
+
+
+@ATTACKS.register("pgd")
+def _run_pgd(model, x, y, spec, *, seed=0, std=None):
+    return pgd(
+        model, x, y, spec.threat, k=spec.k, random_start=spec.random_start, restarts=spec.restarts,
+        loss=spec.loss, targeted=spec.targeted, std=std,
+    )
+
+
+@ATTACKS.register("autoattack")
+def _run_autoattack(model, x, y, spec, *, seed=0, std=None):
+    return autoattack(model, x, y, spec.threat, version=spec.version, seed=seed, std=std)
+
+
+from .spec import AttackSpec  # noqa: E402  (needs ATTACKS defined)
+
+__all__ = [
+    "ATTACKS", "AttackResult", "AttackSpec", "attack_mode", "frozen_params", "fgsm", "pgd", "perturb",
+    "run_pgd", "autoattack", "ce_loss", "dlr_loss",
+]

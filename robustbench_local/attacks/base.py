@@ -1,0 +1,62 @@
+"""Bookkeeping every attack shares (after torchattacks' base): the model runs in
+eval mode with parameter gradients off, and both are restored afterwards; the
+device comes from the input; the input is never modified."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+from torch import nn
+
+from ..threat import Ball, ThreatModel, find_std
+
+
+@dataclass
+class AttackResult:
+    """x_adv: adversarial pixels (a fooling iterate where one was found, else the
+    attack's last iterate); fooled: True where some iterate or restart was
+    misclassified."""
+
+    x_adv: torch.Tensor
+    fooled: torch.Tensor
+
+
+@contextmanager
+def frozen_params(model: nn.Module) -> Iterator[None]:
+    """Turns parameter gradients off (the attack only needs input gradients) and
+    restores every flag as it was."""
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, rg in flags:
+            p.requires_grad_(rg)
+
+
+@contextmanager
+def attack_mode(model: nn.Module, train_mode: bool = False) -> Iterator[None]:
+    """Eval mode (batch norm on running statistics, no dropout) unless
+    ``train_mode``; parameter gradients off; both restored in ``finally``."""
+    was_training = model.training
+    model.train(train_mode)
+    try:
+        with frozen_params(model):
+            yield
+    finally:
+        model.train(was_training)
+
+
+def make_ball(model: nn.Module, x: torch.Tensor, threat: ThreatModel, std=None) -> Ball:
+    std_t = find_std(model, x.shape[1]) if std is None else torch.as_tensor(std, dtype=torch.float32)
+    return Ball(threat, std_t, x.device)
+
+
+def check_inputs(x: torch.Tensor, y: torch.Tensor) -> None:
+    if x.dim() != 4:
+        raise ValueError(f"attacks take a batch of images (N, C, H, W), got shape {tuple(x.shape)}")
+    if y.shape[0] != x.shape[0]:
+        raise ValueError(f"{x.shape[0]} images but {y.shape[0]} labels")

@@ -1,0 +1,190 @@
+"""Projected gradient descent (Madry et al. 2018), L-inf and L2, in either eps
+space, with random start, restarts, CE or DLR loss and targeting.
+
+One loop serves evaluation and training:
+- evaluation tracks, per example, whether *any* iterate is misclassified and keeps
+  that iterate; with ``early_stop`` a fooled point leaves the batch at once, so no
+  effort is spent on it and its verdict cannot change;
+- training (``perturb``) runs every step on every point and returns the last
+  iterate, the standard PGD-AT inner maximisation.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+from ..threat import Ball, ThreatModel
+from .base import AttackResult, attack_mode, check_inputs, make_ball
+from .losses import ce_loss, dlr_loss, pick_targets, targeted_ce_loss, targeted_dlr_loss
+
+LossFn = Callable[..., torch.Tensor]
+
+
+def run_pgd(
+    model: nn.Module,
+    x: torch.Tensor,
+    ball: Ball,
+    *,
+    steps: int,
+    step_size: float,
+    random_start: bool,
+    loss_fn: LossFn,
+    aux: Sequence[torch.Tensor] = (),
+    labels: torch.Tensor | None = None,
+    early_stop: bool = False,
+    init: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Ascends ``loss_fn(logits, *aux).sum()`` for ``steps`` steps from a random
+    (or given ``init`` attack-space) start. Does not touch the model's mode.
+
+    With ``labels``, returns (x_adv, fooled) where fooled marks examples some iterate
+    misclassified and x_adv holds that first fooling iterate; otherwise returns the
+    last iterate and None. Cost: ``steps`` forward+backward passes, plus one forward
+    to judge the final iterate when labels are given."""
+    n = x.shape[0]
+    x = x.detach()
+    if init is not None:
+        u = init.detach().to(x)
+    elif random_start:
+        u = ball.random(x.shape, x.device, x.dtype)
+    else:
+        u = torch.zeros_like(x)
+    x_adv, _ = ball.apply(x, u)
+    track = labels is not None
+    scale = ball.scale.to(x.dtype)
+
+    out = x_adv.clone() if track else None
+    fooled = torch.zeros(n, dtype=torch.bool, device=x.device) if track else None
+    ids = torch.arange(n, device=x.device)
+    xs, ys, aux_a = x, labels, list(aux)
+
+    for t in range(steps + 1):
+        last = t == steps
+        if last and not track:
+            break
+        x_adv = x_adv.detach().requires_grad_(not last)
+        with torch.enable_grad() if not last else torch.no_grad():
+            logits = model(x_adv)
+            if track:
+                wrong = logits.argmax(dim=1) != ys
+                new = wrong & ~fooled[ids]
+                out[ids[new]] = x_adv.detach()[new]
+                fooled[ids[new]] = True
+            if last:
+                break
+            loss = loss_fn(logits, *aux_a).sum()
+        (grad,) = torch.autograd.grad(loss, x_adv)
+        x_adv = x_adv.detach()
+        if early_stop and track:
+            keep = ~wrong
+            if not bool(keep.all()):  # one host sync per step buys skipping fooled points
+                xs, x_adv, grad, ys, ids = xs[keep], x_adv[keep], grad[keep], ys[keep], ids[keep]
+                aux_a = [a[keep] for a in aux_a]
+                if ids.numel() == 0:
+                    break
+        u = ball.from_pixel(x_adv - xs)
+        u = ball.ascend(u, grad * scale, step_size)  # chain rule: d loss / d u = g_x * scale
+        x_adv, _ = ball.apply(xs, u)
+
+    if not track:
+        return x_adv.detach(), None
+    rem = ~fooled[ids]
+    out[ids[rem]] = x_adv.detach()[rem]
+    return out, fooled
+
+
+def _loss_setup(model, x, y, loss: str, targeted: str | None):
+    """The loss to ascend and its extra arguments."""
+    if targeted in (None, "none"):
+        return (ce_loss if loss == "ce" else dlr_loss), (y,)
+    with torch.no_grad():
+        target = pick_targets(model(x), y, targeted)
+    if loss == "ce":
+        return targeted_ce_loss, (target,)
+    return targeted_dlr_loss, (y, target)
+
+
+def pgd(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    threat: ThreatModel,
+    *,
+    k: int = 10,
+    random_start: bool = True,
+    restarts: int = 1,
+    loss: str = "ce",
+    targeted: str | None = None,
+    early_stop: bool = True,
+    step_size: float | None = None,
+    std=None,
+) -> AttackResult:
+    """PGD-k in ``threat``'s norm and eps space, judged per example over every
+    iterate and every restart. ``std`` overrides the model's own normalization std
+    (needed only for a model without a Normalize layer and normalized-space eps)."""
+    check_inputs(x, y)
+    if k < 1:
+        raise ValueError(f"PGD needs k >= 1 steps, got {k}")
+    if restarts < 1:
+        raise ValueError(f"restarts must be >= 1, got {restarts}")
+    if restarts > 1 and not random_start:
+        raise ValueError("restarts > 1 need a random start (without one every restart repeats the first)")
+    if loss == "dlr" and _n_classes(model, x) < 3 + (targeted not in (None, "none")):
+        raise ValueError("the DLR loss needs at least 3 classes (4 when targeted)")
+    step = threat.step if step_size is None else step_size
+    with attack_mode(model):
+        ball = make_ball(model, x, threat, std)
+        loss_fn, aux = _loss_setup(model, x, y, loss, targeted)
+        x_best = x.detach().clone()
+        fooled = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+        for _ in range(restarts):
+            todo = (~fooled).nonzero().squeeze(1)
+            if todo.numel() == 0:
+                break
+            xa, fa = run_pgd(
+                model, x[todo], ball, steps=k, step_size=step, random_start=random_start,
+                loss_fn=loss_fn, aux=[a[todo] for a in aux], labels=y[todo], early_stop=early_stop,
+            )
+            x_best[todo] = xa  # fooling iterate, or this restart's last one
+            fooled[todo] = fa
+    return AttackResult(x_best, fooled)
+
+
+def perturb(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    threat: ThreatModel,
+    *,
+    steps: int,
+    step_size: float | None = None,
+    random_start: bool = True,
+    loss_fn: LossFn = ce_loss,
+    aux: Sequence[torch.Tensor] | None = None,
+    std=None,
+    init: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The inner maximisation for adversarial training: ``steps`` steps on every
+    point, last iterate returned. Leaves the model's mode alone (the caller picks
+    batch-norm behaviour) but turns parameter gradients off while it runs."""
+    from .base import frozen_params
+
+    with frozen_params(model):
+        ball = make_ball(model, x, threat, std)
+        x_adv, _ = run_pgd(
+            model, x, ball, steps=steps, step_size=threat.step if step_size is None else step_size,
+            random_start=random_start, loss_fn=loss_fn, aux=(y,) if aux is None else aux, init=init,
+        )
+    return x_adv
+
+
+def _n_classes(model: nn.Module, x: torch.Tensor) -> int:
+    with torch.no_grad():
+        was = model.training
+        model.eval()
+        try:
+            return model(x[:1]).shape[1]
+        finally:
+            model.train(was)
