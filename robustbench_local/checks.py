@@ -1,0 +1,158 @@
+"""Sanity checks that flag an evaluation which cannot be trusted (after Carlini
+et al. 2019, "On Evaluating Adversarial Robustness", and AutoAttack's checks).
+
+Each check is a plain function returning a Finding; ``ok=False`` is a warning
+printed beside the numbers and stored in the record."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attacks.pgd import pgd
+from .threat import ThreatModel
+
+
+@dataclass
+class Finding:
+    name: str
+    ok: bool
+    detail: str
+    value: float | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def fgsm_stronger_than_pgd(fgsm_acc: float, pgd_acc: float, n: int, label: str = "PGD") -> Finding:
+    """FGSM breaking more points than PGD at the same eps on the same points means
+    PGD is not finding the loss maximum: too small a step or too few steps, or
+    gradient masking that a single large step happens to step over."""
+    margin = 1.0 / max(n, 1)
+    bad = fgsm_acc + 1e-12 < pgd_acc - margin
+    return Finding(
+        "fgsm_stronger_than_pgd", not bad,
+        f"FGSM robust accuracy {fgsm_acc:.2%} is below {label}'s {pgd_acc:.2%} on the same {n} points: "
+        "PGD is not converging (try a larger --eta or more --k)" if bad
+        else f"FGSM {fgsm_acc:.2%} >= {label} {pgd_acc:.2%}",
+        value=pgd_acc - fgsm_acc,
+    )
+
+
+def accuracy_rises_with_eps(sweep: list[tuple[float, float]], n: int, label: str) -> Finding:
+    """Robust accuracy should not rise as eps grows (a larger ball contains the
+    smaller one); a rise of more than one point means the attack fails to find
+    points it provably could reach."""
+    pts = sorted(sweep)
+    worst = 0.0
+    where = None
+    for (e0, a0), (e1, a1) in zip(pts, pts[1:]):
+        if a1 - a0 > worst:
+            worst, where = a1 - a0, (e0, e1)
+    bad = worst > 0.01
+    detail = (
+        f"{label}: robust accuracy rises by {worst:.2%} from eps {where[0]:.4g} to {where[1]:.4g} (n={n})"
+        if bad else f"{label}: robust accuracy does not rise with eps over {len(pts)} radii"
+    )
+    return Finding("accuracy_rises_with_eps", not bad, detail, value=worst)
+
+
+def no_collapse_at_large_eps(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps_pixel: float = 0.5,
+                             steps: int = 20, threshold: float = 0.10) -> Finding:
+    """Within an L-inf ball of 0.5 on [0,1] pixels every image can be turned into
+    mid-grey, so accuracy must collapse; if it does not, the attack's gradients
+    are broken (masked, obfuscated or clipped)."""
+    threat = ThreatModel("linf", eps_pixel, eps_pixel / 4, "pixel")
+    res = pgd(model, x, y, threat, k=steps, random_start=True)
+    acc = 1.0 - res.fooled.float().mean().item()
+    bad = acc > threshold
+    return Finding(
+        "no_collapse_at_large_eps", not bad,
+        f"accuracy stays {acc:.2%} under PGD-{steps} at L-inf eps {eps_pixel} pixel (n={len(y)}): gradients look masked"
+        if bad else f"accuracy collapses to {acc:.2%} at L-inf eps {eps_pixel} pixel (n={len(y)})",
+        value=acc,
+    )
+
+
+def input_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, threshold: float = 0.10) -> Finding:
+    """Zero or non-finite input gradients on many points (a rounding/quantising
+    layer, a saturated softmax, or NaNs) starve every gradient attack, so their
+    robust accuracy says nothing."""
+    was = model.training
+    model.eval()
+    try:
+        xg = x.detach().clone().requires_grad_(True)
+        with torch.enable_grad():
+            loss = F.cross_entropy(model(xg), y, reduction="sum")
+            (g,) = torch.autograd.grad(loss, xg)
+    finally:
+        model.train(was)
+    flat = g.flatten(1)
+    nonfinite = ~torch.isfinite(flat).all(dim=1)
+    zero = (flat == 0).all(dim=1) & ~nonfinite
+    frac = (nonfinite | zero).float().mean().item()
+    bad = frac > threshold
+    return Finding(
+        "input_gradients", not bad,
+        f"{zero.sum().item()} zero and {nonfinite.sum().item()} non-finite input gradients among {len(y)} points"
+        + (": gradient attacks cannot work here; use a gradient-free attack (AutoAttack's Square)" if bad else ""),
+        value=frac,
+    )
+
+
+def outputs_look_like_probabilities(logits: torch.Tensor) -> Finding:
+    """A model that outputs probabilities (softmax inside) flattens the loss
+    surface for cross-entropy attacks; attacks need logits."""
+    in_unit = bool(((logits >= 0) & (logits <= 1)).all())
+    sums_one = bool(torch.allclose(logits.sum(dim=1), torch.ones(logits.shape[0], device=logits.device), atol=1e-3))
+    bad = in_unit and sums_one
+    return Finding(
+        "outputs_are_logits", not bad,
+        "model outputs are in [0,1] and sum to 1: they look like probabilities, not logits; remove the softmax"
+        if bad else "model outputs look like logits",
+    )
+
+
+def deterministic(model: nn.Module, x: torch.Tensor) -> Finding:
+    """Two forward passes in eval mode must agree; a randomised defence needs
+    EOT-style attacks (AutoAttack's 'rand' version), not a single-sample estimate."""
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            a, b = model(x), model(x)
+    finally:
+        model.train(was)
+    diff = (a - b).abs().max().item()
+    bad = diff > 1e-5 * max(1.0, a.abs().max().item())
+    return Finding(
+        "deterministic", not bad,
+        f"two forward passes differ by up to {diff:.3g}: the model is randomised; use --aa-version rand" if bad
+        else "model is deterministic in eval mode",
+        value=diff,
+    )
+
+
+def pgd_converged(acc_k: float, acc_2k: float, n: int, k: int, label: str) -> Finding:
+    """If doubling the number of PGD steps still lowers robust accuracy by more than
+    one point, the k-step number is an overestimate: the attack has not converged."""
+    drop = acc_k - acc_2k
+    bad = drop > 0.01
+    return Finding(
+        "pgd_converged", not bad,
+        f"{label}: doubling k to {2 * k} lowers robust accuracy by {drop:.2%} (n={n}); the number is not converged"
+        if bad else f"{label}: PGD-{2 * k} is within 1 point of PGD-{k} ({drop:+.2%}, n={n})",
+        value=drop,
+    )
+
+
+def model_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor) -> list[Finding]:
+    """The checks that need only the model and some clean points (run once per
+    checkpoint); x, y should be correctly classified points."""
+    out = [outputs_look_like_probabilities(logits), deterministic(model, x[:64])]
+    if len(y):
+        out.append(input_gradients(model, x, y))
+        out.append(no_collapse_at_large_eps(model, x, y))
+    return out

@@ -1,0 +1,111 @@
+"""`robust eval`: attack one or more checkpoints and record the results."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..errors import RobustError
+from .common import NUMBER, attack_options, compose, device_options, parse_eps_list, threat_options
+from .tables import console, print_eval_table
+
+
+def eval_suite_options(f):
+    """The attack and threat options shared by eval, visualize and analyze."""
+    return compose(
+        click.option("--attack", "attack_names", multiple=True, default=("pgd",), show_default=True,
+                     help="Attack to run: fgsm, pgd or autoattack; repeat for a suite, run in the given order."),
+        threat_options(multi_eps=True),
+        attack_options,
+        click.option("--fgsm-rs/--no-fgsm-rs", default=False, show_default=True,
+                     help="FGSM from a uniform random start in the ball, step 1.25 eps (R+FGSM)."),
+        click.option("--aa-version", type=click.Choice(["standard", "plus", "rand"]), default="standard",
+                     show_default=True, help="AutoAttack version."),
+    )(f)
+
+
+def build_specs(attack_names, norm, eps, eta, eps_space, k, random_start, restarts, loss, targeted,
+                fgsm_rs, aa_version):
+    from ..attacks import AttackSpec
+    from ..threat import ThreatModel
+
+    eps_list = parse_eps_list(eps)
+    if not eps_list:
+        raise RobustError("--eps needs at least one value")
+    specs = []
+    for e in eps_list:
+        threat = ThreatModel(norm=norm, eps=e, step=eta if eta is not None else e / 4, space=eps_space)
+        for a in attack_names:
+            specs.append(AttackSpec(name=a, threat=threat, k=k, random_start=random_start, restarts=restarts,
+                                    loss=loss, targeted=targeted, fgsm_random_start=fgsm_rs, version=aa_version))
+    return specs
+
+
+@click.command("eval")
+@click.argument("checkpoints", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@eval_suite_options
+@click.option("--n", type=int, default=1000, show_default=True,
+              help="Number of evaluation points: a fixed subset (seeded by --seed) of --split, recorded by its indices.")
+@click.option("--split", type=click.Choice(["test", "val"]), default="test", show_default=True,
+              help="Split the points come from (val: the checkpoint's own validation split).")
+@click.option("--batch-size", type=int, default=256, show_default=True, help="Points attacked at once.")
+@click.option("--cascade/--no-cascade", default=False, show_default=True,
+              help="AutoAttack-style: each later attack runs only on points no earlier one broke; "
+                   "later numbers are cumulative.")
+@click.option("--ensemble/--no-ensemble", default=False, show_default=True,
+              help="Evaluate the checkpoints as one model averaging their logits (the attack targets the ensemble).")
+@click.option("--checks/--no-checks", default=True, show_default=True, help="Run the sanity checks (gradient masking and friends).")
+@click.option("--check-convergence/--no-check-convergence", default=False, show_default=True,
+              help="Also rerun each PGD with 2k steps and flag a drop of more than 1 point (costs time).")
+@click.option("--save-adv", type=click.Path(dir_okay=False), default=None,
+              help="Save clean and adversarial examples, labels, predictions and split indices to this .pt file "
+                   "(one file per checkpoint: NAME.pt gets the checkpoint's run name appended when there are several).")
+@click.option("--results", "results_dir", type=click.Path(file_okay=False), default="results", show_default=True,
+              help="Results folder; records go to DIR/records/.")
+@click.option("--record/--no-record", default=True, show_default=True, help="Append records to the results store.")
+@click.option("--data-root", type=click.Path(file_okay=False), default=None, help="Folder searched first for the data.")
+@device_options
+def command(checkpoints, attack_names, norm, eps, eta, eps_space, k, random_start, restarts, loss, targeted, fgsm_rs,
+            aa_version, n, split, batch_size, cascade, ensemble, checks, check_convergence, save_adv, results_dir,
+            record, data_root, device, seed):
+    """Attack CHECKPOINTS and record clean and robust accuracy.
+
+    \b
+      robust eval --attack pgd --k 20 runs/NAME/best.pth
+      robust eval --attack fgsm --attack pgd --attack autoattack ckpt1.pth ckpt2.pth
+      robust eval --attack pgd --eps 8/255 --eps-space pixel --eps 0.01,0.02,0.0313 ckpt.pth
+    """
+    from ..evaluate import evaluate
+    from ..results import ResultsStore
+
+    if n is not None and n < 1:
+        raise RobustError(f"--n must be >= 1, got {n}")
+    if batch_size < 1:
+        raise RobustError(f"--batch-size must be >= 1, got {batch_size}")
+    for c in checkpoints:
+        if not Path(c).is_file():
+            raise RobustError(f"checkpoint {c} does not exist; train one with `robust train` or check the path")
+    specs = build_specs(attack_names, norm, eps, eta, eps_space, k, random_start, restarts, loss, targeted,
+                        fgsm_rs, aa_version)
+    targets = list(checkpoints)
+    if ensemble:
+        from ..ensemble import load_ensemble
+
+        targets = [load_ensemble(checkpoints)]
+    store = ResultsStore(results_dir)
+    log = console().print
+    for i, target in enumerate(targets):
+        adv_path = None
+        if save_adv:
+            adv_path = Path(save_adv)
+            if len(targets) > 1:
+                adv_path = adv_path.with_name(f"{adv_path.stem}-{Path(target).parent.name}-{Path(target).stem}{adv_path.suffix or '.pt'}")
+        records = evaluate(target, specs, n=n, split=split, seed=seed, batch_size=batch_size, cascade=cascade,
+                           device=device, run_checks=checks, check_convergence=check_convergence,
+                           data_root=data_root, save_adv=adv_path, log=log)
+        print_eval_table(records)
+        if record:
+            paths = [store.add(r) for r in records]
+            log(f"wrote {len(paths)} record(s) to {store.records_dir}")
+        if adv_path:
+            log(f"saved adversarial examples to {adv_path}")

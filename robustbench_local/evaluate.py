@@ -1,0 +1,419 @@
+"""evaluate(): clean and robust accuracy of a model under an attack suite.
+
+Pure: returns records and writes nothing (the CLI hands them to the ResultsStore).
+
+How work is saved without changing a number (AutoAttack's organisation):
+- clean predictions are computed once;
+- no attack spends effort on a point already misclassified clean;
+- PGD drops a point as soon as any iterate fools it;
+- each attack is seeded the same way whatever runs before it, so its robust
+  accuracy is exactly its standalone number. The worst case over the suite comes
+  from the per-example flags. With ``cascade`` a later attack runs only on points
+  every earlier one failed to break, and its number is labelled cumulative.
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+from . import checks as C
+from .attacks import ATTACKS, AttackSpec
+from .errors import RobustError
+from .results import wilson_interval
+from .runtime import environment, resolve_device
+from .threat import find_std
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class Target:
+    """What is evaluated: a model taking [0,1] pixels plus what is known of it."""
+
+    model: nn.Module
+    meta: dict
+    name: str
+    path: str | None = None
+    sha256: str | None = None
+
+    def describe(self) -> dict:
+        m = self.meta
+        return {
+            "name": self.name,
+            "path": self.path,
+            "sha256": self.sha256,
+            "arch": m.get("arch"),
+            "arch_kwargs": m.get("arch_kwargs"),
+            "method": m.get("method"),
+            "method_kwargs": m.get("method_kwargs"),
+            "adv": m.get("adv"),
+            "adv_kwargs": m.get("adv_kwargs"),
+            "train_threat": m.get("threat"),
+            "normalization": m.get("normalization"),
+            "mean": m.get("mean"),
+            "std": m.get("std"),
+            "dataset": _dataset_name(m),
+            "epoch": m.get("epoch"),
+            "members": m.get("members"),
+        }
+
+
+@dataclass
+class Points:
+    """The evaluation points: a fixed, recorded subset of one split."""
+
+    x: torch.Tensor  # float [0,1] on the device
+    y: torch.Tensor
+    index: torch.Tensor  # positions in the original split
+    classes: tuple[str, ...]
+    dataset: str
+    split: str
+    selection: str
+    seed: int
+
+    def describe(self) -> dict:
+        idx = self.index.cpu().to(torch.int64).numpy().tobytes()
+        return {
+            "dataset": self.dataset,
+            "split": self.split,
+            "n": int(len(self.y)),
+            "selection": self.selection,
+            "seed": self.seed,
+            "indices_sha256": hashlib.sha256(idx).hexdigest(),
+            "first_indices": self.index[:10].tolist(),
+        }
+
+
+def _dataset_name(meta: dict) -> str | None:
+    ds = meta.get("dataset")
+    if isinstance(ds, dict):
+        return ds.get("name")
+    return ds
+
+
+def resolve_target(obj, device: torch.device, name: str | None = None) -> Target:
+    """A checkpoint path, a (model, meta) pair or a bare module."""
+    from .checkpoint import file_sha256, load_checkpoint
+
+    if isinstance(obj, Target):
+        obj.model.to(device)
+        return obj
+    if isinstance(obj, (str, Path)):
+        model, meta = load_checkpoint(obj, device=device)
+        p = Path(obj)
+        nm = name or (p.parent.name + "/" + p.name if p.parent.name else p.name)
+        return Target(model, meta, nm, str(p), file_sha256(p))
+    if isinstance(obj, tuple) and len(obj) in (2, 3):  # (model, meta) or (model, meta, name)
+        model, meta = obj[0], obj[1]
+        nm = name or (obj[2] if len(obj) == 3 else meta.get("name", "model"))
+        return Target(model.to(device), dict(meta), nm)
+    if isinstance(obj, nn.Module):
+        return Target(obj.to(device), {}, name or type(obj).__name__)
+    raise TypeError(f"cannot evaluate a {type(obj).__name__}")
+
+
+def select_points(data, *, n: int | None, split: str, seed: int, device, meta: dict | None = None,
+                  data_root: str | None = None) -> Points:
+    """``data``: a DatasetBundle, a Split, an (x, y) pair, or None to load the
+    checkpoint's own dataset. The subset is the first n of a permutation seeded
+    by ``seed``, so the same n and seed give the same points everywhere."""
+    from .data import DatasetBundle, Split, load_dataset
+
+    classes: tuple[str, ...] = tuple(meta.get("classes", ())) if meta else ()
+    dataset = _dataset_name(meta or {}) or "tensors"
+    if data is None:
+        if not meta or not _dataset_name(meta):
+            raise RobustError("no data given and the model's metadata names no dataset; pass data")
+        dmeta = meta.get("data") or {}
+        data = load_dataset(
+            _dataset_name(meta), data_root=data_root or dmeta.get("data_root"),
+            image_size=dmeta.get("image_size"), val_fraction=dmeta.get("val_fraction", 0.1),
+            split_seed=dmeta.get("split_seed", 0),
+        )
+    if isinstance(data, DatasetBundle):
+        classes, dataset = data.info.classes, data.info.name
+        data = data.split(split)
+    if isinstance(data, Split):
+        whole = len(data)
+        if n is not None and n > whole:
+            raise RobustError(f"--n {n} is larger than the {whole} examples of the {split} split")
+        sub = data.subset(n, seed=seed) if n is not None and n < whole else data
+        sel = (f"first {len(sub)} of a permutation of the {whole} {split} examples (torch.Generator seed {seed})"
+               if len(sub) < whole else f"all {whole} {split} examples")
+        x = sub.x.to(device).float().div_(255)
+        return Points(x, sub.y.to(device), sub.index.clone(), classes, dataset, split, sel, seed)
+    x, y = data
+    x, y = x.to(device), y.to(device)
+    if x.dtype == torch.uint8:
+        x = x.float().div_(255)
+    if n is not None and n < len(y):
+        g = torch.Generator().manual_seed(seed)
+        idx = torch.randperm(len(y), generator=g)[:n]
+        x, y = x[idx.to(device)], y[idx.to(device)]
+        sel = f"first {n} of a permutation of {len(data[1])} given examples (seed {seed})"
+    else:
+        idx = torch.arange(len(y))
+        sel = f"all {len(y)} given examples"
+    return Points(x, y, idx, classes, dataset, split, sel, seed)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    was = model.training
+    model.eval()
+    try:
+        return torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+    finally:
+        model.train(was)
+
+
+def run_attack(target: Target, spec: AttackSpec, x: torch.Tensor, y: torch.Tensor, todo: torch.Tensor, *,
+               batch_size: int, seed: int, keep_adv: bool = False):
+    """Attacks the points flagged in ``todo``; returns (fooled over all points,
+    adversarial predictions, adversarial images or None). Untouched points keep
+    their clean image."""
+    runner = ATTACKS.get(spec.name)
+    torch.manual_seed(seed)  # same random starts whatever ran before
+    fooled = torch.zeros(len(y), dtype=torch.bool, device=y.device)
+    x_adv = x.clone() if keep_adv else None
+    adv_pred = torch.full_like(y, -1)
+    ids = todo.nonzero().squeeze(1)
+    if spec.name == "autoattack":  # AutoAttack batches internally and keeps its own bookkeeping
+        batch_size = max(batch_size, len(ids))
+    for i in range(0, len(ids), batch_size):
+        b = ids[i:i + batch_size]
+        res = runner(target.model, x[b], y[b], spec, seed=seed)
+        fooled[b] = res.fooled
+        adv_pred[b] = predict(target.model, res.x_adv, batch_size).argmax(1)
+        if keep_adv:
+            x_adv[b] = res.x_adv
+    return fooled, adv_pred, x_adv
+
+
+def _per_class(y: torch.Tensor, clean_ok: torch.Tensor, robust_ok: torch.Tensor, classes) -> dict:
+    out = {}
+    n_cls = max(len(classes), int(y.max().item()) + 1 if len(y) else 0)
+    for c in range(n_cls):
+        m = y == c
+        k = int(m.sum())
+        name = classes[c] if c < len(classes) else str(c)
+        out[name] = {
+            "n": k,
+            "clean_acc": float(clean_ok[m].float().mean()) if k else None,
+            "robust_acc": float(robust_ok[m].float().mean()) if k else None,
+        }
+    return out
+
+
+def _metrics(points: Points, clean_ok, robust_ok, seconds: float, attacked: int) -> dict:
+    n = len(points.y)
+    kc, kr = int(clean_ok.sum()), int(robust_ok.sum())
+    return {
+        "n": n,
+        "clean_correct": kc,
+        "clean_acc": kc / n,
+        "clean_ci95": list(wilson_interval(kc, n)),
+        "robust_correct": kr,
+        "robust_acc": kr / n,
+        "robust_ci95": list(wilson_interval(kr, n)),
+        "attacked": attacked,
+        "seconds": seconds,
+        "images_per_s": n / seconds if seconds > 0 else None,
+        "per_class": _per_class(points.y, clean_ok, robust_ok, points.classes),
+    }
+
+
+def expand_sweep(attacks: Sequence[AttackSpec], eps_list: Sequence[float] | None) -> list[AttackSpec]:
+    """Attack x eps, grouped by eps (so a cascade runs per radius)."""
+    if not eps_list:
+        return list(attacks)
+    return [a.with_eps(e) for e in eps_list for a in attacks]
+
+
+def evaluate(
+    model_or_checkpoint,
+    attacks: Sequence[AttackSpec],
+    data=None,
+    *,
+    n: int | None = 1000,
+    split: str = "test",
+    seed: int = 0,
+    batch_size: int = 256,
+    cascade: bool = False,
+    device: str | torch.device = "auto",
+    run_checks: bool = True,
+    check_convergence: bool = False,
+    data_root: str | None = None,
+    save_adv: str | Path | None = None,
+    log: Log | None = None,
+    name: str | None = None,
+) -> list[dict]:
+    """Evaluates one model or checkpoint; returns one record per (attack, eps) plus
+    a worst-case record per eps when the suite has several attacks."""
+    if not attacks:
+        raise RobustError("no attack given; use --attack fgsm|pgd|autoattack")
+    say = log or (lambda s: None)
+    dev = resolve_device(device) if isinstance(device, str) else device
+    target = resolve_target(model_or_checkpoint, dev, name)
+    model = target.model.eval()
+    points = select_points(data, n=n, split=split, seed=seed, device=dev, meta=target.meta, data_root=data_root)
+    x, y = points.x, points.y
+    std = find_std(model, x.shape[1])
+
+    t0 = time.perf_counter()
+    clean_logits = predict(model, x, batch_size)
+    clean_pred = clean_logits.argmax(1)
+    clean_ok = clean_pred == y
+    clean_seconds = time.perf_counter() - t0
+    say(f"{target.name}: clean accuracy {clean_ok.float().mean():.2%} (n={len(y)})")
+
+    model_findings: list[C.Finding] = []
+    if run_checks:
+        ok_idx = clean_ok.nonzero().squeeze(1)[:200]
+        torch.manual_seed(seed)
+        model_findings = C.model_checks(model, x[ok_idx], y[ok_idx], clean_logits[:256])
+
+    by_eps: dict[float, list[AttackSpec]] = {}
+    for spec in attacks:
+        by_eps.setdefault(spec.threat.eps, []).append(spec)
+
+    env = environment(dev, seed)
+    base = {
+        "kind": "eval",
+        "checkpoint": target.describe(),
+        "data": points.describe(),
+        "environment": env,
+        "cascade": cascade,
+    }
+    records: list[dict] = []
+    saved: dict[str, torch.Tensor] = {}
+    for eps, specs in by_eps.items():
+        robust_all = clean_ok.clone()  # worst case over this radius's suite
+        eps_records = []
+        for spec in specs:
+            todo = robust_all if cascade else clean_ok
+            t1 = time.perf_counter()
+            fooled, adv_pred, x_adv = run_attack(target, spec, x, y, todo, batch_size=batch_size, seed=seed,
+                                                 keep_adv=save_adv is not None)
+            seconds = time.perf_counter() - t1
+            robust_ok = todo & ~fooled
+            robust_all &= robust_ok
+            metrics = _metrics(points, clean_ok, robust_all.clone() if cascade else robust_ok, seconds, int(todo.sum()))
+            metrics["clean_seconds"] = clean_seconds
+            rec = dict(base)
+            rec["attack"] = {**spec.to_dict(), **spec.threat.describe(std), "cumulative": cascade and len(eps_records) > 0}
+            rec["checks"] = [f.to_dict() for f in model_findings]
+            rec["_flags"] = robust_ok  # popped before returning
+            eps_records.append(rec)
+            say(f"  {spec.label} @ {spec.threat.label(std)}: robust {metrics['robust_acc']:.2%} "
+                f"({seconds:.1f}s, {int(todo.sum())} points attacked)")
+            rec["metrics"] = metrics
+            if save_adv is not None:
+                key = f"{spec.label}@{eps:g}"
+                saved[f"{key}/x_adv"] = x_adv.cpu()
+                saved[f"{key}/adv_pred"] = adv_pred.cpu()
+                saved[f"{key}/fooled"] = fooled.cpu()
+        if run_checks and not cascade:
+            _pairwise_checks(eps_records, len(y))
+        if check_convergence:
+            _convergence_checks(target, eps_records, x, y, clean_ok, batch_size, seed)
+        if len(specs) > 1:
+            wc = dict(base)
+            wc["attack"] = {"name": "worst-case", "label": "worst-case", "members": [s.label for s in specs],
+                            **specs[0].threat.describe(std), "cumulative": True}
+            wc["metrics"] = _metrics(points, clean_ok, robust_all, sum(r["metrics"]["seconds"] for r in eps_records),
+                                     int(clean_ok.sum()))
+            wc["checks"] = [f.to_dict() for f in model_findings]
+            eps_records.append(wc)
+        records.extend(eps_records)
+
+    if run_checks:
+        _sweep_checks(records, len(y))
+    for r in records:
+        r.pop("_flags", None)
+    if save_adv is not None:
+        _save_adv(save_adv, points, clean_pred, saved, target)
+    return records
+
+
+def _pairwise_checks(eps_records: list[dict], n: int) -> None:
+    fg = [r for r in eps_records if r["attack"]["name"] == "fgsm"]
+    for r in eps_records:
+        if r["attack"]["name"] != "pgd":
+            continue
+        for f in fg:
+            finding = C.fgsm_stronger_than_pgd(f["metrics"]["robust_acc"], r["metrics"]["robust_acc"], n, r["attack"]["label"])
+            r["checks"] = r["checks"] + [finding.to_dict()]
+
+
+def _convergence_checks(target, eps_records, x, y, clean_ok, batch_size, seed) -> None:
+    from dataclasses import replace
+
+    for r in eps_records:
+        if r["attack"]["name"] != "pgd":
+            continue
+        spec = AttackSpec.from_dict({k: v for k, v in r["attack"].items() if k in AttackSpec.__dataclass_fields__})
+        doubled = replace(spec, k=2 * spec.k)
+        fooled, _, _ = run_attack(target, doubled, x, y, clean_ok, batch_size=batch_size, seed=seed)
+        acc2 = float((clean_ok & ~fooled).float().mean())
+        finding = C.pgd_converged(r["metrics"]["robust_acc"], acc2, len(y), spec.k, spec.label)
+        r["checks"] = r["checks"] + [finding.to_dict()]
+
+
+def _sweep_checks(records: list[dict], n: int) -> None:
+    groups: dict[str, list[dict]] = {}
+    for r in records:
+        groups.setdefault(r["attack"]["label"], []).append(r)
+    for label, rs in groups.items():
+        if len(rs) < 2 or len({r["attack"]["eps"] for r in rs}) < 2:
+            continue
+        sweep = [(r["attack"]["eps"], r["metrics"]["robust_acc"]) for r in rs]
+        finding = C.accuracy_rises_with_eps(sweep, n, label).to_dict()
+        for r in rs:
+            r["checks"] = r["checks"] + [finding]
+
+
+def _save_adv(path, points: Points, clean_pred, saved: dict, target: Target) -> None:
+    from .fileio import atomic_path
+
+    payload = {
+        "x_clean": points.x.cpu(),
+        "y": points.y.cpu(),
+        "clean_pred": clean_pred.cpu(),
+        "index": points.index.cpu(),
+        "split": points.split,
+        "dataset": points.dataset,
+        "checkpoint": target.path or target.name,
+        "classes": list(points.classes),
+        **saved,
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def summary_rows(records: list[dict]) -> list[dict]:
+    """Flat rows for printing: checkpoint, attack, eps in both spaces, accuracies."""
+    rows = []
+    for r in records:
+        a, m = r["attack"], r["metrics"]
+        rows.append({
+            "checkpoint": r["checkpoint"]["name"],
+            "attack": a["label"] + (" (cumulative)" if a.get("cumulative") else ""),
+            "norm": a.get("norm"),
+            "eps_normalized": a.get("eps_normalized"),
+            "eps_pixel": a.get("eps_pixel"),
+            "clean_acc": m["clean_acc"],
+            "robust_acc": m["robust_acc"],
+            "ci95": m["robust_ci95"],
+            "n": m["n"],
+            "seconds": m["seconds"],
+            "images_per_s": m["images_per_s"],
+            "warnings": [c["detail"] for c in r.get("checks", []) if not c["ok"]],
+        })
+    return rows
