@@ -178,8 +178,16 @@ def run_attack(target: Target, spec: AttackSpec, x: torch.Tensor, y: torch.Tenso
     """Attacks the points flagged in ``todo``; returns (fooled over all points,
     adversarial predictions, adversarial images or None). Untouched points keep
     their clean image."""
+    from .attacks.base import make_ball
+
     runner = ATTACKS.get(spec.name)
     torch.manual_seed(seed)  # same random starts whatever ran before
+    # every point's random start is drawn up front for the whole point set, so it does not
+    # depend on which other points are still being attacked (cascade == AND of standalone runs)
+    init = None
+    if (spec.name == "pgd" and spec.random_start) or (spec.name == "fgsm" and spec.fgsm_random_start):
+        ball = make_ball(target.model, x, spec.threat)
+        init = [ball.random(x.shape, x.device, x.dtype) for _ in range(spec.restarts if spec.name == "pgd" else 1)]
     fooled = torch.zeros(len(y), dtype=torch.bool, device=y.device)
     x_adv = x.clone() if keep_adv else None
     adv_pred = torch.full_like(y, -1)
@@ -188,7 +196,7 @@ def run_attack(target: Target, spec: AttackSpec, x: torch.Tensor, y: torch.Tenso
         batch_size = max(batch_size, len(ids))
     for i in range(0, len(ids), batch_size):
         b = ids[i:i + batch_size]
-        res = runner(target.model, x[b], y[b], spec, seed=seed)
+        res = runner(target.model, x[b], y[b], spec, seed=seed, init=[u[b] for u in init] if init else None)
         fooled[b] = res.fooled
         adv_pred[b] = predict(target.model, res.x_adv, batch_size).argmax(1)
         if keep_adv:

@@ -154,8 +154,8 @@ class Ball:
 
     def random(self, shape: torch.Size, device, dtype=torch.float32) -> torch.Tensor:
         eps = self.threat.eps
-        if self.threat.norm == "linf":
-            return (torch.rand(shape, device=device, dtype=dtype) * 2 - 1) * eps
+        if self.threat.norm == "linf":  # drawn as torchattacks does, so equal seeds give equal starts
+            return torch.empty(shape, device=device, dtype=dtype).uniform_(-eps, eps)
         # uniform in the L2 ball: direction from a Gaussian, radius ~ U^(1/d)
         g = torch.randn(shape, device=device, dtype=dtype)
         d = g[0].numel()

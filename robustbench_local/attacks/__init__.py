@@ -13,20 +13,21 @@ ATTACKS: Registry = Registry("attack")
 
 
 @ATTACKS.register("fgsm")
-def _run_fgsm(model, x, y, spec, *, seed=0, std=None):
-    return fgsm(model, x, y, spec.threat, random_start=spec.fgsm_random_start, std=std)
+def _run_fgsm(model, x, y, spec, *, seed=0, std=None, init=None):
+    return fgsm(model, x, y, spec.threat, random_start=spec.fgsm_random_start, std=std,
+                init=init[0] if init is not None else None)
 
 
 @ATTACKS.register("pgd")
-def _run_pgd(model, x, y, spec, *, seed=0, std=None):
+def _run_pgd(model, x, y, spec, *, seed=0, std=None, init=None):
     return pgd(
         model, x, y, spec.threat, k=spec.k, random_start=spec.random_start, restarts=spec.restarts,
-        loss=spec.loss, targeted=spec.targeted, std=std,
+        loss=spec.loss, targeted=spec.targeted, std=std, init=init,
     )
 
 
 @ATTACKS.register("autoattack")
-def _run_autoattack(model, x, y, spec, *, seed=0, std=None):
+def _run_autoattack(model, x, y, spec, *, seed=0, std=None, init=None):  # AutoAttack draws its own starts
     return autoattack(model, x, y, spec.threat, version=spec.version, seed=seed, std=std)
 
 

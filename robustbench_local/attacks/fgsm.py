@@ -21,6 +21,7 @@ def fgsm(
     random_start: bool = False,
     step_size: float | None = None,
     std=None,
+    init: torch.Tensor | None = None,
 ) -> AttackResult:
     check_inputs(x, y)
     if step_size is None:
@@ -30,5 +31,6 @@ def fgsm(
         x_adv, fooled = run_pgd(
             model, x, ball, steps=1, step_size=step_size, random_start=random_start,
             loss_fn=ce_loss, aux=(y,), labels=y, early_stop=False,
+            init=init if random_start else None,
         )
     return AttackResult(x_adv, fooled)

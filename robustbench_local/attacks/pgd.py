@@ -120,10 +120,13 @@ def pgd(
     early_stop: bool = True,
     step_size: float | None = None,
     std=None,
+    init: Sequence[torch.Tensor] | None = None,
 ) -> AttackResult:
     """PGD-k in ``threat``'s norm and eps space, judged per example over every
     iterate and every restart. ``std`` overrides the model's own normalization std
-    (needed only for a model without a Normalize layer and normalized-space eps)."""
+    (needed only for a model without a Normalize layer and normalized-space eps).
+    ``init`` optionally gives each restart's attack-space start, one tensor shaped
+    like x per restart, so that a point's start does not depend on its batch."""
     check_inputs(x, y)
     if k < 1:
         raise ValueError(f"PGD needs k >= 1 steps, got {k}")
@@ -139,13 +142,14 @@ def pgd(
         loss_fn, aux = _loss_setup(model, x, y, loss, targeted)
         x_best = x.detach().clone()
         fooled = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
-        for _ in range(restarts):
+        for r in range(restarts):
             todo = (~fooled).nonzero().squeeze(1)
             if todo.numel() == 0:
                 break
             xa, fa = run_pgd(
                 model, x[todo], ball, steps=k, step_size=step, random_start=random_start,
                 loss_fn=loss_fn, aux=[a[todo] for a in aux], labels=y[todo], early_stop=early_stop,
+                init=init[r][todo] if init is not None and random_start else None,
             )
             x_best[todo] = xa  # fooling iterate, or this restart's last one
             fooled[todo] = fa
