@@ -1,0 +1,55 @@
+"""`robust report`: tables and figures from the results store."""
+from __future__ import annotations
+
+import click
+
+from .tables import console
+
+
+@click.command("report")
+@click.option("--results", "results_dir", type=click.Path(file_okay=False), default="results", show_default=True,
+              help="Results folder to read; records are in DIR/records/.")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Folder for REPORT.md, report.csv, report.html and figures/ [default: the --results folder].")
+@click.option("--dataset", multiple=True, help="Only these datasets (glob allowed, e.g. cifar*); repeat for several.")
+@click.option("--attack", multiple=True,
+              help="Only these attacks, by name or column label: fgsm, pgd, PGD-20, 'PGD-*', autoattack, worst-case; "
+                   "repeat for several. Clean accuracy is always shown.")
+@click.option("--checkpoint", multiple=True, metavar="GLOB",
+              help="Only checkpoints whose name or path matches GLOB (e.g. 'runs/*pgd*'); repeat for several.")
+@click.option("--skip-bad/--no-skip-bad", default=False, show_default=True,
+              help="Skip corrupt records with a warning instead of stopping with an error naming the file.")
+def command(results_dir, out, dataset, attack, checkpoint, skip_bad):
+    """Write REPORT.md, report.csv, a self-contained report.html and PNG figures
+    from the records in the results store (and nothing else).
+
+    \b
+      robust report
+      robust report --attack pgd --attack autoattack --out /tmp/report
+      robust report --checkpoint 'runs/*pgd*' --dataset cifar10
+    """
+    from ..report import build_report
+
+    con = console()
+
+    def say(msg: str, style: str | None = None) -> None:
+        # plain text (paths and intervals hold brackets), file names whole on one line
+        con.print(msg, style=style, markup=False, soft_wrap=True)
+
+    def warn(msg: str) -> None:
+        say(f"warning: {msg}", style="yellow")
+
+    report = build_report(results_dir, dataset=dataset, attack=attack, checkpoint=checkpoint, skip_bad=skip_bad,
+                          warn=warn)
+    target = out if out is not None else results_dir
+    paths = report.write(target)
+    d = report.data
+    say(f"{len(d.evals)} evaluation and {len(d.trains)} training record(s)"
+            + (f"; {len(d.superseded)} older repeat(s) superseded by newer records" if d.superseded else ""))
+    for t in report.comparison.tables[:1]:
+        say(f"headline: {t.title}")
+    n_warn = sum(report.comparison.warning)
+    if n_warn:
+        warn(f"{n_warn} failed sanity check(s); see the ⚠ notes in REPORT.md")
+    say(f"wrote {len(paths)} file(s) to {target}: REPORT.md, report.csv, report.html, "
+            f"{len(report.figures)} figure(s) in figures/")

@@ -1,0 +1,368 @@
+"""Read the ResultsStore into flat rows for the report: one row per evaluation
+record (newest wins among repeats), training runs with their histories, and the
+filters of `robust report`.
+
+Everything here is plain Python and pandas; nothing touches a model."""
+from __future__ import annotations
+
+import fnmatch
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import pandas as pd
+
+from ..errors import RobustError
+from ..results import ResultsStore
+
+# Checks that concern the model as a whole (run once per checkpoint and copied
+# into every record): the report shows them beside the checkpoint, not a cell.
+MODEL_CHECKS = ("outputs_are_logits", "deterministic", "input_gradients", "no_collapse_at_large_eps")
+
+# What makes two evaluation records repeats of one measurement.
+DEDUP_KEY = ("ckpt_key", "attack", "attack_members", "cumulative", "norm", "eps_normalized", "eps_pixel",
+             "split", "n", "indices_sha256")
+
+
+@dataclass
+class TrainRun:
+    """One training record, reduced to what the report shows."""
+
+    name: str
+    record: str
+    created: str
+    dataset: str | None
+    arch: str | None
+    method: str | None
+    adv: str | None
+    minutes: float | None
+    epochs: int | None
+    sha256s: frozenset[str]
+    paths: frozenset[str]
+    history: list[dict]
+
+
+@dataclass
+class ReportData:
+    evals: pd.DataFrame  # one row per kept evaluation record (columns: see _eval_row)
+    per_class: dict[str, dict]  # record file name -> per_class metrics
+    trains: list[TrainRun]
+    superseded: list[tuple[str, str]] = field(default_factory=list)  # (older record, newer record kept)
+    skipped: list[str] = field(default_factory=list)  # warnings about records that were left out
+    newest_created: str = ""
+    filters: dict = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- small helpers
+
+
+def _get(d, *keys, default=None):
+    cur = d
+    for k in keys:
+        if not isinstance(cur, dict) or k not in cur:
+            return default
+        cur = cur[k]
+    return cur
+
+
+def eps_value(v):
+    """A radius as stored in a row: a float, or a ';'-joined string for per-channel
+    radii (a ball in one space that is an ellipsoid/box of different sides in the other)."""
+    if v is None:
+        return math.nan
+    if isinstance(v, (list, tuple)):
+        vals = [float(x) for x in v]
+        if len({round(x, 12) for x in vals}) == 1:
+            return vals[0]
+        return ";".join(repr(x) for x in vals)
+    return float(v)
+
+
+def eps_first(v) -> float:
+    """A sortable number for a radius (the first channel of a per-channel one)."""
+    if isinstance(v, str):
+        return float(v.split(";")[0])
+    return float(v)
+
+
+def fmt_eps(v, digits: int = 4) -> str:
+    if isinstance(v, str):
+        return "[" + ", ".join(f"{float(x):.{digits}g}" for x in v.split(";")) + "]"
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    return f"{v:.{digits}g}"
+
+
+def fmt_eps_255(pixel) -> str:
+    if isinstance(pixel, str):
+        return "[" + ", ".join(f"{float(x) * 255:.3g}" for x in pixel.split(";")) + "]/255"
+    return f"{pixel * 255:.3g}/255"
+
+
+def threat_label(norm: str, eps_normalized, eps_pixel) -> str:
+    """'L-inf eps 0.0313 normalized = 0.0157 pixel (3.99/255)'."""
+    n = {"linf": "L-inf", "l2": "L2"}.get(str(norm), str(norm))
+    return f"{n} eps {fmt_eps(eps_normalized)} normalized = {fmt_eps(eps_pixel)} pixel ({fmt_eps_255(eps_pixel)})"
+
+
+def _train_eps(ckpt: dict) -> tuple[object, object]:
+    """The adversarial-training radius of a checkpoint in (normalized, pixel) space,
+    from whatever the checkpoint metadata recorded."""
+    adv = ckpt.get("adv")
+    if not adv or adv == "none":
+        return math.nan, math.nan
+    threat = ckpt.get("train_threat") or {}
+    kw = ckpt.get("adv_kwargs") or {}
+    if isinstance(threat, dict) and "eps_normalized" in threat and "eps_pixel" in threat:
+        return eps_value(threat["eps_normalized"]), eps_value(threat["eps_pixel"])
+    src = threat if isinstance(threat, dict) and "eps" in threat else kw
+    if "eps" not in src:
+        return math.nan, math.nan
+    eps = float(src["eps"])
+    space = src.get("space") or src.get("eps_space") or "normalized"
+    std = ckpt.get("std")
+    if not std:
+        return (eps, math.nan) if space == "normalized" else (math.nan, eps)
+    std = [float(s) for s in (std if isinstance(std, (list, tuple)) else [std])]
+    if space == "normalized":
+        return eps, eps_value([eps * s for s in std])
+    return eps_value([eps / s for s in std]), eps
+
+
+def _created(rec: dict) -> str:
+    return str(rec.get("created") or "")
+
+
+# ----------------------------------------------------------------------------- records -> rows
+
+
+def _eval_row(rec: dict) -> dict:
+    ck = rec.get("checkpoint") or {}
+    data = rec.get("data") or {}
+    att = rec.get("attack") or {}
+    m = rec.get("metrics") or {}
+    name = ck.get("name") or ck.get("path") or "?"
+    sha = ck.get("sha256")
+    path = ck.get("path")
+    t_norm, t_pix = _train_eps(ck)
+    clean_ci = m.get("clean_ci95") or [math.nan, math.nan]
+    rob_ci = m.get("robust_ci95") or [math.nan, math.nan]
+    model_warn, cell_warn = [], []
+    for c in rec.get("checks") or []:
+        if isinstance(c, dict) and c.get("ok") is False:
+            (model_warn if c.get("name") in MODEL_CHECKS else cell_warn).append(str(c.get("detail") or c.get("name")))
+    members = att.get("members")
+    return {
+        "checkpoint": str(name),
+        "ckpt_key": str(sha or path or name),
+        "checkpoint_path": path,
+        "checkpoint_sha256": sha,
+        "dataset": ck.get("dataset") or data.get("dataset"),
+        "arch": ck.get("arch"),
+        "method": ck.get("method"),
+        "adv": ck.get("adv") if ck.get("adv") not in (None, "") else "none",
+        "train_eps_normalized": t_norm,
+        "train_eps_pixel": t_pix,
+        "attack": att.get("label") or att.get("name") or "?",
+        "attack_name": att.get("name") or att.get("label") or "?",
+        "attack_members": "+".join(members) if members else None,
+        "cumulative": bool(att.get("cumulative", False)),
+        "norm": att.get("norm"),
+        "eps_space": att.get("space"),
+        "eps_normalized": eps_value(att.get("eps_normalized")),
+        "eps_pixel": eps_value(att.get("eps_pixel")),
+        "step_normalized": eps_value(att.get("step_normalized")),
+        "step_pixel": eps_value(att.get("step_pixel")),
+        "k": att.get("k"),
+        "restarts": att.get("restarts"),
+        "split": data.get("split"),
+        "n": int(m.get("n", data.get("n", 0)) or 0),
+        "selection": data.get("selection"),
+        "data_seed": data.get("seed"),
+        "indices_sha256": data.get("indices_sha256"),
+        "clean_acc": float(m.get("clean_acc", math.nan)),
+        "clean_lo": float(clean_ci[0]),
+        "clean_hi": float(clean_ci[1]),
+        "robust_acc": float(m.get("robust_acc", math.nan)),
+        "robust_lo": float(rob_ci[0]),
+        "robust_hi": float(rob_ci[1]),
+        "eval_seconds": float(m["seconds"]) if m.get("seconds") is not None else math.nan,
+        "clean_seconds": float(m["clean_seconds"]) if m.get("clean_seconds") is not None else math.nan,
+        "model_warnings": " | ".join(dict.fromkeys(model_warn)) or None,
+        "warnings": " | ".join(dict.fromkeys(cell_warn)) or None,
+        "created": _created(rec),
+        "record": Path(rec.get("_path", "?")).name,
+    }
+
+
+def robust_key(history: list[dict]) -> str | None:
+    """The validation robust-accuracy column of a history (val_robust_acc, or any
+    val_* column naming robust accuracy)."""
+    keys = [k for h in history for k in h]
+    if "val_robust_acc" in keys:
+        return "val_robust_acc"
+    cands = sorted({k for k in keys if k.startswith("val_") and "rob" in k and "acc" in k})
+    return cands[0] if cands else None
+
+
+def _train_run(rec: dict) -> TrainRun:
+    """Tolerant of missing keys: a record from robust train holds checkpoint{path,
+    sha256, last_path, last_sha256, out_dir, ...}, spec, data, history, minutes."""
+    spec = rec.get("spec") if isinstance(rec.get("spec"), dict) else {}
+    ck = rec.get("checkpoint") if isinstance(rec.get("checkpoint"), dict) else {}
+    shas = {v for v in (ck.get("sha256"), ck.get("last_sha256")) if isinstance(v, str)}
+    paths = {v for v in (ck.get("path"), ck.get("last_path")) if isinstance(v, str)}
+    minutes = rec.get("minutes", _get(rec, "metrics", "minutes"))
+    if minutes is None:
+        secs = rec.get("seconds")
+        secs = secs.get("total") if isinstance(secs, dict) else secs
+        minutes = secs / 60 if isinstance(secs, (int, float)) else None
+    history = [h for h in (rec.get("history") or []) if isinstance(h, dict)]
+    name = (ck.get("out_dir") or spec.get("out") or (Path(sorted(paths)[0]).parent.as_posix() if paths else None)
+            or Path(rec.get("_path", "train")).stem)
+    ds = _get(rec, "data", "dataset") or _get(spec, "data", "dataset")
+    if isinstance(ds, dict):
+        ds = ds.get("name")
+    epochs = rec.get("epochs_run") or len(history) or spec.get("epochs")
+    return TrainRun(
+        name=Path(str(name)).name,
+        record=Path(rec.get("_path", "?")).name,
+        created=_created(rec),
+        dataset=ds,
+        arch=ck.get("arch") or _get(spec, "model", "arch"),
+        method=ck.get("method") or spec.get("method"),
+        adv=ck.get("adv") or spec.get("adv"),
+        minutes=float(minutes) if isinstance(minutes, (int, float)) else None,
+        epochs=int(epochs) if isinstance(epochs, (int, float)) else None,
+        sha256s=frozenset(shas),
+        paths=frozenset(paths),
+        history=history,
+    )
+
+
+def _path_tail(p: str, parts: int = 2) -> tuple[str, ...]:
+    return tuple(Path(str(p)).as_posix().split("/")[-parts:])
+
+
+def match_train(row: dict | pd.Series, trains: list[TrainRun]) -> TrainRun | None:
+    """The newest training run that wrote this checkpoint: by sha256, else by the
+    checkpoint's path (its last two components, so relative and absolute agree)."""
+    sha = row.get("checkpoint_sha256")
+    path = row.get("checkpoint_path")
+    hits = [t for t in trains if isinstance(sha, str) and sha in t.sha256s]
+    if not hits and isinstance(path, str):
+        tail = _path_tail(path)
+        hits = [t for t in trains if any(_path_tail(p) == tail for p in t.paths)]
+    return max(hits, key=lambda t: (t.created, t.record)) if hits else None
+
+
+# ----------------------------------------------------------------------------- filters
+
+
+def _glob_any(pattern: str, values: Iterable) -> bool:
+    return any(isinstance(v, str) and (fnmatch.fnmatchcase(v, pattern) or fnmatch.fnmatchcase(Path(v).as_posix(), pattern))
+               for v in values)
+
+
+def _attack_matches(row: dict, wanted: tuple[str, ...]) -> bool:
+    label, name = str(row["attack"]).lower(), str(row["attack_name"]).lower()
+    return any(w.lower() in (label, name) or fnmatch.fnmatchcase(label, w.lower()) for w in wanted)
+
+
+def _dataset_matches(value, wanted: tuple[str, ...]) -> bool:
+    return isinstance(value, str) and any(fnmatch.fnmatchcase(value.lower(), w.lower()) for w in wanted)
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def load_report_data(
+    results: str | Path = "results",
+    *,
+    dataset: Iterable[str] = (),
+    attack: Iterable[str] = (),
+    checkpoint: Iterable[str] = (),
+    skip_bad: bool = False,
+    warn: Callable[[str], None] | None = None,
+) -> ReportData:
+    """Loads, filters and deduplicates the store. Filters: dataset names (globs
+    allowed), attack names or labels (e.g. pgd, PGD-20, 'PGD-*', worst-case) and
+    checkpoint globs matched against the checkpoint's name and path."""
+    dataset, attack, checkpoint = tuple(dataset), tuple(attack), tuple(checkpoint)
+    skipped: list[str] = []
+
+    def note(msg: str) -> None:
+        skipped.append(msg)
+        if warn:
+            warn(msg)
+
+    records = ResultsStore(results).load(skip_bad=skip_bad, warn=note)
+    evals = [r for r in records if r.get("kind") == "eval"]
+    trains = [_train_run(r) for r in records if r.get("kind") == "train"]
+
+    rows, per_class = [], {}
+    for rec in evals:
+        try:
+            row = _eval_row(rec)
+        except (TypeError, ValueError, KeyError, AttributeError) as e:
+            msg = f"corrupt record {rec.get('_path')}: {type(e).__name__}: {e}"
+            if not skip_bad:
+                raise RobustError(msg + " (fix or delete it, or pass --skip-bad)") from None
+            note(msg + "; skipped")
+            continue
+        if dataset and not _dataset_matches(row["dataset"], dataset):
+            continue
+        if attack and not _attack_matches(row, attack):
+            continue
+        if checkpoint and not _glob_any_ckpt(row, checkpoint):
+            continue
+        rows.append(row)
+        per_class[row["record"]] = (rec.get("metrics") or {}).get("per_class") or {}
+
+    if dataset:
+        trains = [t for t in trains if _dataset_matches(t.dataset, dataset)]
+    if checkpoint:
+        trains = [t for t in trains if any(_glob_any(p, [t.name, *t.paths]) for p in checkpoint)]
+    filters = {"dataset": dataset, "attack": attack, "checkpoint": checkpoint}
+    if not rows and not trains:
+        active = ", ".join(f"--{k} {' '.join(v)}" for k, v in filters.items() if v)
+        raise RobustError(f"no records in {Path(results) / 'records'} match {active}" if active
+                          else f"no evaluation or training records in {Path(results) / 'records'}")
+
+    df = pd.DataFrame(rows, columns=list(_eval_row_columns()))
+    df, superseded = _newest_only(df)
+    for old, new in superseded:
+        per_class.pop(old, None)
+    created = [c for c in list(df["created"]) + [t.created for t in trains] if c]
+    return ReportData(
+        evals=df,
+        per_class=per_class,
+        trains=sorted(trains, key=lambda t: (t.name, t.created, t.record)),
+        superseded=superseded,
+        skipped=skipped,
+        newest_created=max(created) if created else "",
+        filters=filters,
+    )
+
+
+def _glob_any_ckpt(row: dict, patterns: tuple[str, ...]) -> bool:
+    return any(_glob_any(p, [row["checkpoint"], row["checkpoint_path"]]) for p in patterns)
+
+
+def _eval_row_columns() -> list[str]:
+    return list(_eval_row({"_path": "x.json"}).keys())
+
+
+def _newest_only(df: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
+    """Among repeats of one measurement keep the newest record (by its created
+    time, then file name); returns the kept rows and (dropped, kept) pairs."""
+    if df.empty:
+        return df.reset_index(drop=True), []
+    df = df.sort_values(["created", "record"], kind="stable").reset_index(drop=True)
+    key = pd.Series(["\x1f".join(repr(v) for v in t) for t in df[list(DEDUP_KEY)].itertuples(index=False)],
+                    index=df.index)
+    keep = ~key.duplicated(keep="last")
+    kept_by_key = dict(zip(key[keep], df.loc[keep, "record"]))
+    superseded = sorted((r, kept_by_key[k]) for r, k in zip(df.loc[~keep, "record"], key[~keep]))
+    return df[keep].reset_index(drop=True), superseded

@@ -1,0 +1,112 @@
+"""REPORT.md: the comparison tables with their warnings, the figures and the
+bookkeeping (filters, superseded and skipped records), in GitHub markdown."""
+from __future__ import annotations
+
+import math
+
+from .load import ReportData, TrainRun, robust_key
+from .plots import ReportFigure
+from .tables import Comparison, markdown_table, table_notes
+
+EXPLAIN = (
+    "Each cell: accuracy in % with its 95% Wilson interval [low, high] and n, the number of test points. "
+    "eps is stated in both spaces: normalized (measured after the model's (x - mean) / std, the seeds' convention) "
+    "and pixel (on [0,1] images, RobustBench's convention; also as k/255). worst-case is the per-example worst case "
+    "over the attacks run together at that eps. ⚠ marks a failed sanity check and † a note, both explained under "
+    "the table. "
+    "train min: training minutes from the matching training record; eval s: seconds of the clean pass and the "
+    "attacks in that row."
+)
+
+
+def header_lines(data: ReportData) -> list[str]:
+    n_eval, n_train = len(data.evals), len(data.trains)
+    lines = [f"Generated from {n_eval} evaluation record(s) and {n_train} training record(s), "
+             f"created up to {data.newest_created or 'an unknown time'}."]
+    active = [f"--{k} {', '.join(v)}" for k, v in data.filters.items() if v]
+    if active:
+        lines.append("Filters: " + "; ".join(active) + ".")
+    return lines
+
+
+def _best(history: list[dict], *keys: str):
+    vals = [h[k] for h in history for k in keys if isinstance(h.get(k), (int, float)) and not isinstance(h.get(k), bool)]
+    return max(vals) if vals else None
+
+
+def _last(history: list[dict], *keys: str):
+    for h in reversed(history):
+        for k in keys:
+            if isinstance(h.get(k), (int, float)) and not isinstance(h.get(k), bool):
+                return h[k]
+    return None
+
+
+def training_rows(trains: list[TrainRun]) -> list[list[str]]:
+    def pct(v):
+        return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}"
+
+    rows = []
+    for t in trains:
+        rows.append([t.name, t.dataset or "-", t.arch or "-", t.method or "-", t.adv or "none",
+                     "-" if t.epochs is None else str(t.epochs), "-" if t.minutes is None else f"{t.minutes:.1f}",
+                     pct(_best(t.history, "val_acc")), pct(_last(t.history, robust_key(t.history) or "val_robust_acc")),
+                     t.record])
+    return rows
+
+
+TRAIN_HEAD = ["run", "dataset", "model", "method", "adversarial", "epochs", "minutes", "best val acc %",
+              "last val robust acc %", "record"]
+
+
+def _md_row(vals) -> str:
+    return "| " + " | ".join(str(v).replace("|", "\\|") for v in vals) + " |"
+
+
+def render_markdown(data: ReportData, comp: Comparison, figures: list[ReportFigure], fig_dir: str = "figures") -> str:
+    out = ["# Robustness report", ""]
+    out += header_lines(data) + ["", EXPLAIN, ""]
+    for i, t in enumerate(comp.tables):
+        if i == 0:
+            out += [f"## Comparison at {t.title}", ""]
+        else:
+            if i == 1:
+                out += ["## Other radii", ""]
+            out += [f"### {t.title}", ""]
+        out += [markdown_table(t, comp), ""]
+        notes = table_notes(t)
+        if notes:
+            out += [f"- {comp.marker(j)}: {comp.notes[j - 1]}" for j in notes] + [""]
+    if not comp.tables:
+        out += ["No evaluation records match; only training records are shown.", ""]
+
+    curves = [f for f in figures if f.name.startswith("eps-curves")]
+    if curves:
+        out += ["## Accuracy vs eps", "",
+                "One line per checkpoint and attack; eps 0 is clean accuracy; error bars are 95% intervals. "
+                "The bottom axis is in normalized space, the top axis in pixel space.", ""]
+        out += [f"![{f.title}]({fig_dir}/{f.name})" for f in curves] + [""]
+
+    out += ["## Training", ""]
+    if data.trains:
+        out += [_md_row(TRAIN_HEAD), _md_row(["---"] * 5 + ["---:"] * 4 + ["---"])]
+        out += [_md_row(r) for r in training_rows(data.trains)] + [""]
+        out += [f"![{f.title}]({fig_dir}/{f.name})" for f in figures if f.name.startswith("training")] + [""]
+    else:
+        out += ["No training records match.", ""]
+
+    heat = [f for f in figures if f.name.startswith("per-class")]
+    if heat:
+        out += ["## Per-class accuracy", "",
+                "Rows: checkpoint · attack at the radius of the first table holding that dataset; 'clean' rows "
+                "are clean accuracy. Columns: classes.", ""]
+        out += [f"![{f.title}]({fig_dir}/{f.name})" for f in heat] + [""]
+
+    if data.superseded or data.skipped:
+        out += ["## Records left out", ""]
+        out += [f"- `{old}` is superseded by the newer `{new}` (same checkpoint, attack, eps, n and test points); "
+                "the newer one is used." for old, new in data.superseded]
+        out += [f"- {s}" for s in data.skipped]
+        out += [""]
+    out += ["All numbers, with full precision, are in [report.csv](report.csv).", ""]
+    return "\n".join(out)

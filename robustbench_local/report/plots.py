@@ -1,0 +1,253 @@
+"""Report figures as PNG bytes: accuracy against eps (both spaces on the axes),
+training curves and per-class accuracy heatmaps.
+
+Figures are drawn on matplotlib's Agg canvas without pyplot (no global state,
+no display needed) and saved without the 'Software' stamp, so the same records
+give byte-identical PNGs."""
+from __future__ import annotations
+
+import io
+import math
+import re
+from dataclasses import dataclass
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from .load import ReportData, TrainRun, eps_first, robust_key
+from .tables import Comparison, attack_order, column_name
+
+DPI = 110
+RC = {
+    "svg.hashsalt": "robustbench_local",
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "figure.facecolor": "white",
+}
+STYLES = ["-", "--", ":", "-."]
+MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
+
+
+@dataclass
+class ReportFigure:
+    name: str  # file name under figures/
+    title: str
+    png: bytes
+
+
+def png_bytes(fig: Figure) -> bytes:
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None}, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", str(text)).strip("_") or "x"
+
+
+def _colors(n: int):
+    cmap = matplotlib.colormaps["tab10" if n <= 10 else "tab20"]
+    return [cmap(i % cmap.N) for i in range(n)]
+
+
+# ----------------------------------------------------------------------------- accuracy vs eps
+
+
+def _ratio(row) -> str:
+    """How a checkpoint's normalized eps maps to pixels (its std), as a group key."""
+    n, p = row["eps_normalized"], row["eps_pixel"]
+    if isinstance(n, str) or isinstance(p, str):
+        return "per-channel"
+    return f"{p / n:.6g}" if n else "?"
+
+
+def eps_curves(data: ReportData) -> list[ReportFigure]:
+    """One figure per (dataset, norm, normalization): a line per checkpoint and
+    attack through its eps values, anchored at eps 0 by clean accuracy, with 95%
+    intervals as error bars."""
+    df = data.evals
+    if df.empty:
+        return []
+    df = df.assign(_col=df.apply(column_name, axis=1), _ratio=df.apply(_ratio, axis=1))
+    out = []
+    for (dataset, norm, ratio), g in sorted(df.groupby(["dataset", "norm", "_ratio"], dropna=False, sort=False),
+                                            key=lambda kv: tuple(str(k) for k in kv[0])):
+        with matplotlib.rc_context(RC):
+            out.append(_eps_figure(str(dataset), str(norm), ratio, g))
+    return out
+
+
+def _eps_figure(dataset: str, norm: str, ratio: str, g: pd.DataFrame) -> ReportFigure:
+    use_pixel = g["eps_normalized"].map(lambda v: isinstance(v, str)).any()
+    xcol = "eps_pixel" if use_pixel else "eps_normalized"
+    fig = Figure(figsize=(7.5, 4.2))
+    ax = fig.add_subplot(1, 1, 1)
+    ckpts = sorted(set(g["checkpoint"]))
+    attacks = sorted(set(g["_col"]), key=attack_order)
+    colors = dict(zip(ckpts, _colors(len(ckpts))))
+    for ckpt in ckpts:
+        for ai, att in enumerate(attacks):
+            line = g[(g["checkpoint"] == ckpt) & (g["_col"] == att)]
+            if line.empty:
+                continue
+            pts = []
+            for e, eg in line.groupby(line[xcol].map(eps_first), sort=True):
+                r = eg.sort_values(["n", "created", "record"], kind="stable").iloc[-1]
+                pts.append((e, r["robust_acc"], r["robust_lo"], r["robust_hi"]))
+            ref = line.sort_values(["n", "created", "record"], kind="stable").iloc[-1]
+            pts.insert(0, (0.0, ref["clean_acc"], ref["clean_lo"], ref["clean_hi"]))
+            x, acc, lo, hi = (np.array(v, dtype=float) for v in zip(*pts))
+            ax.errorbar(x, 100 * acc, yerr=[100 * (acc - lo), 100 * (hi - acc)], color=colors[ckpt],
+                        linestyle=STYLES[ai % len(STYLES)], marker=MARKERS[ai % len(MARKERS)], markersize=4,
+                        capsize=2.5, linewidth=1.3, label=f"{ckpt} · {att}")
+    ax.set_ylim(0, 100)
+    ax.set_xlim(left=0)
+    ax.set_ylabel("accuracy (%), 95% interval")
+    space = "pixel space ([0,1] images)" if use_pixel else "normalized space ((x - mean) / std)"
+    ax.set_xlabel(f"{norm} eps, {space}; eps 0 = clean accuracy")
+    if ratio not in ("per-channel", "?"):
+        f = float(ratio)
+        if use_pixel:
+            top = ax.secondary_xaxis("top", functions=(lambda e, f=f: e / f, lambda z, f=f: z * f))
+            top.set_xlabel("eps, normalized space")
+        else:
+            top = ax.secondary_xaxis("top", functions=(lambda e, f=f: e * f * 255, lambda p, f=f: p / (f * 255)))
+            top.set_xlabel(f"eps, pixel space (x 1/255; pixel = normalized x {f:.4g})")
+    else:
+        ax.set_title("per-channel std: the pixel-space radius differs per channel (see report.csv)", fontsize=8)
+    fig.suptitle(f"{dataset}: accuracy vs {norm} eps", fontsize=10, y=1.06)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)
+    name = f"eps-curves-{slug(dataset)}-{slug(norm)}" + ("" if ratio in ("per-channel", "?") else f"-px{slug(ratio)}")
+    return ReportFigure(name + ".png", f"{dataset}: accuracy vs {norm} eps", png_bytes(fig))
+
+
+# ----------------------------------------------------------------------------- training curves
+
+
+def _series(history: list[dict], key: str) -> tuple[np.ndarray, np.ndarray] | None:
+    pts = [(h.get("epoch", i + 1), h[key]) for i, h in enumerate(history)
+           if isinstance(h.get(key), (int, float)) and not isinstance(h.get(key), bool) and math.isfinite(h[key])]
+    if not pts:
+        return None
+    e, v = zip(*pts)
+    return np.array(e, dtype=float), np.array(v, dtype=float)
+
+
+def training_curves(trains: list[TrainRun]) -> list[ReportFigure]:
+    runs = [t for t in trains if t.history]
+    if not runs:
+        return []
+    with matplotlib.rc_context(RC):
+        fig = Figure(figsize=(11, 3.4))
+        axes = [fig.add_subplot(1, 3, i + 1) for i in range(3)]
+        colors = _colors(len(runs))
+        panels = [
+            ("loss", [("train_loss", "-", "train"), ("val_loss", "--", "val")], 1.0),
+            ("clean accuracy (%)", [("train_acc", "-", "train"), ("val_acc", "--", "val")], 100.0),
+            ("validation robust accuracy (%)", [("val_robust_acc", "-", "val robust")], 100.0),
+        ]
+        for ax, (title, keys, scale) in zip(axes, panels):
+            drawn = False
+            for color, t in zip(colors, runs):
+                for key, style, what in keys:
+                    if key == "val_robust_acc":
+                        key = robust_key(t.history) or key
+                    s = _series(t.history, key)
+                    if s is None:
+                        continue
+                    ax.plot(s[0], scale * s[1], color=color, linestyle=style, marker="o", markersize=3,
+                            linewidth=1.2, label=f"{t.name} ({what})")
+                    drawn = True
+            ax.set_title(title)
+            ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            if not drawn:
+                ax.text(0.5, 0.5, "not recorded", ha="center", va="center", transform=ax.transAxes, color="grey")
+        handles, labels = [], []
+        for ax in axes:
+            for h, lab in zip(*ax.get_legend_handles_labels()):
+                if lab not in labels:
+                    handles.append(h)
+                    labels.append(lab)
+        fig.legend(handles, labels, loc="lower center", ncol=min(4, max(1, len(labels))), fontsize=7, frameon=False,
+                   bbox_to_anchor=(0.5, -0.02 - 0.045 * math.ceil(len(labels) / 4)))
+        fig.suptitle("training curves (solid: train, dashed: validation)", fontsize=10)
+        return [ReportFigure("training-curves.png", "training curves", png_bytes(fig))]
+
+
+# ----------------------------------------------------------------------------- per-class heatmaps
+
+
+def _class_order(names) -> list[str]:
+    names = list(names)
+    if all(str(n).isdigit() for n in names):
+        return sorted(names, key=int)
+    return names
+
+
+def per_class_heatmaps(data: ReportData, comp: Comparison) -> list[ReportFigure]:
+    """Per dataset, the first (headline-most) table holding its checkpoints: a row
+    per checkpoint and column (clean, each attack), a column per class."""
+    out = []
+    done: set[str] = set()
+    for t in comp.tables:
+        by_ds: dict[str, list] = {}
+        for r in t.rows:
+            by_ds.setdefault(r.dataset, []).append(r)
+        for ds, rows in sorted(by_ds.items()):
+            if ds in done:
+                continue
+            labels, values, classes = [], [], None
+            for r in rows:
+                for col in t.columns:
+                    c = r.cells.get(col)
+                    pc = data.per_class.get(c.record) if c and c.record else None
+                    if not pc:
+                        continue
+                    if classes is None:
+                        classes = _class_order(pc.keys())
+                    key = "clean_acc" if col == "clean" else "robust_acc"
+                    values.append([_num((pc.get(k) or {}).get(key)) for k in classes])
+                    labels.append(f"{r.checkpoint} · {col}")
+            if not values:
+                continue
+            done.add(ds)
+            with matplotlib.rc_context(RC):
+                out.append(_heatmap(ds, t.title, labels, classes, np.array(values, dtype=float)))
+    return out
+
+
+def _num(v) -> float:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
+
+
+def _heatmap(dataset: str, threat: str, labels: list[str], classes: list[str], values: np.ndarray) -> ReportFigure:
+    h = max(2.2, 0.32 * len(labels) + 1.6)
+    w = max(6.0, 0.55 * len(classes) + 3.5)
+    fig = Figure(figsize=(w, h))
+    ax = fig.add_subplot(1, 1, 1)
+    ax.grid(False)
+    im = ax.imshow(100 * values, cmap="RdYlGn", vmin=0, vmax=100, aspect="auto", interpolation="nearest")
+    ax.set_xticks(range(len(classes)), labels=[str(c) for c in classes], rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels=labels)
+    if len(classes) <= 20 and len(labels) <= 40:
+        for i in range(values.shape[0]):
+            for j in range(values.shape[1]):
+                v = values[i, j]
+                ax.text(j, i, "-" if math.isnan(v) else f"{100 * v:.0f}", ha="center", va="center", fontsize=7)
+    fig.colorbar(im, ax=ax, label="accuracy (%)", fraction=0.04)
+    ax.set_title(f"{dataset}: per-class accuracy\n{threat}", fontsize=9)
+    return ReportFigure(f"per-class-{slug(dataset)}.png", f"{dataset}: per-class accuracy", png_bytes(fig))
+
+
+def all_figures(data: ReportData, comp: Comparison) -> list[ReportFigure]:
+    return eps_curves(data) + training_curves(data.trains) + per_class_heatmaps(data, comp)
+
+

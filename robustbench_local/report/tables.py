@@ -1,0 +1,269 @@
+"""The comparison tables: one per threat model (norm and eps in both spaces), one
+row per checkpoint, one column per attack, each cell an accuracy with its 95%
+interval and n, warnings beside the numbers they concern; the markdown and CSV
+forms of them."""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from .load import ReportData, TrainRun, eps_first, fmt_eps, fmt_eps_255, match_train, threat_label
+
+WORST = "worst-case"
+
+
+@dataclass
+class Cell:
+    acc: float
+    lo: float
+    hi: float
+    n: int
+    notes: list[int] = field(default_factory=list)  # footnote numbers
+    record: str | None = None
+
+
+@dataclass
+class Row:
+    checkpoint: str
+    dataset: str
+    model: str
+    method: str
+    adv: str
+    train_eps_normalized: object
+    train_eps_pixel: object
+    cells: dict[str, Cell]
+    train_minutes: float | None
+    eval_seconds: float
+    notes: list[int] = field(default_factory=list)  # model-level warnings
+
+
+@dataclass
+class Table:
+    title: str
+    norm: str
+    eps_normalized: object
+    eps_pixel: object
+    columns: list[str]  # 'clean' first, then attacks, worst case last
+    rows: list[Row]
+
+
+@dataclass
+class Comparison:
+    tables: list[Table]  # the first is the headline (the radius with the most records)
+    notes: list[str]  # footnote texts; note i is notes[i - 1]
+    warning: list[bool] = field(default_factory=list)  # note i is a failed sanity check (⚠), else information (†)
+
+    def note(self, text: str, warning: bool = True) -> int:
+        if text not in self.notes:
+            self.notes.append(text)
+            self.warning.append(warning)
+        return self.notes.index(text) + 1
+
+    def marker(self, i: int) -> str:
+        return ("⚠" if self.warning[i - 1] else "†") + str(i)
+
+
+def attack_order(label: str) -> tuple:
+    """Column order: clean, FGSM family, PGD by steps, AutoAttack, others, worst case."""
+    low = label.lower()
+    if low == "clean":
+        return (0, 0, low)
+    if low == WORST:
+        return (9, 0, low)
+    if "fgsm" in low:
+        return (1, 0, low)
+    m = re.match(r"pgd-(\d+)", low)
+    if m:
+        return (2, int(m.group(1)), low)
+    if low.startswith("autoattack"):
+        return (3, 0, low)
+    return (4, 0, low)
+
+
+def column_name(row: pd.Series) -> str:
+    label = str(row["attack"])
+    if row["cumulative"] and row["attack_name"] != WORST:
+        label += " (cumulative)"
+    return label
+
+
+def _threat_key(row) -> tuple:
+    return (str(row["norm"]), str(row["eps_normalized"]), str(row["eps_pixel"]))
+
+
+def _pick(rows: pd.DataFrame) -> pd.Series:
+    """The evaluation a cell shows among several (different n or points): the
+    largest n, then the newest."""
+    return rows.sort_values(["n", "created", "record"], kind="stable").iloc[-1]
+
+
+def _pct(v: float) -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}"
+
+
+def cell_text(c: Cell) -> str:
+    """'45.2 [42.1, 48.3] n=1000' (percent)."""
+    return f"{_pct(c.acc)} [{_pct(c.lo)}, {_pct(c.hi)}] n={c.n}"
+
+
+def _describe_model(row: pd.Series) -> tuple[str, str, str, str]:
+    return (str(row["dataset"] or "-"), str(row["arch"] or "-"), str(row["method"] or "-"), str(row["adv"] or "none"))
+
+
+def _headline_rank(kv) -> tuple:
+    """The headline radius: the one most checkpoints were evaluated at, then with
+    the most attacks and records; on a tie, one some checkpoint was trained at."""
+    (norm, _, _), g = kv
+    e = g["eps_normalized"].iloc[0]
+    trained = any(isinstance(t, float) and isinstance(e, float) and math.isclose(t, e, rel_tol=1e-6)
+                  for t in g["train_eps_normalized"])
+    return (-g["ckpt_key"].nunique(), -g["_col"].nunique(), -len(g), not trained, str(norm), eps_first(e))
+
+
+def build_comparison(data: ReportData) -> Comparison:
+    df = data.evals
+    comp = Comparison([], [])
+    if df.empty:
+        return comp
+    df = df.assign(_col=df.apply(column_name, axis=1), _threat=df.apply(_threat_key, axis=1))
+    groups = sorted(df.groupby("_threat", sort=False), key=_headline_rank)
+    headline, rest = groups[0], sorted(groups[1:], key=lambda kv: (kv[0][0], eps_first(kv[1]["eps_normalized"].iloc[0]),
+                                                                  eps_first(kv[1]["eps_pixel"].iloc[0])))
+    for (norm, _, _), g in [headline, *rest]:
+        first = g.iloc[0]
+        columns = ["clean"] + sorted(set(g["_col"]), key=attack_order)
+        rows = []
+        for ckpt_key, cg in sorted(g.groupby("ckpt_key", sort=False), key=lambda kv: (str(kv[1]["dataset"].iloc[0]),
+                                                                                       str(kv[1]["checkpoint"].iloc[0]), kv[0])):
+            rows.append(_build_row(comp, cg, data.trains))
+        comp.tables.append(Table(threat_label(norm, first["eps_normalized"], first["eps_pixel"]), norm,
+                                 first["eps_normalized"], first["eps_pixel"], columns, rows))
+    return comp
+
+
+def _build_row(comp: Comparison, cg: pd.DataFrame, trains: list[TrainRun]) -> Row:
+    ref = _pick(cg)
+    dataset, model, method, adv = _describe_model(ref)
+    cells: dict[str, Cell] = {"clean": Cell(ref["clean_acc"], ref["clean_lo"], ref["clean_hi"], int(ref["n"]),
+                                            record=ref["record"])}
+    row_notes: list[int] = []
+    eval_seconds = 0.0
+    clean_seconds = 0.0
+    for col, ag in sorted(cg.groupby("_col", sort=False), key=lambda kv: attack_order(kv[0])):
+        r = _pick(ag)
+        cell = Cell(r["robust_acc"], r["robust_lo"], r["robust_hi"], int(r["n"]), record=r["record"])
+        if isinstance(r["warnings"], str):
+            for w in r["warnings"].split(" | "):
+                cell.notes.append(comp.note(f"{col} on {r['checkpoint']}: {w}"))
+        if len(ag) > 1:
+            cell.notes.append(comp.note(
+                f"{col} on {r['checkpoint']}: {len(ag)} evaluations on different points; the table shows the one "
+                f"with the largest n ({r['record']}); report.csv lists all", warning=False))
+        if r["attack_name"] == WORST and isinstance(r["attack_members"], str):
+            cell.notes.append(comp.note(f"worst case on {r['checkpoint']}: per-example worst case over "
+                                        f"{r['attack_members'].replace('+', ', ')}", warning=False))
+        cells[col] = cell
+        if r["attack_name"] != WORST and not math.isnan(r["eval_seconds"]):
+            eval_seconds += r["eval_seconds"]
+        if not math.isnan(r["clean_seconds"]):
+            clean_seconds = max(clean_seconds, r["clean_seconds"])
+    for w in sorted({w for ws in cg["model_warnings"] if isinstance(ws, str) for w in ws.split(" | ")}):
+        row_notes.append(comp.note(f"{ref['checkpoint']}: {w}"))
+    train = match_train(ref, trains)
+    return Row(str(ref["checkpoint"]), dataset, model, method, adv, ref["train_eps_normalized"], ref["train_eps_pixel"],
+               cells, train.minutes if train else None, eval_seconds + clean_seconds, row_notes)
+
+
+def adv_text(row: Row) -> str:
+    """'pgd @ 0.0313 norm = 0.0157 px (3.99/255)' or 'none'."""
+    if row.adv in ("none", "-", "None"):
+        return "none"
+    pn, pp = row.train_eps_normalized, row.train_eps_pixel
+    parts = []
+    if not (isinstance(pn, float) and math.isnan(pn)):
+        parts.append(f"{fmt_eps(pn)} norm")
+    if not (isinstance(pp, float) and math.isnan(pp)):
+        parts.append(f"{fmt_eps(pp)} px ({fmt_eps_255(pp)})")
+    return f"{row.adv} @ " + " = ".join(parts) if parts else row.adv
+
+
+def minutes_text(m: float | None) -> str:
+    return "-" if m is None else f"{m:.1f}"
+
+
+def notes_text(comp: Comparison, notes: list[int]) -> str:
+    return " ".join(comp.marker(i) for i in notes)
+
+
+# ----------------------------------------------------------------------------- markdown
+
+
+def _md_escape(s: str) -> str:
+    return str(s).replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(t: Table, comp: Comparison) -> str:
+    head = ["checkpoint", "dataset", "model", "method", "adversarial training (eps)"] + t.columns + ["train min", "eval s"]
+    align = ["---"] * 5 + ["---:"] * (len(t.columns) + 2)
+    lines = ["| " + " | ".join(_md_escape(h) for h in head) + " |", "| " + " | ".join(align) + " |"]
+    for r in t.rows:
+        name = r.checkpoint + (" " + notes_text(comp, r.notes) if r.notes else "")
+        cells = []
+        for col in t.columns:
+            c = r.cells.get(col)
+            cells.append("" if c is None else cell_text(c) + (" " + notes_text(comp, c.notes) if c.notes else ""))
+        vals = [name, r.dataset, r.model, r.method, adv_text(r)] + cells + [minutes_text(r.train_minutes), f"{r.eval_seconds:.1f}"]
+        lines.append("| " + " | ".join(_md_escape(v) for v in vals) + " |")
+    return "\n".join(lines)
+
+
+def table_notes(t: Table) -> list[int]:
+    seen: list[int] = []
+    for r in t.rows:
+        for i in r.notes + [i for c in r.cells.values() for i in c.notes]:
+            if i not in seen:
+                seen.append(i)
+    return sorted(seen)
+
+
+# ----------------------------------------------------------------------------- CSV
+
+
+CSV_ORDER = ["dataset", "checkpoint", "checkpoint_path", "checkpoint_sha256", "arch", "method", "adv",
+             "train_eps_normalized", "train_eps_pixel", "attack", "attack_name", "attack_members", "cumulative", "norm",
+             "eps_space", "eps_normalized", "eps_pixel", "step_normalized", "step_pixel", "k", "restarts", "split", "n",
+             "selection", "data_seed", "indices_sha256", "clean_acc", "clean_lo", "clean_hi", "robust_acc", "robust_lo",
+             "robust_hi", "eval_seconds", "clean_seconds", "train_minutes", "model_warnings", "warnings", "created", "record"]
+
+
+def csv_frame(data: ReportData) -> pd.DataFrame:
+    """One row per kept evaluation record, sorted by dataset, checkpoint, norm,
+    eps and attack; per-channel radii are ';'-joined (the whole column is then text)."""
+    df = data.evals.copy()
+    if df.empty:
+        return pd.DataFrame(columns=CSV_ORDER)
+    mins = [match_train(r, data.trains) for _, r in df.iterrows()]
+    df["train_minutes"] = [t.minutes if t and t.minutes is not None else math.nan for t in mins]
+    df["_e"] = df["eps_normalized"].map(eps_first)
+    cols = df.apply(column_name, axis=1)
+    rank = {c: i for i, c in enumerate(sorted(set(cols), key=attack_order))}
+    df["_o"] = cols.map(rank)
+    df = df.sort_values(["dataset", "checkpoint", "ckpt_key", "norm", "_e", "_o", "n", "created", "record"],
+                        kind="stable", key=lambda s: s if pd.api.types.is_numeric_dtype(s) else s.astype(str))
+    df = df[CSV_ORDER].reset_index(drop=True)
+    for col in ("train_eps_normalized", "train_eps_pixel", "eps_normalized", "eps_pixel", "step_normalized", "step_pixel"):
+        if any(isinstance(v, str) for v in df[col]):
+            df[col] = [v if isinstance(v, str) else (None if math.isnan(v) else repr(float(v))) for v in df[col]]
+        else:
+            df[col] = df[col].astype(float)
+    for col in df.columns:  # text columns: missing is NaN, as read_csv gives it back
+        if df[col].dtype == object and not any(isinstance(v, (bool, float, int)) for v in df[col] if v is not None):
+            df[col] = pd.Series([v if isinstance(v, str) else None for v in df[col]], dtype="str")
+    for col in ("k", "restarts", "data_seed"):
+        df[col] = pd.to_numeric(df[col], errors="coerce")
+        if df[col].notna().all():
+            df[col] = df[col].astype("int64")
+    return df
