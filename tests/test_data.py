@@ -169,6 +169,8 @@ def test_subset_and_take(cifar10):
     assert torch.equal(a.x, cifar10.train.x[perm]) and torch.equal(a.y, cifar10.train.y[perm])
     with pytest.raises(RobustError, match="45000"):
         cifar10.train.subset(45001)
+    with pytest.raises(ValueError, match="uint8"):
+        Split(a.x.float(), a.y, a.index, "train")
     assert cifar10.split("val") is cifar10.val
     with pytest.raises(RobustError, match="unknown split"):
         cifar10.split("holdout")
@@ -574,3 +576,17 @@ def test_cli_when_nothing_is_found(no_data):
     assert str(no_data / "shared") in res.output
     rows_ = describe_datasets()
     assert all(not r["found"] and str(no_data / "env") in r["detail"] for r in rows_)
+
+
+def test_format_constants_match_torchvision():
+    # reading never imports torchvision (seconds of import time), so its facts are copied: keep them equal
+    from torchvision.datasets import CIFAR10, CIFAR100, FashionMNIST
+
+    from robustbench_local.data.datasets import CIFAR10_FORMAT, CIFAR100_FORMAT, FASHION_MNIST_CLASSES
+
+    for fmt, cls in ((CIFAR10_FORMAT, CIFAR10), (CIFAR100_FORMAT, CIFAR100)):
+        assert fmt.folder == cls.base_folder and fmt.torchvision_class == cls.__name__
+        assert list(fmt.train_files) == [f for f, _ in cls.train_list]
+        assert list(fmt.test_files) == [f for f, _ in cls.test_list]
+        assert (fmt.meta_file, fmt.meta_key) == (cls.meta["filename"], cls.meta["key"])
+    assert list(FASHION_MNIST_CLASSES) == FashionMNIST.classes

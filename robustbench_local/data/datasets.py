@@ -223,22 +223,45 @@ def _require_files(folder: Path, names: list[str]) -> None:
 # ----------------------------------------------------------------------------- CIFAR
 
 
-def _cifar_download(cls) -> Callable[[Path], None]:
+@dataclass(frozen=True)
+class CifarFormat:
+    """torchvision's on-disk CIFAR layout. Kept here so that reading never imports
+    torchvision (its import costs seconds); downloads still use torchvision's URLs and
+    checksums from the class named by ``torchvision_class``."""
+
+    folder: str
+    train_files: tuple[str, ...]
+    test_files: tuple[str, ...]
+    meta_file: str
+    meta_key: str
+    label_key: str
+    torchvision_class: str
+
+
+CIFAR10_FORMAT = CifarFormat("cifar-10-batches-py", tuple(f"data_batch_{i}" for i in range(1, 6)), ("test_batch",),
+                             "batches.meta", "label_names", "labels", "CIFAR10")
+CIFAR100_FORMAT = CifarFormat("cifar-100-python", ("train",), ("test",), "meta", "fine_label_names", "fine_labels",
+                              "CIFAR100")
+
+
+def _cifar_download(fmt: CifarFormat) -> Callable[[Path], None]:
     def fetch(tmp: Path) -> None:
+        import torchvision.datasets as tvd
         from torchvision.datasets.utils import download_and_extract_archive
 
+        cls = getattr(tvd, fmt.torchvision_class)
+        if cls.base_folder != fmt.folder:
+            raise RuntimeError(f"torchvision's {fmt.torchvision_class} now extracts to {cls.base_folder}/, expected {fmt.folder}/")
         download_and_extract_archive(cls.url, download_root=str(tmp), filename=cls.filename, md5=cls.tgz_md5)
 
     return fetch
 
 
-def _read_cifar_pickles(folder: Path, cls, label_key: str) -> RawData:
-    train_files = [f for f, _ in cls.train_list]
-    test_files = [f for f, _ in cls.test_list]
-    _require_files(folder, train_files + test_files + [cls.meta["filename"]])
-    train_x, train_y = formats.read_cifar_batches(folder, train_files, label_key)
-    test_x, test_y = formats.read_cifar_batches(folder, test_files, label_key)
-    classes = formats.read_cifar_classes(folder / cls.meta["filename"], cls.meta["key"])
+def _read_cifar_pickles(folder: Path, fmt: CifarFormat) -> RawData:
+    _require_files(folder, [*fmt.train_files, *fmt.test_files, fmt.meta_file])
+    train_x, train_y = formats.read_cifar_batches(folder, list(fmt.train_files), fmt.label_key)
+    test_x, test_y = formats.read_cifar_batches(folder, list(fmt.test_files), fmt.label_key)
+    classes = formats.read_cifar_classes(folder / fmt.meta_file, fmt.meta_key)
     for split, y in (("train", train_y), ("test", test_y)):
         if len(y) and (int(y.min()) < 0 or int(y.max()) >= len(classes)):
             raise RobustError(f"{folder}: {split} labels fall outside the {len(classes)} classes of its meta file")
@@ -249,12 +272,11 @@ def _read_cifar_pickles(folder: Path, cls, label_key: str) -> RawData:
 def load_cifar10(req: LoadRequest) -> RawData:
     """torchvision's cifar-10-batches-py/, or the JPEG ImageFolder copy (cifar10-jpeg.tar.gz,
     or an extracted cifar10-jpeg/ or cifar10/ with train/ and test/), first hit wins."""
-    from torchvision.datasets import CIFAR10
-
+    fmt = CIFAR10_FORMAT
     for root in req.roots:
-        folder = root / CIFAR10.base_folder
+        folder = root / fmt.folder
         if folder.is_dir():
-            return _finish(_read_cifar_pickles(folder, CIFAR10, "labels"), req.image_size)
+            return _finish(_read_cifar_pickles(folder, fmt), req.image_size)
         tree: Path | None = None
         if (root / "cifar10-jpeg.tar.gz").is_file():
             tree = root / "cifar10-jpeg.tar.gz"
@@ -268,9 +290,9 @@ def load_cifar10(req: LoadRequest) -> RawData:
             if tuple(raw.classes) != CIFAR10_CLASSES:
                 raise RobustError(f"{tree} has class folders {', '.join(raw.classes)}, not CIFAR-10's {', '.join(CIFAR10_CLASSES)}")
             return raw
-    saved, note = _try_download("CIFAR-10", req, CIFAR10.base_folder, _cifar_download(CIFAR10))
+    saved, note = _try_download("CIFAR-10", req, fmt.folder, _cifar_download(fmt))
     if saved is not None:
-        return _finish(_read_cifar_pickles(saved, CIFAR10, "labels"), req.image_size)
+        return _finish(_read_cifar_pickles(saved, fmt), req.image_size)
     raise _not_found(
         "cifar10", ["cifar-10-batches-py/", "cifar10-jpeg.tar.gz", "cifar10-jpeg/", "cifar10/"], req, note,
         "put cifar10-jpeg.tar.gz or torchvision's cifar-10-batches-py/ in ./data, "
@@ -281,15 +303,14 @@ def load_cifar10(req: LoadRequest) -> RawData:
 @DATASETS.register("cifar100", builtin=True)
 def load_cifar100(req: LoadRequest) -> RawData:
     """torchvision's cifar-100-python/ (train, test, meta); fine labels, 100 classes."""
-    from torchvision.datasets import CIFAR100
-
+    fmt = CIFAR100_FORMAT
     for root in req.roots:
-        folder = root / CIFAR100.base_folder
+        folder = root / fmt.folder
         if folder.is_dir():
-            return _finish(_read_cifar_pickles(folder, CIFAR100, "fine_labels"), req.image_size)
-    saved, note = _try_download("CIFAR-100", req, CIFAR100.base_folder, _cifar_download(CIFAR100))
+            return _finish(_read_cifar_pickles(folder, fmt), req.image_size)
+    saved, note = _try_download("CIFAR-100", req, fmt.folder, _cifar_download(fmt))
     if saved is not None:
-        return _finish(_read_cifar_pickles(saved, CIFAR100, "fine_labels"), req.image_size)
+        return _finish(_read_cifar_pickles(saved, fmt), req.image_size)
     raise _not_found(
         "cifar100", ["cifar-100-python/"], req, note,
         "put torchvision's cifar-100-python/ (from cifar-100-python.tar.gz) in ./data, "
@@ -299,6 +320,9 @@ def load_cifar100(req: LoadRequest) -> RawData:
 
 # ----------------------------------------------------------------------------- Fashion-MNIST
 
+# torchvision's FashionMNIST.classes, in label order
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                         "Ankle boot")
 _FMNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
@@ -310,8 +334,6 @@ def _idx_file(folder: Path, stem: str) -> Path | None:
 
 
 def _read_fmnist(folder: Path) -> RawData:
-    from torchvision.datasets import FashionMNIST
-
     paths = [_idx_file(folder, stem) for stem in _FMNIST_FILES]
     arrays = [formats.read_idx(p) for p in paths]  # type: ignore[arg-type]
     train_img, train_lab, test_img, test_lab = arrays
@@ -320,7 +342,7 @@ def _read_fmnist(folder: Path) -> RawData:
             raise RobustError(f"{p}: expected uint8 images (N, H, W) with one label each")
     to_x = lambda a: torch.from_numpy(a.copy()).unsqueeze(1).contiguous()  # noqa: E731 (N, 1, H, W)
     to_y = lambda a: torch.from_numpy(a.astype("int64"))  # noqa: E731
-    return RawData(list(FashionMNIST.classes), to_x(train_img), to_y(train_lab), to_x(test_img), to_y(test_lab), str(folder))
+    return RawData(list(FASHION_MNIST_CLASSES), to_x(train_img), to_y(train_lab), to_x(test_img), to_y(test_lab), str(folder))
 
 
 def _fmnist_download(tmp: Path) -> None:

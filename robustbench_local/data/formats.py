@@ -206,7 +206,8 @@ def _decode(rel: str, data: bytes, image_size: int | None) -> np.ndarray:
 
     try:
         with Image.open(io.BytesIO(data)) as im:
-            im = im.convert("RGB")
+            if im.mode != "RGB":  # convert copies even when there is nothing to do
+                im = im.convert("RGB")
             if image_size is not None and im.size != (image_size, image_size):
                 im = im.resize((image_size, image_size), Image.Resampling.BILINEAR)
             return np.asarray(im, dtype=np.uint8)
