@@ -1,0 +1,88 @@
+"""`robust analyze`: confusion matrix, per-class accuracy, top-1/top-5 and
+predictions of one checkpoint, clean or under an attack."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..errors import RobustError
+from .common import device_options
+from .eval import build_specs, eval_suite_options
+from .tables import console
+
+
+def _clean_by_default(cmd: click.Command) -> click.Command:
+    """eval's --attack defaults to pgd; analyze runs clean unless --attack is given."""
+    for p in cmd.params:
+        if p.name == "attack_names":
+            p.default = ()
+            p.show_default = False
+            p.help = ("Analyze adversarial inputs of this attack (fgsm, pgd or autoattack) instead of clean ones; "
+                      "repeat for several (each gets its own files). Default: clean.")
+    return cmd
+
+
+@_clean_by_default
+@click.command("analyze")
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@eval_suite_options
+@click.option("--n", type=int, default=None,
+              help="Analyze n test points (the first n of a permutation seeded by --seed) [default: the whole split].")
+@click.option("--split", type=click.Choice(["test", "val"]), default="test", show_default=True,
+              help="Split to analyze.")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Folder for the files [default: RESULTS/analysis/<run>/]; names start with 'clean-' or the "
+                   "attack label and eps, e.g. PGD-10-eps0.0313-.")
+@click.option("--results", "results_dir", type=click.Path(file_okay=False), default="results", show_default=True,
+              help="Results folder for the default --out.")
+@click.option("--batch-size", type=int, default=256, show_default=True, help="Points predicted or attacked at once.")
+@click.option("--data-root", type=click.Path(file_okay=False), default=None, help="Folder searched first for the data.")
+@device_options
+def command(checkpoint, attack_names, norm, eps, eta, eps_space, k, random_start, restarts, loss, targeted, fgsm_rs,
+            aa_version, n, split, out, results_dir, batch_size, data_root, device, seed):
+    """Classification analytics of CHECKPOINT: normalized confusion matrix (PNG)
+    and the most-confused class pairs, per-class accuracy (printed and CSV), top-1
+    and top-5 accuracy, a grid of misclassified examples and a predictions CSV
+    (index, true label, predicted label, confidence) for every point.
+
+    \b
+      robust analyze runs/NAME/best.pth
+      robust analyze runs/NAME/best.pth --attack pgd --k 20 --n 2000
+    """
+    from rich.table import Table
+
+    from ..analyze import analyze
+    from ..visualize import run_name
+
+    if n is not None and n < 1:
+        raise RobustError(f"--n must be >= 1, got {n}")
+    if batch_size < 1:
+        raise RobustError(f"--batch-size must be >= 1, got {batch_size}")
+    if not Path(checkpoint).is_file():
+        raise RobustError(f"checkpoint {checkpoint} does not exist; train one with `robust train` or check the path")
+    specs = [None]
+    if attack_names:
+        specs = build_specs(attack_names, norm, eps, eta, eps_space, k, random_start, restarts, loss, targeted,
+                            fgsm_rs, aa_version)
+    folder = Path(out) if out is not None else Path(results_dir) / "analysis" / run_name(checkpoint)
+    con = console()
+    for spec in specs:
+        a = analyze(checkpoint, spec, n=n, seed=seed, split=split, device=device, batch_size=batch_size,
+                    data_root=data_root)
+        paths = a.write(folder)
+        t = Table(title=f"per-class accuracy, {a.mode if a.threat is None else a.mode + ' (' + a.threat + ')'}")
+        for col in ("class", "n", "accuracy", "95% CI", "precision"):
+            t.add_column(col, justify="left" if col == "class" else "right")
+        for _, r in a.per_class().iterrows():
+            t.add_row(r["name"], str(r["n"]), f"{r['accuracy']:.2%}", f"{r['ci95_lo']:.1%}-{r['ci95_hi']:.1%}",
+                      "-" if r["precision"] != r["precision"] else f"{r['precision']:.2%}")
+        con.print(t)
+        con.print(f"top-1 {a.top1:.2%}, top-{a.top_k} {a.top5:.2%} on n={a.n} ({a.selection})", markup=False,
+                  soft_wrap=True)
+        pairs = a.confused_pairs(5)
+        if len(pairs):
+            con.print("most confused: " + "; ".join(
+                f"{r['true_name']} -> {r['predicted_name']} {r['count']} ({r['share_of_true_class']:.1%})"
+                for _, r in pairs.iterrows()), markup=False, soft_wrap=True)
+        con.print(f"wrote {len(paths)} files to {folder} ({a.tag}-*)", markup=False, soft_wrap=True)

@@ -1,0 +1,65 @@
+"""`robust visualize`: clean | adversarial | amplified-perturbation grids."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..errors import RobustError
+from .common import device_options
+from .eval import build_specs, eval_suite_options
+from .tables import console
+
+
+@click.command("visualize")
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@eval_suite_options
+@click.option("--n", type=int, default=20, show_default=True,
+              help="Number of test images: the first n of a permutation seeded by --seed (as robust eval picks them).")
+@click.option("--split", type=click.Choice(["test", "val"]), default="test", show_default=True,
+              help="Split the images come from.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="PNG to write [default: RESULTS/figures/<run>-<attack>.png]; with several attacks or radii "
+                   "the attack label and eps are added to the name.")
+@click.option("--results", "results_dir", type=click.Path(file_okay=False), default="results", show_default=True,
+              help="Results folder for the default --out.")
+@click.option("--amplify", type=float, default=10.0, show_default=True,
+              help="Factor the perturbation is multiplied by in the third panel (centred at grey 0.5).")
+@click.option("--batch-size", type=int, default=256, show_default=True, help="Images attacked at once.")
+@click.option("--data-root", type=click.Path(file_okay=False), default=None, help="Folder searched first for the data.")
+@device_options
+def command(checkpoint, attack_names, norm, eps, eta, eps_space, k, random_start, restarts, loss, targeted, fgsm_rs,
+            aa_version, n, split, out, results_dir, amplify, batch_size, data_root, device, seed):
+    """Draw n test images of CHECKPOINT clean, attacked and as the amplified
+    perturbation, with true label and both predictions (green correct, red wrong).
+
+    \b
+      robust visualize runs/NAME/best.pth --attack pgd --n 20
+      robust visualize runs/NAME/best.pth --attack fgsm --eps 8/255 --eps-space pixel --seed 3
+    """
+    from ..fileio import write_bytes
+    from ..visualize import adversarial_examples, default_grid_path, render_grid
+
+    if n < 1:
+        raise RobustError(f"--n must be >= 1 image, got {n}")
+    if amplify <= 0:
+        raise RobustError(f"--amplify must be > 0, got {amplify}")
+    if not Path(checkpoint).is_file():
+        raise RobustError(f"checkpoint {checkpoint} does not exist; train one with `robust train` or check the path")
+    specs = build_specs(attack_names, norm, eps, eta, eps_space, k, random_start, restarts, loss, targeted,
+                        fgsm_rs, aa_version)
+    several = len(specs) > 1
+    con = console()
+    for spec in specs:
+        ex = adversarial_examples(checkpoint, spec, n=n, seed=seed, split=split, device=device,
+                                  batch_size=batch_size, data_root=data_root)
+        if out is None:
+            path = default_grid_path(results_dir, checkpoint, spec, several)
+        else:
+            p = Path(out)
+            path = p.with_name(f"{p.stem}-{spec.label}-eps{spec.threat.eps:g}{p.suffix or '.png'}") if several else p
+        write_bytes(path, render_grid(ex, amplify))
+        fooled = int(((ex.clean_pred == ex.y) & (ex.adv_pred != ex.y)).sum())
+        con.print(f"{spec.label} at {ex.threat}: {int((ex.clean_pred == ex.y).sum())}/{n} correct clean, "
+                  f"{int((ex.adv_pred == ex.y).sum())}/{n} adversarial ({fooled} flipped) -> {path}",
+                  markup=False, soft_wrap=True)
