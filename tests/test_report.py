@@ -146,7 +146,8 @@ def test_training_match_falls_back_to_the_path(store):
 
 def test_csv_round_trips_and_holds_the_records(built, tmp_path):
     store, report = built
-    report.write(tmp_path)
+    report.out = tmp_path
+    report.write()
     back = pd.read_csv(tmp_path / "report.csv")
     pd.testing.assert_frame_equal(back, report.table, check_dtype=False)
     assert len(back) == 11 and back["record"].is_unique
@@ -188,7 +189,8 @@ def test_dataset_filter_with_no_match_is_an_error(store):
 def test_html_and_figures_are_written_and_self_contained(built, tmp_path):
     store, report = built
     out = tmp_path / "out"
-    report.write(out)
+    report.out = out
+    report.write()
     names = sorted(p.name for p in (out / "figures").glob("*.png"))
     assert names == ["eps-curves-cifar10-linf-px0.5.png", "per-class-cifar10.png", "training-curves.png"]
     for p in (out / "figures").glob("*.png"):
@@ -253,3 +255,30 @@ def test_missing_or_empty_results_folder(tmp_path, make):
     assert res.exit_code == 2
     assert res.output.count("\n") == 1 and res.output.startswith("error: ")
     assert not list(tmp_path.rglob("REPORT.md"))
+
+
+def test_examples_from_visualize_and_analyze_are_linked_and_embedded(store, tmp_path):
+    from PIL import Image
+
+    def png(path: Path, colour) -> bytes:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (8, 8), colour).save(path)
+        return path.read_bytes()
+
+    grid = png(store / "figures" / "cifar10-cnn-standard-pgd-s0-pgd.png", "red")
+    confusion = png(store / "analysis" / "cifar10-cnn-standard-s0" / "clean-confusion.png", "blue")
+    png(store / "figures" / "some-other-run-pgd.png", "green")  # not a checkpoint of this report
+    png(store / "figures" / "eps-curves-old.png", "white")  # a figure of an earlier report
+    out = tmp_path / "out"
+    report = build_report(store, out, attack=["pgd"])
+    assert [e.png for e in report.examples] == [grid, confusion]
+    assert [e.link for e in report.examples] == [
+        "../results/figures/cifar10-cnn-standard-pgd-s0-pgd.png",
+        "../results/analysis/cifar10-cnn-standard-s0/clean-confusion.png"]
+    report.write()
+    md = (out / "REPORT.md").read_text()
+    assert "](../results/figures/cifar10-cnn-standard-pgd-s0-pgd.png)" in md and "some-other-run" not in md
+    html = (out / "report.html").read_text()
+    assert html.count('src="data:image/png;base64,') == 3 + 2
+    only_std = build_report(store, out, checkpoint=["*standard-s0*"])
+    assert [e.png for e in only_std.examples] == [confusion]

@@ -39,10 +39,10 @@ def command(results_dir, out, dataset, attack, checkpoint, skip_bad):
     def warn(msg: str) -> None:
         say(f"warning: {msg}", style="yellow")
 
-    report = build_report(results_dir, dataset=dataset, attack=attack, checkpoint=checkpoint, skip_bad=skip_bad,
+    report = build_report(results_dir, out, dataset=dataset, attack=attack, checkpoint=checkpoint, skip_bad=skip_bad,
                           warn=warn)
-    target = out if out is not None else results_dir
-    paths = report.write(target)
+    target = report.out
+    paths = report.write()
     d = report.data
     say(f"{len(d.evals)} evaluation and {len(d.trains)} training record(s)"
             + (f"; {len(d.superseded)} older repeat(s) superseded by newer records" if d.superseded else ""))
@@ -52,4 +52,5 @@ def command(results_dir, out, dataset, attack, checkpoint, skip_bad):
     if n_warn:
         warn(f"{n_warn} failed sanity check(s); see the ⚠ notes in REPORT.md")
     say(f"wrote {len(paths)} file(s) to {target}: REPORT.md, report.csv, report.html, "
-            f"{len(report.figures)} figure(s) in figures/")
+            f"{len(report.figures)} figure(s) in figures/"
+        + (f"; {len(report.examples)} example figure(s) linked" if report.examples else ""))

@@ -3,7 +3,7 @@ a self-contained report.html and PNG figures.
 
     from robustbench_local.report import build_report
     report = build_report("results", attack=["pgd"])   # pure: nothing written yet
-    report.write("results")                           # every file atomically
+    report.write()                                    # every file atomically, to results/
 
 Deterministic: the same records give the same bytes; the only time in the output
 is the newest record's 'created' field, stated as such."""
@@ -18,6 +18,7 @@ import pandas as pd
 
 from ..fileio import write_bytes
 from .html import render_html
+from .examples import Example, find_examples
 from .load import ReportData, load_report_data
 from .markdown import render_markdown
 from .plots import ReportFigure, all_figures
@@ -34,6 +35,8 @@ class Report:
     markdown: str
     html: str
     figures: list[ReportFigure]
+    examples: list[Example]
+    out: Path  # the folder the links in REPORT.md are relative to
 
     def csv_bytes(self) -> bytes:
         buf = io.StringIO()
@@ -48,10 +51,10 @@ class Report:
         out["REPORT.md"] = self.markdown.encode("utf-8")
         return out
 
-    def write(self, out: str | Path) -> list[Path]:
-        """Writes each file atomically (content fully rendered first, so an error
-        leaves the previous report intact); REPORT.md goes last."""
-        out = Path(out)
+    def write(self) -> list[Path]:
+        """Writes each file atomically to ``out`` (content fully rendered first, so
+        an error leaves the previous report intact); REPORT.md goes last."""
+        out = self.out
         paths = []
         for rel, content in self.files().items():
             p = out / rel
@@ -62,6 +65,7 @@ class Report:
 
 def build_report(
     results: str | Path = "results",
+    out: str | Path | None = None,
     *,
     dataset: Iterable[str] = (),
     attack: Iterable[str] = (),
@@ -69,17 +73,20 @@ def build_report(
     skip_bad: bool = False,
     warn: Callable[[str], None] | None = None,
 ) -> Report:
-    """Everything `robust report` writes, rendered in memory."""
+    """Everything `robust report` writes to ``out`` (default: the results
+    folder), rendered in memory; filters as in load_report_data."""
+    out = Path(out if out is not None else results)
     data = load_report_data(results, dataset=dataset, attack=attack, checkpoint=checkpoint, skip_bad=skip_bad, warn=warn)
     comp = build_comparison(data)
     figures = all_figures(data, comp)
-    return Report(data, comp, csv_frame(data), render_markdown(data, comp, figures, FIG_DIR),
-                  render_html(data, comp, figures), figures)
+    examples = find_examples(results, out, data)
+    return Report(data, comp, csv_frame(data), render_markdown(data, comp, figures, examples, FIG_DIR),
+                  render_html(data, comp, figures, examples), figures, examples, out)
 
 
 def write_report(results: str | Path = "results", out: str | Path | None = None, **kw) -> Report:
-    report = build_report(results, **kw)
-    report.write(out if out is not None else results)
+    report = build_report(results, out, **kw)
+    report.write()
     return report
 
 

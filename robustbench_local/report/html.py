@@ -7,6 +7,7 @@ from html import escape
 
 from .load import ReportData
 from .markdown import EXPLAIN, TRAIN_HEAD, header_lines, training_rows
+from .examples import Example
 from .plots import ReportFigure
 from .tables import Comparison, Table, adv_text, cell_text, minutes_text, table_notes
 
@@ -47,7 +48,7 @@ def _img(f: ReportFigure) -> str:
     return f'<figure><img alt="{escape(f.title)}" src="data:image/png;base64,{data}"></figure>'
 
 
-def render_html(data: ReportData, comp: Comparison, figures: list[ReportFigure]) -> str:
+def render_html(data: ReportData, comp: Comparison, figures: list[ReportFigure], examples: list[Example] = ()) -> str:
     body = ["<h1>Robustness report</h1>"] + [f"<p>{escape(s)}</p>" for s in header_lines(data)]
     body.append(f'<p class="small">{escape(EXPLAIN)}</p>')
     for i, t in enumerate(comp.tables):
@@ -81,6 +82,11 @@ def render_html(data: ReportData, comp: Comparison, figures: list[ReportFigure])
     if heat:
         body.append("<h2>Per-class accuracy</h2>")
         body += [_img(f) for f in heat]
+    if examples:
+        body.append("<h2>Examples</h2>")
+        for e in examples:
+            body.append(f"<h3>{escape(e.title)}</h3>")
+            body.append(_img(ReportFigure(e.link, e.title, e.png)))
     if data.superseded or data.skipped:
         body.append("<h2>Records left out</h2><ul>")
         body += [f"<li><code>{escape(o)}</code> is superseded by the newer <code>{escape(n)}</code>; the newer one is used.</li>"

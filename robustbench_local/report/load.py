@@ -79,6 +79,14 @@ def eps_value(v):
     return float(v)
 
 
+def eps_key(v) -> str:
+    """A radius to 6 significant digits, so float32 round-off from different code
+    paths (pixel 8/255 given, or 0.0313 normalized x 0.5) does not split one threat."""
+    if isinstance(v, str):
+        return ";".join(f"{float(x):.6g}" for x in v.split(";"))
+    return "nan" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{float(v):.6g}"
+
+
 def eps_first(v) -> float:
     """A sortable number for a radius (the first channel of a per-channel one)."""
     if isinstance(v, str):
@@ -360,8 +368,9 @@ def _newest_only(df: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[str, str]]]
     if df.empty:
         return df.reset_index(drop=True), []
     df = df.sort_values(["created", "record"], kind="stable").reset_index(drop=True)
-    key = pd.Series(["\x1f".join(repr(v) for v in t) for t in df[list(DEDUP_KEY)].itertuples(index=False)],
-                    index=df.index)
+    eps_cols = {i for i, c in enumerate(DEDUP_KEY) if c.startswith("eps_")}
+    key = pd.Series(["\x1f".join(eps_key(v) if i in eps_cols else repr(v) for i, v in enumerate(t))
+                     for t in df[list(DEDUP_KEY)].itertuples(index=False)], index=df.index)
     keep = ~key.duplicated(keep="last")
     kept_by_key = dict(zip(key[keep], df.loc[keep, "record"]))
     superseded = sorted((r, kept_by_key[k]) for r, k in zip(df.loc[~keep, "record"], key[~keep]))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from .load import ReportData, TrainRun, robust_key
+from .examples import Example
 from .plots import ReportFigure
 from .tables import Comparison, markdown_table, table_notes
 
@@ -63,7 +64,8 @@ def _md_row(vals) -> str:
     return "| " + " | ".join(str(v).replace("|", "\\|") for v in vals) + " |"
 
 
-def render_markdown(data: ReportData, comp: Comparison, figures: list[ReportFigure], fig_dir: str = "figures") -> str:
+def render_markdown(data: ReportData, comp: Comparison, figures: list[ReportFigure], examples: list[Example] = (),
+                    fig_dir: str = "figures") -> str:
     out = ["# Robustness report", ""]
     out += header_lines(data) + ["", EXPLAIN, ""]
     for i, t in enumerate(comp.tables):
@@ -101,6 +103,11 @@ def render_markdown(data: ReportData, comp: Comparison, figures: list[ReportFigu
                 "Rows: checkpoint · attack at the radius of the first table holding that dataset; 'clean' rows "
                 "are clean accuracy. Columns: classes.", ""]
         out += [f"![{f.title}]({fig_dir}/{f.name})" for f in heat] + [""]
+
+    if examples:
+        out += ["## Examples", "", "Written by `robust visualize` and `robust analyze` for these checkpoints.", ""]
+        for e in examples:
+            out += [f"**{e.title}**", "", f"![{e.title}]({e.link})", ""]
 
     if data.superseded or data.skipped:
         out += ["## Records left out", ""]

@@ -18,7 +18,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from .load import ReportData, TrainRun, eps_first, robust_key
+from .load import ReportData, TrainRun, eps_first, eps_key, robust_key
 from .tables import Comparison, attack_order, column_name
 
 DPI = 110
@@ -98,7 +98,7 @@ def _eps_figure(dataset: str, norm: str, ratio: str, g: pd.DataFrame) -> ReportF
             if line.empty:
                 continue
             pts = []
-            for e, eg in line.groupby(line[xcol].map(eps_first), sort=True):
+            for e, eg in line.groupby(line[xcol].map(lambda v: eps_first(eps_key(v))), sort=True):
                 r = eg.sort_values(["n", "created", "record"], kind="stable").iloc[-1]
                 pts.append((e, r["robust_acc"], r["robust_lo"], r["robust_hi"]))
             ref = line.sort_values(["n", "created", "record"], kind="stable").iloc[-1]

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from .load import ReportData, TrainRun, eps_first, fmt_eps, fmt_eps_255, match_train, threat_label
+from .load import ReportData, TrainRun, eps_first, eps_key, fmt_eps, fmt_eps_255, match_train, threat_label
 
 WORST = "worst-case"
 
@@ -91,7 +91,7 @@ def column_name(row: pd.Series) -> str:
 
 
 def _threat_key(row) -> tuple:
-    return (str(row["norm"]), str(row["eps_normalized"]), str(row["eps_pixel"]))
+    return (str(row["norm"]), eps_key(row["eps_normalized"]), eps_key(row["eps_pixel"]))
 
 
 def _pick(rows: pd.DataFrame) -> pd.Series:
@@ -262,8 +262,6 @@ def csv_frame(data: ReportData) -> pd.DataFrame:
     for col in df.columns:  # text columns: missing is NaN, as read_csv gives it back
         if df[col].dtype == object and not any(isinstance(v, (bool, float, int)) for v in df[col] if v is not None):
             df[col] = pd.Series([v if isinstance(v, str) else None for v in df[col]], dtype="str")
-    for col in ("k", "restarts", "data_seed"):
-        df[col] = pd.to_numeric(df[col], errors="coerce")
-        if df[col].notna().all():
-            df[col] = df[col].astype("int64")
+    for col in ("k", "restarts", "data_seed"):  # integers, blank where the attack has no such setting
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype("Int64")
     return df
