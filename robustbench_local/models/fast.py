@@ -1,0 +1,112 @@
+"""``fast``: the network of Keller Jordan's airbench94, sized for CPUs by ``widths``.
+
+    whitening conv 2x2 (frozen; set from data with ``init_whitening``) -> GELU
+    per width: [conv3x3, maxpool 2, BN, GELU, conv3x3, BN, GELU]
+    global max-pool -> linear (no bias) -> x logit_scale
+
+As in airbench: convs have no bias and start with identity (Dirac) filters in their
+first in_channels outputs; BatchNorm has a fixed scale of 1 (its weight is frozen), a
+learned shift, eps 1e-12 and momentum 0.4; the logit scale is 1/9. The global max-pool
+replaces airbench's MaxPool2d(3) so that 28x28 and 64x64 inputs work; on 32x32 inputs
+the last feature map is 3x3 and the two are the same.
+
+Training recipe (airbench): label smoothing 0.2, Nesterov SGD with a higher learning
+rate on BN shifts, flip + translate augmentation, and ``init_whitening`` on about 5000
+training images before the first step (the whitening weight is never trained)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..errors import RobustError
+from .options import as_float, as_int_list
+from .zoo import MODELS
+
+WHITEN_KERNEL = 2
+
+
+class FastConv(nn.Conv2d):
+    def __init__(self, c_in: int, c_out: int, kernel_size: int = 3, padding: int | str = "same", bias: bool = False):
+        super().__init__(c_in, c_out, kernel_size=kernel_size, padding=padding, bias=bias)
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        if self.bias is not None:
+            self.bias.data.zero_()
+        w = self.weight.data
+        torch.nn.init.dirac_(w[: w.size(1)])
+
+
+class FastBatchNorm(nn.BatchNorm2d):
+    def __init__(self, channels: int, momentum: float = 0.4, eps: float = 1e-12):
+        super().__init__(channels, eps=eps, momentum=momentum)
+        self.weight.requires_grad = False  # scale fixed at 1; only the shift is learned
+
+
+class ConvGroup(nn.Module):
+    def __init__(self, c_in: int, c_out: int):
+        super().__init__()
+        self.conv1 = FastConv(c_in, c_out)
+        self.pool = nn.MaxPool2d(2)
+        self.norm1 = FastBatchNorm(c_out)
+        self.conv2 = FastConv(c_out, c_out)
+        self.norm2 = FastBatchNorm(c_out)
+        self.activ = nn.GELU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.activ(self.norm1(self.pool(self.conv1(x))))
+        return self.activ(self.norm2(self.conv2(x)))
+
+
+class FastNet(nn.Module):
+    def __init__(self, num_classes: int, in_channels: int, widths: list[int], logit_scale: float):
+        super().__init__()
+        whiten_width = 2 * in_channels * WHITEN_KERNEL**2
+        self.whiten = FastConv(in_channels, whiten_width, kernel_size=WHITEN_KERNEL, padding=0, bias=True)
+        self.whiten.weight.requires_grad = False
+        self.activ = nn.GELU()
+        chans = [whiten_width, *widths]
+        self.layers = nn.Sequential(*[ConvGroup(a, b) for a, b in zip(chans, chans[1:])])
+        self.pool = nn.AdaptiveMaxPool2d(1)
+        self.head = nn.Linear(widths[-1], num_classes, bias=False)
+        self.logit_scale = logit_scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.layers(self.activ(self.whiten(x)))
+        return self.head(self.pool(x).flatten(1)) * self.logit_scale
+
+    @torch.no_grad()
+    def init_whitening(self, images: torch.Tensor, eps: float = 5e-4) -> None:
+        """Set the whitening filters from the covariance of 2x2 patches of ``images``
+        (as the net sees them, i.e. already normalized: ``model.normalize(x)``).
+        Filters are the eigenvectors scaled by 1/sqrt(eigenvalue + eps), with their
+        negatives, so the GELU after them keeps both signs."""
+        c, k = images.shape[1], WHITEN_KERNEL
+        if c != self.whiten.in_channels:
+            raise RobustError(f"init_whitening got {c}-channel images for a {self.whiten.in_channels}-channel net")
+        cov = torch.zeros(c * k * k, c * k * k, dtype=torch.float64, device=images.device)
+        count = 0
+        for chunk in images.split(256):  # chunks bound the memory of the patch matrix
+            # (N, C, H', W', k, k) -> one row per patch, laid out (C, k, k) like the conv weight.
+            p = chunk.float().unfold(2, k, 1).unfold(3, k, 1).permute(0, 2, 3, 1, 4, 5).reshape(-1, c * k * k)
+            cov += (p.T @ p).double()
+            count += len(p)
+        cov /= count
+        eigenvalues, eigenvectors = torch.linalg.eigh(cov)
+        eigenvalues, eigenvectors = eigenvalues.flip(0), eigenvectors.T.flip(0)
+        filters = (eigenvectors / torch.sqrt(eigenvalues.clamp_min(0) + eps)[:, None]).reshape(-1, c, k, k)
+        weight = self.whiten.weight
+        weight.copy_(torch.cat((filters, -filters)).to(weight))
+
+
+@MODELS.register(
+    "fast",
+    summary="airbench94-style fast CIFAR net: whitening conv, 3 conv groups, max-pool, scaled linear",
+    options={
+        "widths": "output channels of each conv group, one group per entry (airbench94: 64,256,256)",
+        "logit_scale": "factor on the logits (airbench: 1/9)",
+    },
+)
+def fast(num_classes: int, input_shape: tuple[int, int, int], widths="64,128,128", logit_scale=1 / 9) -> nn.Module:
+    return FastNet(num_classes, input_shape[0], as_int_list("widths", widths, minimum=1),
+                   as_float("logit_scale", logit_scale, low=0.0))
