@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from .attacks import AttackSpec
+from .errors import RobustError
 from .evaluate import predict, resolve_target, run_attack, select_points
 from .results import wilson_interval
 from .runtime import resolve_device
@@ -47,6 +48,7 @@ class Analysis:
     top_k: int  # 5, or the number of classes when there are fewer
     x_wrong: torch.Tensor  # up to MISCLASSIFIED_SHOWN misclassified images (float [0,1], CPU)
     wrong_rows: pd.DataFrame  # their rows of ``predictions``
+    gradcam: "GradCAMResult | None" = None
 
     @property
     def n(self) -> int:
@@ -103,6 +105,7 @@ class Analysis:
             f"{t}-confusion.png": confusion_png(self),
             f"{t}-misclassified.png": misclassified_png(self),
             f"{t}-summary.json": (json.dumps(self.summary(), indent=2, sort_keys=True) + "\n").encode(),
+            **({f"{t}-gradcam-{_slug(self.gradcam.layer)}.png": gradcam_png(self)} if self.gradcam else {}),
         }
 
     def write(self, out: str | Path) -> list[Path]:
@@ -130,10 +133,13 @@ def confusion_counts(y: np.ndarray, pred: np.ndarray, num_classes: int) -> np.nd
 
 def analyze(model_or_checkpoint, spec: AttackSpec | None = None, *, n: int | None = None, seed: int = 0,
             split: str = "test", data=None, device: str | torch.device = "auto", batch_size: int = 256,
-            data_root: str | None = None, name: str | None = None) -> Analysis:
+            data_root: str | None = None, name: str | None = None, gradcam_layer: str | None = None,
+            gradcam_n: int = 8) -> Analysis:
     """Predictions of the model on ``split`` (all of it, or n points chosen with
     ``seed``), clean or under ``spec``. ``model_or_checkpoint``: a path, a
-    (model, meta) pair or a module."""
+    (model, meta) pair or a module. ``gradcam_layer`` (a module name, or 'auto'
+    for the last convolution) adds GradCAM maps of the first ``gradcam_n`` points,
+    clean and, under an attack, adversarial."""
     dev = resolve_device(device) if isinstance(device, str) else device
     target = resolve_target(model_or_checkpoint, dev, name)
     model: nn.Module = target.model.eval()
@@ -142,6 +148,7 @@ def analyze(model_or_checkpoint, spec: AttackSpec | None = None, *, n: int | Non
     logits = predict(model, x, batch_size)
     num_classes = logits.shape[1]
     classes = tuple(points.classes) if len(points.classes) == num_classes else tuple(str(c) for c in range(num_classes))
+    layer = resolve_layer(model, gradcam_layer, x) if gradcam_layer else None  # a bad name fails before any attack
     threat, mode, x_used = None, "clean", x
     if spec is not None:
         clean_ok = logits.argmax(1) == y
@@ -165,12 +172,17 @@ def analyze(model_or_checkpoint, spec: AttackSpec | None = None, *, n: int | Non
         "correct": pred_np == y_np,
     })
     wrong = np.flatnonzero(pred_np != y_np)[:MISCLASSIFIED_SHOWN]
+    cam = None
+    if layer is not None:
+        k = min(gradcam_n, len(y))
+        cam = gradcam_maps(model, layer, x[:k], y[:k], x_used[:k] if spec is not None else None)
     return Analysis(
         name=target.name, mode=mode, threat=threat, classes=classes, selection=points.selection, predictions=preds,
         confusion=confusion_counts(y_np, pred_np, num_classes), top1=float((pred_np == y_np).mean()),
         top5=float(in_top.cpu().numpy().mean()), top_k=top_k,
         x_wrong=x_used[torch.as_tensor(wrong, device=x_used.device)].detach().cpu(),
         wrong_rows=preds.iloc[wrong].reset_index(drop=True),
+        gradcam=cam,
     )
 
 
@@ -249,3 +261,133 @@ def misclassified_png(a: Analysis) -> bytes:
         fig.suptitle(f"misclassified: first {m} of {total} (in evaluation order); true -> predicted, confidence\n"
                      f"{_heading(a)}", fontsize=8)
         return _png(fig)
+
+
+# ----------------------------------------------------------------------------- GradCAM
+
+
+@dataclass
+class GradCAMResult:
+    """GradCAM (Selvaraju et al. 2017) of one layer for a few points: for the
+    predicted class c, weights = spatial mean of d logit_c / d activation, map =
+    ReLU(sum_k weight_k * activation_k), upsampled to the image and scaled to [0,1]
+    per image."""
+
+    layer: str
+    x: torch.Tensor  # clean images
+    y: torch.Tensor
+    pred: torch.Tensor
+    cam: torch.Tensor  # (N, H, W)
+    x_adv: torch.Tensor | None = None
+    adv_pred: torch.Tensor | None = None
+    cam_adv: torch.Tensor | None = None
+
+
+def conv_layers(model: nn.Module) -> list[str]:
+    return [name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+
+
+def last_feature_map(model: nn.Module, x: torch.Tensor) -> str | None:
+    """The module whose (N, C, h, w) output (h * w > 1) is computed last in a
+    forward pass: the usual GradCAM layer, the last feature map before pooling."""
+    seen: list[str] = []
+    handles = [m.register_forward_hook(lambda _m, _i, out, name=name: seen.append(name)
+                                       if isinstance(out, torch.Tensor) and out.dim() == 4
+                                       and out.shape[-1] * out.shape[-2] > 1 else None)
+               for name, m in model.named_modules() if name]
+    try:
+        with torch.no_grad():
+            model(x[:1])
+    finally:
+        for h in handles:
+            h.remove()
+    return seen[-1] if seen else None
+
+
+def resolve_layer(model: nn.Module, name: str, x: torch.Tensor) -> str:
+    """A module name of ``model``; 'auto' is the last feature map (see last_feature_map)."""
+    convs = conv_layers(model)
+    if name == "auto":
+        found = last_feature_map(model, x)
+        if found is None:
+            raise RobustError("the model has no layer with a (N, C, h, w) output for GradCAM")
+        return found
+    if name not in dict(model.named_modules()) or name == "":
+        raise RobustError(f"unknown layer '{name}' for GradCAM; convolution layers: {', '.join(convs) or 'none'}")
+    return name
+
+
+def gradcam(model: nn.Module, layer: str, x: torch.Tensor, target: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(maps (N, H, W) in [0,1], the class each map explains: ``target`` or the
+    prediction). The layer's output must be (N, C, h, w)."""
+
+    module = dict(model.named_modules())[layer]
+    store: dict[str, torch.Tensor] = {}
+    handle = module.register_forward_hook(lambda _m, _i, out: store.__setitem__("act", out))
+    was = model.training
+    model.eval()
+    try:
+        with torch.enable_grad():
+            logits = model(x.detach().clone().requires_grad_(True))
+            act = store.get("act")
+            if not isinstance(act, torch.Tensor) or act.dim() != 4:
+                raise RobustError(f"layer '{layer}' gives no (N, C, h, w) feature map for GradCAM; "
+                                  f"pick a convolution layer")
+            cls = logits.argmax(1) if target is None else target.to(logits.device)
+            # gradients w.r.t. the feature map only: the model's parameter grads stay untouched
+            (grad,) = torch.autograd.grad(logits.gather(1, cls[:, None]).sum(), act)
+    except RuntimeError as e:
+        raise RobustError(f"GradCAM cannot use layer '{layer}' ({str(e).splitlines()[0][:120]}); "
+                          "pick a convolution layer") from None
+    finally:
+        handle.remove()
+        model.train(was)
+    weights = grad.mean(dim=(2, 3), keepdim=True)
+    cam = torch.relu((weights * act).sum(1, keepdim=True))
+    cam = torch.nn.functional.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    top = cam.flatten(1).amax(1).clamp_min(1e-12)[:, None, None]
+    return (cam / top).detach().cpu(), cls.detach().cpu()
+
+
+def gradcam_maps(model: nn.Module, layer: str, x: torch.Tensor, y: torch.Tensor,
+                 x_adv: torch.Tensor | None = None) -> GradCAMResult:
+    cam, pred = gradcam(model, layer, x)
+    res = GradCAMResult(layer, x.detach().cpu(), y.cpu(), pred, cam)
+    if x_adv is not None:
+        res.cam_adv, res.adv_pred = gradcam(model, layer, x_adv)
+        res.x_adv = x_adv.detach().cpu()
+    return res
+
+
+def gradcam_png(a: Analysis) -> bytes:
+    """Per point: image and its GradCAM overlay, clean (and adversarial)."""
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    g = a.gradcam
+    cols = 2 if g.x_adv is None else 4
+    k = len(g.y)
+    with matplotlib.rc_context({"font.size": 6.5}):
+        fig = Figure(figsize=(cols * 1.4, k * 1.5 + 0.5))
+        for i in range(k):
+            panels = [(g.x[i], None, g.pred[i], "clean"), (g.x[i], g.cam[i], g.pred[i], "GradCAM")]
+            if g.x_adv is not None:
+                panels += [(g.x_adv[i], None, g.adv_pred[i], "adv"), (g.x_adv[i], g.cam_adv[i], g.adv_pred[i], "GradCAM")]
+            for j, (img, cam, pred, what) in enumerate(panels):
+                ax = fig.add_subplot(k, cols, i * cols + j + 1)
+                im = img.permute(1, 2, 0).numpy()
+                ax.imshow(im[:, :, 0] if im.shape[2] == 1 else im, cmap="gray" if im.shape[2] == 1 else None,
+                          vmin=0, vmax=1, interpolation="nearest")
+                if cam is not None:
+                    ax.imshow(cam.numpy(), cmap="jet", alpha=0.45, vmin=0, vmax=1, interpolation="bilinear")
+                ok = int(pred) == int(g.y[i])
+                ax.set_title(f"{what}: {a.classes[int(pred)]}", color="#1a7f37" if ok else "#cf222e", pad=2)
+                ax.set_xticks([])
+                ax.set_yticks([])
+        fig.suptitle(f"GradCAM of layer {g.layer} for the predicted class\n{_heading(a)}", fontsize=7)
+        fig.subplots_adjust(top=1 - 0.45 / (k * 1.5 + 0.5), hspace=0.3)
+        return _png(fig)
+
+
+def _slug(s: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", s).strip("_") or "x"

@@ -207,3 +207,36 @@ def test_analyze_cli_writes_every_file(checkpoint, tmp_path):
     summary = json.loads((out / "clean-summary.json").read_text())
     assert summary["top1"] == pytest.approx(preds["correct"].mean())
     assert "top-1" in res.output and "airplane" in res.output
+
+
+def test_gradcam(model_meta, cifar10):
+    from robustbench_local.analyze import gradcam, last_feature_map, resolve_layer
+    from robustbench_local.errors import RobustError
+
+    model = model_meta[0]
+    x = cifar10.test.x[:6].float() / 255
+    # auto: the last feature map with spatial extent (not the 1x1 global pool)
+    model.zero_grad(set_to_none=True)
+    layer = resolve_layer(model, "auto", x)
+    assert layer == last_feature_map(model, x) and layer != "net.pool"
+    cam, cls = gradcam(model, "net.features.2.body.3", x)
+    assert cam.shape == (6, 32, 32) and cam.min() >= 0 and cam.max() <= 1
+    with torch.no_grad():
+        assert cls.tolist() == model(x).argmax(1).tolist()
+    # each map peaks at 1 unless the class gets no positive evidence at all
+    peaks = cam.flatten(1).amax(1)
+    assert ((peaks - 1).abs() < 1e-5).logical_or(peaks == 0).all()
+    # no parameter gradients are left behind
+    assert all(p.grad is None for p in model.parameters())
+    with pytest.raises(RobustError, match="unknown layer 'nope'.*net.features.0.body.0"):
+        resolve_layer(model, "nope", x)
+
+
+def test_analyze_gradcam_file(model_meta, cifar10, tmp_path):
+    a = analyze(model_meta, AttackSpec("fgsm", ThreatModel(eps=EPS)), n=20, data=cifar10, device="cpu",
+                gradcam_layer="auto", gradcam_n=3)
+    assert a.gradcam.cam.shape == a.gradcam.cam_adv.shape == (3, 32, 32)
+    paths = a.write(tmp_path)
+    cam_png = [p for p in paths if "gradcam" in p.name]
+    assert len(cam_png) == 1 and cam_png[0].name.startswith("FGSM-eps0.0313-gradcam-")
+    assert Image.open(cam_png[0]).format == "PNG"

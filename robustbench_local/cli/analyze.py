@@ -36,19 +36,25 @@ def _clean_by_default(cmd: click.Command) -> click.Command:
                    "attack label and eps, e.g. PGD-10-eps0.0313-.")
 @click.option("--results", "results_dir", type=click.Path(file_okay=False), default="results", show_default=True,
               help="Results folder for the default --out.")
+@click.option("--gradcam", "gradcam_layer", metavar="LAYER", default=None,
+              help="Also draw GradCAM maps of this layer (a module name such as net.features.2.body.3, or 'auto' for "
+                   "the last feature map) for the first --gradcam-n points, clean and adversarial.")
+@click.option("--gradcam-n", type=int, default=8, show_default=True, help="Points shown in the GradCAM figure.")
 @click.option("--batch-size", type=int, default=256, show_default=True, help="Points predicted or attacked at once.")
 @click.option("--data-root", type=click.Path(file_okay=False), default=None, help="Folder searched first for the data.")
 @device_options
 def command(checkpoint, attack_names, norm, eps, eta, eps_space, k, random_start, restarts, loss, targeted, fgsm_rs,
-            aa_version, n, split, out, results_dir, batch_size, data_root, device, seed):
+            aa_version, n, split, out, results_dir, gradcam_layer, gradcam_n, batch_size, data_root, device, seed):
     """Classification analytics of CHECKPOINT: normalized confusion matrix (PNG)
     and the most-confused class pairs, per-class accuracy (printed and CSV), top-1
     and top-5 accuracy, a grid of misclassified examples and a predictions CSV
-    (index, true label, predicted label, confidence) for every point.
+    (index, true label, predicted label, confidence) for every point; with
+    --gradcam, GradCAM maps of a layer on clean and adversarial inputs.
 
     \b
       robust analyze runs/NAME/best.pth
       robust analyze runs/NAME/best.pth --attack pgd --k 20 --n 2000
+      robust analyze runs/NAME/best.pth --attack pgd --n 500 --gradcam auto
     """
     from rich.table import Table
 
@@ -59,6 +65,8 @@ def command(checkpoint, attack_names, norm, eps, eta, eps_space, k, random_start
         raise RobustError(f"--n must be >= 1, got {n}")
     if batch_size < 1:
         raise RobustError(f"--batch-size must be >= 1, got {batch_size}")
+    if gradcam_n < 1:
+        raise RobustError(f"--gradcam-n must be >= 1, got {gradcam_n}")
     if not Path(checkpoint).is_file():
         raise RobustError(f"checkpoint {checkpoint} does not exist; train one with `robust train` or check the path")
     specs = [None]
@@ -69,7 +77,7 @@ def command(checkpoint, attack_names, norm, eps, eta, eps_space, k, random_start
     con = console()
     for spec in specs:
         a = analyze(checkpoint, spec, n=n, seed=seed, split=split, device=device, batch_size=batch_size,
-                    data_root=data_root)
+                    data_root=data_root, gradcam_layer=gradcam_layer, gradcam_n=gradcam_n)
         paths = a.write(folder)
         t = Table(title=f"per-class accuracy, {a.mode if a.threat is None else a.mode + ' (' + a.threat + ')'}")
         for col in ("class", "n", "accuracy", "95% CI", "precision"):
