@@ -282,3 +282,13 @@ def test_examples_from_visualize_and_analyze_are_linked_and_embedded(store, tmp_
     assert html.count('src="data:image/png;base64,') == 3 + 2
     only_std = build_report(store, out, checkpoint=["*standard-s0*"])
     assert [e.png for e in only_std.examples] == [confusion]
+
+
+def test_figures_of_an_earlier_report_are_removed(store):
+    build_report(store).write()
+    assert (store / "figures" / "training-curves.png").is_file()
+    (store / "figures" / "cifar10-cnn-x-pgd.png").write_bytes(b"a visualize grid")  # not the report's own
+    build_report(store, attack=["pgd"], checkpoint=["*standard-s0*"]).write()
+    names = sorted(p.name for p in (store / "figures").iterdir())
+    # no training record matches the standard CNN: its old training curves go, the grid stays
+    assert names == ["cifar10-cnn-x-pgd.png", "eps-curves-cifar10-linf-px0.5.png", "per-class-cifar10.png"]

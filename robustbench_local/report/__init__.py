@@ -18,7 +18,7 @@ import pandas as pd
 
 from ..fileio import write_bytes
 from .html import render_html
-from .examples import Example, find_examples
+from .examples import OWN, Example, find_examples
 from .load import ReportData, load_report_data
 from .markdown import render_markdown
 from .plots import ReportFigure, all_figures
@@ -55,11 +55,16 @@ class Report:
         """Writes each file atomically to ``out`` (content fully rendered first, so
         an error leaves the previous report intact); REPORT.md goes last."""
         out = self.out
+        files = self.files()
         paths = []
-        for rel, content in self.files().items():
+        for rel, content in files.items():
             p = out / rel
             write_bytes(p, content)
             paths.append(p)
+        # figures of an earlier report that this one no longer draws would look current
+        for old in sorted((out / FIG_DIR).glob("*.png")):
+            if old.name.startswith(OWN) and f"{FIG_DIR}/{old.name}" not in files:
+                old.unlink()
         return paths
 
 
