@@ -354,7 +354,6 @@ def test_unknown_arch_lists_valid_names():
     ("fast", {"widths": "64,-1,64"}, "widths"),
     ("tv-resnet18", {"stem": "tiny"}, "stem"),
     ("tv-mobilenet_v2", {"stem": "cifar"}, "stem=cifar"),
-    ("tv-resnet18", {"pretrained": True, "weights": "x.pth"}, "either"),
     ("cnn", {"maps": torch.tensor([16])}, "JSON"),
 ])
 def test_bad_options_give_one_line_errors(arch, kwargs, fragment):
@@ -405,7 +404,9 @@ def test_tv_weights_path_loads_a_state_dict(tmp_path, images):
     torch.manual_seed(7)
     imagenet = torchvision.models.resnet18()
     torch.save(imagenet.state_dict(), tmp_path / "resnet18.pth")
-    model = make("tv-resnet18", (3, 64, 64), num_classes=5, seed=0, weights=str(tmp_path / "resnet18.pth"))
+    # pretrained=true with a local file reads the file and downloads nothing (the CLI's --pretrained --weights).
+    model = make("tv-resnet18", (3, 64, 64), num_classes=5, seed=0, pretrained=True,
+                 weights=str(tmp_path / "resnet18.pth"))
     own, ref = model.net.state_dict(), imagenet.state_dict()
     assert all(torch.equal(own[k], ref[k]) for k in ref if not k.startswith("fc."))
     assert model.net.fc.out_features == 5
@@ -469,9 +470,15 @@ def test_tv_pretrained_without_network_is_one_clear_error(monkeypatch, tmp_path)
 def test_fast_net_structure():
     model = make("fast", widths="16,32,48")
     net = model.net
-    assert not net.whiten.weight.requires_grad and net.whiten.bias.requires_grad
+    # Frozen parts are buffers or absent, so toggling requires_grad (as attacks do) cannot train them.
+    model.requires_grad_(False)
+    model.requires_grad_(True)
+    params = dict(model.named_parameters())
+    assert "net.whiten.weight" not in params and "net.whiten.weight" in model.state_dict()
+    assert "net.whiten.bias" in params
     bns = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
-    assert len(bns) == 6 and all(not m.weight.requires_grad and m.bias.requires_grad for m in bns)
+    assert len(bns) == 6 and all(m.weight is None and m.bias.requires_grad for m in bns)
+    assert bns[0].momentum == 0.4 and bns[0].eps == 1e-12
     assert [g.conv2.out_channels for g in net.layers] == [16, 32, 48]
     assert net.head.bias is None and net.head.in_features == 48
     assert net.logit_scale == pytest.approx(1 / 9)
@@ -480,11 +487,27 @@ def test_fast_net_structure():
     assert torch.equal(w[:16, :, 1, 1], torch.eye(16)) and w[:16].abs().sum() == 16
 
 
+def test_fast_batchnorm_matches_batchnorm_with_unit_scale():
+    x = torch.randn(8, 6, 5, 5) * 3 + 1
+    fast = make("fast", widths="6,6,6").net.layers[0].norm1
+    ref = nn.BatchNorm2d(6, eps=1e-12, momentum=0.4)
+    with torch.no_grad():
+        fast.bias.copy_(torch.linspace(-1, 1, 6))
+        ref.bias.copy_(fast.bias)
+    torch.testing.assert_close(fast(x), ref(x))  # training mode: batch statistics, running stats updated
+    torch.testing.assert_close(fast.running_mean, ref.running_mean)
+    torch.testing.assert_close(fast.running_var, ref.running_var)
+    fast.eval()
+    ref.eval()
+    torch.testing.assert_close(fast(x), ref(x))
+
+
 def test_fast_net_whitening_decorrelates_real_patches(images):
     model = make("fast", widths="8,8,8")
     z = model.normalize(images[(3, 32, 32)])
     model.net.init_whitening(z, eps=1e-9)
     conv = model.net.whiten
+    assert conv.weight.shape == (24, 3, 2, 2)
     with torch.no_grad():
         out = F.conv2d(z, conv.weight)[:, :12]  # the first half: eigenvector filters, unbiased
     flat = out.permute(0, 2, 3, 1).reshape(-1, 12).double()

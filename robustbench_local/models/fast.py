@@ -5,8 +5,8 @@
     global max-pool -> linear (no bias) -> x logit_scale
 
 As in airbench: convs have no bias and start with identity (Dirac) filters in their
-first in_channels outputs; BatchNorm has a fixed scale of 1 (its weight is frozen), a
-learned shift, eps 1e-12 and momentum 0.4; the logit scale is 1/9. The global max-pool
+first in_channels outputs; BatchNorm has a fixed scale of 1 (no weight), a learned
+shift, eps 1e-12 and momentum 0.4; the logit scale is 1/9. The global max-pool
 replaces airbench's MaxPool2d(3) so that 28x28 and 64x64 inputs work; on 32x32 inputs
 the last feature map is 3x3 and the two are the same.
 
@@ -16,6 +16,7 @@ training images before the first step (the whitening weight is never trained).""
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..errors import RobustError
@@ -25,22 +26,54 @@ from .zoo import MODELS
 WHITEN_KERNEL = 2
 
 
+def _dirac_init(weight: torch.Tensor) -> None:
+    # airbench: the first in_channels filters pass their input channel straight through.
+    torch.nn.init.dirac_(weight[: weight.size(1)])
+
+
 class FastConv(nn.Conv2d):
-    def __init__(self, c_in: int, c_out: int, kernel_size: int = 3, padding: int | str = "same", bias: bool = False):
-        super().__init__(c_in, c_out, kernel_size=kernel_size, padding=padding, bias=bias)
+    """3x3 'same' convolution without bias, Dirac-initialised."""
+
+    def __init__(self, c_in: int, c_out: int):
+        super().__init__(c_in, c_out, kernel_size=3, padding="same", bias=False)
 
     def reset_parameters(self) -> None:
         super().reset_parameters()
-        if self.bias is not None:
-            self.bias.data.zero_()
-        w = self.weight.data
-        torch.nn.init.dirac_(w[: w.size(1)])
+        _dirac_init(self.weight.data)
+
+
+class Whiten(nn.Module):
+    """The 2x2 whitening convolution. Its weight is a buffer, not a parameter: it is set
+    from data (``FastNet.init_whitening``) and never trained, and stays frozen even when
+    other code toggles ``requires_grad`` on all parameters (as attacks do). The bias
+    is learned."""
+
+    def __init__(self, c_in: int, c_out: int, kernel_size: int):
+        super().__init__()
+        probe = nn.Conv2d(c_in, c_out, kernel_size)  # the default conv initialisation
+        weight = probe.weight.detach().clone()
+        _dirac_init(weight)
+        self.register_buffer("weight", weight)
+        self.bias = nn.Parameter(torch.zeros(c_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.weight, self.bias)
 
 
 class FastBatchNorm(nn.BatchNorm2d):
+    """BatchNorm with the scale fixed at 1 and a learned shift (airbench's eps 1e-12,
+    momentum 0.4). The missing scale is absent rather than frozen, so it cannot be
+    unfrozen by accident."""
+
     def __init__(self, channels: int, momentum: float = 0.4, eps: float = 1e-12):
-        super().__init__(channels, eps=eps, momentum=momentum)
-        self.weight.requires_grad = False  # scale fixed at 1; only the shift is learned
+        super().__init__(channels, eps=eps, momentum=momentum, affine=False)
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            self.num_batches_tracked.add_(1)
+        return F.batch_norm(x, self.running_mean, self.running_var, None, self.bias, self.training,
+                            self.momentum, self.eps)
 
 
 class ConvGroup(nn.Module):
@@ -62,8 +95,7 @@ class FastNet(nn.Module):
     def __init__(self, num_classes: int, in_channels: int, widths: list[int], logit_scale: float):
         super().__init__()
         whiten_width = 2 * in_channels * WHITEN_KERNEL**2
-        self.whiten = FastConv(in_channels, whiten_width, kernel_size=WHITEN_KERNEL, padding=0, bias=True)
-        self.whiten.weight.requires_grad = False
+        self.whiten = Whiten(in_channels, whiten_width, WHITEN_KERNEL)
         self.activ = nn.GELU()
         chans = [whiten_width, *widths]
         self.layers = nn.Sequential(*[ConvGroup(a, b) for a, b in zip(chans, chans[1:])])
@@ -82,8 +114,8 @@ class FastNet(nn.Module):
         Filters are the eigenvectors scaled by 1/sqrt(eigenvalue + eps), with their
         negatives, so the GELU after them keeps both signs."""
         c, k = images.shape[1], WHITEN_KERNEL
-        if c != self.whiten.in_channels:
-            raise RobustError(f"init_whitening got {c}-channel images for a {self.whiten.in_channels}-channel net")
+        if c != self.whiten.weight.shape[1]:
+            raise RobustError(f"init_whitening got {c}-channel images for a {self.whiten.weight.shape[1]}-channel net")
         cov = torch.zeros(c * k * k, c * k * k, dtype=torch.float64, device=images.device)
         count = 0
         for chunk in images.split(256):  # chunks bound the memory of the patch matrix

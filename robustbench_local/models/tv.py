@@ -4,8 +4,9 @@ they show in listings and tests).
 
 Steps, in order:
 1. build the ImageNet architecture (1000 classes), then load starting weights if asked:
-   ``pretrained`` through torchvision's weights API (downloaded once into the torch hub
-   cache), or ``weights=PATH``, a state_dict file read with ``torch.load(weights_only=True)``;
+   ``weights=PATH``, a state_dict file read with ``torch.load(weights_only=True)`` (with
+   or without ``pretrained``), else with ``pretrained`` torchvision's weights API
+   (downloaded once into the torch hub cache);
 2. small-input stem (``stem``; 'auto' means 'cifar' when the image side is <= 32):
    - ResNet, ResNeXt, Wide-ResNet: the 7x7 stride-2 conv becomes 3x3 stride-1 and the
      max-pool is dropped (the new conv starts from fresh weights);
@@ -48,7 +49,8 @@ _EXTRA_KWARGS = {"googlenet": {"aux_logits": False, "init_weights": True},
 
 _OPTIONS = {
     "pretrained": "start from torchvision's ImageNet weights (downloaded once into the torch hub cache)",
-    "weights": "start from a local state_dict file of the ImageNet model (e.g. a downloaded torchvision .pth)",
+    "weights": "start from a local state_dict file of the ImageNet model (e.g. a downloaded torchvision .pth); "
+               "used instead of downloading when pretrained is also given",
     "stem": "auto: 'cifar' for images of side <= 32, else 'imagenet'; cifar: 3x3 stride-1 first conv and no "
             "max-pool (ResNet/ResNeXt/Wide-ResNet/DenseNet only); imagenet: unchanged",
 }
@@ -176,16 +178,14 @@ def build_torchvision(name: str, num_classes: int, input_shape: tuple[int, int, 
                       weights=None, stem="auto") -> nn.Module:
     pretrained = as_bool("pretrained", pretrained)
     stem = as_choice("stem", stem, STEMS)
-    if pretrained and weights:
-        raise RobustError("give either pretrained=true or weights=PATH, not both")
     if weights is not None and not isinstance(weights, str):
         raise RobustError(f"model option weights={weights!r} is invalid: expected a file path")
     c, h, w = input_shape
     net = _tv_models().get_model(name, weights=None, **_EXTRA_KWARGS.get(name, {}))
-    if pretrained:
-        _load(net, _download(name), name, "the downloaded weights")
-    elif weights:
+    if weights:  # a local file wins, with or without pretrained=true: nothing is downloaded
         _load(net, _read_state_dict(weights), name, f"weights file {weights}")
+    elif pretrained:
+        _load(net, _download(name), name, "the downloaded weights")
     if stem == "auto":
         stem = "cifar" if min(h, w) <= SMALL_INPUT_SIDE else "imagenet"
         replaced = _small_stem(net, c) if stem == "cifar" else False
