@@ -1,0 +1,204 @@
+"""`robust train`: options -> TrainSpec -> train.fit.
+
+Options come in groups (data, model, method, optimisation, run, device). Each
+group is a decorator plus, where it feeds the spec, a function turning the parsed
+options into TrainSpec fields; a new group (e.g. adversarial training) adds one
+of each to OPTION_GROUPS and SPEC_FIELDS."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import click
+
+from ..data import AUGMENT_POLICIES
+from ..errors import RobustError
+from ..models import MODELS, NORMALIZATIONS
+from ..specs import OPTIMIZERS, SCHEDULES, DataSpec, ModelSpec, TrainSpec
+from .common import compose, data_options, device_options
+
+_DEFAULT = TrainSpec.__dataclass_fields__  # defaults shown in --help come from the spec itself
+
+
+def _default(name: str) -> Any:
+    return _DEFAULT[name].default
+
+
+def _method_names() -> str:
+    from ..methods import METHODS
+
+    return ", ".join(METHODS.names())
+
+
+def model_options(f):
+    return compose(
+        click.option("--model", "arch", default="cnn", show_default=True,
+                     help=f"Architecture: {', '.join(MODELS.names())}, or tv-<name> for a torchvision model."),
+        click.option("--maps", default=None,
+                     help="cnn: feature maps per block, comma list (cnn default 16,32,64)."),
+        click.option("--blocks", default=None,
+                     help="ResNets: residual blocks per stage, comma list (e.g. 5,5,5,5 for the seed's deeper resnet18)."),
+        click.option("--dropout", type=float, default=None,
+                     help="Dropout probability after each block (model's default if not given; cnn: 0.1)."),
+        click.option("--bn/--no-bn", default=None, help="cnn: batch norm after each conv (default on)."),
+        click.option("--skip/--no-skip", default=None, help="cnn: 1x1 stride-2 conv skip around each block (default off)."),
+        click.option("--model-option", "model_option", multiple=True, metavar="KEY=VALUE",
+                     help="Any other model option, e.g. width=64; repeat for several."),
+        click.option("--normalize", type=click.Choice(NORMALIZATIONS), default="seed", show_default=True,
+                     help="Input normalization inside the model: seed = mean=std=0.5 (normalized space [-1,1], "
+                          "the seeds' eps convention), dataset = the dataset's statistics, none = identity."),
+        click.option("--pretrained", is_flag=True, default=False,
+                     help="Start from torchvision's ImageNet weights (tv-* models; needs a network or --weights)."),
+        click.option("--weights", type=click.Path(dir_okay=False), default=None,
+                     help="Local file with the pretrained weights for --pretrained."),
+    )(f)
+
+
+def method_options(f):
+    return compose(
+        click.option("--method", default="standard", show_default=True,
+                     help=f"Training loss: {_method_names()}."),
+        click.option("--alpha", type=float, default=None,
+                     help="mixup/cutmix: Beta(alpha, alpha) mixing parameter (default 1.0)."),
+        click.option("--cutmix-prob", type=float, default=None,
+                     help="cutmix: probability that a batch is mixed (default 0.5)."),
+        click.option("--label-smoothing", type=float, default=None,
+                     help="standard/mixup/cutmix: label smoothing in [0, 1) (default 0)."),
+    )(f)
+
+
+def optimization_options(f):
+    return compose(
+        click.option("--epochs", type=int, default=_default("epochs"), show_default=True,
+                     help="Passes over the training split."),
+        click.option("--batch-size", type=int, default=_default("batch_size"), show_default=True,
+                     help="Images per optimizer step."),
+        click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=_default("optimizer"), show_default=True,
+                     help="sgd uses --momentum/--nesterov; adam and adamw ignore them."),
+        click.option("--lr", type=float, default=_default("lr"), show_default=True,
+                     help="Peak learning rate (per step, before the schedule scales it)."),
+        click.option("--momentum", type=float, default=_default("momentum"), show_default=True,
+                     help="SGD momentum."),
+        click.option("--nesterov/--no-nesterov", default=_default("nesterov"), show_default=True,
+                     help="SGD Nesterov momentum."),
+        click.option("--weight-decay", type=float, default=_default("weight_decay"), show_default=True,
+                     help="L2 weight decay coefficient (decoupled for adamw)."),
+        click.option("--schedule", type=click.Choice(SCHEDULES), default=_default("schedule"), show_default=True,
+                     help="lr schedule: cosine to 0 and onecycle (lr/25 -> lr at 30% -> 0) per batch; step = x0.1 "
+                          "at 50% and 75% of the epochs; plateau = x0.1 after 2 epochs without a better "
+                          "validation selection metric; none = constant."),
+        click.option("--warmup", "warmup_epochs", type=float, default=_default("warmup_epochs"), show_default=True,
+                     help="Epochs of linear lr warmup from 0 (fractions allowed)."),
+        click.option("--grad-clip", type=float, default=None,
+                     help="Clip the global L2 norm of the gradients to this value (default: no clipping)."),
+        click.option("--patience", type=int, default=None,
+                     help="Stop after this many epochs without a better validation selection metric (default: never)."),
+        click.option("--amp/--no-amp", default=None,
+                     help="Mixed precision for training steps. Default: on for CUDA (bf16, or fp16 with loss "
+                          "scaling), off elsewhere; --amp on CPU uses bf16. Validation and test stay float32."),
+        click.option("--channels-last/--no-channels-last", default=None,
+                     help="NHWC memory layout. Default: on for CUDA, off on CPU (where it was not faster)."),
+    )(f)
+
+
+def run_options(f):
+    return compose(
+        click.option("--subset", type=int, default=None,
+                     help="Train on this many training examples (a fixed random choice by --split-seed). Default: all."),
+        click.option("--val-fraction", type=float, default=0.1, show_default=True,
+                     help="Share of the training split held out for validation (model selection; test is never used)."),
+        click.option("--split-seed", type=int, default=0, show_default=True,
+                     help="Seed of the validation split and of --subset (kept apart from --seed so runs "
+                          "with different seeds see the same data)."),
+        click.option("--augment", type=click.Choice(AUGMENT_POLICIES), default=None,
+                     help="Batch augmentation: none, basic (random crop with padding + flip) or strong "
+                          "(basic + colour jitter + cutout). Default: the dataset's (basic)."),
+        click.option("--selection", default=_default("selection"), show_default=True,
+                     help="Validation column that picks best.pth: val_acc, val_loss, or a column added by the "
+                          "method; auto = the method's choice (val_acc for standard training)."),
+        click.option("--out", type=click.Path(file_okay=False), default=None,
+                     help="Run folder for best.pth, last.pth, history.csv, config.json. "
+                          "Default: runs/<dataset>-<model>-<method>-s<seed>."),
+        click.option("--resume", is_flag=True, default=False,
+                     help="Continue the run in --out from its last.pth (only --epochs, --device and --patience "
+                          "may change)."),
+        click.option("--init", type=click.Path(dir_okay=False), default=None,
+                     help="Start from this checkpoint's weights (same model, classes and normalization)."),
+        click.option("--results", type=click.Path(file_okay=False), default="results", show_default=True,
+                     help="Results folder that receives the training record."),
+    )(f)
+
+
+def _parse_model_options(pairs) -> dict:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise RobustError(f"--model-option expects KEY=VALUE, got '{pair}'")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def data_fields(o: dict) -> dict:
+    return {"data": DataSpec(dataset=o["dataset"], data_root=o["data_root"], image_size=o["image_size"],
+                             subset=o["subset"], val_fraction=o["val_fraction"], augment=o["augment"],
+                             split_seed=o["split_seed"])}
+
+
+def model_fields(o: dict) -> dict:
+    kwargs = _parse_model_options(o["model_option"])
+    for name in ("maps", "blocks", "dropout", "bn", "skip", "weights"):
+        if o[name] is not None:
+            kwargs[name] = o[name]
+    if o["pretrained"]:
+        kwargs["pretrained"] = True
+    if o["weights"] is not None and not o["pretrained"]:
+        raise RobustError("--weights gives the file for --pretrained; pass both")
+    return {"model": ModelSpec(arch=o["arch"], kwargs=kwargs, normalize=o["normalize"])}
+
+
+def method_fields(o: dict) -> dict:
+    kwargs = {name: o[name] for name in ("alpha", "cutmix_prob", "label_smoothing") if o[name] is not None}
+    return {"method": o["method"], "method_kwargs": kwargs}
+
+
+def optimization_fields(o: dict) -> dict:
+    names = ("epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay", "schedule",
+             "warmup_epochs", "grad_clip", "patience")
+    out = {n: o[n] for n in names}
+    out["amp"] = "auto" if o["amp"] is None else o["amp"]
+    out["channels_last"] = "auto" if o["channels_last"] is None else o["channels_last"]
+    return out
+
+
+def run_fields(o: dict) -> dict:
+    return {"selection": o["selection"], "out": o["out"], "init": o["init"], "seed": o["seed"], "device": o["device"]}
+
+
+OPTION_GROUPS: list[Callable] = [data_options, model_options, method_options, optimization_options, run_options,
+                                 device_options]
+SPEC_FIELDS: list[Callable[[dict], dict]] = [data_fields, model_fields, method_fields, optimization_fields, run_fields]
+
+
+def build_spec(options: dict) -> TrainSpec:
+    fields: dict = {}
+    for part in SPEC_FIELDS:
+        fields.update(part(options))
+    return TrainSpec(**fields)
+
+
+@click.command("train", context_settings={"max_content_width": 100})
+@compose(*OPTION_GROUPS)
+def command(**options):
+    """Train a classifier; writes runs/<name>/{best,last}.pth, history.csv and config.json, and a training
+    record in --results.
+
+    \b
+      robust train                                   # seed CNN on CIFAR-10, 10 epochs
+      robust train --epochs 1 --subset 2000          # a quick check
+      robust train --model resnet20 --method cutmix --epochs 30
+    """
+    from ..results import ResultsStore
+    from ..train import fit
+
+    spec = build_spec(options)
+    fit(spec, resume=options["resume"], store=ResultsStore(options["results"]))
