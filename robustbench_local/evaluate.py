@@ -87,6 +87,7 @@ class Points:
             "seed": self.seed,
             "indices_sha256": hashlib.sha256(idx).hexdigest(),
             "first_indices": self.index[:10].tolist(),
+            "classes": list(self.classes),  # label order (per_class keys get sorted in JSON)
         }
 
 

@@ -9,7 +9,10 @@ from rich.table import Table
 
 @lru_cache(maxsize=1)
 def console() -> Console:
-    return Console(highlight=False, soft_wrap=False)
+    import sys
+
+    # off a terminal rich would squeeze tables to 80 columns and cut checkpoint names
+    return Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 200)
 
 
 def _eps(v) -> str:
