@@ -273,6 +273,15 @@ def test_string_and_list_options_build_the_same_net():
     assert {k: v.shape for k, v in a.state_dict().items()} == {k: v.shape for k, v in b.state_dict().items()}
 
 
+def test_cli_style_string_values():
+    net = make("fast", widths="8 16 16", logit_scale="1/8").net
+    assert net.logit_scale == 0.125 and net.head.in_features == 16
+    assert make("cnn", dropout="0.3", maps="8").net.features[0].drop.p == pytest.approx(0.3)
+    assert make("vgg", width="8", hidden="0").net.classifier[-1].in_features == 32 * 4 * 4
+    with pytest.raises(RobustError, match="logit_scale"):
+        make("fast", logit_scale="1/0")
+
+
 def test_init_only_options_are_kept_apart(tmp_path):
     import torchvision
 

@@ -6,6 +6,7 @@ the plain value and its string form, and a bad value is one RobustError line tha
 names the option."""
 from __future__ import annotations
 
+from fractions import Fraction
 from typing import Sequence
 
 from ..errors import RobustError
@@ -50,8 +51,11 @@ def as_float(name: str, value: object, *, low: float | None = None, high: float 
     if isinstance(value, bool):
         raise _bad(name, value, "a number")
     try:
-        out = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+        if isinstance(value, str) and "/" in value:  # fractions such as 1/9
+            out = float(Fraction(value.strip()))
+        else:
+            out = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, ZeroDivisionError):
         raise _bad(name, value, "a number") from None
     if out != out or out in (float("inf"), float("-inf")):
         raise _bad(name, value, "a finite number")
