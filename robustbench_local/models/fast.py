@@ -139,6 +139,6 @@ class FastNet(nn.Module):
         "logit_scale": "factor on the logits (airbench: 1/9)",
     },
 )
-def fast(num_classes: int, input_shape: tuple[int, int, int], widths="64,128,128", logit_scale=1 / 9) -> nn.Module:
+def fast(num_classes: int, input_shape: tuple[int, int, int], widths="64,128,128", logit_scale="1/9") -> nn.Module:
     return FastNet(num_classes, input_shape[0], as_int_list("widths", widths, minimum=1),
                    as_float("logit_scale", logit_scale, low=0.0))
