@@ -14,7 +14,8 @@ Steps, in order:
    - every other family keeps its stem: their global pooling makes small inputs run
      (the last feature map is just 1x1), and those that cannot take the input size
      (ViT, Swin, Inception at 32x32, ConvNeXt at 28x28, ...) fail the check in step 5;
-3. inputs with other than 3 channels: the first conv takes C channels, its pretrained
+3. inputs with other than 3 channels (when step 2 kept the stem; a new small stem takes
+   C channels itself): the first conv takes C channels, its pretrained
    RGB filters summed and spread over them (a grey image then gives the same response
    as the RGB image with that grey value in every channel);
 4. the classifier head (the last layer with 1000 outputs) is replaced for num_classes;
