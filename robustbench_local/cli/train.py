@@ -49,7 +49,7 @@ def model_options(f):
         click.option("--pretrained", is_flag=True, default=False,
                      help="Start from torchvision's ImageNet weights (tv-* models; needs a network or --weights)."),
         click.option("--weights", type=click.Path(dir_okay=False), default=None,
-                     help="Local file with the pretrained weights for --pretrained."),
+                     help="Start from this local ImageNet state_dict file (tv-* models; no download)."),
     )(f)
 
 
@@ -151,8 +151,6 @@ def model_fields(o: dict) -> dict:
             kwargs[name] = o[name]
     if o["pretrained"]:
         kwargs["pretrained"] = True
-    if o["weights"] is not None and not o["pretrained"]:
-        raise RobustError("--weights gives the file for --pretrained; pass both")
     return {"model": ModelSpec(arch=o["arch"], kwargs=kwargs, normalize=o["normalize"])}
 
 

@@ -27,6 +27,11 @@ method unchanged. A typical wrapper's ``__call__`` is::
     logits = model(x_adv)
     return BatchOutput(base.batch_criterion(logits, batch).mean(), logits, batch.target, seconds)
 
+A wrapper keeps the base method as ``.base`` (checkpoints record its options from
+there) and its ``criterion`` is the base's (``fit`` reports validation loss with it).
+Factories run when a TrainSpec is built, to check options early, so they must be
+cheap and free of side effects.
+
 Hooks that ``fit`` calls on the method it trains with (defaults do nothing):
 ``start_epoch(epoch, epochs)`` before each epoch (e.g. an eps ramp),
 ``validation_metrics()`` extra validation columns (e.g. robust accuracy),
