@@ -131,7 +131,7 @@ def select_points(data, *, n: int | None, split: str, seed: int, device, meta: d
     if data is None:
         if not meta or not _dataset_name(meta):
             raise RobustError("no data given and the model's metadata names no dataset; pass data")
-        dmeta = meta.get("data") or {}
+        dmeta = (meta.get("spec") or {}).get("data") or meta.get("data") or {}  # the training DataSpec
         data = load_dataset(
             _dataset_name(meta), data_root=data_root or dmeta.get("data_root"),
             image_size=dmeta.get("image_size"), val_fraction=dmeta.get("val_fraction", 0.1),
