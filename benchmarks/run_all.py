@@ -1,0 +1,81 @@
+"""Runs the benchmarks of issue 7 and writes results/bench/<name>.json for each, plus
+results/bench/summary.json with every target and whether it was met.
+
+    python benchmarks/run_all.py                  # all default benchmarks (make bench), ~15 min
+    python benchmarks/run_all.py attack_step data # some of them
+    python benchmarks/run_all.py --long           # also fast_model (up to 20 more minutes)
+    python benchmarks/run_all.py --quick          # tiny sizes: checks that they run, measures nothing
+
+`robust bench [NAME...] [--quick] [--long]` runs the same code."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks import common
+
+DEFAULT = ("attack_step", "eval_cascade", "train_throughput", "data", "memory")
+LONG = ("fast_model",)  # opt-in: costs up to 20 minutes
+ALL = DEFAULT + LONG
+
+
+def resolve(names, long: bool) -> list[str]:
+    from robustbench_local.errors import RobustError
+
+    unknown = [n for n in names if n not in ALL]
+    if unknown:
+        raise RobustError(f"unknown benchmark {', '.join(unknown)}; valid: {', '.join(ALL)}")
+    chosen = list(names) if names else list(DEFAULT)
+    if long and not names:
+        chosen += list(LONG)
+    return chosen
+
+
+def run(names=(), *, quick: bool = False, long: bool = False, out_dir: Path | None = None) -> dict:
+    chosen = resolve(names, long)
+    common.setup_threads()
+    con = common.console()
+    con.print(f"benchmarks: {', '.join(chosen)}{' (quick: smoke sizes, not measurements)' if quick else ''}; "
+              f"torch threads {common.THREADS}; load average now {common.load_average()}")
+    summary, started = {}, time.time()
+    for name in chosen:
+        con.rule(name)
+        t0 = time.perf_counter()
+        data = importlib.import_module(f"benchmarks.{name}").run(quick, out_dir)
+        summary[name] = {"seconds": time.perf_counter() - t0, "targets": data.get("targets", [])}
+    targets = [dict(t, benchmark=n) for n, s in summary.items() for t in s["targets"]]
+    if targets:
+        con.rule("all targets")
+        common.print_targets(targets)
+    report = common.Report("summary", quick, settings={"benchmarks": chosen})
+    report.started = started
+    report.data.update({"benchmarks": summary, "targets": targets})
+    path = report.write(out_dir)
+    con.print(f"wrote {path}")
+    return summary
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description="Run the issue-7 benchmarks.")
+    p.add_argument("names", nargs="*", help=f"benchmarks to run (default: {', '.join(DEFAULT)})")
+    p.add_argument("--quick", action="store_true", help="tiny sizes, one repeat: checks they run, measures nothing")
+    p.add_argument("--long", action="store_true", help="also run fast_model (up to 20 more minutes)")
+    p.add_argument("--out", type=Path, default=None, help="folder for the JSON (default results/bench)")
+    a = p.parse_args(argv)
+    from robustbench_local.errors import RobustError
+
+    try:
+        run(a.names, quick=a.quick, long=a.long, out_dir=a.out)
+    except RobustError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
