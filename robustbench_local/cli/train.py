@@ -14,7 +14,8 @@ from ..data import AUGMENT_POLICIES
 from ..errors import RobustError
 from ..models import MODELS, NORMALIZATIONS
 from ..specs import OPTIMIZERS, SCHEDULES, DataSpec, ModelSpec, TrainSpec
-from .common import compose, data_options, device_options
+from ..threat import NORMS, SPACES
+from .common import NUMBER, compose, data_options, device_options
 
 _DEFAULT = TrainSpec.__dataclass_fields__  # defaults shown in --help come from the spec itself
 
@@ -122,10 +123,76 @@ def run_options(f):
                      help="Continue the run in --out from its last.pth (only --epochs, --device and --patience "
                           "may change)."),
         click.option("--init", type=click.Path(dir_okay=False), default=None,
-                     help="Start from this checkpoint's weights (same model, classes and normalization)."),
+                     help="Start from this checkpoint's weights (same model, classes and normalization), e.g. to "
+                          "fine-tune a standard model adversarially with --adv."),
         click.option("--results", type=click.Path(file_okay=False), default="results", show_default=True,
                      help="Results folder that receives the training record."),
     )(f)
+
+
+def _adv_names() -> list[str]:
+    from ..methods import ADV_METHODS
+
+    return ADV_METHODS.names()
+
+
+# --adv options -> adv_kwargs keys (only the options given are passed: each method
+# resolves its own defaults, e.g. --eta is 1.25 * eps for fgsm-rs)
+ADV_OPTIONS = {"eps": "eps", "eta": "eta", "k": "k", "eps_space": "eps_space", "norm": "norm",
+               "random_start": "random_start", "adv_weight": "adv_weight", "beta": "beta", "attack_bn": "attack_bn",
+               "eps_warmup": "eps_warmup", "early_stop": "early_stop", "val_robust_n": "val_n",
+               "val_robust_k": "val_k", "val_robust_eta": "val_eta"}
+
+
+def adversarial_options(f):
+    return compose(
+        click.option("--adv", default="none", show_default=True,
+                     help=f"Adversarial training: {', '.join(_adv_names())}. pgd = PGD-AT (Madry et al. 2018), "
+                          "trades = TRADES (Zhang et al. 2019), fgsm-rs = FGSM from a random start (Wong et al. "
+                          "2020; pair it with --schedule onecycle). Combines with --method (ova: OVA loss inside "
+                          "and outside the attack; mixup/cutmix: the mixed images are attacked)."),
+        click.option("--eps", type=NUMBER, default=None,
+                     help="Threat radius in --eps-space units; 8/255 style fractions work. Default 0.0313 "
+                          "(normalized = 0.0157 pixel, about 4/255, with --normalize seed)."),
+        click.option("--eta", type=NUMBER, default=None,
+                     help="Attack step size in --eps-space units. Default 0.002 (0.001 pixel with --normalize "
+                          "seed); fgsm-rs: 1.25 * eps. k * eta should reach eps."),
+        click.option("--k", type=int, default=None, help="Attack steps of pgd and trades. Default 10."),
+        click.option("--eps-space", type=click.Choice(SPACES), default=None,
+                     help="normalized (default): eps measured after the model's (x-mean)/std, the seeds' "
+                          "convention; pixel: eps on [0,1] pixels, RobustBench's convention."),
+        click.option("--norm", type=click.Choice(NORMS), default=None, help="Threat-model norm. Default linf."),
+        click.option("--random-start/--no-random-start", default=None,
+                     help="Start the attack at a uniform random point of the ball. Default on (trades: always, "
+                          "from x + 0.001 N(0,1) pixels)."),
+        click.option("--adv-weight", type=NUMBER, default=None,
+                     help="pgd: weight w in (0, 1] of the adversarial loss, w * adv + (1 - w) * clean. Default 1 "
+                          "(adversarial loss only)."),
+        click.option("--beta", type=NUMBER, default=None,
+                     help="trades: weight of the KL(clean || adversarial) term, >= 0. Default 6."),
+        click.option("--attack-bn", type=click.Choice(["eval", "train"]), default=None,
+                     help="Batch norm during the attack: eval (default) = running statistics, model in eval mode "
+                          "(MadryLab); train = batch statistics (the attack's passes also update the running ones)."),
+        click.option("--eps-warmup", type=int, default=None,
+                     help="Epochs E over which eps (and the step) ramp linearly up to --eps: epoch e = 1, 2, ... "
+                          "trains at eps * min(1, e/E). Default 0 (off)."),
+        click.option("--early-stop/--no-early-stop", default=None,
+                     help="Stop when the catastrophic-overfitting guard fires (robust val accuracy below half its "
+                          "best or under 5% while clean val accuracy rises); best.pth is kept either way. "
+                          "Default: on for fgsm-rs, off otherwise."),
+        click.option("--val-robust-n", type=int, default=None,
+                     help="Validation images (a fixed subset) for the PGD robust accuracy that picks best.pth. "
+                          "Default 1000."),
+        click.option("--val-robust-k", type=int, default=None,
+                     help="PGD steps of that robust validation. Default 10."),
+        click.option("--val-robust-eta", type=NUMBER, default=None,
+                     help="Step of that robust validation in --eps-space units. Default 2.5 * eps / k."),
+    )(f)
+
+
+def adversarial_fields(o: dict) -> dict:
+    kwargs = {key: o[opt] for opt, key in ADV_OPTIONS.items() if o[opt] is not None}
+    return {"adv": o["adv"], "adv_kwargs": kwargs}
 
 
 def _parse_model_options(pairs) -> dict:
@@ -172,9 +239,10 @@ def run_fields(o: dict) -> dict:
     return {"selection": o["selection"], "out": o["out"], "init": o["init"], "seed": o["seed"], "device": o["device"]}
 
 
-OPTION_GROUPS: list[Callable] = [data_options, model_options, method_options, optimization_options, run_options,
-                                 device_options]
-SPEC_FIELDS: list[Callable[[dict], dict]] = [data_fields, model_fields, method_fields, optimization_fields, run_fields]
+OPTION_GROUPS: list[Callable] = [data_options, model_options, method_options, adversarial_options,
+                                 optimization_options, run_options, device_options]
+SPEC_FIELDS: list[Callable[[dict], dict]] = [data_fields, model_fields, method_fields, adversarial_fields,
+                                             optimization_fields, run_fields]
 
 
 def build_spec(options: dict) -> TrainSpec:
@@ -194,6 +262,9 @@ def command(**options):
       robust train                                   # seed CNN on CIFAR-10, 10 epochs
       robust train --epochs 1 --subset 2000          # a quick check
       robust train --model resnet20 --method cutmix --epochs 30
+      robust train --adv pgd --eps 0.0313 --k 10     # PGD-AT, best.pth by PGD-10 robust val accuracy
+      robust train --adv fgsm-rs --schedule onecycle # fast AT; stops on catastrophic overfitting
+      robust train --adv trades --beta 6 --init runs/<name>/best.pth --epochs 3
     """
     from ..results import ResultsStore
     from ..train import fit
