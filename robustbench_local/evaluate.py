@@ -10,6 +10,14 @@ How work is saved without changing a number (AutoAttack's organisation):
   accuracy is exactly its standalone number. The worst case over the suite comes
   from the per-example flags. With ``cascade`` a later attack runs only on points
   every earlier one failed to break, and its number is labelled cumulative.
+
+Under torchrun (see distributed.py) every rank selects the same points and draws
+the same random starts; the batches a single process would run are dealt out
+round-robin (batch j to rank j mod world_size), so each batch is computed exactly
+as in one process, and the per-point flags, predictions and images are combined by
+all-reduce. The records are those of a single-process run, apart from timings and
+the environment. AutoAttack runs as one batch (its random draws depend on the
+batch), so it is not spread. Only rank 0 logs and saves --save-adv files.
 """
 from __future__ import annotations
 
@@ -23,10 +31,11 @@ import torch
 from torch import nn
 
 from . import checks as C
+from . import distributed
 from .attacks import ATTACKS, AttackSpec
 from .errors import RobustError
 from .results import wilson_interval
-from .runtime import environment, resolve_device
+from .runtime import environment
 from .threat import find_std
 
 Log = Callable[[str], None]
@@ -174,6 +183,26 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
         model.train(was)
 
 
+@torch.no_grad()
+def predict_sharded(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """``predict`` with its batches dealt out over the ranks and the logits all-reduced
+    (each entry is summed with zeros only, so the result is bit-identical)."""
+    if distributed.world_size() == 1:
+        return predict(model, x, batch_size)
+    starts = range(0, len(x), batch_size)
+    out = None
+    for j in distributed.my_chunks(len(starts)):
+        i = starts[j]
+        logits = predict(model, x[i:i + batch_size], batch_size)
+        if out is None:
+            out = logits.new_zeros((len(x), logits.shape[1]))
+        out[i:i + batch_size] = logits
+    if out is None:  # this rank got no batch: learn the output's width and dtype from one image
+        one = predict(model, x[:1], 1)
+        out = one.new_zeros((len(x), one.shape[1]))
+    return distributed.all_reduce_sum(out)
+
+
 def run_attack(target: Target, spec: AttackSpec, x: torch.Tensor, y: torch.Tensor, todo: torch.Tensor, *,
                batch_size: int, seed: int, keep_adv: bool = False):
     """Attacks the points flagged in ``todo``; returns (fooled over all points,
@@ -190,18 +219,27 @@ def run_attack(target: Target, spec: AttackSpec, x: torch.Tensor, y: torch.Tenso
         ball = make_ball(target.model, x, spec.threat)
         init = [ball.random(x.shape, x.device, x.dtype) for _ in range(spec.restarts if spec.name == "pgd" else 1)]
     fooled = torch.zeros(len(y), dtype=torch.bool, device=y.device)
-    x_adv = x.clone() if keep_adv else None
-    adv_pred = torch.full_like(y, -1)
+    x_adv = torch.zeros_like(x) if keep_adv else None
+    adv_pred = torch.zeros_like(y)  # prediction + 1 on attacked points, 0 elsewhere (until below)
     ids = todo.nonzero().squeeze(1)
     if spec.name == "autoattack":  # AutoAttack batches internally and keeps its own bookkeeping
         batch_size = max(batch_size, len(ids))
-    for i in range(0, len(ids), batch_size):
-        b = ids[i:i + batch_size]
+    starts = range(0, len(ids), batch_size)
+    for j in distributed.my_chunks(len(starts)):  # every batch in a single process
+        b = ids[starts[j]:starts[j] + batch_size]
         res = runner(target.model, x[b], y[b], spec, seed=seed, init=[u[b] for u in init] if init else None)
         fooled[b] = res.fooled
-        adv_pred[b] = predict(target.model, res.x_adv, batch_size).argmax(1)
+        adv_pred[b] = predict(target.model, res.x_adv, batch_size).argmax(1) + 1
         if keep_adv:
             x_adv[b] = res.x_adv
+    # each point was filled by one rank and is zero on the others: sums combine them exactly
+    distributed.all_reduce_sum(fooled)
+    distributed.all_reduce_sum(adv_pred)
+    adv_pred -= 1
+    if keep_adv:
+        distributed.all_reduce_sum(x_adv)
+        untouched = ~todo
+        x_adv[untouched] = x[untouched]  # untouched points keep their clean image
     return fooled, adv_pred, x_adv
 
 
@@ -267,8 +305,8 @@ def evaluate(
     a worst-case record per eps when the suite has several attacks."""
     if not attacks:
         raise RobustError("no attack given; use --attack fgsm|pgd|autoattack")
-    say = log or (lambda s: None)
-    dev = resolve_device(device) if isinstance(device, str) else device
+    dev = distributed.init(device) if isinstance(device, str) or distributed.launched() else device
+    say = log if log is not None and distributed.is_main() else (lambda s: None)
     target = resolve_target(model_or_checkpoint, dev, name)
     model = target.model.eval()
     points = select_points(data, n=n, split=split, seed=seed, device=dev, meta=target.meta, data_root=data_root)
@@ -276,7 +314,7 @@ def evaluate(
     std = find_std(model, x.shape[1])
 
     t0 = time.perf_counter()
-    clean_logits = predict(model, x, batch_size)
+    clean_logits = predict_sharded(model, x, batch_size)
     clean_pred = clean_logits.argmax(1)
     clean_ok = clean_pred == y
     clean_seconds = time.perf_counter() - t0
@@ -292,7 +330,7 @@ def evaluate(
     for spec in attacks:
         by_eps.setdefault(spec.threat.eps, []).append(spec)
 
-    env = environment(dev, seed)
+    env = {**environment(dev, seed), "world_size": distributed.world_size()}
     base = {
         "kind": "eval",
         "checkpoint": target.describe(),
@@ -346,7 +384,7 @@ def evaluate(
         _sweep_checks(records, len(y))
     for r in records:
         r.pop("_flags", None)
-    if save_adv is not None:
+    if save_adv is not None and distributed.is_main():
         _save_adv(save_adv, points, clean_pred, saved, target)
     return records
 

@@ -33,6 +33,9 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 # cosine and onecycle are stepped per batch; step drops 10x at 50% and 75% of the
 # epochs; plateau drops 10x when the selection metric stalls; none keeps lr fixed.
 SCHEDULES = ("cosine", "onecycle", "step", "plateau", "none")
+# the precision of the inner attack of adversarial training: fp32 whatever --amp says, or
+# the training forward's AMP dtype (faster, slightly weaker steps)
+ATTACK_PRECISIONS = ("fp32", "amp")
 AUTO = "auto"
 
 
@@ -186,7 +189,13 @@ class TrainSpec:
     on for CUDA only, where it pays off). selection: the validation column that
     picks best.pth ('auto' = the method's choice: val_acc, or robust validation
     accuracy for adversarial methods). init: a checkpoint whose weights start the
-    run (fine-tuning)."""
+    run (fine-tuning).
+
+    compile: torch.compile the model for training steps and the attacks inside them
+    (True = the inductor backend, or a backend name such as 'aot_eager'); validation
+    runs uncompiled. attack_precision: 'fp32' (default) runs adversarial training's
+    inner attack in float32 even with AMP; 'amp' runs it in the AMP dtype. sync_bn:
+    batch-norm statistics over the global batch when training on several GPUs."""
 
     data: DataSpec = field(default_factory=DataSpec)
     model: ModelSpec = field(default_factory=ModelSpec)
@@ -212,6 +221,9 @@ class TrainSpec:
     out: str | None = None
     init: str | None = None
     selection: str = AUTO
+    compile: bool | str = False
+    attack_precision: str = "fp32"
+    sync_bn: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.data, Mapping):
@@ -248,6 +260,13 @@ class TrainSpec:
             _set(self, name, None if v is None else str(v))
         if not isinstance(self.selection, str) or not self.selection:
             raise _fail(f"selection must be a validation column such as val_acc, got {self.selection!r}")
+        if isinstance(self.compile, str) and self.compile.lower() in ("true", "false", "on", "off"):
+            _set(self, "compile", self.compile.lower() in ("true", "on"))
+        if not isinstance(self.compile, (bool, str)) or self.compile == "":
+            raise _fail(f"compile must be true, false or a torch.compile backend name, got {self.compile!r}")
+        _choice("attack precision", self.attack_precision, ATTACK_PRECISIONS)
+        if not isinstance(self.sync_bn, bool):
+            raise _fail(f"sync_bn must be true or false, got {self.sync_bn!r}")
         self._check_methods()
 
     def _check_methods(self) -> None:

@@ -13,6 +13,16 @@ Reproducibility: the global RNG is reseeded at every epoch start with
 ``runtime.epoch_seed(seed, epoch)``, and the loader, augmentation, MixUp/CutMix and
 dropout all draw from it, so a run resumed at an epoch boundary ends bit-identical
 on CPU to one that was never interrupted.
+
+Under torchrun (see distributed.py) the same fit() runs in every process:
+``--batch-size`` stays the GLOBAL batch and each rank trains on batch/world_size
+examples of its shard of the permutation, DDP averages the gradients, the epoch's
+loss and accuracy sums are all-reduced, validation is sharded and all-reduced (extra
+validation columns such as robust accuracy run on rank 0), and rank 0's epoch row is
+broadcast so every rank takes the same best / early-stop decisions. Only rank 0
+prints and writes. Every rank draws the same permutation (same seed); right after it
+each rank switches to its own random stream, so augmentation, MixUp/CutMix, dropout
+and attack starts differ between ranks as they would between examples of one batch.
 """
 from __future__ import annotations
 
@@ -27,18 +37,20 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
+from . import distributed
 from .checkpoint import file_sha256, load_checkpoint, load_state, read_checkpoint, save_checkpoint
 from .errors import CheckpointError, RobustError
 from .fileio import to_jsonable, write_json, write_text
 from .methods import TrainMethod, ValMetric, build_method
 from .results import ResultsStore, wilson_interval
-from .runtime import configure_backends, environment, epoch_seed, is_interactive, resolve_device, seed_everything
+from .runtime import configure_backends, environment, epoch_seed, is_interactive, seed_everything
 from .specs import AUTO, TrainSpec
 
 BASE_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s",
                 "attack_seconds")
-# options that may change when resuming: more epochs, another device, other patience
-RESUMABLE_CHANGES = ("epochs", "device", "patience", "out")
+# options that may change when resuming: more epochs, another device, other patience;
+# compiling changes no number
+RESUMABLE_CHANGES = ("epochs", "device", "patience", "compile", "out")
 STEP_MILESTONES = (0.5, 0.75)  # 'step' schedule: x0.1 at these fractions of the epochs
 STEP_GAMMA = 0.1
 PLATEAU_PATIENCE = 2  # 'plateau': x0.1 after this many epochs without improvement
@@ -180,31 +192,96 @@ def resolve_channels_last(value: bool | str, device: torch.device) -> bool:
     return device.type == "cuda" if value == AUTO else bool(value)
 
 
+def resolve_compile(value: bool | str) -> str | None:
+    """The torch.compile backend, or None for eager."""
+    if value is False:
+        return None
+    backend = "inductor" if value is True else value
+    import torch._dynamo
+
+    known = torch._dynamo.list_backends(exclude_tags=())
+    if backend not in known:
+        raise RobustError(f"unknown torch.compile backend '{backend}'; valid: {', '.join(sorted(known))}")
+    return backend
+
+
+# ----------------------------------------------------------------------------- the training forward
+class TrainingModel(nn.Module):
+    """What fit() hands to the training method: ``model(x)``, routed by what the
+    forward is for, so methods need to know nothing of DDP, compile or AMP.
+
+    - A forward that can give parameter gradients (grad mode on and some parameter
+      requiring grad) is a training forward: it goes through DDP (which all-reduces
+      the gradients in backward; two forwards before one backward, as TRADES does,
+      are fine) and torch.compile when on, under AMP when on, and returns float32
+      logits, so every loss is computed in float32.
+    - Any other forward is an attack's (attacks turn parameter gradients off, see
+      attacks/base.py) or a no-grad one: it runs on the plain module (compiled when
+      on) in float32, or in the AMP dtype with attack_precision 'amp'. DDP has nothing
+      to synchronise there; bypassing it keeps its reducer out of the k attack steps
+      and saves a buffer broadcast per step.
+
+    ``fast`` holds the same weights as the registered ``train_forward`` and is kept
+    out of the module tree, so ``parameters()`` and ``train()`` see each weight once."""
+
+    def __init__(self, fast: nn.Module, train_forward: nn.Module, precision: Precision,
+                 attack_precision: str = "fp32"):
+        super().__init__()
+        self.train_forward = train_forward
+        self.__dict__["fast"] = fast
+        self.precision = precision
+        self.attack_amp = attack_precision == "amp" and precision.enabled
+        self._params = list(fast.parameters())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled() and any(p.requires_grad for p in self._params):
+            with self.precision.autocast():
+                return self.train_forward(x).float()
+        with torch.autocast(self.precision.device_type, dtype=self.precision.dtype or torch.bfloat16,
+                            enabled=self.attack_amp):
+            return self.fast(x).float()
+
+
+def build_training_model(model: nn.Module, device: torch.device, precision: Precision, *,
+                         compile_backend: str | None = None, attack_precision: str = "fp32") -> TrainingModel:
+    """model -> [torch.compile] -> [DDP under torchrun] -> TrainingModel. ``model``
+    keeps the weights (checkpoints and validation use it unwrapped)."""
+    fast = torch.compile(model, backend=compile_backend) if compile_backend else model
+    return TrainingModel(fast, distributed.wrap_ddp(fast, device), precision, attack_precision)
+
+
 # ----------------------------------------------------------------------------- evaluation
 @torch.no_grad()
 def evaluate_split(model: nn.Module, split, device: torch.device, *, batch_size: int = 512,
                    criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-                   channels_last: bool = False) -> dict:
+                   channels_last: bool = False, sharded: bool = False) -> dict:
     """Float32 loss (if a criterion is given), correct count and accuracy on a split,
-    model in eval mode (restored afterwards)."""
+    model in eval mode (restored afterwards). ``sharded``: under torchrun each rank
+    evaluates a contiguous share and the sums are all-reduced (every rank returns the
+    whole split's numbers)."""
     from .data import TensorLoader
 
+    n = len(split)
+    if sharded and distributed.world_size() > 1:
+        part = distributed.my_slice(n)
+        split = split.take(torch.arange(part.start, part.stop))
     was_training = model.training
     model.eval()
-    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
-    correct = torch.zeros((), device=device, dtype=torch.int64)
+    sums = torch.zeros(2, device=device, dtype=torch.float64)  # loss sum, correct count
     try:
-        for x, y in TensorLoader(split, batch_size, device=device, shuffle=False, channels_last=channels_last):
-            logits = model(x)
-            correct += (logits.argmax(1) == y).sum()
-            if criterion is not None:
-                loss_sum += criterion(logits, y).double().sum()
+        if len(split):
+            for x, y in TensorLoader(split, batch_size, device=device, shuffle=False, channels_last=channels_last):
+                logits = model(x)
+                sums[1] += (logits.argmax(1) == y).sum()
+                if criterion is not None:
+                    sums[0] += criterion(logits, y).double().sum()
     finally:
         model.train(was_training)
-    n = len(split)
-    k = int(correct)
+    if sharded:
+        distributed.all_reduce_sum(sums)
+    loss_sum, k = float(sums[0]), int(sums[1])
     return {"n": n, "correct": k, "acc": k / n if n else float("nan"),
-            "loss": float(loss_sum) / n if n and criterion is not None else float("nan")}
+            "loss": loss_sum / n if n and criterion is not None else float("nan")}
 
 
 # ----------------------------------------------------------------------------- progress
@@ -321,6 +398,10 @@ class Run:
     resume_state: dict | None = None
     init_info: dict | None = None
     meta_base: dict = field(default_factory=dict)
+    net: nn.Module | None = None  # the TrainingModel the method is called with (built by fit)
+    compile_backend: str | None = None
+    world_size: int = 1
+    local_batch: int = 0  # examples per rank per step (= batch_size in a single process)
 
     @property
     def best_path(self) -> Path:
@@ -337,6 +418,8 @@ def _holds_run(out: Path) -> bool:
 
 def _spec_differences(saved: dict, current: dict) -> list[str]:
     saved, current = to_jsonable(saved), to_jsonable(current)
+    # a run saved before an option existed ran with that option's default
+    saved = {**{k: v for k, v in to_jsonable(TrainSpec().to_dict()).items() if k not in saved}, **saved}
     diffs = []
 
     def walk(a, b, prefix):
@@ -359,9 +442,12 @@ def prepare_run(spec: TrainSpec, *, resume: bool = False, val_metrics: Sequence[
     from .data import TensorLoader, build_augment, default_augment, load_dataset
     from .models import build_model, resolve_normalization
 
-    device = resolve_device(spec.device)
+    device = distributed.init(spec.device)  # joins the process group under torchrun
+    world = distributed.world_size()
+    local_batch = distributed.global_to_local_batch(spec.batch_size, world)
     precision = resolve_precision(spec.amp, device)
     channels_last = resolve_channels_last(spec.channels_last, device)
+    compile_backend = resolve_compile(spec.compile)
 
     out_dir = Path(spec.out) if spec.out else Path("runs") / spec.run_name()
     if out_dir.exists() and not out_dir.is_dir():
@@ -372,8 +458,9 @@ def prepare_run(spec: TrainSpec, *, resume: bool = False, val_metrics: Sequence[
         raise RobustError(f"{out_dir} already holds a run; pass --resume to continue it or --out DIR for a new one")
 
     d = spec.data
-    bundle = load_dataset(d.dataset, data_root=d.data_root, image_size=d.image_size,
-                          val_fraction=d.val_fraction, split_seed=d.split_seed)
+    with distributed.main_first():  # rank 0 decodes the data cache once; the others then read it
+        bundle = load_dataset(d.dataset, data_root=d.data_root, image_size=d.image_size,
+                              val_fraction=d.val_fraction, split_seed=d.split_seed)
     info = bundle.info
     train = bundle.train if d.subset is None else bundle.train.subset(d.subset, seed=d.split_seed)
     if len(bundle.val) == 0:
@@ -389,6 +476,8 @@ def prepare_run(spec: TrainSpec, *, resume: bool = False, val_metrics: Sequence[
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
+    if spec.sync_bn:
+        model = distributed.convert_sync_bn(model, device)  # same Parameter objects: the optimizer below sees them
 
     method = build_method(spec)
     extra = list(val_metrics) + list(method.validation_metrics())
@@ -398,7 +487,9 @@ def prepare_run(spec: TrainSpec, *, resume: bool = False, val_metrics: Sequence[
         raise RobustError(f"unknown selection metric '{selection}'; valid: {', '.join(sorted(columns))}")
     minimize = selection.endswith("loss")
 
-    steps = len(TensorLoader(train, spec.batch_size, device="cpu", shuffle=False))
+    if len(train) < world:
+        raise RobustError(f"{len(train)} training examples cannot be shared by {world} processes")
+    steps = len(TensorLoader(train, local_batch, device="cpu", shuffle=False, world_size=world))
     optimizer = build_optimizer(spec, model.parameters())
     schedule = LRSchedule(optimizer, spec.schedule, spec.lr, spec.epochs, steps, spec.warmup_epochs, minimize)
     scaler = torch.amp.GradScaler(device.type) if precision.needs_scaler else None
@@ -446,7 +537,7 @@ def prepare_run(spec: TrainSpec, *, resume: bool = False, val_metrics: Sequence[
     }
     return Run(spec, device, precision, channels_last, bundle, train, augment_policy, augment, model, method,
                optimizer, schedule, scaler, steps, extra, selection, minimize, out_dir, resume_state, init_info,
-               meta_base)
+               meta_base, compile_backend=compile_backend, world_size=world, local_batch=local_batch)
 
 
 def method_config(method: TrainMethod) -> dict:
@@ -488,17 +579,41 @@ def _write_history(path: Path, history: list[dict]) -> None:
     write_text(path, buf.getvalue())
 
 
+class RankStreams:
+    """The loader's augment step under DDP. Every rank must draw the same permutation
+    (the loader shards it), so all share the epoch seed; the loader draws it just
+    before augmenting the epoch's first batch, and at that call each rank reseeds the
+    global RNG with its own seed. From there augmentation, MixUp/CutMix, dropout and
+    attack starts differ between ranks, as between examples of one batch, and stay
+    reproducible (the seed depends only on seed, epoch and rank)."""
+
+    def __init__(self, augment: Callable[[torch.Tensor], torch.Tensor] | None, seed: int, rank: int):
+        self.augment = augment
+        self.seed = seed
+        self.rank = rank
+        self._pending: int | None = None
+
+    def start_epoch(self, epoch: int) -> None:
+        self._pending = (epoch_seed(self.seed, epoch) + 1_000_033 * (self.rank + 1)) % (2**63 - 1)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self._pending is not None:
+            torch.manual_seed(self._pending)
+            self._pending = None
+        return self.augment(x) if self.augment is not None else x
+
+
 def _train_epoch(run: Run, loader, reporter: Reporter) -> dict:
     model, method, optimizer, schedule, scaler = run.model, run.method, run.optimizer, run.schedule, run.scaler
+    net = run.net if run.net is not None else model
     clip = run.spec.grad_clip
-    model.train()
+    net.train()
     loss_sum = torch.zeros((), device=run.device, dtype=torch.float64)
     correct = torch.zeros((), device=run.device, dtype=torch.int64)
     seen, attack_seconds = 0, 0.0
     start = time.perf_counter()
     for i, (x, y) in enumerate(loader):
-        with run.precision.autocast():
-            out = method(model, x, y)
+        out = method(net, x, y)  # the TrainingModel applies AMP to training forwards only
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(out.loss).backward()
@@ -522,10 +637,13 @@ def _train_epoch(run: Run, loader, reporter: Reporter) -> dict:
         if reporter.wants_batches and ((i + 1) % PROGRESS_EVERY == 0 or i + 1 == len(loader)):
             reporter.batch(i + 1, float(loss_sum) / seen, int(correct) / seen,
                            seen / max(time.perf_counter() - start, 1e-9))
+    # the epoch's numbers over all ranks (exact: float64 holds these counts exactly)
+    totals = distributed.all_reduce_sum(torch.stack([loss_sum, correct.double(), loss_sum.new_tensor(float(seen))]))
+    loss_sum, n_correct, seen = float(totals[0]), int(totals[1]), int(totals[2])
     if run.device.type == "cuda":
         torch.cuda.synchronize(run.device)
     seconds = time.perf_counter() - start
-    return {"loss": float(loss_sum) / max(seen, 1), "acc": int(correct) / max(seen, 1), "seen": seen,
+    return {"loss": loss_sum / max(seen, 1), "acc": n_correct / max(seen, 1), "seen": seen,
             "seconds": seconds, "attack_seconds": attack_seconds}
 
 
@@ -541,13 +659,18 @@ def fit(spec: TrainSpec, *, resume: bool = False, store: ResultsStore | None = N
     """Train ``spec``; see the module docstring. ``store`` receives one training
     record at the end (None: no record). ``progress`` None = a live bar only on a
     terminal. ``val_metrics`` add validation columns (the method's own are added
-    too); ``on_epoch_end(row)`` runs after each epoch's files are written."""
+    too); ``on_epoch_end(row)`` runs after each epoch's files are written. Under
+    torchrun every rank calls fit() and gets the same FitResult; rank 0 alone prints,
+    writes files and the record, and runs ``val_metrics`` and ``on_epoch_end``."""
     from .data import TensorLoader
 
-    reporter = Reporter(console, progress, quiet)
     run = prepare_run(spec, resume=resume, val_metrics=val_metrics)
+    main = distributed.is_main()
+    reporter = Reporter(console, progress, quiet or not main)
     spec, model, method = run.spec, run.model, run.method
     configure_backends(run.device)
+    # every rank has validated its inputs (prepare_run) before rank 0 writes anything
+    distributed.barrier()
 
     state = run.resume_state or {}
     history: list[dict] = list(state.get("history", []))
@@ -564,19 +687,27 @@ def fit(spec: TrainSpec, *, resume: bool = False, store: ResultsStore | None = N
                          stopped=state.get("stopped"), already_finished=True)
 
     # from here on the run folder exists; every file in it is written atomically
-    run.out_dir.mkdir(parents=True, exist_ok=True)
     resolved = {"device": str(run.device), "precision": run.precision.label, "channels_last": run.channels_last,
+                "compile": run.compile_backend, "attack_precision": spec.attack_precision,
                 "augment": run.augment_policy, "selection": run.selection, "n_train": len(run.train),
-                "n_val": len(run.bundle.val), "n_test": len(run.bundle.test), "steps_per_epoch": run.steps_per_epoch}
-    write_json(run.out_dir / "config.json", {"spec": spec.to_dict(), "resolved": resolved})
+                "n_val": len(run.bundle.val), "n_test": len(run.bundle.test), "steps_per_epoch": run.steps_per_epoch,
+                "world_size": run.world_size, "batch_per_rank": run.local_batch}
+    if main:
+        run.out_dir.mkdir(parents=True, exist_ok=True)
+        write_json(run.out_dir / "config.json", {"spec": spec.to_dict(), "resolved": resolved})
 
-    loader = TensorLoader(run.train, spec.batch_size, device=run.device, shuffle=True, augment=run.augment,
-                          channels_last=run.channels_last)
+    run.net = build_training_model(model, run.device, run.precision, compile_backend=run.compile_backend,
+                                   attack_precision=spec.attack_precision)
+    streams = RankStreams(run.augment, spec.seed, distributed.rank()) if run.world_size > 1 else None
+    loader = TensorLoader(run.train, run.local_batch, device=run.device, shuffle=True,
+                          augment=streams if streams is not None else run.augment,
+                          rank=distributed.rank(), world_size=run.world_size, channels_last=run.channels_last)
     extra_columns = [c for m in run.val_metrics for c in m.columns]
     reporter.say(
         f"training {spec.model.arch} on {run.bundle.info.name} ({len(run.train)} train / {len(run.bundle.val)} val) "
         f"with {spec.method}{'' if spec.adv == 'none' else ' + ' + spec.adv} for {spec.epochs} epochs on "
         f"{run.device} ({run.precision.label}) -> {run.out_dir}"
+        + (f", {run.world_size} processes x {run.local_batch} images per step" if run.world_size > 1 else "")
         + (f", resuming after epoch {start_epoch}" if start_epoch else "")
     )
     stopped: str | None = None
@@ -584,6 +715,8 @@ def fit(spec: TrainSpec, *, resume: bool = False, store: ResultsStore | None = N
     try:
         for epoch in range(start_epoch, spec.epochs):
             torch.manual_seed(epoch_seed(spec.seed, epoch))
+            if streams is not None:
+                streams.start_epoch(epoch)
             method.start_epoch(epoch, spec.epochs)
             reporter.begin_epoch(epoch + 1, spec.epochs, len(loader))
             lr = run.schedule.lr
@@ -592,20 +725,23 @@ def fit(spec: TrainSpec, *, resume: bool = False, store: ResultsStore | None = N
                 raise RobustError(f"training diverged at epoch {epoch + 1} (train loss {t['loss']}); "
                                   "lower --lr or set --grad-clip")
             v_start = time.perf_counter()
+            distributed.broadcast_buffers(model)  # one model on every rank: rank 0's, the one saved
             val = evaluate_split(model, run.bundle.val, run.device, batch_size=max(spec.batch_size, 256),
-                                 criterion=method.criterion, channels_last=run.channels_last)
+                                 criterion=method.criterion, channels_last=run.channels_last, sharded=True)
             row = {"epoch": epoch + 1, "train_loss": t["loss"], "train_acc": t["acc"], "val_loss": val["loss"],
                    "val_acc": val["acc"], "lr": lr}
-            model.eval()
-            try:
-                for m in run.val_metrics:
-                    row.update(m.fn(model, run.bundle.val, run.device))
-            finally:
-                model.train()
+            if main:
+                model.eval()
+                try:
+                    for m in run.val_metrics:
+                        row.update(m.fn(model, run.bundle.val, run.device))
+                finally:
+                    model.train()
             v_seconds = time.perf_counter() - v_start
             row.update({"seconds": t["seconds"] + v_seconds, "images_per_s": t["seen"] / max(t["seconds"], 1e-9),
                         "attack_seconds": t["attack_seconds"]})
-            seconds["train"] += t["seconds"]
+            row = distributed.broadcast_object(row)  # rank 0's row everywhere: the same decisions below
+            seconds["train"] += t["seconds"]  # each rank its own; rank 0's are the ones written
             seconds["attack"] += t["attack_seconds"]
             seconds["val"] += v_seconds
             history.append(row)
@@ -615,7 +751,8 @@ def fit(spec: TrainSpec, *, resume: bool = False, store: ResultsStore | None = N
             if improved:
                 best = {"epoch": epoch + 1, "value": value, "metric": run.selection}
                 bad_epochs = 0
-                save_checkpoint(run.best_path, model, {**run.meta_base, "epoch": epoch + 1, "metrics": row})
+                if main:
+                    save_checkpoint(run.best_path, model, {**run.meta_base, "epoch": epoch + 1, "metrics": row})
             else:
                 bad_epochs += 1
             run.schedule.epoch_end(value)
@@ -624,17 +761,19 @@ def fit(spec: TrainSpec, *, resume: bool = False, store: ResultsStore | None = N
                 stopped = reason
             elif spec.patience is not None and bad_epochs >= spec.patience and epoch + 1 < spec.epochs:
                 stopped = f"early stop: {run.selection} did not improve for {bad_epochs} epochs"
-            train_state = {
-                "epoch": epoch + 1, "optimizer": run.optimizer.state_dict(), "schedule": run.schedule.state_dict(),
-                "scaler": run.scaler.state_dict() if run.scaler is not None else None, "history": history,
-                "best": best, "bad_epochs": bad_epochs, "stopped": stopped, "seconds": seconds,
-            }
-            save_checkpoint(run.last_path, model, {**run.meta_base, "epoch": epoch + 1, "metrics": row},
-                            train_state=train_state)
-            _write_history(run.out_dir / "history.csv", history)
-            reporter.epoch(row, spec.epochs, improved, extra_columns)
-            if on_epoch_end is not None:
-                on_epoch_end(row)
+            if main:
+                train_state = {
+                    "epoch": epoch + 1, "optimizer": run.optimizer.state_dict(),
+                    "schedule": run.schedule.state_dict(),
+                    "scaler": run.scaler.state_dict() if run.scaler is not None else None, "history": history,
+                    "best": best, "bad_epochs": bad_epochs, "stopped": stopped, "seconds": seconds,
+                }
+                save_checkpoint(run.last_path, model, {**run.meta_base, "epoch": epoch + 1, "metrics": row},
+                                train_state=train_state)
+                _write_history(run.out_dir / "history.csv", history)
+                reporter.epoch(row, spec.epochs, improved, extra_columns)
+                if on_epoch_end is not None:
+                    on_epoch_end(row)
             if stopped:
                 reporter.say(stopped)
                 break
@@ -643,18 +782,20 @@ def fit(spec: TrainSpec, *, resume: bool = False, store: ResultsStore | None = N
 
     if best["epoch"] is None:
         raise RobustError(f"no epoch produced a finite {run.selection}; best.pth was not written")
+    distributed.barrier()  # best.pth and last.pth are complete before any rank reads them
     return _finish(run, history, best, seconds, stopped, store, reporter)
 
 
 def _finish(run: Run, history: list[dict], best: dict, seconds: dict, stopped: str | None,
             store: ResultsStore | None, reporter: Reporter) -> FitResult:
-    """Test accuracy of best.pth (reported, never used for a choice), summary, record."""
+    """Test accuracy of best.pth (reported, never used for a choice; sharded under
+    torchrun), summary, record (rank 0)."""
     spec = run.spec
     best_model, best_meta = load_checkpoint(run.best_path, run.device)
     if run.channels_last:
         best_model.to(memory_format=torch.channels_last)
     test = evaluate_split(best_model, run.bundle.test, run.device, batch_size=max(spec.batch_size, 256),
-                          criterion=run.method.criterion, channels_last=run.channels_last)
+                          criterion=run.method.criterion, channels_last=run.channels_last, sharded=True)
     row = next(r for r in history if r["epoch"] == best["epoch"])
     n_val = len(run.bundle.val)
     k_val = int(round(row["val_acc"] * n_val))
@@ -668,7 +809,7 @@ def _finish(run: Run, history: list[dict], best: dict, seconds: dict, stopped: s
     }
     total = seconds["train"] + seconds["val"]
     record_path = None
-    if store is not None:
+    if store is not None and distributed.is_main():
         info = run.bundle.info
         record = {
             "kind": "train",
@@ -699,6 +840,9 @@ def _finish(run: Run, history: list[dict], best: dict, seconds: dict, stopped: s
                         "update": seconds["train"] - seconds["attack"], "validation": seconds["val"], "total": total},
             "precision": run.precision.label,
             "channels_last": run.channels_last,
+            "compile": run.compile_backend,
+            "attack_precision": spec.attack_precision,
+            "world_size": run.world_size,
             "environment": environment(run.device, spec.seed),
         }
         record_path = store.add(record)
