@@ -941,8 +941,7 @@ def _execute(exp: Experiment, plan: list[CellPlan], bundle, log: RunLog, summary
     if exp.notes:
         log(f"notes: {exp.notes}", show=False)
     for p in plan:
-        log(f"  {p.name}: training {p.train_text()}, evaluations {len(p.done)}/{len(p.done) + len(p.todo)} done",
-            show=False)
+        log(f"  {p.name}: {p.train_text()}; evaluations {len(p.done)}/{len(p.done) + len(p.todo)} done", show=False)
         if p.train == "done" and not p.train_record:
             log(f"  warning: no training record for {exp.cell_dir(p.cell) / 'best.pth'} in {store.records_dir}; "
                 "the report will lack its training curve and minutes")
