@@ -727,25 +727,6 @@ class CellPlan:
         return "; ".join(parts) or "nothing"
 
 
-def _spec_differences(saved: dict, current: dict) -> list[str]:
-    from .train import RESUMABLE_CHANGES
-
-    diffs: list[str] = []
-
-    def walk(a, b, prefix):
-        for k in sorted(set(a) | set(b)):
-            if not prefix and k in RESUMABLE_CHANGES:
-                continue
-            va, vb = a.get(k), b.get(k)
-            if isinstance(va, dict) and isinstance(vb, dict):
-                walk(va, vb, f"{prefix}{k}.")
-            elif va != vb:
-                diffs.append(f"{prefix}{k} {va!r} -> {vb!r}")
-
-    walk(_jsonable(saved), _jsonable(current), "")
-    return diffs
-
-
 def _unit_matches(unit: EvalUnit, rec: dict) -> bool:
     att = rec.get("attack") or {}
     return all(att.get(k) == v for k, v in _jsonable(unit.spec.to_dict()).items())
@@ -770,6 +751,7 @@ class EvalIndex:
 def plan_cell(exp: Experiment, cell: Cell, index: EvalIndex, split_sizes: dict[str, int]) -> CellPlan:
     """What is done and what is left for one cell, read from its run folder and the store."""
     from .checkpoint import file_sha256, read_checkpoint
+    from .train import _spec_differences
 
     out = exp.cell_dir(cell)
     last, best = out / "last.pth", out / "best.pth"
@@ -779,6 +761,7 @@ def plan_cell(exp: Experiment, cell: Cell, index: EvalIndex, split_sizes: dict[s
             ckpt = read_checkpoint(last)
         except RobustError as e:
             raise exp.problem(cell.path, f"{e}; delete {out} to train this cell again") from None
+        # the very comparison fit makes on --resume, so the plan and the training agree
         diffs = _spec_differences(ckpt["meta"].get("spec") or {}, cell.spec.to_dict())
         if diffs:
             raise exp.problem(cell.path, f"{out} holds a run trained with other options ({'; '.join(diffs[:3])}"
