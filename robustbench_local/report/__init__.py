@@ -77,11 +77,13 @@ def build_report(
     checkpoint: Iterable[str] = (),
     skip_bad: bool = False,
     warn: Callable[[str], None] | None = None,
+    notes: str | None = None,
 ) -> Report:
     """Everything `robust report` writes to ``out`` (default: the results
     folder), rendered in memory; filters as in load_report_data."""
     out = Path(out if out is not None else results)
     data = load_report_data(results, dataset=dataset, attack=attack, checkpoint=checkpoint, skip_bad=skip_bad, warn=warn)
+    data.notes = notes or ""
     comp = build_comparison(data)
     figures = all_figures(data, comp)
     examples = find_examples(results, out, data)

@@ -22,7 +22,7 @@ MODEL_CHECKS = ("outputs_are_logits", "deterministic", "input_gradients", "no_co
 
 # What makes two evaluation records repeats of one measurement.
 DEDUP_KEY = ("ckpt_key", "attack", "attack_members", "cumulative", "norm", "eps_normalized", "eps_pixel",
-             "split", "n", "indices_sha256")
+             "step_normalized", "split", "n", "indices_sha256")
 
 
 @dataclass
@@ -52,6 +52,7 @@ class ReportData:
     skipped: list[str] = field(default_factory=list)  # warnings about records that were left out
     newest_created: str = ""
     filters: dict = field(default_factory=dict)
+    notes: str = ""  # the experiment's own words (budget, data), shown under the header
 
 
 # ----------------------------------------------------------------------------- small helpers
@@ -368,7 +369,7 @@ def _newest_only(df: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[str, str]]]
     if df.empty:
         return df.reset_index(drop=True), []
     df = df.sort_values(["created", "record"], kind="stable").reset_index(drop=True)
-    eps_cols = {i for i, c in enumerate(DEDUP_KEY) if c.startswith("eps_")}
+    eps_cols = {i for i, c in enumerate(DEDUP_KEY) if c.startswith(("eps_", "step_"))}
     key = pd.Series(["\x1f".join(eps_key(v) if i in eps_cols else repr(v) for i, v in enumerate(t))
                      for t in df[list(DEDUP_KEY)].itertuples(index=False)], index=df.index)
     keep = ~key.duplicated(keep="last")

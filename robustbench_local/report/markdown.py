@@ -24,6 +24,8 @@ def header_lines(data: ReportData) -> list[str]:
     n_eval, n_train = len(data.evals), len(data.trains)
     lines = [f"Generated from {n_eval} evaluation record(s) and {n_train} training record(s), "
              f"created up to {data.newest_created or 'an unknown time'}."]
+    if data.notes:
+        lines.append(f"Notes: {data.notes}")
     active = [f"--{k} {', '.join(v)}" for k, v in data.filters.items() if v]
     if active:
         lines.append("Filters: " + "; ".join(active) + ".")
