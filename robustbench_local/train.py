@@ -448,6 +448,8 @@ def prepare_run(spec: TrainSpec, *, resume: bool = False, val_metrics: Sequence[
     precision = resolve_precision(spec.amp, device)
     channels_last = resolve_channels_last(spec.channels_last, device)
     compile_backend = resolve_compile(spec.compile)
+    if spec.sync_bn and device.type != "cuda":
+        raise RobustError("--sync-bn needs CUDA GPUs (PyTorch's SyncBatchNorm has no CPU kernels); drop it")
 
     out_dir = Path(spec.out) if spec.out else Path("runs") / spec.run_name()
     if out_dir.exists() and not out_dir.is_dir():

@@ -227,6 +227,18 @@ def test_global_batch_is_split_evenly():
         global_to_local_batch(100, 8)
 
 
+def test_sync_bn_on_the_cpu_is_refused_before_any_data_is_read(tmp_path):
+    from robustbench_local.errors import RobustError
+    from robustbench_local.specs import DataSpec, TrainSpec
+    from robustbench_local.train import prepare_run
+
+    spec = TrainSpec(data=DataSpec(dataset=str(tmp_path / "nowhere")), sync_bn=True, device="cpu",
+                     out=str(tmp_path / "run"))
+    with pytest.raises(RobustError, match="--sync-bn needs CUDA"):
+        prepare_run(spec)
+    assert not (tmp_path / "run").exists()
+
+
 def test_ranks_share_the_permutation_and_draw_their_own_randomness(cifar10_small):
     """Two ranks' loaders (no process group needed): the single-process permutation
     split rank::2, then per-rank random draws, reproducible."""
