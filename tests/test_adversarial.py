@@ -19,6 +19,7 @@ from PIL import Image
 from robustbench_local.attacks import pgd
 from robustbench_local.checkpoint import load_checkpoint, read_checkpoint
 from robustbench_local.cli import main
+from robustbench_local.data import load_dataset
 from robustbench_local.errors import RobustError
 from robustbench_local.methods import ADV_METHODS, build_method
 from robustbench_local.methods.adversarial import check_radius, collapse, guard_epochs
@@ -52,6 +53,7 @@ def tree(tmp_path_factory, cifar10) -> str:
             folder.mkdir(parents=True)
             for i in (split.y == label).nonzero().flatten()[:per_class].tolist():
                 Image.fromarray(split.x[i].permute(1, 2, 0).numpy()).save(folder / f"{i}.png")
+    load_dataset(f"imagefolder:{root}")  # decoded (and its one-time note printed) before any CLI run reads it
     return f"imagefolder:{root}"
 
 
@@ -496,3 +498,17 @@ def test_cli_help_documents_the_adversarial_options():
                  "--adv-weight", "--beta", "--attack-bn", "--eps-warmup", "--early-stop / --no-early-stop",
                  "--val-robust-n", "--init", "Default 0.0313", "1.25 * eps", "Default 6.", "8/255"):
         assert text in r.output, text
+
+
+def test_robust_validation_is_fixed_private_and_below_clean_accuracy(short_runs, cifar10):
+    model, _ = load_checkpoint(short_runs[1].best_path)
+    model.eval()
+    method = method_for("pgd", eps=PIXEL_EPS, eps_space="pixel", val_n=200)
+    state = torch.get_rng_state()
+    first = method.robust_validation(model, cifar10.val, torch.device("cpu"))
+    assert torch.equal(torch.get_rng_state(), state)  # the global RNG is untouched
+    assert method.robust_validation(model, cifar10.val, torch.device("cpu")) == first
+    sub = cifar10.val.subset(200, seed=0)
+    with torch.no_grad():
+        clean = float((model(sub.x.float() / 255).argmax(1) == sub.y).float().mean())
+    assert first["val_robust_n"] == 200 and 0.05 < first["val_robust_acc"] < clean

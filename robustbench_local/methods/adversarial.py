@@ -228,7 +228,7 @@ class AdversarialMethod(TrainMethod):
         self._input_shape: tuple[int, ...] | None = None
         self._record: dict | None = None
         self._factor = 1.0  # eps warm-up factor of the current epoch
-        self._val_subset: tuple[int, int, Any] | None = None
+        self._val_subset: tuple[Any, Any] | None = None  # (split, its fixed subset)
 
     # --- options -----------------------------------------------------------------------
     def default_eta(self, eps: float) -> float:
@@ -345,11 +345,9 @@ class AdversarialMethod(TrainMethod):
         from ..data import TensorLoader
 
         n = min(self.val_n, len(split))
-        key = (id(split), len(split))
-        if self._val_subset is None or self._val_subset[:2] != key:
-            sub = split if n == len(split) else split.subset(n, seed=VAL_SEED)
-            self._val_subset = (*key, sub)
-        sub = self._val_subset[2]
+        if self._val_subset is None or self._val_subset[0] is not split:  # drawn once per split
+            self._val_subset = (split, split if n == len(split) else split.subset(n, seed=VAL_SEED))
+        sub = self._val_subset[1]
         self.bind(model, sub.x.shape[1:])
         ball = Ball(self.val_threat, self._std.expand(sub.x.shape[1]), torch.device("cpu"))
         robust = 0
