@@ -23,6 +23,7 @@ from rich.console import Console
 
 from robustbench_local.checkpoint import file_sha256, load_checkpoint, read_checkpoint
 from robustbench_local.cli import main
+from robustbench_local.data import load_dataset
 from robustbench_local.errors import CheckpointError, RobustError
 from robustbench_local.methods import ValMetric
 from robustbench_local.results import ResultsStore
@@ -46,6 +47,7 @@ def tree(tmp_path_factory, cifar10) -> str:
             idx = (split.y == label).nonzero().flatten()[:per_class]
             for i in idx.tolist():
                 Image.fromarray(split.x[i].permute(1, 2, 0).numpy()).save(folder / f"{i}.png")
+    load_dataset(f"imagefolder:{root}")  # decode into the cache now, so the CLI tests see only their own output
     return f"imagefolder:{root}"
 
 
