@@ -7,6 +7,7 @@ its C++ build, which takes a minute on this machine; the benchmark measures indu
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 import torch
@@ -182,10 +183,27 @@ def test_compiled_training_step_and_attack_match_eager(batch):
     assert (a - b).abs().gt(1e-5).float().mean().item() < 1e-3
 
 
-def test_compile_option_trains_like_eager(tmp_path):
+@pytest.fixture(scope="module")
+def small_tree(tmp_path_factory, cifar10) -> str:
+    """imagefolder:PATH of real CIFAR-10 images, 16 train and 4 test per class: a fit()
+    whose test evaluation is cheap."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("cifar-tiny")
+    for split, name, per_class in ((cifar10.train, "train", 16), (cifar10.test, "test", 4)):
+        for label, cls in enumerate(cifar10.info.classes):
+            folder = root / name / cls
+            folder.mkdir(parents=True)
+            for i in (split.y == label).nonzero().flatten()[:per_class].tolist():
+                Image.fromarray(split.x[i].permute(1, 2, 0).numpy()).save(folder / f"{i}.png")
+    return f"imagefolder:{root}"
+
+
+def test_compile_option_trains_like_eager(small_tree, tmp_path, monkeypatch):
     """TrainSpec(compile=...) through fit(): same weights as the eager run."""
-    common = dict(data=DataSpec(subset=128, val_fraction=0.004, augment="none"),
-                  model=ModelSpec(kwargs={"maps": "8,16", "dropout": 0}), epochs=1, batch_size=64, device="cpu")
+    monkeypatch.setenv("ROBUST_CACHE", str(tmp_path / "cache"))
+    common = dict(data=DataSpec(dataset=small_tree, val_fraction=0.2, augment="none"),
+                  model=ModelSpec(kwargs={"maps": "8,16", "dropout": 0}), epochs=1, batch_size=32, device="cpu")
     eager = fit(TrainSpec(out=str(tmp_path / "eager"), **common), quiet=True)
     comp = fit(TrainSpec(out=str(tmp_path / "comp"), compile="aot_eager", **common), quiet=True)
     a = torch.load(eager.last_path, weights_only=True)["state_dict"]
@@ -193,8 +211,7 @@ def test_compile_option_trains_like_eager(tmp_path):
     assert a.keys() == b.keys()  # the checkpoint holds the plain model's names, not _orig_mod.*
     assert max((a[k].double() - b[k].double()).abs().max().item() for k in a) < 1e-5
     assert comp.history[0]["val_acc"] == eager.history[0]["val_acc"]
-    import json
-
+    assert comp.metrics["test_n"] == 40
     assert json.loads((tmp_path / "comp" / "config.json").read_text())["resolved"]["compile"] == "aot_eager"
 
 
