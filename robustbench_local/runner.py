@@ -66,6 +66,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+from . import distributed
 from .errors import RobustError
 from .specs import DataSpec, TrainSpec
 
@@ -934,7 +935,8 @@ def _execute(exp: Experiment, plan: list[CellPlan], bundle, log: RunLog, summary
         except RobustError as e:
             summary.failed[p.name] = str(e)
             log(f"{p.name}: FAILED: {e}")
-    _write_report(exp, log, summary, worked=bool(summary.trained or summary.evaluated))
+    if distributed.is_main():
+        _write_report(exp, log, summary, worked=bool(summary.trained or summary.evaluated))
     log(f"experiment {exp.name}: trained {len(summary.trained)} cell(s), wrote "
         f"{sum(summary.evaluated.values())} evaluation record(s), report {summary.report_status}"
         + (f"; {len(summary.failed)} cell(s) failed" if summary.failed else ""))
@@ -1000,7 +1002,8 @@ def _run_cell(exp: Experiment, p: CellPlan, bundle, store, log: RunLog, summary:
                            run_checks=exp.checks, check_convergence=exp.check_convergence, log=log, name=cell.name)
         for rec in records:
             rec["experiment"] = {"name": exp.name, "file": str(exp.file), "cell": cell.name}
-            store.add(rec)
+            if distributed.is_main():  # under torchrun only rank 0 writes
+                store.add(rec)
         written += len(records)
         warnings = sorted({c["detail"] for r in records for c in r.get("checks", []) if not c.get("ok", True)})
         for w in warnings:

@@ -75,6 +75,7 @@ def command(checkpoints, attack_names, norm, eps, eta, eps_space, k, random_star
       robust eval --attack fgsm --attack pgd --attack autoattack ckpt1.pth ckpt2.pth
       robust eval --attack pgd --eps 8/255 --eps-space pixel --eps 0.01,0.02,0.0313 ckpt.pth
     """
+    from ..distributed import is_main
     from ..evaluate import evaluate
     from ..results import ResultsStore
 
@@ -103,6 +104,8 @@ def command(checkpoints, attack_names, norm, eps, eta, eps_space, k, random_star
         records = evaluate(target, specs, n=n, split=split, seed=seed, batch_size=batch_size, cascade=cascade,
                            device=device, run_checks=checks, check_convergence=check_convergence,
                            data_root=data_root, save_adv=adv_path, log=log)
+        if not is_main():  # under torchrun only rank 0 prints and writes
+            continue
         print_eval_table(records)
         if record:
             paths = [store.add(r) for r in records]
