@@ -29,6 +29,7 @@ NAME = "data"
 FULL = {"n": 5000, "batch_size": 512, "repeats": 5, "load_repeats": 3, "num_workers": 2}
 QUICK = {"n": 64, "batch_size": 32, "repeats": 1, "load_repeats": 1, "num_workers": 2}
 MEMORY_CASES = ("load_cifar10", "ours_augment", "pil_transforms", "tensor_loader_pass", "dataloader_pass")
+WORKER_CASES = ("dataloader_pass",)  # DataLoader worker processes
 
 
 def prepare(quick: bool) -> dict:

@@ -138,17 +138,19 @@ def part_a(quick: bool) -> tuple[dict, list, list]:
 
 def robust_train_checkpoint(quick: bool, given: Path | None) -> tuple[Path, str]:
     """The issue-4 checkpoint: a given one, else `robust train`'s default output if it
-    exists, else a short `robust train` run (default cnn, standard method) made here."""
+    exists, else a short `robust train` run (default cnn, standard method) made here.
+    The smoke run (quick) reuses the quick standard checkpoint instead."""
     if given is not None:
         return Path(given), f"given: {given}"
-    if not quick and (common.ROOT / DEFAULT_TRAIN_OUT).is_file():
+    if quick:
+        spec = common.standard_spec(True)
+        return common.bench_checkpoint("cnn-standard-quick", **spec), f"fit() {common.spec_summary(spec)}"
+    if (common.ROOT / DEFAULT_TRAIN_OUT).is_file():
         return common.ROOT / DEFAULT_TRAIN_OUT, "runs/ of a plain `robust train` (default options)"
-    subset, epochs = (256, 1) if quick else (5000, 5)
-    out = common.TMP / f"robust-train-cnn-{subset}-{epochs}{'-quick' if quick else ''}"
+    subset, epochs = 5000, 5
+    out = common.TMP / f"robust-train-cnn-{subset}-{epochs}"
     cmd = [sys.executable, "-m", "robustbench_local", "train", "--subset", str(subset), "--epochs", str(epochs),
            "--out", str(out), "--results", str(common.TMP / "records"), "--device", "cpu"]
-    if quick:  # a tiny validation split keeps the smoke run short
-        cmd += ["--val-fraction", "0.002"]
     if not (out / "best.pth").is_file():
         if out.exists():
             import shutil
@@ -159,13 +161,15 @@ def robust_train_checkpoint(quick: bool, given: Path | None) -> tuple[Path, str]
     return out / "best.pth", "`robust " + " ".join(cmd[3:]) + "`"
 
 
-def part_b(quick: bool, checkpoint: Path | None) -> tuple[dict, list]:
+def part_b(quick: bool, checkpoint: Path | None, suite_n: int | None = None) -> tuple[dict, list]:
     from robustbench_local.attacks import AttackSpec
     from robustbench_local.checkpoint import load_checkpoint
     from robustbench_local.evaluate import evaluate, select_points
     from robustbench_local.threat import ThreatModel, find_std
 
-    cfg = QUICK if quick else FULL
+    cfg = dict(QUICK if quick else FULL)
+    if suite_n is not None:
+        cfg["suite_n"] = suite_n
     ckpt, origin = robust_train_checkpoint(quick, checkpoint)
     model, meta = load_checkpoint(ckpt)
     bundle = common.cifar10()
@@ -223,7 +227,8 @@ def part_b(quick: bool, checkpoint: Path | None) -> tuple[dict, list]:
     return out, rows
 
 
-def run(quick: bool = False, out_dir=None, checkpoint: Path | None = None) -> dict:
+def run(quick: bool = False, out_dir=None, checkpoint: Path | None = None, suite_n: int | None = None,
+        parts: str = "ab") -> dict:
     cfg = QUICK if quick else FULL
     report = common.Report(NAME, quick, settings={
         **cfg, "threads": torch.get_num_threads(),
@@ -232,14 +237,19 @@ def run(quick: bool = False, out_dir=None, checkpoint: Path | None = None) -> di
         "checks": "part A runs evaluate(run_checks=False): the sanity checks are timed apart in part B",
     })
     common.setup_threads()
-    results, rows, targets = part_a(quick)
-    common.print_table(f"robust-accuracy evaluation, n={cfg['n']} CIFAR-10 test images, batch {cfg['batch_size']}, "
-                       f"{torch.get_num_threads()} threads",
-                       ["checkpoint: case", "clean acc", "robust acc", "median s", "min s", "max s",
-                        "torchattacks / this"], rows)
-    common.print_targets(targets)
-    suite, _ = part_b(quick, checkpoint)
-    report.data.update({"part_a": results, "targets": targets, "issue4": suite})
+    if "a" in parts:
+        results, rows, targets = part_a(quick)
+        common.print_table(f"robust-accuracy evaluation, n={cfg['n']} CIFAR-10 test images, batch "
+                           f"{cfg['batch_size']}, {torch.get_num_threads()} threads",
+                           ["checkpoint: case", "clean acc", "robust acc", "median s", "min s", "max s",
+                            "torchattacks / this"], rows)
+        common.print_targets(targets)
+        report.data.update({"part_a": results, "targets": targets})
+    if "b" in parts:
+        suite, _ = part_b(quick, checkpoint, suite_n)
+        report.data["issue4"] = suite
+    if parts != "ab":  # a partial run keeps its own file, so the full one is not overwritten
+        report.name = f"{NAME}-{parts}"
     path = report.write(out_dir)
     print(f"wrote {path}")
     return report.data
@@ -252,8 +262,12 @@ def main(argv=None) -> None:
     p.add_argument("--checkpoint", type=Path, default=None,
                    help=f"checkpoint for the issue-4 figures (default {DEFAULT_TRAIN_OUT} if present, "
                         "else a short `robust train` run made here)")
+    p.add_argument("--suite-n", type=int, default=None,
+                   help=f"test images for the issue-4 figures (default {FULL['suite_n']})")
+    p.add_argument("--parts", choices=["ab", "a", "b"], default="ab",
+                   help="a: evaluation against torchattacks on two checkpoints; b: the issue-4 figures")
     a = p.parse_args(argv)
-    run(a.quick, a.out, a.checkpoint)
+    run(a.quick, a.out, a.checkpoint, a.suite_n, a.parts)
 
 
 if __name__ == "__main__":

@@ -111,7 +111,7 @@ def run(quick: bool = False, out_dir=None, epochs: int | None = None) -> dict:
         n_train = cfg.get("subset") or len(bundle.train)
         chosen = epochs or cfg.get("epochs") or choose_epochs(cal, n_train, len(bundle.val), len(bundle.test), cfg)
         spec = TrainSpec(
-            data=DataSpec(subset=cfg.get("subset"), augment="basic"),
+            data=DataSpec(subset=cfg.get("subset"), augment="basic", val_fraction=0.002 if quick else 0.1),
             model=ModelSpec(arch="fast", kwargs={"widths": cfg["widths"]}),
             method="standard", method_kwargs={"label_smoothing": 0.2}, epochs=chosen, batch_size=cfg["batch_size"],
             lr=cfg["lr"], momentum=0.9, nesterov=True, weight_decay=5e-4, schedule="onecycle", device="cpu", seed=0,

@@ -5,8 +5,10 @@ Python process: the benchmark's setup first (data, checkpoint, points), then the
 kernel's resident-set high-water mark is reset (Linux /proc/self/clear_refs '5'),
 then the case runs once; ru_maxrss (getrusage) afterwards is the case's peak, and
 peak minus the resident size just before the case is what the case itself added.
-DataLoader workers are separate processes: the largest one's peak is reported apart
-(getrusage RUSAGE_CHILDREN), not added. Where the reset is refused, the delta is
+DataLoader workers are separate processes: for the cases that use them (a module's
+WORKER_CASES) the largest worker's peak is reported apart (getrusage RUSAGE_CHILDREN),
+not added; a forked worker's RSS counts the pages it shares copy-on-write with the
+main process, so that figure is an upper bound. Where the reset is refused, the delta is
 taken against the setup's own high-water mark and says so."""
 from __future__ import annotations
 
@@ -45,10 +47,11 @@ def run_case(module: str, case: str, quick: bool) -> dict:
     baseline = before if reset else setup_peak
     fn()
     peak = common.maxrss_mib()
-    children = common.maxrss_mib(resource.RUSAGE_CHILDREN)
+    # only meaningful where the case itself starts workers (setup forks none)
+    children = common.maxrss_mib(resource.RUSAGE_CHILDREN) if case in getattr(mod, "WORKER_CASES", ()) else None
     return {"case": f"{module}:{case}", "peak_rss_mib": peak, "rss_before_case_mib": before,
             "setup_peak_rss_mib": setup_peak, "case_added_mib": max(peak - baseline, 0.0),
-            "largest_child_peak_rss_mib": children or None,
+            "largest_child_peak_rss_mib": children,
             "method": "clear_refs reset + ru_maxrss" if reset else "ru_maxrss minus the setup's high-water mark"}
 
 
@@ -56,13 +59,14 @@ def run(quick: bool = False, out_dir=None, modules=MODULES) -> dict:
     report = common.Report(NAME, quick, settings={
         "method": "fresh subprocess per case; setup, then /proc/self/clear_refs 5 (reset of the RSS high-water "
                   "mark), then one call of the case; getrusage ru_maxrss (RUSAGE_SELF) for the process, "
-                  "RUSAGE_CHILDREN for the largest DataLoader worker; psutil is not used",
+                  "RUSAGE_CHILDREN for the largest DataLoader worker (upper bound: counts pages shared "
+                  "copy-on-write with the main process); psutil is not used",
         "threads": common.THREADS,
     })
     rows, table = [], {}
-    for module in modules:
+    for module in modules[:2] if quick else modules:  # quick: a smoke run of the probe, two cases
         mod = importlib.import_module(f"benchmarks.{module}")
-        for case in mod.MEMORY_CASES[:1] if quick else mod.MEMORY_CASES:  # quick: one case each, a smoke run
+        for case in mod.MEMORY_CASES[:1] if quick else mod.MEMORY_CASES:
             r = common.measure_memory(module, case, quick)
             table[f"{module}:{case}"] = r
             if "error" in r:

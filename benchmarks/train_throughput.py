@@ -37,6 +37,7 @@ FULL = {"standard": {"subset": 5000, "epochs": 3}, "pgd": {"subset": 2000, "epoc
 QUICK = {"standard": {"subset": 128, "epochs": 1}, "pgd": {"subset": 64, "epochs": 1, "k": 1},
          "batch_size": 32, "num_workers": 2}
 MEMORY_CASES = ("ours_standard", "plain_standard", "ours_pgd", "plain_pgd")
+WORKER_CASES = ("plain_standard", "plain_pgd")  # DataLoader worker processes
 EPS, ETA = 0.0313, 0.002  # normalized space (mean = std = 0.5): the seeds' PGD-AT settings
 
 
