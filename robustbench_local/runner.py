@@ -793,6 +793,19 @@ def select_cells(exp: Experiment, only: Sequence[str]) -> list[Cell]:
     return chosen
 
 
+def select_attacks(exp: Experiment, attacks: Sequence[str]) -> None:
+    """Keep only the evaluations of these attacks (by registry name), e.g. to run the cheap
+    ones for every cell before AutoAttack; the rest stay to do for a later run."""
+    if not attacks:
+        return
+    names = sorted({u.spec.name for u in exp.units})
+    unknown = [a for a in attacks if a not in names]
+    if unknown:
+        raise RobustError(f"--attack {' '.join(unknown)}: {exp.file} evaluates no such attack; its attacks: "
+                          f"{', '.join(names)}")
+    exp.units = [u for u in exp.units if u.spec.name in attacks]
+
+
 def make_plan(exp: Experiment, bundle, cells: Sequence[Cell]) -> list[CellPlan]:
     from .results import ResultsStore
 
@@ -876,14 +889,15 @@ class RunSummary:
     seconds: float = 0.0
 
 
-def run_experiment(path: str | os.PathLike, *, only: Sequence[str] = (), device: str | None = None,
-                   dry_run: bool = False, say: Say = print, on_plan: Callable[[list[CellPlan]], None] | None = None
+def run_experiment(path: str | os.PathLike, *, only: Sequence[str] = (), attacks: Sequence[str] = (),
+                   device: str | None = None, dry_run: bool = False, say: Say = print, on_plan: Callable[[list[CellPlan]], None] | None = None
                    ) -> RunSummary:
     """Check everything, then (unless ``dry_run``) train, evaluate and report every
     selected cell that is not done. ``on_plan`` receives the plan before any work."""
     t0 = time.perf_counter()
     exp = load_experiment(path, device=device)
     chosen = select_cells(exp, only)
+    select_attacks(exp, attacks)
     bundle = check_with_data(exp)
     plan = make_plan(exp, bundle, exp.cells)
     plan = [p for p in plan if p.cell in chosen]

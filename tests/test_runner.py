@@ -269,14 +269,19 @@ def test_run_cut_off_midway_resumes_and_finishes(work, exp, monkeypatch):
 
 
 def test_only_runs_a_subset_and_a_new_attack_runs_alone(work, exp):
-    path = exp(extra='\n[[attacks]]\nname = "pgd"\nk = 3\n')
-    summary = run_experiment(path, only=["s*"], say=quiet)
+    path = exp(extra='\n[[attacks]]\nname = "pgd"\nk = 3\n\n[[attacks]]\nname = "fgsm"\neps = 0.02\n')
+    # --attack pgd: the new FGSM stays to do for a later run
+    summary = run_experiment(path, only=["s*"], attacks=["pgd"], say=quiet)
     assert [p.name for p in summary.plan] == ["std"]
     assert summary.trained == [] and summary.evaluated == {"std": 1}
     labels = sorted(r["attack"]["label"] for r in records("eval") if r["experiment"]["cell"] == "std")
     assert labels == ["FGSM", "PGD-2", "PGD-2", "PGD-3", "worst-case"]
     plan = {p.name: p for p in run_experiment(path, dry_run=True, say=quiet).plan}
-    assert plan["std"].finished and [u.label for u in plan["mix"].todo] == ["PGD-3@0.0313"]
+    assert [u.label for u in plan["std"].todo] == ["FGSM@0.02"]
+    assert [u.label for u in plan["mix"].todo] == ["PGD-3@0.0313", "FGSM@0.02"]
+    with pytest.raises(RobustError, match=r"--attack autoattack: .*exp.toml evaluates no such attack; "
+                                          r"its attacks: fgsm, pgd"):
+        run_experiment(path, attacks=["autoattack"], say=quiet)
     with pytest.raises(RobustError, match=r"--only nope matches no cell of .*exp.toml; cells: std, mix"):
         run_experiment(path, only=["nope"], say=quiet)
 
@@ -375,7 +380,7 @@ def test_shipped_experiments_parse(name):
         assert mix["alpha"] == 0.2 and cut["alpha"] == 1.0
         labels = {u.spec.label for u in exp.units}
         assert {"FGSM", "PGD-20", "AutoAttack"} <= labels
-        assert all(u.n is None or u.n >= 2000 for u in exp.units)
+        assert all(u.n is None or u.n >= 2000 for u in exp.units)  # issue 6: every evaluation on >= 2,000
         pgd20 = [u for u in exp.units if u.spec.label == "PGD-20" and u.spec.threat.eps == 0.0313]
         assert pgd20 and pgd20[0].spec.threat.step == 0.002
         assert len({u.spec.threat.eps for u in exp.units}) >= 3  # an eps sweep

@@ -28,9 +28,12 @@ def print_plan(plan, title: str) -> None:
               help="Check the file and print the plan (each cell: what is done, what is to do); run nothing.")
 @click.option("--only", "only", multiple=True, metavar="PATTERN",
               help="Run only the cells whose name matches this glob (e.g. 'pgd*'); repeat for several.")
+@click.option("--attack", "attacks", multiple=True, metavar="NAME",
+              help="Run only the evaluations of this attack (e.g. pgd); repeat for several. Training still runs; "
+                   "the other attacks stay to do for a later run (e.g. everything but autoattack first).")
 @click.option("--device", type=click.Choice(DEVICES), default=None,
               help="Train and evaluate every cell here, overriding the file's device (default: the file's, else auto).")
-def command(file, dry_run, only, device):
+def command(file, dry_run, only, attacks, device):
     """Train, evaluate and report every cell of the experiment FILE (TOML).
 
     Everything in the file is checked before anything runs. Cells whose training
@@ -43,6 +46,7 @@ def command(file, dry_run, only, device):
       robust run experiments/quick.toml
       robust run experiments/seed_suite_cifar10.toml --dry-run
       robust run experiments/seed_suite_cifar10.toml --only 'pgd*' --device cuda
+      robust run experiments/seed_suite_cifar10.toml --attack fgsm --attack pgd
     """
     from ..runner import run_experiment
 
@@ -55,7 +59,7 @@ def command(file, dry_run, only, device):
         done = sum(p.finished for p in plan)
         print_plan(plan, f"plan: {len(plan)} cell(s), {done} done, {len(plan) - done} with work to do")
 
-    summary = run_experiment(file, only=only, device=device, dry_run=dry_run, say=say, on_plan=on_plan)
+    summary = run_experiment(file, only=only, attacks=attacks, device=device, dry_run=dry_run, say=say, on_plan=on_plan)
     exp = summary.experiment
     if dry_run:
         say(f"dry run: nothing was done. Checkpoints go to {exp.runs}, records to {exp.results / 'records'}, "
