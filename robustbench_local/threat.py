@@ -181,6 +181,12 @@ class Ball:
         x_adv = (x + self.to_pixel(u)).clamp(0.0, 1.0)
         return x_adv, self.from_pixel(x_adv - x)
 
+    def box(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """L-inf only: the ball around x intersected with [0,1], as per-pixel bounds
+        (lo, hi). Clamping to them equals ``apply``'s project-then-clamp."""
+        r = self.threat.eps * self.scale
+        return (x - r).clamp_(min=0.0), (x + r).clamp_(max=1.0)
+
     def norms(self, x_adv: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Per-example size of the perturbation in attack space."""
         u = self.from_pixel(x_adv - x)
