@@ -16,7 +16,6 @@ Side by side on the same checkpoint, points, batch and threads:
 Targets (issue 7): ours <= 1.10x the limit, and >= 1.3x faster than torchattacks."""
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -185,15 +184,11 @@ def run(quick: bool = False, out_dir=None) -> dict:
     common.print_targets(targets)
     report.data.update({"clean_acc": clean, "cases": table, "targets": targets,
                         "art": {"used": art_reason is None, "reason": art_reason}})
-    path = report.write(out_dir)
-    print(f"wrote {path}")
-    return report.data
+    return report.save(out_dir)
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="tiny sizes, one repeat (a smoke run, not a measurement)")
-    p.add_argument("--out", type=Path, default=None, help="folder for the JSON (default results/bench)")
+    p = common.arg_parser(__doc__)
     a = p.parse_args(argv)
     run(a.quick, a.out)
 

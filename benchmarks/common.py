@@ -10,6 +10,7 @@ are medians over repeats, with min and max kept; comparisons are ratios of
 medians."""
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
@@ -144,6 +145,11 @@ class Report:
         }
         write_json(path, payload)
         return path
+
+    def save(self, out_dir: Path | None = None) -> dict:
+        """Write the JSON, say where, and return the payload (each benchmark's last step)."""
+        print(f"wrote {self.write(out_dir)}")
+        return self.data
 
 
 def console():
@@ -331,3 +337,12 @@ def measure_memory(module: str, case: str, quick: bool, timeout: float = 1800) -
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
         return {"case": f"{module}:{case}", "error": tail[0]}
     return json.loads(lines[-1])
+
+
+def arg_parser(doc: str, quick_help: str = "tiny sizes, one repeat (a smoke run, not a measurement)"
+               ) -> argparse.ArgumentParser:
+    """The options every benchmark script takes: --quick and --out."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help=quick_help)
+    p.add_argument("--out", type=Path, default=None, help="folder for the JSON (default results/bench)")
+    return p

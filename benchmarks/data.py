@@ -14,7 +14,6 @@ throughput.
   DataLoader over ImageFolder with 2 workers."""
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -119,15 +118,11 @@ def run(quick: bool = False, out_dir=None) -> dict:
                        caption="x ours: median time over ours (augment rows: over build_augment; "
                                "pass rows: over the TensorLoader pass)")
     report.data.update({"cases": table})
-    path = report.write(out_dir)
-    print(f"wrote {path}")
-    return report.data
+    return report.save(out_dir)
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="tiny sizes, one repeat (a smoke run, not a measurement)")
-    p.add_argument("--out", type=Path, default=None, help="folder for the JSON (default results/bench)")
+    p = common.arg_parser(__doc__)
     a = p.parse_args(argv)
     run(a.quick, a.out)
 

@@ -20,7 +20,6 @@ AutoAttack accuracy on >= 1000 test images with 95% intervals and seconds, and t
 PGD-20 wall-time ratio against torchattacks on the same points."""
 from __future__ import annotations
 
-import argparse
 import subprocess
 import sys
 from pathlib import Path
@@ -250,15 +249,11 @@ def run(quick: bool = False, out_dir=None, checkpoint: Path | None = None, suite
         report.data["issue4"] = suite
     if parts != "ab":  # a partial run keeps its own file, so the full one is not overwritten
         report.name = f"{NAME}-{parts}"
-    path = report.write(out_dir)
-    print(f"wrote {path}")
-    return report.data
+    return report.save(out_dir)
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="tiny sizes, one repeat (a smoke run, not a measurement)")
-    p.add_argument("--out", type=Path, default=None, help="folder for the JSON (default results/bench)")
+    p = common.arg_parser(__doc__)
     p.add_argument("--checkpoint", type=Path, default=None,
                    help=f"checkpoint for the issue-4 figures (default {DEFAULT_TRAIN_OUT} if present, "
                         "else a short `robust train` run made here)")

@@ -14,7 +14,6 @@ minutes at most). The JSON records the accuracy reached and the time it took,
 whether or not 90% was reached. Anchor: airbench94 reaches 94% in 2.6 s on an A100."""
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
 import time
@@ -141,15 +140,11 @@ def run(quick: bool = False, out_dir=None, epochs: int | None = None) -> dict:
                                        TARGET_ACC, unit="")],
         "verdict": verdict,
     })
-    path = report.write(out_dir)
-    print(f"wrote {path}")
-    return report.data
+    return report.save(out_dir)
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="tiny sizes (a smoke run, not a measurement)")
-    p.add_argument("--out", type=Path, default=None, help="folder for the JSON (default results/bench)")
+    p = common.arg_parser(__doc__, "tiny sizes (a smoke run, not a measurement)")
     p.add_argument("--epochs", type=int, default=None, help="fix the number of epochs instead of fitting the budget")
     a = p.parse_args(argv)
     run(a.quick, a.out, a.epochs)

@@ -12,7 +12,6 @@ main process, so that figure is an upper bound. Where the reset is refused, the 
 taken against the setup's own high-water mark and says so."""
 from __future__ import annotations
 
-import argparse
 import importlib
 import json
 import sys
@@ -77,15 +76,11 @@ def run(quick: bool = False, out_dir=None, modules=MODULES) -> dict:
     common.print_table("peak resident memory per case (MiB), each in a fresh process",
                        ["case", "peak RSS", "added by the case", "largest worker", "method"], rows)
     report.data.update({"cases": table})
-    path = report.write(out_dir)
-    print(f"wrote {path}")
-    return report.data
+    return report.save(out_dir)
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="tiny sizes (a smoke run, not a measurement)")
-    p.add_argument("--out", type=Path, default=None, help="folder for the JSON (default results/bench)")
+    p = common.arg_parser(__doc__, "tiny sizes (a smoke run, not a measurement)")
     p.add_argument("--case", default=None, help="MODULE:CASE: measure this one case here and print it as JSON")
     a = p.parse_args(argv)
     if a.case:

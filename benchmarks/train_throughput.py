@@ -17,7 +17,6 @@ warm-up and is not counted. Targets: standard >= 2x, PGD-10 AT >= 1.5x faster.
 Also serves issue 3's "benchmarks script that times images/s against a plain loop"."""
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
 import time
@@ -184,15 +183,11 @@ def run(quick: bool = False, out_dir=None) -> dict:
                common.target_line(f"PGD-{cfg['pgd']['k']} AT epoch: plain / ours", results["pgd"]["speedup"], ">=", 1.5)]
     common.print_targets(targets)
     report.data.update({"results": results, "targets": targets})
-    path = report.write(out_dir)
-    print(f"wrote {path}")
-    return report.data
+    return report.save(out_dir)
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="tiny sizes, one timed epoch (a smoke run, not a measurement)")
-    p.add_argument("--out", type=Path, default=None, help="folder for the JSON (default results/bench)")
+    p = common.arg_parser(__doc__, "tiny sizes, one timed epoch (a smoke run, not a measurement)")
     a = p.parse_args(argv)
     run(a.quick, a.out)
 
