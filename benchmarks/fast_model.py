@@ -27,10 +27,12 @@ import torch
 from benchmarks import common
 
 NAME = "fast_model"
+# amp: bf16 autocast (--amp); on this CPU (avx512_bf16) it doubles training images/s
+# (measured: 255 -> 528 img/s for this model at batch 256 on 2 threads)
 FULL = {"budget_minutes": 20.0, "batch_size": 512, "lr": 0.4, "widths": "64,128,128", "whiten_images": 5000,
-        "calibration_batches": 12, "safety": 0.85}
+        "calibration_batches": 12, "safety": 0.85, "amp": True}
 QUICK = {"budget_minutes": 1.0, "batch_size": 64, "lr": 0.4, "widths": "16,32,32", "whiten_images": 256,
-         "calibration_batches": 2, "safety": 0.85, "subset": 256, "epochs": 1}
+         "calibration_batches": 2, "safety": 0.85, "subset": 256, "epochs": 1, "amp": True}
 TARGET_ACC = 0.90
 
 
@@ -71,7 +73,8 @@ def calibrate(init: Path, bundle, cfg: dict) -> dict:
     for i in range(cfg["calibration_batches"] + 1):
         x, y = next(it)
         t0 = time.perf_counter()
-        loss = F.cross_entropy(model(x), y, label_smoothing=0.2)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg["amp"]):
+            loss = F.cross_entropy(model(x), y, label_smoothing=0.2)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -114,7 +117,7 @@ def run(quick: bool = False, out_dir=None, epochs: int | None = None) -> dict:
             model=ModelSpec(arch="fast", kwargs={"widths": cfg["widths"]}),
             method="standard", method_kwargs={"label_smoothing": 0.2}, epochs=chosen, batch_size=cfg["batch_size"],
             lr=cfg["lr"], momentum=0.9, nesterov=True, weight_decay=5e-4, schedule="onecycle", device="cpu", seed=0,
-            init=str(init), out=str(work / "run"),
+            amp=cfg["amp"], init=str(init), out=str(work / "run"),
         )
         print(f"fast model: {chosen} epochs chosen for a {cfg['budget_minutes']:g}-minute budget "
               f"(calibration: {cal['train_images_per_s']:.0f} train img/s)", flush=True)
@@ -128,7 +131,8 @@ def run(quick: bool = False, out_dir=None, epochs: int | None = None) -> dict:
     reached = m["test_acc"] >= TARGET_ACC and minutes <= cfg["budget_minutes"]
     verdict = ("reached" if reached else
                f"not reached: {m['test_acc']:.2%} test accuracy after {minutes:.1f} min "
-               f"({chosen} epochs at {cal['train_images_per_s']:.0f} img/s on {torch.get_num_threads()} threads)")
+               f"({chosen} epochs at {cal['train_images_per_s']:.0f} img/s on {torch.get_num_threads()} threads"
+               f"{', bf16 autocast' if cfg['amp'] else ''})")
     common.print_table(f"fast model on CIFAR-10 (JPEG copy), budget {cfg['budget_minutes']:g} min",
                        ["epochs", "train img/s", "minutes", "best val acc", "test acc (best.pth)", "95% CI", "target"],
                        [[chosen, cal["train_images_per_s"], minutes, best_val, m["test_acc"],
