@@ -66,6 +66,28 @@ def test_normalized_linf_is_per_channel_box_in_pixels():
     assert torch.allclose((x_adv - x)[0, :, 0, 0], 0.1 * std)
 
 
+@pytest.mark.parametrize("space", ["normalized", "pixel"])
+def test_linf_box_step_equals_project_then_clamp(space):
+    """PGD's L-inf fast path (one multiply-add, one clamp to Ball.box) against the plain
+    path (step in attack space, project onto the ball, clamp to [0,1]), over 10 steps."""
+    torch.manual_seed(0)
+    std = torch.tensor([0.2, 0.5, 1.0])
+    ball = Ball(ThreatModel("linf", 0.1, 0.03, space), std, torch.device("cpu"))
+    x = torch.rand(64, 3, 8, 8)
+    x[:8] = x[:8].round()  # pixels at 0 and 1, where the clamp to [0,1] binds
+    lo, hi = ball.box(x)
+    step_px = 0.03 * ball.scale
+    fast, plain = ball.apply(x, ball.random(x.shape, x.device))[0], None
+    plain = fast.clone()
+    for _ in range(10):
+        g = torch.randn_like(x)
+        fast = fast.addcmul(g.sign(), step_px).clamp(lo, hi)
+        u = ball.ascend(ball.from_pixel(plain - x), g * ball.scale, 0.03)
+        plain, _ = ball.apply(x, u)
+    assert (fast - plain).abs().max() < 1e-6
+    assert (ball.norms(fast, x) <= 0.1 + 1e-6).all() and fast.min() >= 0 and fast.max() <= 1
+
+
 def test_l2_normalized_is_ellipsoid():
     std = torch.tensor([0.25, 0.5, 1.0])
     ball = Ball(ThreatModel("l2", 1.0, 0.1, "normalized"), std, torch.device("cpu"))
