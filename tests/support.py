@@ -57,3 +57,18 @@ def correct_points(model, n: int = 400):
     with torch.no_grad():
         ok = model(x).argmax(1) == y
     return x[ok], y[ok]
+
+
+def image_tree(root, bundle, train_per_class: int, test_per_class: int) -> str:
+    """Writes the first images of each class of ``bundle`` (train and test) as PNGs in an
+    ImageFolder tree under ``root``; returns the 'imagefolder:PATH' dataset name."""
+    from PIL import Image
+
+    for split, name, per_class in ((bundle.train, "train", train_per_class), (bundle.test, "test", test_per_class)):
+        for label, cls in enumerate(bundle.info.classes):
+            folder = root / name / cls
+            folder.mkdir(parents=True)
+            for i in (split.y == label).nonzero().flatten()[:per_class].tolist():
+                Image.fromarray(split.x[i].permute(1, 2, 0).numpy()).save(folder / f"{i}.png")
+    return f"imagefolder:{root}"
+

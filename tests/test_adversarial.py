@@ -11,10 +11,10 @@ import os
 from pathlib import Path
 
 import pytest
+from support import image_tree
 import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
-from PIL import Image
 
 from robustbench_local.attacks import pgd
 from robustbench_local.checkpoint import load_checkpoint, read_checkpoint
@@ -47,12 +47,7 @@ def tree(tmp_path_factory, cifar10) -> str:
     """imagefolder:PATH of real CIFAR-10 images, 40 train and 10 test per class: runs
     whose test evaluation must be cheap (resume, selection, CLI) train on it."""
     root = tmp_path_factory.mktemp("cifar-tree")
-    for split, name, per_class in ((cifar10.train, "train", 40), (cifar10.test, "test", 10)):
-        for label, cls in enumerate(cifar10.info.classes):
-            folder = root / name / cls
-            folder.mkdir(parents=True)
-            for i in (split.y == label).nonzero().flatten()[:per_class].tolist():
-                Image.fromarray(split.x[i].permute(1, 2, 0).numpy()).save(folder / f"{i}.png")
+    image_tree(root, cifar10, 40, 10)
     load_dataset(f"imagefolder:{root}")  # decoded (and its one-time note printed) before any CLI run reads it
     return f"imagefolder:{root}"
 

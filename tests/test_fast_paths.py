@@ -10,6 +10,7 @@ import copy
 import json
 
 import pytest
+from support import image_tree
 import torch
 import torch.nn.functional as F
 
@@ -187,16 +188,8 @@ def test_compiled_training_step_and_attack_match_eager(batch):
 def small_tree(tmp_path_factory, cifar10) -> str:
     """imagefolder:PATH of real CIFAR-10 images, 16 train and 4 test per class: a fit()
     whose test evaluation is cheap."""
-    from PIL import Image
-
     root = tmp_path_factory.mktemp("cifar-tiny")
-    for split, name, per_class in ((cifar10.train, "train", 16), (cifar10.test, "test", 4)):
-        for label, cls in enumerate(cifar10.info.classes):
-            folder = root / name / cls
-            folder.mkdir(parents=True)
-            for i in (split.y == label).nonzero().flatten()[:per_class].tolist():
-                Image.fromarray(split.x[i].permute(1, 2, 0).numpy()).save(folder / f"{i}.png")
-    return f"imagefolder:{root}"
+    return image_tree(root, cifar10, 16, 4)
 
 
 def test_compile_option_trains_like_eager(small_tree, tmp_path, monkeypatch):

@@ -11,8 +11,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+from support import image_tree
 from click.testing import CliRunner
-from PIL import Image
 
 import robustbench_local.evaluate as evaluate_module
 import robustbench_local.train as train_module
@@ -28,13 +28,7 @@ REPO = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory, cifar10) -> str:
     root = tmp_path_factory.mktemp("cifar-tiny")
-    for split, per_class, name in ((cifar10.train, 40, "train"), (cifar10.test, 20, "test")):
-        for label, cls in enumerate(cifar10.info.classes):
-            folder = root / name / cls
-            folder.mkdir(parents=True)
-            for i in (split.y == label).nonzero().flatten()[:per_class].tolist():
-                Image.fromarray(split.x[i].permute(1, 2, 0).numpy()).save(folder / f"{i}.png")
-    return f"imagefolder:{root}"
+    return image_tree(root, cifar10, 40, 20)
 
 
 HEAD = """\
