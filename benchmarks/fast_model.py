@@ -27,8 +27,7 @@ import torch
 from benchmarks import common
 
 NAME = "fast_model"
-# amp: bf16 autocast (--amp); on this CPU (avx512_bf16) it doubles training images/s
-# (measured: 255 -> 528 img/s for this model at batch 256 on 2 threads)
+# amp: bf16 autocast (--amp): on a CPU with avx512_bf16 it about doubles training images/s
 FULL = {"budget_minutes": 20.0, "batch_size": 512, "lr": 0.4, "widths": "64,128,128", "whiten_images": 5000,
         "calibration_batches": 12, "safety": 0.85, "amp": True}
 QUICK = {"budget_minutes": 1.0, "batch_size": 64, "lr": 0.4, "widths": "16,32,32", "whiten_images": 256,
