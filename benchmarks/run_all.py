@@ -21,7 +21,7 @@ if __package__ in (None, ""):
 
 from benchmarks import common
 
-DEFAULT = ("attack_step", "eval_cascade", "train_throughput", "data", "memory")
+DEFAULT = ("attack_step", "eval_cascade", "train_throughput", "data", "layout", "memory")
 LONG = ("fast_model",)  # opt-in: costs up to 20 minutes
 ALL = DEFAULT + LONG
 PARTS = {"eval_cascade": ("eval_cascade-a", "eval_cascade-b")}

@@ -2,9 +2,9 @@
 same model, the same images and the same optimizer settings.
 
 - ours:  fit() with the defaults (whole split as a uint8 tensor on the device,
-         batched augmentation, NCHW on CPU since channels_last is off there by
-         default, parameter gradients off during attack steps, no per-batch host
-         sync); the epoch time is fit's own training time (validation excluded).
+         batched augmentation, channels_last (NHWC) layout, parameter gradients
+         off during attack steps, no per-batch host sync); the epoch time is fit's
+         own training time (validation excluded).
 - plain: torchvision ImageFolder over the same images as JPEG files, PIL transforms
          (RandomCrop(32, 4), RandomHorizontalFlip, ToTensor, Normalize(0.5, 0.5)),
          a DataLoader with 2 worker processes (2 cores here), NCHW, loss.item() and

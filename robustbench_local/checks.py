@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .attacks.base import mode
 from .attacks.pgd import pgd
 from .threat import ThreatModel
 
@@ -80,15 +81,11 @@ def input_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, thres
     """Zero or non-finite input gradients on many points (a rounding/quantising
     layer, a saturated softmax, or NaNs) starve every gradient attack, so their
     robust accuracy says nothing."""
-    was = model.training
-    model.eval()
-    try:
+    with mode(model, train=False):
         xg = x.detach().clone().requires_grad_(True)
         with torch.enable_grad():
             loss = F.cross_entropy(model(xg), y, reduction="sum")
             (g,) = torch.autograd.grad(loss, xg)
-    finally:
-        model.train(was)
     flat = g.flatten(1)
     nonfinite = ~torch.isfinite(flat).all(dim=1)
     zero = (flat == 0).all(dim=1) & ~nonfinite
@@ -118,13 +115,8 @@ def outputs_look_like_probabilities(logits: torch.Tensor) -> Finding:
 def deterministic(model: nn.Module, x: torch.Tensor) -> Finding:
     """Two forward passes in eval mode must agree; a randomised defence needs
     EOT-style attacks (AutoAttack's 'rand' version), not a single-sample estimate."""
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            a, b = model(x), model(x)
-    finally:
-        model.train(was)
+    with mode(model, train=False), torch.no_grad():
+        a, b = model(x), model(x)
     diff = (a - b).abs().max().item()
     bad = diff > 1e-5 * max(1.0, a.abs().max().item())
     return Finding(

@@ -33,9 +33,10 @@ from torch import nn
 from . import checks as C
 from . import distributed
 from .attacks import ATTACKS, AttackSpec
+from .attacks.base import mode
 from .errors import RobustError
 from .results import wilson_interval
-from .runtime import environment
+from .runtime import environment, resolve_channels_last
 from .threat import find_std
 
 Log = Callable[[str], None]
@@ -175,12 +176,8 @@ def select_points(data, *, n: int | None, split: str, seed: int, device, meta: d
 
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
-    was = model.training
-    model.eval()
-    try:
+    with mode(model, train=False):
         return torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
-    finally:
-        model.train(was)
 
 
 @torch.no_grad()
@@ -206,8 +203,9 @@ def predict_sharded(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch
 def run_attack(target: Target, spec: AttackSpec, x: torch.Tensor, y: torch.Tensor, todo: torch.Tensor, *,
                batch_size: int, seed: int, keep_adv: bool = False):
     """Attacks the points flagged in ``todo``; returns (fooled over all points,
-    adversarial predictions, adversarial images or None). Untouched points keep
-    their clean image."""
+    adversarial predictions, adversarial images), the last two only with ``keep_adv``
+    (else None: the predictions cost a forward pass that only --save-adv needs).
+    Untouched points keep their clean image."""
     from .attacks.base import make_ball
 
     runner = ATTACKS.get(spec.name)
@@ -220,7 +218,7 @@ def run_attack(target: Target, spec: AttackSpec, x: torch.Tensor, y: torch.Tenso
         init = [ball.random(x.shape, x.device, x.dtype) for _ in range(spec.restarts if spec.name == "pgd" else 1)]
     fooled = torch.zeros(len(y), dtype=torch.bool, device=y.device)
     x_adv = torch.zeros_like(x) if keep_adv else None
-    adv_pred = torch.zeros_like(y)  # prediction + 1 on attacked points, 0 elsewhere (until below)
+    adv_pred = torch.zeros_like(y) if keep_adv else None  # prediction + 1 on attacked points, 0 elsewhere
     ids = todo.nonzero().squeeze(1)
     if spec.name == "autoattack":  # AutoAttack batches internally and keeps its own bookkeeping
         batch_size = max(batch_size, len(ids))
@@ -229,14 +227,14 @@ def run_attack(target: Target, spec: AttackSpec, x: torch.Tensor, y: torch.Tenso
         b = ids[starts[j]:starts[j] + batch_size]
         res = runner(target.model, x[b], y[b], spec, seed=seed, init=[u[b] for u in init] if init else None)
         fooled[b] = res.fooled
-        adv_pred[b] = predict(target.model, res.x_adv, batch_size).argmax(1) + 1
         if keep_adv:
+            adv_pred[b] = predict(target.model, res.x_adv, batch_size).argmax(1) + 1
             x_adv[b] = res.x_adv
     # each point was filled by one rank and is zero on the others: sums combine them exactly
     distributed.all_reduce_sum(fooled)
-    distributed.all_reduce_sum(adv_pred)
-    adv_pred -= 1
     if keep_adv:
+        distributed.all_reduce_sum(adv_pred)
+        adv_pred -= 1
         distributed.all_reduce_sum(x_adv)
         untouched = ~todo
         x_adv[untouched] = x[untouched]  # untouched points keep their clean image
@@ -300,9 +298,13 @@ def evaluate(
     save_adv: str | Path | None = None,
     log: Log | None = None,
     name: str | None = None,
+    channels_last: bool | str = "auto",
 ) -> list[dict]:
     """Evaluates one model or checkpoint; returns one record per (attack, eps) plus
-    a worst-case record per eps when the suite has several attacks."""
+    a worst-case record per eps when the suite has several attacks.
+
+    channels_last: 'auto' (on for CUDA and CPU) converts the model's weights and the
+    points to NHWC in place; the values, and so the numbers, do not change."""
     if not attacks:
         raise RobustError("no attack given; use --attack fgsm|pgd|autoattack")
     dev = distributed.init(device) if isinstance(device, str) or distributed.launched() else device
@@ -310,6 +312,10 @@ def evaluate(
     target = resolve_target(model_or_checkpoint, dev, name)
     model = target.model.eval()
     points = select_points(data, n=n, split=split, seed=seed, device=dev, meta=target.meta, data_root=data_root)
+    layout = resolve_channels_last(channels_last, dev) and points.x.dim() == 4
+    if layout:  # NHWC: faster forward and input-gradient passes (benchmarks/layout.py); same values
+        model.to(memory_format=torch.channels_last)
+        points.x = points.x.contiguous(memory_format=torch.channels_last)
     x, y = points.x, points.y
     std = find_std(model, x.shape[1])
 
@@ -330,7 +336,7 @@ def evaluate(
     for spec in attacks:
         by_eps.setdefault(spec.threat.eps, []).append(spec)
 
-    env = {**environment(dev, seed), "world_size": distributed.world_size()}
+    env = {**environment(dev, seed), "world_size": distributed.world_size(), "channels_last": layout}
     base = {
         "kind": "eval",
         "checkpoint": target.describe(),

@@ -34,6 +34,13 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+def resolve_channels_last(value: bool | str, device: torch.device) -> bool:
+    # NHWC pays off with cuDNN's tensor-core kernels and with oneDNN on CPU (measured
+    # 1.1-1.4x per training step on the zoo's CIFAR nets, 1.8x in bf16: benchmarks/layout.py);
+    # MPS is unmeasured, so 'auto' keeps NCHW there
+    return device.type in ("cuda", "cpu") if value == "auto" else bool(value)
+
+
 def configure_backends(device: torch.device) -> None:
     """cudnn autotuning pays off for the fixed shapes of image training."""
     if device.type == "cuda":

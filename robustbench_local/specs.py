@@ -186,7 +186,7 @@ class TrainSpec:
     training record.
 
     amp / channels_last: True, False or 'auto' (AMP on for CUDA only; channels_last
-    on for CUDA only, where it pays off). selection: the validation column that
+    on for CUDA and CPU, where it pays off, off on MPS). selection: the validation column that
     picks best.pth ('auto' = the method's choice: val_acc, or robust validation
     accuracy for adversarial methods). init: a checkpoint whose weights start the
     run (fine-tuning).

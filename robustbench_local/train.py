@@ -43,7 +43,8 @@ from .errors import CheckpointError, RobustError
 from .fileio import to_jsonable, write_json, write_text
 from .methods import TrainMethod, ValMetric, build_method
 from .results import ResultsStore, wilson_interval
-from .runtime import configure_backends, environment, epoch_seed, is_interactive, seed_everything
+from .runtime import (configure_backends, environment, epoch_seed, is_interactive, resolve_channels_last,
+                      seed_everything)
 from .specs import AUTO, TrainSpec
 
 BASE_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s",
@@ -184,12 +185,6 @@ def resolve_precision(amp: bool | str, device: torch.device) -> Precision:
     if device.type == "cpu":
         return Precision(torch.bfloat16, "cpu")
     raise RobustError(f"--amp is not supported on {device.type}; pass --no-amp")
-
-
-def resolve_channels_last(value: bool | str, device: torch.device) -> bool:
-    # NHWC pays off with cuDNN's tensor-core kernels; on CPU it was not faster for
-    # the small CIFAR networks measured, so 'auto' keeps NCHW there
-    return device.type == "cuda" if value == AUTO else bool(value)
 
 
 def resolve_compile(value: bool | str) -> str | None:

@@ -158,6 +158,21 @@ def test_mode_and_grad_flags_restored(model):
         model.eval()
 
 
+def test_submodule_modes_restored_one_by_one(model):
+    """A wrapper left in train mode around an eval-mode model (as nn.Module wrappers
+    start): attacks and checks must not push the wrapper's mode down onto the model."""
+    from robustbench_local import checks as C
+
+    x, y = eval_points(32)
+    wrapper = nn.Sequential(model)  # built in train mode
+    assert wrapper.training and not model.training
+    pgd(wrapper, x, y, ThreatModel(), k=2)
+    fgsm(wrapper, x, y, ThreatModel())
+    C.model_checks(wrapper, x, y, model(x).detach())
+    assert wrapper.training and not model.training
+    assert not any(m.training for m in model.modules())
+
+
 def test_attack_spec_validation():
     from robustbench_local.errors import RobustError
 

@@ -112,6 +112,19 @@ def test_data_and_memory(quick_results):
         assert r["peak_rss_mib"] > 0 and r["case_added_mib"] >= 0
 
 
+def test_layout_times_every_variant_and_checks_the_layouts_agree(quick_results):
+    data = _load(quick_results[0], "layout")
+    for entry in data["results"].values():
+        assert set(entry["cases"]) == {f"train {lay} {p}" for lay in ("nchw", "nhwc") for p in ("fp32", "bf16")} | {
+            "attack nchw fp32", "attack nhwc fp32"}
+        for case in entry["cases"].values():
+            _timing_ok(case)
+        same = entry["same_result_fp32"]
+        # identical weights and inputs: NHWC may reorder sums, nothing more
+        assert same["logits_max_abs_diff"] <= 1e-4 * max(1.0, same["logits_max_abs"])
+        assert same["input_grad_max_abs_diff"] <= 1e-4 * max(same["input_grad_max_abs"], 1e-12)
+
+
 def test_summary_collects_targets(quick_results):
     out, _ = quick_results
     summary = _load(out, "summary")

@@ -91,6 +91,27 @@ def test_channels_last_attack_matches_nchw(batch):
     assert (a.x_adv - b.x_adv).abs().gt(1e-5).float().mean().item() < 1e-3
 
 
+def test_evaluate_gives_the_same_record_in_either_layout(cifar10, tmp_path):
+    """evaluate() lays a checkpoint out NHWC by default on CPU; its numbers equal NCHW's."""
+    from robustbench_local.attacks import AttackSpec
+    from robustbench_local.checkpoint import save_checkpoint
+    from robustbench_local.evaluate import evaluate
+
+    from support import trained_cnn
+
+    path = save_checkpoint(tmp_path / "best.pth", *trained_cnn(epochs=2, n_train=2000))
+    specs = [AttackSpec(name, threat=THREAT, k=10) for name in ("fgsm", "pgd")]
+    recs = {cl: evaluate(str(path), specs, cifar10, n=200, device="cpu", channels_last=cl, run_checks=False)
+            for cl in (False, "auto")}
+    assert [r["environment"]["channels_last"] for r in recs["auto"]] == [True] * 3
+    assert [r["environment"]["channels_last"] for r in recs[False]] == [False] * 3
+    for a, b in zip(recs[False], recs["auto"]):
+        ma, mb = a["metrics"], b["metrics"]
+        assert ma["clean_acc"] == mb["clean_acc"] and ma["n"] == mb["n"] == 200
+        assert 0 < ma["robust_acc"] < ma["clean_acc"]
+        assert abs(ma["robust_acc"] - mb["robust_acc"]) <= 1 / 200  # a sign step may flip at a ~0 gradient
+
+
 # ----------------------------------------------------------------------------- parameter gradients off
 def test_attack_is_the_same_with_parameter_gradients_on_or_off(batch):
     x, y = batch

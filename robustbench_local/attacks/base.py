@@ -38,16 +38,25 @@ def frozen_params(model: nn.Module) -> Iterator[None]:
 
 
 @contextmanager
+def mode(model: nn.Module, train: bool) -> Iterator[None]:
+    """``model.train(train)`` for the block, then every submodule's own flag back as it
+    was: restoring only the top module's flag would push it down onto submodules whose
+    modes differed (e.g. a wrapper built in train mode around an eval-mode model)."""
+    flags = [(m, m.training) for m in model.modules()]
+    model.train(train)
+    try:
+        yield
+    finally:
+        for m, was in flags:
+            m.training = was
+
+
+@contextmanager
 def attack_mode(model: nn.Module, train_mode: bool = False) -> Iterator[None]:
     """Eval mode (batch norm on running statistics, no dropout) unless
     ``train_mode``; parameter gradients off; both restored in ``finally``."""
-    was_training = model.training
-    model.train(train_mode)
-    try:
-        with frozen_params(model):
-            yield
-    finally:
-        model.train(was_training)
+    with mode(model, train_mode), frozen_params(model):
+        yield
 
 
 def make_ball(model: nn.Module, x: torch.Tensor, threat: ThreatModel, std=None) -> Ball:

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..threat import Ball, ThreatModel
-from .base import AttackResult, attack_mode, check_inputs, make_ball
+from .base import AttackResult, attack_mode, check_inputs, make_ball, mode
 from .losses import ce_loss, dlr_loss, pick_targets, targeted_ce_loss, targeted_dlr_loss
 
 LossFn = Callable[..., torch.Tensor]
@@ -45,8 +45,8 @@ def run_pgd(
     to judge the final iterate when labels are given."""
     n = x.shape[0]
     x = x.detach()
-    if init is not None:
-        u = init.detach().to(x)
+    if init is not None:  # copied into x's memory layout so every step keeps one layout
+        u = torch.empty_like(x).copy_(init.detach())
     elif random_start:
         u = ball.random(x.shape, x.device, x.dtype)
     else:
@@ -194,10 +194,5 @@ def perturb(
 
 
 def _n_classes(model: nn.Module, x: torch.Tensor) -> int:
-    with torch.no_grad():
-        was = model.training
-        model.eval()
-        try:
-            return model(x[:1]).shape[1]
-        finally:
-            model.train(was)
+    with torch.no_grad(), mode(model, train=False):
+        return model(x[:1]).shape[1]

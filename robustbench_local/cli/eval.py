@@ -64,10 +64,12 @@ def build_specs(attack_names, norm, eps, eta, eps_space, k, random_start, restar
               help="Results folder; records go to DIR/records/.")
 @click.option("--record/--no-record", default=True, show_default=True, help="Append records to the results store.")
 @click.option("--data-root", type=click.Path(file_okay=False), default=None, help="Folder searched first for the data.")
+@click.option("--channels-last/--no-channels-last", default=None,
+              help="NHWC memory layout for the attacks. Default: on for CUDA and CPU (faster there), off on MPS.")
 @device_options
 def command(checkpoints, attack_names, norm, eps, eta, eps_space, k, random_start, restarts, loss, targeted, fgsm_rs,
             aa_version, n, split, batch_size, cascade, ensemble, checks, check_convergence, save_adv, results_dir,
-            record, data_root, device, seed):
+            record, data_root, channels_last, device, seed):
     """Attack CHECKPOINTS and record clean and robust accuracy.
 
     \b
@@ -103,7 +105,8 @@ def command(checkpoints, attack_names, norm, eps, eta, eps_space, k, random_star
                 adv_path = adv_path.with_name(f"{adv_path.stem}-{Path(target).parent.name}-{Path(target).stem}{adv_path.suffix or '.pt'}")
         records = evaluate(target, specs, n=n, split=split, seed=seed, batch_size=batch_size, cascade=cascade,
                            device=device, run_checks=checks, check_convergence=check_convergence,
-                           data_root=data_root, save_adv=adv_path, log=log)
+                           data_root=data_root, save_adv=adv_path, log=log,
+                           channels_last="auto" if channels_last is None else channels_last)
         if not is_main():  # under torchrun only rank 0 prints and writes
             continue
         print_eval_table(records)

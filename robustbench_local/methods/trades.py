@@ -59,7 +59,8 @@ class TRADES(AdversarialMethod):
         t0 = time.perf_counter()
         with torch.no_grad(), attack_mode(model, train_mode=self.attack_bn == "train"):
             p_clean = F.softmax(model(x).float(), dim=1)
-        start = torch.randn_like(x) * START_NOISE / self.attack_scale(x)  # pixels -> attack space
+        # drawn by shape, not randn_like: the same start whatever x's memory layout
+        start = torch.randn(x.shape, device=x.device, dtype=x.dtype) * START_NOISE / self.attack_scale(x)
         x_adv, _ = self.attack(model, x, kl_per_example, (p_clean,), steps=self.k, init=start)
         return x_adv, time.perf_counter() - t0  # attack() synced at its end
 
