@@ -123,7 +123,7 @@ class DataSpec:
 
     subset: number of training examples to train on (drawn with ``split_seed``
     after the validation split is carved off); None = all of them.
-    augment: none|basic|strong, None = the dataset's default policy."""
+    augment: none|light|basic|strong, None = the dataset's default policy."""
 
     dataset: str = "cifar10"
     data_root: str | None = None

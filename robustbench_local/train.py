@@ -109,7 +109,7 @@ class LRSchedule:
     def apply(self) -> None:
         lr = self.lr
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
 
     def step(self) -> None:
         """After each optimizer step."""
@@ -139,6 +139,28 @@ class LRSchedule:
         self.plateau_best = state["plateau_best"]
         self.plateau_bad = int(state["plateau_bad"])
         self.apply()
+
+
+def param_groups(model: nn.Module, spec: TrainSpec) -> list[dict]:
+    """The optimizer's parameter groups. A network may ask for its own through an
+    ``optimizer_groups()`` method (groups with ``lr_scale`` / ``wd_scale`` factors on
+    the run's lr and weight decay; LRSchedule keeps ``lr_scale`` on every step);
+    otherwise one group of every parameter."""
+    net = getattr(model, "net", model)
+    if not hasattr(net, "optimizer_groups"):
+        return [{"params": list(model.parameters())}]
+    groups = net.optimizer_groups()
+    out = []
+    for g in groups:
+        scale, wd_scale = float(g.get("lr_scale", 1.0)), float(g.get("wd_scale", 1.0))
+        out.append({"params": list(g["params"]), "lr": spec.lr * scale, "lr_scale": scale,
+                    "weight_decay": spec.weight_decay * wd_scale})
+    covered = sum(len(g["params"]) for g in out)
+    trainable = sum(1 for p in model.parameters() if p.requires_grad)
+    if covered != trainable:  # a group hook that drops or repeats parameters is a bug, not a choice
+        raise RobustError(f"{type(net).__name__}.optimizer_groups() covers {covered} of {trainable} trainable "
+                          f"parameters; every trainable parameter must be in exactly one group")
+    return out
 
 
 def build_optimizer(spec: TrainSpec, params) -> torch.optim.Optimizer:
@@ -487,7 +509,7 @@ def prepare_run(spec: TrainSpec, *, resume: bool = False, val_metrics: Sequence[
     if len(train) < world:
         raise RobustError(f"{len(train)} training examples cannot be shared by {world} processes")
     steps = len(TensorLoader(train, local_batch, device="cpu", shuffle=False, world_size=world))
-    optimizer = build_optimizer(spec, model.parameters())
+    optimizer = build_optimizer(spec, param_groups(model, spec))
     schedule = LRSchedule(optimizer, spec.schedule, spec.lr, spec.epochs, steps, spec.warmup_epochs, minimize)
     scaler = torch.amp.GradScaler(device.type) if precision.needs_scaler else None
 

@@ -447,6 +447,22 @@ def test_random_crop_is_a_shifted_window_of_the_padded_image(batch):
     assert len(set(shifts)) > 1  # offsets differ per image
 
 
+def test_light_policy_translates_with_reflect_padding(batch, cifar10):
+    torch.manual_seed(2)
+    aug = build_augment("light", cifar10.info)
+    assert "random_translate(2, reflect)" in repr(aug)
+    out = random_crop(batch, 2, mode="reflect")
+    padded = torch.nn.functional.pad(batch, (2, 2, 2, 2), mode="reflect")
+    shifts = []
+    for i in range(8):
+        found = [(dy, dx) for dy in range(5) for dx in range(5)
+                 if torch.equal(out[i], padded[i, :, dy:dy + 32, dx:dx + 32])]
+        assert found, f"translate {i} is not a window of its reflect-padded image"
+        shifts.append(found[0])
+    assert len(set(shifts)) > 1
+    assert aug(batch).shape == batch.shape
+
+
 def test_jitter_and_cutout(batch, fmnist):
     torch.manual_seed(2)
     j = color_jitter(batch, 0.4, 0.4, 0.4)

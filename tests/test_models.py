@@ -5,6 +5,7 @@ Inputs are real images: the first CIFAR-10 JPEGs of ../shared/data (also upsampl
 64x64 for the imagefolder shape) and the first Fashion-MNIST images."""
 from __future__ import annotations
 
+import copy
 import gzip
 import io
 import json
@@ -494,6 +495,54 @@ def test_fast_net_structure():
     # Dirac init: the first in_channels filters of each conv pass their input channel through.
     w = net.layers[1].conv1.weight
     assert torch.equal(w[:16, :, 1, 1], torch.eye(16)) and w[:16].abs().sum() == 16
+
+
+def test_fast_net_tta_averages_mirrored_and_shifted_views(images):
+    x = images[(3, 32, 32)][:6]
+    torch.manual_seed(0)
+    plain = make("fast", widths="8,8,8")
+    flip, shift = copy.deepcopy(plain), copy.deepcopy(plain)
+    flip.net.tta, shift.net.tta = "flip", "flip-translate"
+    for m in (plain, flip, shift):
+        m.eval()
+    with torch.no_grad():
+        pad = F.pad(plain.normalize(x), (1, 1, 1, 1), mode="reflect")
+        views = [plain.net.logits(v) for v in (pad[..., :32, :32], pad[..., 2:, 2:])]
+        views_m = [plain.net.logits(v.flip(-1)) for v in (pad[..., :32, :32], pad[..., 2:, 2:])]
+        mirrored = 0.5 * (plain(x) + plain(x.flip(-1)))
+        torch.testing.assert_close(flip(x), mirrored)
+        torch.testing.assert_close(flip(x.flip(-1)), flip(x))  # a mirror-symmetric classifier
+        expected = 0.5 * mirrored + 0.25 * sum(0.5 * (a + b) for a, b in zip(views, views_m))
+        torch.testing.assert_close(shift(x), expected)
+        assert not torch.allclose(shift(x), mirrored)
+    shift.train()  # training steps see one view
+    torch.testing.assert_close(shift(x), plain.train()(x))
+    with pytest.raises(RobustError, match="tta must be one of"):
+        make("fast", tta="crops")
+
+
+def test_fast_net_optimizer_groups_scale_the_shifts_learning_rate():
+    from robustbench_local.specs import TrainSpec
+    from robustbench_local.train import LRSchedule, build_optimizer, param_groups
+
+    model = make("fast", widths="8,8,8", bias_lr_scale="64")
+    spec = TrainSpec(lr=0.5, weight_decay=0.002)
+    groups = param_groups(model, spec)
+    shifts = {id(p) for p in groups[1]["params"]}
+    names = {n for n, p in model.named_parameters() if id(p) in shifts}
+    assert names == {"net.whiten.bias"} | {f"net.layers.{i}.norm{j}.bias" for i in range(3) for j in (1, 2)}
+    assert groups[1]["lr"] == pytest.approx(32.0) and groups[1]["weight_decay"] == pytest.approx(0.002 / 64)
+    assert groups[0]["lr"] == 0.5 and groups[0]["weight_decay"] == 0.002
+    opt = build_optimizer(spec, groups)
+    sched = LRSchedule(opt, "onecycle", spec.lr, 2, 10)
+    for _ in range(7):
+        sched.step()
+        assert opt.param_groups[1]["lr"] == pytest.approx(64 * opt.param_groups[0]["lr"])
+    cnn = make("cnn", maps="4,4")
+    (only,) = param_groups(cnn, spec)  # no hook: one group of every parameter, the run's lr and decay
+    assert [id(p) for p in only["params"]] == [id(p) for p in cnn.parameters()] and set(only) == {"params"}
+    with pytest.raises(RobustError, match="bias_lr_scale must be > 0"):
+        make("fast", bias_lr_scale="0")
 
 
 def test_fast_batchnorm_matches_batchnorm_with_unit_scale():

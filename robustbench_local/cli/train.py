@@ -119,8 +119,9 @@ def run_options(f):
                      help="Seed of the validation split and of --subset (kept apart from --seed so runs "
                           "with different seeds see the same data)."),
         click.option("--augment", type=click.Choice(AUGMENT_POLICIES), default=None,
-                     help="Batch augmentation: none, basic (random crop with padding + flip) or strong "
-                          "(basic + colour jitter + cutout). Default: the dataset's (basic)."),
+                     help="Batch augmentation: none, light (2 px reflect translate + flip, for short runs), basic "
+                          "(random crop with 4 px padding + flip) or strong (basic + colour jitter + cutout). "
+                          "Default: the dataset's (basic)."),
         click.option("--selection", default=_default("selection"), show_default=True,
                      help="Validation column that picks best.pth: val_acc, val_loss, or a column added by the "
                           "method; auto = the method's choice (val_acc for standard training)."),

@@ -7,10 +7,11 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 
 from ..errors import RobustError
 
-AUGMENT_POLICIES = ("none", "basic", "strong")
+AUGMENT_POLICIES = ("none", "light", "basic", "strong")
 
 # the policy used when --augment is not given; datasets not listed get 'basic'
 DEFAULT_AUGMENT = {"cifar10": "basic", "cifar100": "basic", "fashion-mnist": "basic"}
@@ -26,14 +27,16 @@ def hflip(x: torch.Tensor, p: float = 0.5) -> torch.Tensor:
     return torch.where(mask.view(-1, 1, 1, 1), x.flip(3), x)
 
 
-def random_crop(x: torch.Tensor, padding: int, fill: float = 0.0) -> torch.Tensor:
-    """Pads every side by ``padding`` pixels of ``fill`` and cuts a random window of the
-    original size per image (torchvision's RandomCrop(size, padding)). The windows are
-    taken by one gather from the padded batch with per-image row and column offsets."""
+def random_crop(x: torch.Tensor, padding: int, fill: float = 0.0, mode: str = "constant") -> torch.Tensor:
+    """Pads every side by ``padding`` pixels of ``fill`` (or mirrored, mode 'reflect') and
+    cuts a random window of the original size per image (torchvision's
+    RandomCrop(size, padding, padding_mode)). The windows are taken by one gather from
+    the padded batch with per-image row and column offsets."""
     if padding <= 0:
         return x
     b, c, h, w = x.shape
-    padded = torch.nn.functional.pad(x, (padding, padding, padding, padding), value=fill)
+    pads = (padding, padding, padding, padding)
+    padded = F.pad(x, pads, mode="reflect") if mode == "reflect" else F.pad(x, pads, value=fill)
     dy = torch.randint(0, 2 * padding + 1, (b,), device=x.device)
     dx = torch.randint(0, 2 * padding + 1, (b,), device=x.device)
     rows = (dy[:, None] + torch.arange(h, device=x.device)).view(b, 1, h, 1)
@@ -109,14 +112,20 @@ class Augment:
 
 
 def build_augment(policy: str, info) -> Callable[[torch.Tensor], torch.Tensor] | None:
-    """'none' -> None; 'basic' -> random crop (pad H/8, 4 px at 32x32 and 28x28) + flip;
-    'strong' -> basic + colour jitter 0.2 + cutout of an H/4 square (8 px at 32x32) filled
-    with the dataset mean. Sizes follow the image side in info.input_shape."""
+    """'none' -> None; 'light' -> random translate by up to H/16 (2 px at 32x32) with
+    reflect padding + flip (airbench's, for short runs); 'basic' -> random crop (pad
+    H/8, 4 px at 32x32 and 28x28) + flip; 'strong' -> basic + colour jitter 0.2 + cutout
+    of an H/4 square (8 px at 32x32) filled with the dataset mean. Sizes follow the
+    image side in info.input_shape."""
     if policy not in AUGMENT_POLICIES:
         raise RobustError(f"unknown augmentation policy '{policy}'; valid policies: {', '.join(AUGMENT_POLICIES)}")
     if policy == "none":
         return None
     side = min(info.input_shape[1], info.input_shape[2])
+    if policy == "light":
+        shift = max(1, round(side / 16))
+        return Augment(policy, [(f"random_translate({shift}, reflect)", lambda x: random_crop(x, shift, mode="reflect")),
+                                ("hflip(p=0.5)", lambda x: hflip(x, 0.5))])
     pad = max(1, round(side / 8))
     ops: list[tuple[str, Callable[[torch.Tensor], torch.Tensor]]] = [
         (f"random_crop(pad={pad})", lambda x: random_crop(x, pad)),
