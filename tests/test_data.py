@@ -491,7 +491,7 @@ def test_policies_keep_shape_and_range(batch, cifar10, fmnist, policy):
         torch.manual_seed(3)
         assert torch.equal(aug(x), out)  # the global RNG alone decides
     assert default_augment(cifar10.info) == "basic" and default_augment(fmnist.info) == "basic"
-    with pytest.raises(RobustError, match="none, basic, strong"):
+    with pytest.raises(RobustError, match="none, light, basic, strong"):
         build_augment("wild", cifar10.info)
 
 
