@@ -350,3 +350,9 @@ def arg_parser(doc: str, quick_help: str = "tiny sizes, one repeat (a smoke run,
     p.add_argument("--quick", action="store_true", help=quick_help)
     p.add_argument("--out", type=Path, default=None, help="folder for the JSON (default results/bench)")
     return p
+
+
+def script_main(doc: str, run: Callable[..., Any], argv=None, **parser_kwargs) -> None:
+    """The whole command line of a benchmark that takes only --quick and --out."""
+    a = arg_parser(doc, **parser_kwargs).parse_args(argv)
+    run(a.quick, a.out)

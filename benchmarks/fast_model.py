@@ -11,8 +11,9 @@ airbench's per-1024-examples units (1.304 and 0.00153 in fit()'s), batch-norm an
 whitening shifts at 64x the lr, batch-norm momentum 0.1, fit()'s one-cycle schedule
 (airbench: a triangle from 0.2 peaking at 20%), 'light' augmentation (2 px reflect
 translate + flip), bf16 autocast and channels_last, and flip + translate test-time
-augmentation (airbench's level 2: part of the model in eval mode, so validation and
-the final test use it; not lookahead, progressive freezing or alternating flips). A
+augmentation on the test set (airbench's level 2, the ``fast`` net's tta option, set on
+best.pth after fit() and timed inside the budget; fit()'s own validation and test
+use one view); not lookahead, progressive freezing or alternating flips. A
 short calibration measures training images/s on
 this machine, and the number of epochs is chosen so that the whole fit() run
 (loading, training, per-epoch validation, final test) fits in the budget. The
@@ -41,11 +42,14 @@ MOMENTUM = 0.85
 KILOSTEP = 1 + 1 / (1 - MOMENTUM)
 RECIPE = {"batch_size": 1024, "lr": 10.0 / KILOSTEP, "momentum": MOMENTUM, "weight_decay": 0.0153 / 10.0,
           "label_smoothing": 0.2, "augment": "light", "schedule": "onecycle", "amp": True}
-ARCH = {"widths": "64,256,256", "bias_lr_scale": "64", "bn_momentum": "0.1", "tta": "flip-translate"}
-FULL = {"budget_minutes": 20.0, **RECIPE, "arch": ARCH, "whiten_images": 5000, "calibration_batches": 8,
-        "safety": 0.88}
-QUICK = {"budget_minutes": 1.0, **RECIPE, "batch_size": 64, "arch": {**ARCH, "widths": "16,32,32"},
-         "whiten_images": 256, "calibration_batches": 2, "safety": 0.85, "subset": 256, "epochs": 1}
+ARCH = {"widths": "64,256,256", "bias_lr_scale": "64", "bn_momentum": "0.1"}
+# test-time augmentation is applied to best.pth after fit(): inside the model during training it
+# would make every epoch's validation 6x dearer
+TTA = "flip-translate"
+FULL = {"budget_minutes": 20.0, **RECIPE, "arch": ARCH, "tta": TTA, "whiten_images": 5000, "calibration_batches": 8,
+        "safety": 0.9, "eval_batch": 256}
+QUICK = {"budget_minutes": 1.0, **RECIPE, "batch_size": 64, "arch": {**ARCH, "widths": "16,32,32"}, "tta": TTA,
+         "whiten_images": 256, "calibration_batches": 2, "safety": 0.85, "subset": 256, "epochs": 1, "eval_batch": 64}
 TARGET_ACC = 0.90
 
 
@@ -95,8 +99,8 @@ def calibrate(init: Path, bundle, cfg: dict) -> dict:
         if i:  # the first batch warms up
             times.append(time.perf_counter() - t0)
     model.eval()
-    x = bundle.val.x[: cfg["batch_size"]].float().div(255).contiguous(memory_format=torch.channels_last)
-    with torch.no_grad():
+    x = bundle.val.x[: cfg["eval_batch"]].float().div(255).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():  # one view, float32, as fit() validates and tests
         model(x)
         t0 = time.perf_counter()
         model(x)
@@ -107,7 +111,8 @@ def calibrate(init: Path, bundle, cfg: dict) -> dict:
 
 def choose_epochs(cal: dict, n_train: int, n_val: int, n_test: int, cfg: dict) -> int:
     per_epoch = n_train / cal["train_images_per_s"] + n_val / cal["inference_images_per_s"]
-    fixed = n_test / cal["inference_images_per_s"] + 15.0  # final test, loading, checkpoint writes
+    # fit()'s final test, then the test with 6 TTA views, loading and checkpoint writes
+    fixed = (1 + 6) * n_test / cal["inference_images_per_s"] + 15.0
     return max(1, int((cfg["budget_minutes"] * 60 * cfg["safety"] - fixed) // per_epoch))
 
 
@@ -138,28 +143,54 @@ def run(quick: bool = False, out_dir=None, epochs: int | None = None) -> dict:
               f"(calibration: {cal['train_images_per_s']:.0f} train img/s)", flush=True)
         t0 = time.perf_counter()
         res = fit(spec, store=None, quiet=False, progress=False)
+        fit_minutes = (time.perf_counter() - t0) / 60
+        tta = tta_test(res.best_path, bundle, cfg)
         minutes = (time.perf_counter() - t0) / 60
+        keep = common.TMP / f"fast-model-best{'-quick' if quick else ''}.pth"
+        shutil.copyfile(res.best_path, keep)  # git-ignored; for a later look
     finally:
         shutil.rmtree(work, ignore_errors=True)
     m = res.metrics
     best_val = max(r["val_acc"] for r in res.history)
-    reached = m["test_acc"] >= TARGET_ACC and minutes <= cfg["budget_minutes"]
+    reached = tta["acc"] >= TARGET_ACC and minutes <= cfg["budget_minutes"]
     verdict = ("reached" if reached else
-               f"not reached: {m['test_acc']:.2%} test accuracy after {minutes:.1f} min "
+               f"not reached: {tta['acc']:.2%} test accuracy (TTA) after {minutes:.1f} min "
                f"({chosen} epochs at {cal['train_images_per_s']:.0f} img/s on {torch.get_num_threads()} threads"
                f"{', bf16 autocast' if cfg['amp'] else ''})")
     common.print_table(f"fast model on CIFAR-10 (JPEG copy), budget {cfg['budget_minutes']:g} min",
-                       ["epochs", "train img/s", "minutes", "best val acc", "test acc (best.pth)", "95% CI", "target"],
-                       [[chosen, cal["train_images_per_s"], minutes, best_val, m["test_acc"],
-                         f"{m['test_ci95'][0]:.1%}-{m['test_ci95'][1]:.1%}", verdict]])
+                       ["epochs", "train img/s", "fit() min", "total min", "best val acc", "test acc (1 view)",
+                        f"test acc ({cfg['tta']} TTA)", "95% CI", "target"],
+                       [[chosen, cal["train_images_per_s"], fit_minutes, minutes, best_val, m["test_acc"], tta["acc"],
+                         f"{tta['ci95'][0]:.1%}-{tta['ci95'][1]:.1%}", verdict]])
     report.data.update({
-        "calibration": cal, "epochs": chosen, "spec": spec.to_dict(), "minutes": minutes, "history": res.history,
-        "test_acc": m["test_acc"], "test_ci95": m["test_ci95"], "test_n": m["test_n"], "val_acc_best": best_val,
-        "targets": [common.target_line(f"test accuracy within {cfg['budget_minutes']:g} min", m["test_acc"], ">=",
-                                       TARGET_ACC, unit="")],
+        "calibration": cal, "epochs": chosen, "spec": spec.to_dict(), "minutes": minutes, "fit_minutes": fit_minutes,
+        "history": res.history, "test_acc_one_view": m["test_acc"], "test_ci95_one_view": m["test_ci95"],
+        "test_n": m["test_n"], "test_tta": tta, "test_acc": tta["acc"], "val_acc_best": best_val,
+        "targets": [common.target_line(f"test accuracy ({cfg['tta']} TTA) within {cfg['budget_minutes']:g} min",
+                                       tta["acc"], ">=", TARGET_ACC, unit=""),
+                    common.target_line("minutes for the whole run (fit + TTA test)", minutes, "<=",
+                                       cfg["budget_minutes"], unit=" min")],
         "verdict": verdict,
     })
     return report.save(out_dir)
+
+
+def tta_test(best: Path, bundle, cfg: dict) -> dict:
+    """Test accuracy of best.pth as the fast net with ``tta`` on (float32, eval mode),
+    and the seconds it took (counted in the budget)."""
+    from robustbench_local.checkpoint import load_checkpoint
+    from robustbench_local.evaluate import predict
+    from robustbench_local.results import wilson_interval
+
+    t0 = time.perf_counter()
+    model, _ = load_checkpoint(best)
+    model.net.tta = cfg["tta"]
+    model.to(memory_format=torch.channels_last)
+    x = bundle.test.x.float().div(255).contiguous(memory_format=torch.channels_last)
+    correct = int((predict(model, x, cfg["eval_batch"]).argmax(1) == bundle.test.y).sum())
+    n = len(bundle.test.y)
+    return {"tta": cfg["tta"], "acc": correct / n, "n": n, "ci95": list(wilson_interval(correct, n)),
+            "seconds": time.perf_counter() - t0}
 
 
 def main(argv=None) -> None:

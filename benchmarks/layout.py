@@ -119,9 +119,7 @@ def run(quick: bool = False, out_dir=None) -> dict:
 
 
 def main(argv=None) -> None:
-    p = common.arg_parser(__doc__)
-    a = p.parse_args(argv)
-    run(a.quick, a.out)
+    common.script_main(__doc__, run, argv)
 
 
 if __name__ == "__main__":

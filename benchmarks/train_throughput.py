@@ -187,9 +187,7 @@ def run(quick: bool = False, out_dir=None) -> dict:
 
 
 def main(argv=None) -> None:
-    p = common.arg_parser(__doc__, "tiny sizes, one timed epoch (a smoke run, not a measurement)")
-    a = p.parse_args(argv)
-    run(a.quick, a.out)
+    common.script_main(__doc__, run, argv, quick_help="tiny sizes, one timed epoch (a smoke run, not a measurement)")
 
 
 if __name__ == "__main__":
