@@ -35,7 +35,7 @@ from . import distributed
 from .attacks import ATTACKS, AttackSpec
 from .attacks.base import mode
 from .errors import RobustError
-from .results import wilson_interval
+from .results import pack_flags, wilson_interval
 from .runtime import environment, resolve_channels_last
 from .threat import find_std
 
@@ -271,6 +271,7 @@ def _metrics(points: Points, clean_ok, robust_ok, seconds: float, attacked: int)
         "seconds": seconds,
         "images_per_s": n / seconds if seconds > 0 else None,
         "per_class": _per_class(points.y, clean_ok, robust_ok, points.classes),
+        "robust_flags": pack_flags(robust_ok),  # which points stayed robust, for worst cases across records
     }
 
 

@@ -16,6 +16,26 @@ SCHEMA_VERSION = 1
 KINDS = ("eval", "train")
 
 
+def pack_flags(flags) -> str:
+    """Per-point booleans (a tensor or sequence, in the order of the record's points) as
+    hex of their packed bits: 2,000 points take 500 characters. Records keep which
+    points stayed robust this way, so worst cases can be taken across evaluations."""
+    import numpy as np
+
+    bits = np.asarray(flags.cpu() if hasattr(flags, "cpu") else flags, dtype=bool)
+    return np.packbits(bits).tobytes().hex()
+
+
+def unpack_flags(text: str, n: int):
+    """pack_flags' inverse: a bool numpy array of length n."""
+    import numpy as np
+
+    bits = np.unpackbits(np.frombuffer(bytes.fromhex(text), dtype=np.uint8))
+    if len(bits) < n or len(bits) - n >= 8:
+        raise RobustError(f"robust_flags hold {len(bits)} bits, which does not fit {n} points")
+    return bits[:n].astype(bool)
+
+
 def wilson_interval(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
     """95% Wilson score interval for k successes out of n (well-behaved at 0 and n)."""
     if n <= 0:

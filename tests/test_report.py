@@ -292,3 +292,44 @@ def test_figures_of_an_earlier_report_are_removed(store):
     names = sorted(p.name for p in (store / "figures").iterdir())
     # no training record matches the standard CNN: its old training curves go, the grid stays
     assert names == ["cifar10-cnn-x-pgd.png", "eps-curves-cifar10-linf-px0.5.png", "per-class-cifar10.png"]
+
+
+def test_worst_case_across_separate_evaluations_equals_one_call(tmp_path):
+    """FGSM and PGD run by two evaluate() calls on the same points: the report's
+    worst case, taken from the records' per-point flags, equals the worst case of one
+    call that ran both; without flags (older records) no cross-record cell is made."""
+    from support import cifar10, trained_cnn
+
+    from robustbench_local.attacks import AttackSpec
+    from robustbench_local.evaluate import evaluate
+    from robustbench_local.results import ResultsStore, unpack_flags
+    from robustbench_local.threat import ThreatModel
+
+    target = trained_cnn()
+    threat = ThreatModel("linf", 0.0313, 0.0313 / 4)
+    # PGD on the DLR loss is weaker than FGSM here overall but fools points FGSM misses
+    fgsm, pgd = AttackSpec("fgsm", threat=threat), AttackSpec("pgd", threat=threat, k=5, loss="dlr")
+    kw = dict(n=300, seed=0, device="cpu", run_checks=False, name="cnn")
+    separate = ResultsStore(tmp_path / "separate")
+    for spec in (fgsm, pgd):
+        for rec in evaluate(target, [spec], cifar10(), **kw):
+            separate.add(rec)
+    together = {r["attack"]["label"]: r for r in evaluate(target, [fgsm, pgd], cifar10(), **kw)}
+    one_call = together["worst-case"]["metrics"]
+    for label in ("FGSM", "PGD-5-DLR"):
+        flags = unpack_flags(together[label]["metrics"]["robust_flags"], 300)
+        assert int(flags.sum()) == together[label]["metrics"]["robust_correct"]
+
+    (row,) = build_report(tmp_path / "separate").comparison.tables[0].rows
+    cell = row.cells["worst-case"]
+    assert (cell.acc, cell.lo, cell.hi, cell.n) == (one_call["robust_acc"], *one_call["robust_ci95"], 300)
+    assert cell.acc < min(row.cells["FGSM"].acc, row.cells["PGD-5-DLR"].acc)  # it combines, not copies
+    report = build_report(tmp_path / "separate")
+    assert "combined from 2 records on the same 300 points" in report.markdown
+
+    for p in (tmp_path / "separate" / "records").glob("*.json"):  # records from before the flags existed
+        rec = json.loads(p.read_text())
+        del rec["metrics"]["robust_flags"]
+        p.write_text(json.dumps(rec))
+    (row,) = build_report(tmp_path / "separate").comparison.tables[0].rows
+    assert "worst-case" not in row.cells

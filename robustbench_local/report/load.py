@@ -196,6 +196,7 @@ def _eval_row(rec: dict) -> dict:
         "robust_acc": float(m.get("robust_acc", math.nan)),
         "robust_lo": float(rob_ci[0]),
         "robust_hi": float(rob_ci[1]),
+        "robust_flags": m.get("robust_flags") if isinstance(m.get("robust_flags"), str) else None,
         "eval_seconds": float(m["seconds"]) if m.get("seconds") is not None else math.nan,
         "clean_seconds": float(m["clean_seconds"]) if m.get("clean_seconds") is not None else math.nan,
         "model_warnings": " | ".join(dict.fromkeys(model_warn)) or None,

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from ..results import wilson_interval
 from .load import ReportData, TrainRun, eps_first, eps_key, fmt_eps, fmt_eps_255, match_train, threat_label
 
 WORST = "worst-case"
@@ -134,11 +135,13 @@ def build_comparison(data: ReportData) -> Comparison:
                                                                   eps_first(kv[1]["eps_pixel"].iloc[0])))
     for (norm, _, _), g in [headline, *rest]:
         first = g.iloc[0]
-        columns = ["clean"] + sorted(set(g["_col"]), key=attack_order)
         rows = []
         for ckpt_key, cg in sorted(g.groupby("ckpt_key", sort=False), key=lambda kv: (str(kv[1]["dataset"].iloc[0]),
                                                                                        str(kv[1]["checkpoint"].iloc[0]), kv[0])):
             rows.append(_build_row(comp, cg, data.trains))
+        # a worst case taken across records can add the column where no single call made one
+        columns = ["clean"] + sorted(set(g["_col"]) | {c for r in rows for c in r.cells if c != "clean"},
+                                     key=attack_order)
         comp.tables.append(Table(threat_label(norm, first["eps_normalized"], first["eps_pixel"]), norm,
                                  first["eps_normalized"], first["eps_pixel"], columns, rows))
     return comp
@@ -152,8 +155,9 @@ def _build_row(comp: Comparison, cg: pd.DataFrame, trains: list[TrainRun]) -> Ro
     row_notes: list[int] = []
     eval_seconds = 0.0
     clean_seconds = 0.0
+    shown: dict[str, pd.Series] = {}
     for col, ag in sorted(cg.groupby("_col", sort=False), key=lambda kv: attack_order(kv[0])):
-        r = _pick(ag)
+        r = shown[col] = _pick(ag)
         cell = Cell(r["robust_acc"], r["robust_lo"], r["robust_hi"], int(r["n"]), record=r["record"])
         if isinstance(r["warnings"], str):
             for w in r["warnings"].split(" | "):
@@ -170,11 +174,46 @@ def _build_row(comp: Comparison, cg: pd.DataFrame, trains: list[TrainRun]) -> Ro
             eval_seconds += r["eval_seconds"]
         if not math.isnan(r["clean_seconds"]):
             clean_seconds = max(clean_seconds, r["clean_seconds"])
+    _worst_across_records(comp, shown, cells)
     for w in sorted({w for ws in cg["model_warnings"] if isinstance(ws, str) for w in ws.split(" | ")}):
         row_notes.append(comp.note(f"{ref['checkpoint']}: {w}"))
     train = match_train(ref, trains)
     return Row(str(ref["checkpoint"]), dataset, model, method, adv, ref["train_eps_normalized"], ref["train_eps_pixel"],
                cells, train.minutes if train else None, eval_seconds + clean_seconds, row_notes)
+
+
+def _worst_across_records(comp: Comparison, shown: dict[str, pd.Series], cells: dict[str, Cell]) -> None:
+    """The per-example worst case over every attack column of a row, from the records'
+    per-point flags, when those records were made by different evaluate() calls on the
+    same points (same indices digest and n). It replaces the worst-case cell of a single
+    call only when it covers attacks that cell did not."""
+    from ..results import unpack_flags
+
+    attacks = {c: r for c, r in shown.items() if r["attack_name"] != WORST}
+    if len(attacks) < 2 or any(not isinstance(r["robust_flags"], str) for r in attacks.values()):
+        return
+    points = {(r["indices_sha256"], int(r["n"])) for r in attacks.values()}
+    if len(points) != 1 or None in next(iter(points)):
+        return
+    worst = shown.get(WORST)
+    covered = set(worst["attack_members"].split("+")) if worst is not None and isinstance(worst["attack_members"], str) else set()
+    labels = {c: r["attack"] for c, r in attacks.items()}
+    if set(labels.values()) <= covered:
+        return  # one call already took the worst case over all of them
+    n = int(next(iter(attacks.values()))["n"])
+    robust = None
+    for r in attacks.values():
+        flags = unpack_flags(r["robust_flags"], n)
+        robust = flags if robust is None else robust & flags
+    k = int(robust.sum())
+    lo, hi = wilson_interval(k, n)
+    cell = Cell(k / n, lo, hi, n, record=None)
+    records = sorted({r["record"] for r in attacks.values()})
+    first = next(iter(attacks.values()))
+    cell.notes.append(comp.note(
+        f"worst case on {first['checkpoint']}: per-example worst case over {', '.join(sorted(labels.values(), key=attack_order))}, "
+        f"combined from {len(records)} records on the same {n} points", warning=False))
+    cells[WORST] = cell
 
 
 def adv_text(row: Row) -> str:
