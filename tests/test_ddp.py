@@ -142,6 +142,7 @@ def test_two_processes_train_the_same_weights_as_one(ddp, single, run):
     diff = _max_diff(two, one)
     # the only difference is float summation order (two half-batch means averaged by the
     # all-reduce vs one mean): a few ulps of the updates, observed ~5e-8
+    print(f"\nDDP {run}: 2 processes vs 1, max weight difference {diff:.3g} (weights moved {moved:.3g})")
     assert moved > 1e-3
     assert diff < 1e-5, f"max weight difference {diff:.3g} (weights moved {moved:.3g})"
     h2, h1 = _history(ddp[0] / run / "history.csv"), _history(single[0] / run / "history.csv")
@@ -208,6 +209,8 @@ def test_ddp_evaluation_equals_one_process(ddp, single):
     by = {r["attack"]["label"]: r["metrics"] for r in one}
     assert set(by) == {"R+FGSM", "PGD-3x2", "worst-case"}
     m = by["PGD-3x2"]
+    print("\nDDP eval: records equal to one process; " + ", ".join(
+        f"{label} {v['robust_correct']}/{v['n']}" for label, v in by.items()) + f", clean {m['clean_correct']}/{m['n']}")
     assert m["n"] == EVAL_N and m["clean_correct"] > 20 and 0 < m["robust_correct"] < m["clean_correct"]
     two, ref = torch.load(out / "adv-ddp.pt", weights_only=True), torch.load(single[0] / "adv-single.pt",
                                                                              weights_only=True)
