@@ -509,6 +509,7 @@ def prepare_run(spec: TrainSpec, *, resume: bool = False, val_metrics: Sequence[
     if len(train) < world:
         raise RobustError(f"{len(train)} training examples cannot be shared by {world} processes")
     steps = len(TensorLoader(train, local_batch, device="cpu", shuffle=False, world_size=world))
+    steps *= getattr(method, "replays", 1)  # optimizer steps per epoch (free AT replays each batch)
     optimizer = build_optimizer(spec, param_groups(model, spec))
     schedule = LRSchedule(optimizer, spec.schedule, spec.lr, spec.epochs, steps, spec.warmup_epochs, minimize)
     scaler = torch.amp.GradScaler(device.type) if precision.needs_scaler else None
@@ -631,38 +632,43 @@ def _train_epoch(run: Run, loader, reporter: Reporter) -> dict:
     correct = torch.zeros((), device=run.device, dtype=torch.int64)
     seen, attack_seconds = 0, 0.0
     start = time.perf_counter()
+    replays = getattr(method, "replays", 1)  # free AT: every batch trains `replays` steps
+    judged = 0
     for i, (x, y) in enumerate(loader):
-        out = method(net, x, y)  # the TrainingModel applies AMP to training forwards only
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(out.loss).backward()
-            if clip is not None:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), clip)
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            out.loss.backward()
-            if clip is not None:
-                nn.utils.clip_grad_norm_(model.parameters(), clip)
-            optimizer.step()
-        schedule.step()
-        # running sums stay on the device: no host sync per batch
-        n = y.shape[0]
-        loss_sum += out.loss.detach().double() * n
-        correct += (out.logits.detach().argmax(1) == out.target).sum()
+        for _ in range(replays):
+            out = method(net, x, y)  # the TrainingModel applies AMP to training forwards only
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(out.loss).backward()
+                if clip is not None:
+                    scaler.unscale_(optimizer)
+                    nn.utils.clip_grad_norm_(model.parameters(), clip)
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                out.loss.backward()
+                if clip is not None:
+                    nn.utils.clip_grad_norm_(model.parameters(), clip)
+                optimizer.step()
+            schedule.step()
+            # running sums stay on the device: no host sync per batch
+            n = y.shape[0]
+            loss_sum += out.loss.detach().double() * n
+            correct += (out.logits.detach().argmax(1) == out.target).sum()
+            judged += n
         seen += n
         attack_seconds += out.attack_seconds
         if reporter.wants_batches and ((i + 1) % PROGRESS_EVERY == 0 or i + 1 == len(loader)):
-            reporter.batch(i + 1, float(loss_sum) / seen, int(correct) / seen,
+            reporter.batch(i + 1, float(loss_sum) / judged, int(correct) / judged,
                            seen / max(time.perf_counter() - start, 1e-9))
     # the epoch's numbers over all ranks (exact: float64 holds these counts exactly)
-    totals = distributed.all_reduce_sum(torch.stack([loss_sum, correct.double(), loss_sum.new_tensor(float(seen))]))
-    loss_sum, n_correct, seen = float(totals[0]), int(totals[1]), int(totals[2])
+    totals = distributed.all_reduce_sum(torch.stack([loss_sum, correct.double(), loss_sum.new_tensor(float(seen)),
+                                                     loss_sum.new_tensor(float(judged))]))
+    loss_sum, n_correct, seen, judged = float(totals[0]), int(totals[1]), int(totals[2]), int(totals[3])
     if run.device.type == "cuda":
         torch.cuda.synchronize(run.device)
     seconds = time.perf_counter() - start
-    return {"loss": loss_sum / max(seen, 1), "acc": n_correct / max(seen, 1), "seen": seen,
+    return {"loss": loss_sum / max(judged, 1), "acc": n_correct / max(judged, 1), "seen": seen,
             "seconds": seconds, "attack_seconds": attack_seconds}
 
 

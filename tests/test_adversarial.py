@@ -27,7 +27,7 @@ from robustbench_local.methods.trades import kl_per_example, trades_loss
 from robustbench_local.models import build_model
 from robustbench_local.results import ResultsStore
 from robustbench_local.specs import DataSpec, ModelSpec, TrainSpec
-from robustbench_local.threat import ThreatModel
+from robustbench_local.threat import Ball, ThreatModel
 from robustbench_local.train import fit
 
 EPS = 0.0313          # normalized space, std 0.5: 0.0157 pixels (4/255)
@@ -407,7 +407,7 @@ def test_radius_checks_need_the_std_and_the_image_size(cifar10):
 
 
 def test_registry_lists_the_methods():
-    assert {"none", "pgd", "trades", "fgsm-rs"} <= set(ADV_METHODS.names())
+    assert {"none", "pgd", "trades", "fgsm-rs", "free"} <= set(ADV_METHODS.names())
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -459,7 +459,7 @@ def test_cli_adversarial_run_and_record(tree, tmp_path):
     (["--adv", "fgsm-rs", "--k", "3"], "--adv fgsm-rs does not take --k"),
     (["--adv", "pgd", "--beta", "1"], "adversarial method 'pgd' does not take beta"),
     (["--eps", "0.03"], "need an adversarial method; pass --adv"),
-    (["--adv", "madry"], "unknown adversarial method 'madry'; valid adversarial methods: fgsm-rs, none, pgd"),
+    (["--adv", "madry"], "unknown adversarial method 'madry'; valid adversarial methods: fgsm-rs, free, none, pgd"),
     (["--adv", "pgd", "--eps-warmup", "3"], "--eps-warmup (3 epochs) must be at most --epochs (1)"),
 ])
 def test_cli_bad_adversarial_options_fail_cleanly(args, message, tmp_path):
@@ -507,3 +507,62 @@ def test_robust_validation_is_fixed_private_and_below_clean_accuracy(short_runs,
     with torch.no_grad():
         clean = float((model(sub.x.float() / 255).argmax(1) == sub.y).float().mean())
     assert first["val_robust_n"] == 200 and 0.05 < first["val_robust_acc"] < clean
+
+
+# ----------------------------------------------------------------------------- free AT
+def test_free_replay_steps_delta_by_the_input_gradient_and_keeps_it_in_the_ball(cifar10, batch):
+    """Each replay: the training loss's own backward pass moves the carried perturbation
+    by eta * sign(input gradient), projected to the ball; the next replay starts there,
+    and its input stays in valid pixels."""
+    model = make_model(cifar10, dropout=0.0)  # two forwards of one input agree
+    model.train()
+    x, y = batch
+    method = method_for("free", replays=3, random_start=False)
+    assert method.options["attack_bn"] == "train" and method.eta == method.eps
+    threat, std = method.threat_model, (0.5, 0.5, 0.5)
+    ball = Ball(threat, torch.tensor(std), x.device)
+    moves = []
+    for _ in range(3):
+        u_before = torch.zeros_like(x) if method._u is None else method._u.clone()
+        x_adv, _ = method.inner(model, method.prepare(x, y))
+        _check_in_ball(x_adv.detach(), x, threat, std)
+        probe = x_adv.detach().requires_grad_(True)  # the gradient the hook will see, taken apart
+        (g,) = torch.autograd.grad(F.cross_entropy(model(probe), y), probe)
+        F.cross_entropy(model(x_adv), y).backward()  # fires the hook, as fit()'s backward does
+        torch.testing.assert_close(method._u, ball.project(ball.ascend(u_before, g * ball.scale, threat.step)))
+        moves.append(float((method._u - u_before).abs().max()))
+    assert all(m > 0 for m in moves)  # it moves on every replay
+    assert float(method._u.abs().max()) <= threat.eps * (1 + 1e-6)
+
+
+def test_free_at_trains_replays_steps_per_batch_and_gains_robustness(tmp_path, cifar10):
+    """fit() makes `replays` optimizer steps per batch (the schedule is sized for them) and
+    free AT (m=4, 1 epoch) ends more robust than standard training on the same data."""
+    common = dict(data=DataSpec(subset=2000, val_fraction=0.02), model=ModelSpec(kwargs=TINY), batch_size=64,
+                  device="cpu", schedule="cosine")
+    standard = fit(TrainSpec(out=str(tmp_path / "standard"), epochs=1, **common), quiet=True)
+    adv_kwargs = {"eps": PIXEL_EPS, "eps_space": "pixel", "replays": 4, "val_n": 300}
+    free = fit(TrainSpec(out=str(tmp_path / "free"), epochs=1, adv="free", adv_kwargs=adv_kwargs, **common),
+               quiet=True)
+    state = torch.load(tmp_path / "free" / "last.pth", weights_only=True)
+    steps = -(-2000 // 64)  # batches in the 2,000 training images
+    assert state["train_state"]["schedule"]["step_count"] == 4 * steps
+    clean_s, robust_s = pgd_accuracy(standard.best_path, cifar10)
+    clean_f, robust_f = pgd_accuracy(free.best_path, cifar10)
+    print(f"\nfree AT m=4, 1 epoch: clean {clean_f:.3f}, PGD-10 {robust_f:.3f}; standard: clean {clean_s:.3f}, "
+          f"PGD-10 {robust_s:.3f} (n=500)")
+    assert robust_f > robust_s + 0.05, (robust_f, robust_s)
+    assert free.history[0]["images_per_s"] > 0
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"k": 3}, "--adv free does not take --k"),
+    ({"attack_bn": "eval"}, "--adv free does not take --attack-bn"),
+    ({"replays": 0}, "--replays must be >= 1, got 0"),
+])
+def test_free_options_fail_with_one_line(kwargs, message):
+    with pytest.raises(RobustError) as err:
+        TrainSpec(adv="free", adv_kwargs=kwargs)
+    assert message in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(RobustError, match="does not combine with --method mixup"):
+        TrainSpec(adv="free", method="mixup")

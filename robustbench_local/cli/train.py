@@ -150,7 +150,7 @@ def _adv_names() -> list[str]:
 ADV_OPTIONS = {"eps": "eps", "eta": "eta", "k": "k", "eps_space": "eps_space", "norm": "norm",
                "random_start": "random_start", "adv_weight": "adv_weight", "beta": "beta", "attack_bn": "attack_bn",
                "eps_warmup": "eps_warmup", "early_stop": "early_stop", "val_robust_n": "val_n",
-               "val_robust_k": "val_k", "val_robust_eta": "val_eta"}
+               "val_robust_k": "val_k", "val_robust_eta": "val_eta", "replays": "replays"}
 
 
 def adversarial_options(f):
@@ -158,7 +158,8 @@ def adversarial_options(f):
         click.option("--adv", default="none", show_default=True,
                      help=f"Adversarial training: {', '.join(_adv_names())}. pgd = PGD-AT (Madry et al. 2018), "
                           "trades = TRADES (Zhang et al. 2019), fgsm-rs = FGSM from a random start (Wong et al. "
-                          "2020; pair it with --schedule onecycle). Combines with --method (ova: OVA loss inside "
+                          "2020; pair it with --schedule onecycle), free = free AT (Shafahi et al. 2019; each batch "
+                          "replayed --replays times, so train epochs / replays). Combines with --method (ova: OVA loss inside "
                           "and outside the attack; mixup/cutmix: the mixed images are attacked)."),
         click.option("--eps", type=NUMBER, default=None,
                      help="Threat radius in --eps-space units; 8/255 style fractions work. Default 0.0313 "
@@ -179,6 +180,9 @@ def adversarial_options(f):
                           "(adversarial loss only)."),
         click.option("--beta", type=NUMBER, default=None,
                      help="trades: weight of the KL(clean || adversarial) term, >= 0. Default 6."),
+        click.option("--replays", type=int, default=None,
+                     help="free: times each batch is replayed, one optimizer step and one perturbation step each. "
+                          "Default 8 (the paper's m on CIFAR-10)."),
         click.option("--attack-bn", type=click.Choice(["eval", "train"]), default=None,
                      help="Batch norm during the attack: eval (default) = running statistics, model in eval mode "
                           "(MadryLab); train = batch statistics (the attack's passes also update the running ones)."),

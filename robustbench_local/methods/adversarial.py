@@ -2,7 +2,7 @@
 batch-norm behaviour during the attack, the eps warm-up, robust validation, the
 catastrophic-overfitting guard and the threat record.
 
-A method (pgd_at.py, trades.py, fgsm_rs.py) subclasses ``AdversarialMethod`` and
+A method (pgd_at.py, trades.py, fgsm_rs.py, free_at.py) subclasses ``AdversarialMethod`` and
 writes only ``__call__``: prepare the batch with the base method, call
 ``self.attack(...)`` for the inner maximisation, and return the outer loss. The
 class itself is the factory registered in ``ADV_METHODS``; building it only checks
@@ -66,7 +66,7 @@ FLAGS = {
     "eps": "--eps", "eta": "--eta", "k": "--k", "eps_space": "--eps-space", "norm": "--norm",
     "random_start": "--random-start", "adv_weight": "--adv-weight", "beta": "--beta", "attack_bn": "--attack-bn",
     "eps_warmup": "--eps-warmup", "early_stop": "--early-stop", "val_n": "--val-robust-n",
-    "val_k": "--val-robust-k", "val_eta": "--val-robust-eta",
+    "val_k": "--val-robust-k", "val_eta": "--val-robust-eta", "replays": "--replays",
 }
 COMMON_OPTIONS = ("eps", "eta", "eps_space", "norm", "random_start", "attack_bn", "eps_warmup", "early_stop",
                   "val_n", "val_k", "val_eta")
