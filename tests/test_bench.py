@@ -133,6 +133,18 @@ def test_summary_collects_targets(quick_results):
         assert t["op"] in ("<=", ">=") and t["benchmark"] in run_all.DEFAULT
 
 
+def test_torch_compile_quick(tmp_path):
+    from benchmarks import torch_compile
+
+    torch_compile.run(quick=True, out_dir=tmp_path)
+    saved = json.loads((tmp_path / "torch_compile-quick.json").read_text())
+    for kind in ("train", "attack"):
+        r = saved["results"][kind]
+        _timing_ok(r["eager"])
+        _timing_ok(r["compiled"])
+        assert r["compiled"]["first_call_s"] > 0 and r["speedup"] > 0
+
+
 def test_fast_model_quick(tmp_path):
     from benchmarks import fast_model
 
