@@ -62,31 +62,39 @@ def prepare(quick: bool) -> dict:
             "eps_px": px.eps, "step_px": px.step}
 
 
-def cases(ctx: dict) -> dict:
+def layout_cases(ctx: dict, model, x, suffix: str = "") -> dict:
+    """The limit, ours (all steps and early exit) and torchattacks on ``model`` and
+    ``x``, named with ``suffix`` (the NHWC copies get '_nhwc')."""
     from robustbench_local.attacks import frozen_params, pgd
 
-    model, x, y, threat, k = ctx["model"], ctx["x"], ctx["y"], ctx["threat"], ctx["cfg"]["k"]
-    eps, step = ctx["eps_px"], ctx["step_px"]
-    out: dict = {}
+    y, threat, k = ctx["y"], ctx["threat"], ctx["cfg"]["k"]
 
     def limit():
         model.eval()
         with frozen_params(model):
             for _ in range(k):
                 xa = x.detach().requires_grad_(True)
-                loss = F.cross_entropy(model(xa), y, reduction="sum")
-                torch.autograd.grad(loss, xa)
-
-    def ours():
-        return pgd(model, x, y, threat, k=k, early_stop=False).x_adv
-
-    def ours_early():
-        return pgd(model, x, y, threat, k=k, early_stop=True).x_adv
+                torch.autograd.grad(F.cross_entropy(model(xa), y, reduction="sum"), xa)
 
     def torchattacks_pgd():
         import torchattacks
 
-        return torchattacks.PGD(model, eps=eps, alpha=step, steps=k, random_start=True)(x, y)
+        return torchattacks.PGD(model, eps=ctx["eps_px"], alpha=ctx["step_px"], steps=k, random_start=True)(x, y)
+
+    return {f"limit{suffix}": limit,
+            f"ours{suffix}": lambda: pgd(model, x, y, threat, k=k, early_stop=False).x_adv,
+            f"ours{suffix}_early_exit": lambda: pgd(model, x, y, threat, k=k, early_stop=True).x_adv,
+            f"torchattacks{suffix}": torchattacks_pgd}
+
+
+def cases(ctx: dict) -> dict:
+    """Every case on the model as loaded (NCHW), then the limit, ours and torchattacks
+    once more on an NHWC copy with NHWC inputs: the layout `robust eval` and evaluate()
+    use by default on CPU."""
+    import copy
+
+    model, x, y, k = ctx["model"], ctx["x"], ctx["y"], ctx["cfg"]["k"]
+    eps, step = ctx["eps_px"], ctx["step_px"]
 
     def plain_loop():
         model.eval()
@@ -100,9 +108,9 @@ def cases(ctx: dict) -> dict:
         model.zero_grad(set_to_none=True)
         return xa
 
-    out.update({"limit": limit, "ours": ours, "ours_early_exit": ours_early, "torchattacks": torchattacks_pgd,
-                "plain_loop": plain_loop})
-    out.update(nhwc_cases(ctx))
+    out = {**layout_cases(ctx, model, x), "plain_loop": plain_loop}
+    nhwc = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    out.update(layout_cases(ctx, nhwc, x.contiguous(memory_format=torch.channels_last), "_nhwc"))
     if art_status() is None:
         import numpy as np
         from art.attacks.evasion import ProjectedGradientDescentPyTorch
@@ -119,33 +127,6 @@ def cases(ctx: dict) -> dict:
 
         out["art"] = art_pgd
     return out
-
-
-def nhwc_cases(ctx: dict) -> dict:
-    """The limit, ours and torchattacks once more on an NHWC copy of the model with
-    NHWC inputs: the layout `robust eval` and evaluate() use by default on CPU."""
-    import copy
-
-    from robustbench_local.attacks import frozen_params, pgd
-
-    model = copy.deepcopy(ctx["model"]).to(memory_format=torch.channels_last).eval()
-    x, y, threat, k = ctx["x"].contiguous(memory_format=torch.channels_last), ctx["y"], ctx["threat"], ctx["cfg"]["k"]
-
-    def limit():
-        with frozen_params(model):
-            for _ in range(k):
-                xa = x.detach().requires_grad_(True)
-                torch.autograd.grad(F.cross_entropy(model(xa), y, reduction="sum"), xa)
-
-    def torchattacks_pgd():
-        import torchattacks
-
-        return torchattacks.PGD(model, eps=ctx["eps_px"], alpha=ctx["step_px"], steps=k, random_start=True)(x, y)
-
-    return {"limit_nhwc": limit,
-            "ours_nhwc": lambda: pgd(model, x, y, threat, k=k, early_stop=False).x_adv,
-            "ours_nhwc_early_exit": lambda: pgd(model, x, y, threat, k=k, early_stop=True).x_adv,
-            "torchattacks_nhwc": torchattacks_pgd}
 
 
 def _robust_acc(model, x_adv, y) -> float:

@@ -15,7 +15,6 @@ check beside it: max |difference| of logits and of the input gradient between th
 layouts in fp32, from identical weights and inputs."""
 from __future__ import annotations
 
-import copy
 import sys
 from pathlib import Path
 
@@ -42,11 +41,22 @@ def build(arch: str, kwargs: dict, layout: str):
     return model.to(memory_format=LAYOUTS[layout])
 
 
+def inputs(batch: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A CIFAR-shaped random batch and labels from their own generator."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(batch, 3, 32, 32, generator=g), torch.randint(0, 10, (batch,), generator=g)
+
+
+def input_grad(model, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits, cross-entropy gradient w.r.t. the input): one attack step's work."""
+    xa = x.detach().clone().requires_grad_(True)
+    logits = model(xa)
+    return logits.detach(), torch.autograd.grad(F.cross_entropy(logits, y), xa)[0]
+
+
 def model_cases(arch: str, kwargs: dict, batch: int) -> dict:
     """name -> callable for one model: train steps in 4 variants, attack steps in 2."""
-    g = torch.Generator().manual_seed(0)
-    x = torch.rand(batch, 3, 32, 32, generator=g)
-    y = torch.randint(0, 10, (batch,), generator=g)
+    x, y = inputs(batch, 0)
     out = {}
     for layout, fmt in LAYOUTS.items():
         xl = x.contiguous(memory_format=fmt)
@@ -63,28 +73,15 @@ def model_cases(arch: str, kwargs: dict, batch: int) -> dict:
 
             out[f"train {layout} {'bf16' if bf16 else 'fp32'}"] = train_step
         model = build(arch, kwargs, layout).eval().requires_grad_(False)
-
-        def attack_step(model=model, xl=xl):
-            xa = xl.detach().clone().requires_grad_(True)
-            torch.autograd.grad(F.cross_entropy(model(xa), y), xa)
-
-        out[f"attack {layout} fp32"] = attack_step
+        out[f"attack {layout} fp32"] = lambda model=model, xl=xl: input_grad(model, xl, y)
     return out
 
 
 def same_result(arch: str, kwargs: dict, batch: int) -> dict:
     """Logits and input gradients of NCHW and NHWC copies of the same weights, fp32."""
-    g = torch.Generator().manual_seed(1)
-    x = torch.rand(batch, 3, 32, 32, generator=g)
-    y = torch.randint(0, 10, (batch,), generator=g)
-    res = {}
-    for layout, fmt in LAYOUTS.items():
-        model = build(arch, kwargs, layout).eval().requires_grad_(False)
-        xa = x.contiguous(memory_format=fmt).requires_grad_(True)
-        logits = model(xa)
-        (grad,) = torch.autograd.grad(F.cross_entropy(logits, y), xa)
-        res[layout] = (logits.detach(), grad)
-    (l0, g0), (l1, g1) = res["nchw"], res["nhwc"]
+    x, y = inputs(batch, 1)
+    (l0, g0), (l1, g1) = [input_grad(build(arch, kwargs, layout).eval().requires_grad_(False),
+                                     x.contiguous(memory_format=fmt), y) for layout, fmt in LAYOUTS.items()]
     return {"logits_max_abs_diff": float((l0 - l1).abs().max()), "logits_max_abs": float(l0.abs().max()),
             "input_grad_max_abs_diff": float((g0 - g1).abs().max()), "input_grad_max_abs": float(g0.abs().max())}
 

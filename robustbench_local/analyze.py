@@ -28,7 +28,7 @@ from .attacks import AttackSpec
 from .errors import RobustError
 from .evaluate import predict, resolve_target, run_attack, select_points
 from .results import wilson_interval
-from .runtime import resolve_device
+from .runtime import module_mode, resolve_device
 from .threat import find_std
 
 MISCLASSIFIED_SHOWN = 32
@@ -324,10 +324,8 @@ def gradcam(model: nn.Module, layer: str, x: torch.Tensor, target: torch.Tensor 
     module = dict(model.named_modules())[layer]
     store: dict[str, torch.Tensor] = {}
     handle = module.register_forward_hook(lambda _m, _i, out: store.__setitem__("act", out))
-    was = model.training
-    model.eval()
     try:
-        with torch.enable_grad():
+        with module_mode(model, train=False), torch.enable_grad():
             logits = model(x.detach().clone().requires_grad_(True))
             act = store.get("act")
             if not isinstance(act, torch.Tensor) or act.dim() != 4:
@@ -341,7 +339,6 @@ def gradcam(model: nn.Module, layer: str, x: torch.Tensor, target: torch.Tensor 
                           "pick a convolution layer") from None
     finally:
         handle.remove()
-        model.train(was)
     weights = grad.mean(dim=(2, 3), keepdim=True)
     cam = torch.relu((weights * act).sum(1, keepdim=True))
     cam = torch.nn.functional.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]

@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attacks.base import mode
 from .attacks.pgd import pgd
+from .runtime import module_mode
 from .threat import ThreatModel
 
 
@@ -81,7 +81,7 @@ def input_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, thres
     """Zero or non-finite input gradients on many points (a rounding/quantising
     layer, a saturated softmax, or NaNs) starve every gradient attack, so their
     robust accuracy says nothing."""
-    with mode(model, train=False):
+    with module_mode(model, train=False):
         xg = x.detach().clone().requires_grad_(True)
         with torch.enable_grad():
             loss = F.cross_entropy(model(xg), y, reduction="sum")
@@ -115,7 +115,7 @@ def outputs_look_like_probabilities(logits: torch.Tensor) -> Finding:
 def deterministic(model: nn.Module, x: torch.Tensor) -> Finding:
     """Two forward passes in eval mode must agree; a randomised defence needs
     EOT-style attacks (AutoAttack's 'rand' version), not a single-sample estimate."""
-    with mode(model, train=False), torch.no_grad():
+    with module_mode(model, train=False), torch.no_grad():
         a, b = model(x), model(x)
     diff = (a - b).abs().max().item()
     bad = diff > 1e-5 * max(1.0, a.abs().max().item())

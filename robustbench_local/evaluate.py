@@ -33,10 +33,9 @@ from torch import nn
 from . import checks as C
 from . import distributed
 from .attacks import ATTACKS, AttackSpec
-from .attacks.base import mode
 from .errors import RobustError
 from .results import pack_flags, wilson_interval
-from .runtime import environment, resolve_channels_last
+from .runtime import environment, module_mode, resolve_channels_last
 from .threat import find_std
 
 Log = Callable[[str], None]
@@ -176,7 +175,7 @@ def select_points(data, *, n: int | None, split: str, seed: int, device, meta: d
 
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
-    with mode(model, train=False):
+    with module_mode(model, train=False):
         return torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
 
 

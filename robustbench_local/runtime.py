@@ -5,6 +5,7 @@ import os
 import platform
 import random
 import subprocess
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -39,6 +40,20 @@ def resolve_channels_last(value: bool | str, device: torch.device) -> bool:
     # 1.1-1.4x per training step on the zoo's CIFAR nets, 1.8x in bf16: benchmarks/layout.py);
     # MPS is unmeasured, so 'auto' keeps NCHW there
     return device.type in ("cuda", "cpu") if value == "auto" else bool(value)
+
+
+@contextmanager
+def module_mode(model: torch.nn.Module, train: bool):
+    """``model.train(train)`` for the block, then every submodule's own flag back as it
+    was: restoring only the top module's flag would push it down onto submodules whose
+    modes differed (e.g. a wrapper built in train mode around an eval-mode model)."""
+    flags = [(m, m.training) for m in model.modules()]
+    model.train(train)
+    try:
+        yield
+    finally:
+        for m, was in flags:
+            m.training = was
 
 
 def configure_backends(device: torch.device) -> None:

@@ -43,8 +43,8 @@ from .errors import CheckpointError, RobustError
 from .fileio import to_jsonable, write_json, write_text
 from .methods import TrainMethod, ValMetric, build_method
 from .results import ResultsStore, wilson_interval
-from .runtime import (configure_backends, environment, epoch_seed, is_interactive, resolve_channels_last,
-                      seed_everything)
+from .runtime import (configure_backends, environment, epoch_seed, is_interactive, module_mode,
+                      resolve_channels_last, seed_everything)
 from .specs import AUTO, TrainSpec
 
 BASE_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s",
@@ -282,18 +282,14 @@ def evaluate_split(model: nn.Module, split, device: torch.device, *, batch_size:
     if sharded and distributed.world_size() > 1:
         part = distributed.my_slice(n)
         split = split.take(torch.arange(part.start, part.stop))
-    was_training = model.training
-    model.eval()
     sums = torch.zeros(2, device=device, dtype=torch.float64)  # loss sum, correct count
-    try:
-        if len(split):
+    if len(split):
+        with module_mode(model, train=False):
             for x, y in TensorLoader(split, batch_size, device=device, shuffle=False, channels_last=channels_last):
                 logits = model(x)
                 sums[1] += (logits.argmax(1) == y).sum()
                 if criterion is not None:
                     sums[0] += criterion(logits, y).double().sum()
-    finally:
-        model.train(was_training)
     if sharded:
         distributed.all_reduce_sum(sums)
     loss_sum, k = float(sums[0]), int(sums[1])
@@ -509,7 +505,7 @@ def prepare_run(spec: TrainSpec, *, resume: bool = False, val_metrics: Sequence[
     if len(train) < world:
         raise RobustError(f"{len(train)} training examples cannot be shared by {world} processes")
     steps = len(TensorLoader(train, local_batch, device="cpu", shuffle=False, world_size=world))
-    steps *= getattr(method, "replays", 1)  # optimizer steps per epoch (free AT replays each batch)
+    steps *= method.replays  # optimizer steps per epoch
     optimizer = build_optimizer(spec, param_groups(model, spec))
     schedule = LRSchedule(optimizer, spec.schedule, spec.lr, spec.epochs, steps, spec.warmup_epochs, minimize)
     scaler = torch.amp.GradScaler(device.type) if precision.needs_scaler else None
@@ -624,52 +620,56 @@ class RankStreams:
 
 
 def _train_epoch(run: Run, loader, reporter: Reporter) -> dict:
-    model, method, optimizer, schedule, scaler = run.model, run.method, run.optimizer, run.schedule, run.scaler
-    net = run.net if run.net is not None else model
-    clip = run.spec.grad_clip
+    method = run.method
+    net = run.net if run.net is not None else run.model
     net.train()
     loss_sum = torch.zeros((), device=run.device, dtype=torch.float64)
     correct = torch.zeros((), device=run.device, dtype=torch.int64)
     seen, attack_seconds = 0, 0.0
     start = time.perf_counter()
-    replays = getattr(method, "replays", 1)  # free AT: every batch trains `replays` steps
-    judged = 0
     for i, (x, y) in enumerate(loader):
-        for _ in range(replays):
+        n = y.shape[0]
+        for _ in range(method.replays):  # free AT steps several times on each batch
             out = method(net, x, y)  # the TrainingModel applies AMP to training forwards only
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(out.loss).backward()
-                if clip is not None:
-                    scaler.unscale_(optimizer)
-                    nn.utils.clip_grad_norm_(model.parameters(), clip)
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                out.loss.backward()
-                if clip is not None:
-                    nn.utils.clip_grad_norm_(model.parameters(), clip)
-                optimizer.step()
-            schedule.step()
+            _update(run, out.loss)
             # running sums stay on the device: no host sync per batch
-            n = y.shape[0]
             loss_sum += out.loss.detach().double() * n
             correct += (out.logits.detach().argmax(1) == out.target).sum()
-            judged += n
+            attack_seconds += out.attack_seconds
         seen += n
-        attack_seconds += out.attack_seconds
         if reporter.wants_batches and ((i + 1) % PROGRESS_EVERY == 0 or i + 1 == len(loader)):
+            judged = seen * method.replays  # every replay's loss and predictions count
             reporter.batch(i + 1, float(loss_sum) / judged, int(correct) / judged,
                            seen / max(time.perf_counter() - start, 1e-9))
     # the epoch's numbers over all ranks (exact: float64 holds these counts exactly)
-    totals = distributed.all_reduce_sum(torch.stack([loss_sum, correct.double(), loss_sum.new_tensor(float(seen)),
-                                                     loss_sum.new_tensor(float(judged))]))
-    loss_sum, n_correct, seen, judged = float(totals[0]), int(totals[1]), int(totals[2]), int(totals[3])
+    totals = distributed.all_reduce_sum(torch.stack([loss_sum, correct.double(), loss_sum.new_tensor(float(seen))]))
+    loss_sum, n_correct, seen = float(totals[0]), int(totals[1]), int(totals[2])
+    judged = max(seen * method.replays, 1)
     if run.device.type == "cuda":
         torch.cuda.synchronize(run.device)
     seconds = time.perf_counter() - start
-    return {"loss": loss_sum / max(judged, 1), "acc": n_correct / max(judged, 1), "seen": seen,
+    return {"loss": loss_sum / judged, "acc": n_correct / judged, "seen": seen,
             "seconds": seconds, "attack_seconds": attack_seconds}
+
+
+def _update(run: Run, loss: torch.Tensor) -> None:
+    """One optimizer step on ``loss``: backward (scaled for fp16), optional gradient
+    clipping, step, and the learning-rate schedule."""
+    optimizer, scaler, clip, params = run.optimizer, run.scaler, run.spec.grad_clip, run.model.parameters()
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        if clip is not None:
+            scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(params, clip)
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        if clip is not None:
+            nn.utils.clip_grad_norm_(params, clip)
+        optimizer.step()
+    run.schedule.step()
 
 
 def _is_better(value: float, best: float | None, minimize: bool) -> bool:

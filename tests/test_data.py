@@ -432,18 +432,24 @@ def test_flip(batch):
     assert bool((flipped | kept).all()) and 10 < int((flipped & ~kept).sum()) < 54
 
 
+def _window_offsets(out, padded, pad: int, what: str) -> list[tuple[int, int]]:
+    """For the first 8 images, the (row, column) offset at which each output is a window
+    of its padded image; fails naming the first one that is not."""
+    shifts = []
+    for i in range(8):
+        found = [(dy, dx) for dy in range(2 * pad + 1) for dx in range(2 * pad + 1)
+                 if torch.equal(out[i], padded[i, :, dy:dy + 32, dx:dx + 32])]
+        assert found, f"{what} {i} is not a window of its padded image"
+        shifts.append(found[0])
+    return shifts
+
+
 def test_random_crop_is_a_shifted_window_of_the_padded_image(batch):
     torch.manual_seed(1)
     assert torch.equal(random_crop(batch, 0), batch)
     out = random_crop(batch, 4)
     assert out.shape == batch.shape
-    padded = torch.nn.functional.pad(batch, (4, 4, 4, 4))
-    shifts = []
-    for i in range(8):
-        found = [(dy, dx) for dy in range(9) for dx in range(9)
-                 if torch.equal(out[i], padded[i, :, dy:dy + 32, dx:dx + 32])]
-        assert found, f"crop {i} is not a window of its padded image"
-        shifts.append(found[0])
+    shifts = _window_offsets(out, torch.nn.functional.pad(batch, (4, 4, 4, 4)), 4, "crop")
     assert len(set(shifts)) > 1  # offsets differ per image
 
 
@@ -452,13 +458,7 @@ def test_light_policy_translates_with_reflect_padding(batch, cifar10):
     aug = build_augment("light", cifar10.info)
     assert "random_translate(2, reflect)" in repr(aug)
     out = random_crop(batch, 2, mode="reflect")
-    padded = torch.nn.functional.pad(batch, (2, 2, 2, 2), mode="reflect")
-    shifts = []
-    for i in range(8):
-        found = [(dy, dx) for dy in range(5) for dx in range(5)
-                 if torch.equal(out[i], padded[i, :, dy:dy + 32, dx:dx + 32])]
-        assert found, f"translate {i} is not a window of its reflect-padded image"
-        shifts.append(found[0])
+    shifts = _window_offsets(out, torch.nn.functional.pad(batch, (2, 2, 2, 2), mode="reflect"), 2, "translate")
     assert len(set(shifts)) > 1
     assert aug(batch).shape == batch.shape
 

@@ -10,6 +10,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
+from ..runtime import module_mode
 from ..threat import Ball, ThreatModel, find_std
 
 
@@ -38,24 +39,10 @@ def frozen_params(model: nn.Module) -> Iterator[None]:
 
 
 @contextmanager
-def mode(model: nn.Module, train: bool) -> Iterator[None]:
-    """``model.train(train)`` for the block, then every submodule's own flag back as it
-    was: restoring only the top module's flag would push it down onto submodules whose
-    modes differed (e.g. a wrapper built in train mode around an eval-mode model)."""
-    flags = [(m, m.training) for m in model.modules()]
-    model.train(train)
-    try:
-        yield
-    finally:
-        for m, was in flags:
-            m.training = was
-
-
-@contextmanager
 def attack_mode(model: nn.Module, train_mode: bool = False) -> Iterator[None]:
     """Eval mode (batch norm on running statistics, no dropout) unless
     ``train_mode``; parameter gradients off; both restored in ``finally``."""
-    with mode(model, train_mode), frozen_params(model):
+    with module_mode(model, train_mode), frozen_params(model):
         yield
 
 

@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from ..threat import Ball, ThreatModel
-from .base import AttackResult, attack_mode, check_inputs, make_ball, mode
+from ..runtime import module_mode
+from .base import AttackResult, attack_mode, check_inputs, make_ball
 from .losses import ce_loss, dlr_loss, pick_targets, targeted_ce_loss, targeted_dlr_loss
 
 LossFn = Callable[..., torch.Tensor]
@@ -194,5 +195,5 @@ def perturb(
 
 
 def _n_classes(model: nn.Module, x: torch.Tensor) -> int:
-    with torch.no_grad(), mode(model, train=False):
+    with torch.no_grad(), module_mode(model, train=False):
         return model(x[:1]).shape[1]

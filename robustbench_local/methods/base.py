@@ -105,6 +105,7 @@ class TrainMethod(ABC):
 
     name: str = ""
     selection: str = "val_acc"
+    replays: int = 1  # optimizer steps fit() takes on each batch (free AT takes several)
 
     def prepare(self, x: torch.Tensor, y: torch.Tensor) -> Batch:
         return Batch(x, y)

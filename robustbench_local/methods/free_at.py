@@ -54,12 +54,11 @@ class FreeAT(AdversarialMethod):
         self.bind(model, batch.x.shape[1:])
         x = batch.x
         ball = Ball(self.current_threat, self._std.expand(x.shape[1]), x.device, x.dtype)
-        if self._u is None or self._u.shape[1:] != x.shape[1:]:
+        # one buffer the size of the largest batch; a smaller (last) batch uses its first rows
+        if self._u is None or self._u.shape[1:] != x.shape[1:] or len(self._u) < len(x):
             self._u = (ball.random(x.shape, x.device, x.dtype) if self.random_start
                        else torch.zeros(x.shape, device=x.device, dtype=x.dtype))
-        if len(self._u) < len(x):  # a larger batch than before: the new rows start at zero
-            self._u = torch.cat((self._u, self._u.new_zeros((len(x) - len(self._u), *x.shape[1:]))))
-        u = ball.project(self._u[: len(x)])
+        u = ball.project(self._u[: len(x)])  # the eps warm-up may have shrunk the ball
         x_adv, _ = ball.apply(x, u)
         x_adv = x_adv.detach().requires_grad_(True)
         step, scale = self.current_threat.step, ball.scale.to(x.dtype)
@@ -67,8 +66,7 @@ class FreeAT(AdversarialMethod):
         def ascend(grad_x: torch.Tensor) -> None:
             # chain rule: d loss / d u = g_x * scale; a GradScaler's factor is > 0 and
             # leaves the sign (L-inf) and direction (L2) alone
-            moved = ball.project(ball.ascend(u, grad_x.detach() * scale, step))
-            self._u = torch.cat((moved, self._u[len(x):])) if len(self._u) > len(x) else moved
+            self._u[: len(x)] = ball.project(ball.ascend(u, grad_x.detach() * scale, step))
 
         x_adv.register_hook(ascend)
         return x_adv, 0.0

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from ..errors import RobustError
+from ..runtime import module_mode
 from .options import as_bool, as_choice
 from .zoo import MODELS, TV_PREFIX
 
@@ -158,10 +159,8 @@ def _replace_head(net: nn.Module, num_classes: int, name: str) -> None:
 
 
 def _check_forward(net: nn.Module, name: str, num_classes: int, input_shape: tuple[int, int, int]) -> None:
-    was_training = net.training
-    net.eval()
     try:
-        with torch.no_grad():
+        with module_mode(net, train=False), torch.no_grad():
             out = net(torch.zeros(1, *input_shape))
     except Exception as e:  # noqa: BLE001 - shape errors come as RuntimeError, ValueError or AssertionError
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -169,8 +168,6 @@ def _check_forward(net: nn.Module, name: str, num_classes: int, input_shape: tup
             f"{TV_PREFIX}{name} cannot take {'x'.join(map(str, input_shape))} inputs ({first}); "
             "resize the images (--image-size) or pick another model"
         ) from None
-    finally:
-        net.train(was_training)
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (1, num_classes):
         raise RobustError(f"{TV_PREFIX}{name} does not return plain (batch, {num_classes}) logits")
 
