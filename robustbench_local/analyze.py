@@ -134,12 +134,13 @@ def confusion_counts(y: np.ndarray, pred: np.ndarray, num_classes: int) -> np.nd
 def analyze(model_or_checkpoint, spec: AttackSpec | None = None, *, n: int | None = None, seed: int = 0,
             split: str = "test", data=None, device: str | torch.device = "auto", batch_size: int = 256,
             data_root: str | None = None, name: str | None = None, gradcam_layer: str | None = None,
-            gradcam_n: int = 8) -> Analysis:
+            gradcam_n: int = 8, progress=None) -> Analysis:
     """Predictions of the model on ``split`` (all of it, or n points chosen with
     ``seed``), clean or under ``spec``. ``model_or_checkpoint``: a path, a
     (model, meta) pair or a module. ``gradcam_layer`` (a module name, or 'auto'
     for the last convolution) adds GradCAM maps of the first ``gradcam_n`` points,
-    clean and, under an attack, adversarial."""
+    clean and, under an attack, adversarial. ``progress``: a progress.ProgressDisplay
+    that shows the attack as it runs (None: silent)."""
     dev = resolve_device(device) if isinstance(device, str) else device
     target = resolve_target(model_or_checkpoint, dev, name)
     model: nn.Module = target.model.eval()
@@ -152,7 +153,8 @@ def analyze(model_or_checkpoint, spec: AttackSpec | None = None, *, n: int | Non
     threat, mode, x_used = None, "clean", x
     if spec is not None:
         clean_ok = logits.argmax(1) == y
-        _, _, x_adv = run_attack(target, spec, x, y, clean_ok, batch_size=batch_size, seed=seed, keep_adv=True)
+        _, _, x_adv = run_attack(target, spec, x, y, clean_ok, batch_size=batch_size, seed=seed, keep_adv=True,
+                                 progress=progress)
         logits = predict(model, x_adv, batch_size)
         x_used = x_adv
         threat = spec.threat.label(find_std(model, x.shape[1]))

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import pickle
-import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ from torch import nn
 from .errors import CheckpointError
 from .fileio import atomic_path, to_jsonable
 from .runtime import git_commit, package_versions
+from .torchfile import load_weights_only
 
 FORMAT = "robustbench_local/1"
 # enough to rebuild the model from the file alone
@@ -88,8 +87,8 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, meta: dict, *,
         "train_state": None if train_state is None else _plain(train_state, "train_state", allow_tensors=True),
     }
     path = Path(path)
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(payload, f)  # through a Python file, a full disk is an OSError (ENOSPC)
     return path
 
 
@@ -99,20 +98,8 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}" + (" (it is a folder)" if path.is_dir() else ""))
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:
-        # torch wraps every refusal in the same advice; what follows this tag says
-        # whether the file references code (unsafe) or is just not a valid pickle
-        detail = str(e).split("WeightsUnpickler error:", 1)[-1]
-        if any(k in detail for k in ("GLOBAL", "allowlist", "safe_globals", "reduce")):
-            raise CheckpointError(
-                f"refused {path}: it holds Python objects beyond tensors and plain values, which could run code "
-                "when loaded; only load it yourself if you trust its source"
-            ) from None
-        raise CheckpointError(f"{path} is corrupt or truncated ({_first_line(e)})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError) as e:
-        raise CheckpointError(f"{path} is corrupt or truncated ({_first_line(e)})") from None
+    ckpt = load_weights_only(path, label=str(path), what="checkpoint", error=CheckpointError,
+                             map_location=map_location)
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
         raise CheckpointError(
@@ -130,7 +117,8 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
 
 def _first_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
-    return (text[0] if text else type(e).__name__)[:200]
+    line = text[0] if text else type(e).__name__
+    return line if len(line) <= 200 else line[:197] + "..."  # marked as cut, not cut silently
 
 
 def build_from_meta(meta: dict) -> nn.Module:

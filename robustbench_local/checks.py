@@ -60,6 +60,22 @@ def accuracy_rises_with_eps(sweep: list[tuple[float, float]], n: int, label: str
     return Finding("accuracy_rises_with_eps", not bad, detail, value=worst)
 
 
+def steps_reach_eps(k: int, step: float, eps: float, label: str = "PGD") -> Finding:
+    """k steps of size eta travel at most k * eta: below eps the attack never reaches
+    the edge of the ball from its centre, so robust accuracy is overstated (eps and
+    eta in the same space). Only a given step can fall short: a derived one is
+    2.5 * eps / k."""
+    reach = k * step
+    bad = reach < eps * (1 - 1e-9)  # equality up to rounding reaches
+    detail = (
+        f"{label}: {k} steps of {step:.4g} reach only {reach:.4g} < eps {eps:.4g}, so the attack cannot get to "
+        f"the edge of the ball and overstates robustness; leave eta unset (2.5*eps/k = {2.5 * eps / k:.4g}) "
+        f"or give at least eps/k = {eps / k:.4g}"
+        if bad else f"{label}: {k} steps of {step:.4g} reach {reach:.4g} >= eps {eps:.4g}"
+    )
+    return Finding("steps_reach_eps", not bad, detail, value=reach / eps)
+
+
 def no_collapse_at_large_eps(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps_pixel: float = 0.5,
                              steps: int = 20, threshold: float = 0.10) -> Finding:
     """Within an L-inf ball of 0.5 on [0,1] pixels every image can be turned into
@@ -148,3 +164,61 @@ def model_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, logits: tor
         out.append(input_gradients(model, x, y))
         out.append(no_collapse_at_large_eps(model, x, y))
     return out
+
+
+# A model is called collapsed when one class takes at least this share of its
+# predictions while holding under COLLAPSE_LABEL_SHARE of the labels. A weak but
+# working model on a balanced set spreads its predictions (its most frequent class
+# rarely takes more than 2-3 times its label share); 80% is far beyond that on any
+# set of 3 or more balanced classes, and the label bound spares a model that is right
+# on a set dominated by one class.
+COLLAPSE_SHARE = 0.80
+COLLAPSE_LABEL_SHARE = 0.50
+
+
+def degenerate_counts(correct: int, n: int, pred_counts, label_counts, classes=()) -> Finding:
+    """not_degenerate from counts: ``correct`` of ``n`` right, ``pred_counts[c]`` and
+    ``label_counts[c]`` predictions and labels of class c (training sums these over
+    batches and ranks)."""
+    from .results import wilson_interval
+
+    pred_counts, label_counts = [int(v) for v in pred_counts], [int(v) for v in label_counts]
+    num_classes = len(pred_counts)
+    if n <= 0 or num_classes < 2:
+        return Finding("not_degenerate", True, f"nothing to judge (n={n}, {num_classes} classes)")
+    top = max(range(num_classes), key=lambda c: pred_counts[c])
+    share, label_share = pred_counts[top] / n, label_counts[top] / n
+    name = f"class {top}" + (f" ({classes[top]})" if top < len(classes) else "")
+    if share >= COLLAPSE_SHARE and label_share < COLLAPSE_LABEL_SHARE:
+        return Finding(
+            "not_degenerate", False,
+            f"predicts one class: {share:.1%} of the n={n} predictions are {name}, "
+            f"which is {label_share:.1%} of the labels",
+            value=share,
+        )
+    # a model must be shown better than guessing: chance at or above the interval's low end fails
+    chance = 1.0 / num_classes
+    lo, hi = wilson_interval(correct, n)
+    acc = correct / n
+    if lo <= chance:
+        how = "is indistinguishable from" if chance <= hi else "is below"
+        return Finding(
+            "not_degenerate", False,
+            f"accuracy {acc:.1%} (95% CI {lo:.1%}-{hi:.1%}, n={n}) {how} chance "
+            f"({chance:.1%} for {num_classes} classes)",
+            value=share,
+        )
+    return Finding("not_degenerate", True,
+                   f"accuracy {acc:.1%} is above chance ({chance:.1%}, n={n}); the most frequent prediction, "
+                   f"{name}, takes {share:.1%}", value=share)
+
+
+def not_degenerate(pred: torch.Tensor, y: torch.Tensor, num_classes: int, classes=()) -> Finding:
+    """A model whose clean accuracy cannot be told from chance (chance inside or above
+    the 95% Wilson interval), or whose predictions collapse onto one class, has robust
+    accuracy equal to its clean accuracy for no good reason: its robust numbers mean
+    nothing. ``pred`` and ``y`` are predicted and true labels of the same points. The
+    detail of a failed finding says which, with the numbers and n."""
+    pred, y = pred.flatten().cpu().long(), y.flatten().cpu().long()
+    return degenerate_counts(int((pred == y).sum()), len(y), torch.bincount(pred, minlength=num_classes).tolist(),
+                             torch.bincount(y, minlength=num_classes).tolist(), classes)

@@ -22,6 +22,7 @@ batch), so it is not spread. Only rank 0 logs and saves --save-adv files.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,8 +35,10 @@ from . import checks as C
 from . import distributed
 from .attacks import ATTACKS, AttackSpec
 from .errors import RobustError
+from .progress import ProgressDisplay
 from .results import pack_flags, wilson_interval
 from .runtime import environment, module_mode, resolve_channels_last
+from .text import acc_text, plural
 from .threat import find_std
 
 Log = Callable[[str], None]
@@ -200,11 +203,12 @@ def predict_sharded(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch
 
 
 def run_attack(target: Target, spec: AttackSpec, x: torch.Tensor, y: torch.Tensor, todo: torch.Tensor, *,
-               batch_size: int, seed: int, keep_adv: bool = False):
+               batch_size: int, seed: int, keep_adv: bool = False, progress: ProgressDisplay | None = None):
     """Attacks the points flagged in ``todo``; returns (fooled over all points,
     adversarial predictions, adversarial images), the last two only with ``keep_adv``
     (else None: the predictions cost a forward pass that only --save-adv needs).
-    Untouched points keep their clean image."""
+    Untouched points keep their clean image. ``progress`` shows points done and
+    robust so far (AutoAttack: its sub-attacks and the points still robust)."""
     from .attacks.base import make_ball
 
     runner = ATTACKS.get(spec.name)
@@ -222,13 +226,18 @@ def run_attack(target: Target, spec: AttackSpec, x: torch.Tensor, y: torch.Tenso
     if spec.name == "autoattack":  # AutoAttack batches internally and keeps its own bookkeeping
         batch_size = max(batch_size, len(ids))
     starts = range(0, len(ids), batch_size)
-    for j in distributed.my_chunks(len(starts)):  # every batch in a single process
-        b = ids[starts[j]:starts[j] + batch_size]
-        res = runner(target.model, x[b], y[b], spec, seed=seed, init=[u[b] for u in init] if init else None)
-        fooled[b] = res.fooled
-        if keep_adv:
-            adv_pred[b] = predict(target.model, res.x_adv, batch_size).argmax(1) + 1
-            x_adv[b] = res.x_adv
+    mine = list(distributed.my_chunks(len(starts)))  # every batch in a single process
+    shown = _AttackProgress(progress, target, spec, x, runner, sum(min(batch_size, len(ids) - starts[j]) for j in mine))
+    with shown:
+        for j in mine:
+            b = ids[starts[j]:starts[j] + batch_size]
+            res = runner(target.model, x[b], y[b], spec, seed=seed, init=[u[b] for u in init] if init else None,
+                         **shown.hook)
+            fooled[b] = res.fooled
+            shown.batch_done(res.fooled)
+            if keep_adv:
+                adv_pred[b] = predict(target.model, res.x_adv, batch_size).argmax(1) + 1
+                x_adv[b] = res.x_adv
     # each point was filled by one rank and is zero on the others: sums combine them exactly
     distributed.all_reduce_sum(fooled)
     if keep_adv:
@@ -238,6 +247,40 @@ def run_attack(target: Target, spec: AttackSpec, x: torch.Tensor, y: torch.Tenso
         untouched = ~todo
         x_adv[untouched] = x[untouched]  # untouched points keep their clean image
     return fooled, adv_pred, x_adv
+
+
+class _AttackProgress:
+    """One attack's progress task: 'PGD-20 @ L-inf 8/255: 512/812 points, robust so far:
+    201 of 512'. AutoAttack, one long batch, instead shows its sub-attack and the points
+    still robust (through its runner's on_progress, when the runner takes one)."""
+
+    def __init__(self, progress: ProgressDisplay | None, target: Target, spec: AttackSpec, x: torch.Tensor,
+                 runner, points: int):
+        self.task, self.hook, self.done, self.robust = None, {}, 0, 0
+        if progress is None:
+            return
+        label = f"{spec.label} @ {spec.threat.label(find_std(target.model, x.shape[1]))}"
+        one_batch = spec.name == "autoattack"  # no count moves until it ends: no bar, no ETA
+        self.task = progress.task(label, None if one_batch else points, "points")
+        self.total = points
+        if one_batch and "on_progress" in inspect.signature(runner).parameters:
+            self.hook = {"on_progress": self._sub_attack}
+
+    def _sub_attack(self, name: str, still_robust: int, total: int) -> None:
+        self.task.update(info=f"{name}: {still_robust:,} of {total:,} points still robust")
+
+    def batch_done(self, fooled: torch.Tensor) -> None:
+        if self.task is not None:
+            self.done += len(fooled)
+            self.robust += int((~fooled).sum())
+            self.task.update(completed=self.done, total=self.total, info=f"robust so far: {self.robust:,} of {self.done:,}")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *exc) -> None:
+        if self.task is not None:
+            self.task.close(ok=exc_type is None)
 
 
 def _per_class(y: torch.Tensor, clean_ok: torch.Tensor, robust_ok: torch.Tensor, classes) -> dict:
@@ -299,9 +342,13 @@ def evaluate(
     log: Log | None = None,
     name: str | None = None,
     channels_last: bool | str = "auto",
+    progress: ProgressDisplay | None = None,
 ) -> list[dict]:
     """Evaluates one model or checkpoint; returns one record per (attack, eps) plus
     a worst-case record per eps when the suite has several attacks.
+
+    progress: a progress.ProgressDisplay that shows each attack as it runs (None:
+    silent, as ``log`` None is).
 
     channels_last: 'auto' (on for CUDA and CPU) converts the model's weights and the
     points to NHWC in place; the values, and so the numbers, do not change."""
@@ -309,6 +356,7 @@ def evaluate(
         raise RobustError("no attack given; use --attack fgsm|pgd|autoattack")
     dev = distributed.init(device) if isinstance(device, str) or distributed.launched() else device
     say = log if log is not None and distributed.is_main() else (lambda s: None)
+    progress = progress if distributed.is_main() else None
     target = resolve_target(model_or_checkpoint, dev, name)
     model = target.model.eval()
     points = select_points(data, n=n, split=split, seed=seed, device=dev, meta=target.meta, data_root=data_root)
@@ -324,13 +372,18 @@ def evaluate(
     clean_pred = clean_logits.argmax(1)
     clean_ok = clean_pred == y
     clean_seconds = time.perf_counter() - t0
-    say(f"{target.name}: clean accuracy {clean_ok.float().mean():.2%} (n={len(y)})")
+    n_clean = int(clean_ok.sum())
+    say(f"{target.name}: clean accuracy {acc_text(n_clean / len(y), len(y), wilson_interval(n_clean, len(y)))}")
 
     model_findings: list[C.Finding] = []
     if run_checks:
         ok_idx = clean_ok.nonzero().squeeze(1)[:200]
         torch.manual_seed(seed)
         model_findings = C.model_checks(model, x[ok_idx], y[ok_idx], clean_logits[:256])
+    # arithmetic on the clean predictions, so it runs even without the other checks: a
+    # model that guesses or predicts one class makes every robust number meaningless
+    degenerate = C.not_degenerate(clean_pred, y, clean_logits.shape[1], points.classes)
+    model_findings.append(degenerate)
 
     by_eps: dict[float, list[AttackSpec]] = {}
     for spec in attacks:
@@ -343,6 +396,7 @@ def evaluate(
         "data": points.describe(),
         "environment": env,
         "cascade": cascade,
+        "degenerate": None if degenerate.ok else {"reason": degenerate.detail},
     }
     records: list[dict] = []
     saved: dict[str, torch.Tensor] = {}
@@ -353,7 +407,7 @@ def evaluate(
             todo = robust_all if cascade else clean_ok
             t1 = time.perf_counter()
             fooled, adv_pred, x_adv = run_attack(target, spec, x, y, todo, batch_size=batch_size, seed=seed,
-                                                 keep_adv=save_adv is not None)
+                                                 keep_adv=save_adv is not None, progress=progress)
             seconds = time.perf_counter() - t1
             robust_ok = todo & ~fooled
             robust_all &= robust_ok
@@ -364,8 +418,9 @@ def evaluate(
             rec["checks"] = [f.to_dict() for f in model_findings]
             rec["_flags"] = robust_ok  # popped before returning
             eps_records.append(rec)
-            say(f"  {spec.label} @ {spec.threat.label(std)}: robust {metrics['robust_acc']:.2%} "
-                f"({seconds:.1f}s, {int(todo.sum())} points attacked)")
+            say(f"  {spec.label} @ {spec.threat.label(std)}: robust "
+                f"{acc_text(metrics['robust_acc'], metrics['n'], metrics['robust_ci95'])}; "
+                f"{plural(int(todo.sum()), 'point')} attacked in {seconds:.1f} s")
             rec["metrics"] = metrics
             if save_adv is not None:
                 key = f"{spec.label}@{eps:g}"
@@ -386,12 +441,18 @@ def evaluate(
             eps_records.append(wc)
         records.extend(eps_records)
 
+    _step_checks(records)
     if run_checks:
         _sweep_checks(records, len(y))
     for r in records:
         r.pop("_flags", None)
     if save_adv is not None and distributed.is_main():
-        _save_adv(save_adv, points, clean_pred, saved, target)
+        try:
+            _save_adv(save_adv, points, clean_pred, saved, target)
+        except OSError as e:  # a full disk at the end: the caller still gets the records to keep
+            from .outputs import UnsavedWork, cannot_write
+
+            raise UnsavedWork(str(cannot_write(save_adv, "--save-adv", e, "FILE")), records) from None
     return records
 
 
@@ -420,16 +481,29 @@ def _convergence_checks(target, eps_records, x, y, clean_ok, batch_size, seed) -
 
 
 def _sweep_checks(records: list[dict], n: int) -> None:
-    groups: dict[str, list[dict]] = {}
+    """Robust accuracy against eps, per attack: radii are compared only within one
+    norm and one eps space (an L2 radius or a normalized one says nothing about a
+    pixel L-inf one)."""
+    groups: dict[tuple, list[dict]] = {}
     for r in records:
-        groups.setdefault(r["attack"]["label"], []).append(r)
-    for label, rs in groups.items():
+        a = r["attack"]
+        groups.setdefault((a["label"], a.get("norm"), a.get("space")), []).append(r)
+    for (label, norm, space), rs in groups.items():
         if len(rs) < 2 or len({r["attack"]["eps"] for r in rs}) < 2:
             continue
         sweep = [(r["attack"]["eps"], r["metrics"]["robust_acc"]) for r in rs]
-        finding = C.accuracy_rises_with_eps(sweep, n, label).to_dict()
+        finding = C.accuracy_rises_with_eps(sweep, n, f"{label} ({norm}, {space} eps)").to_dict()
         for r in rs:
             r["checks"] = r["checks"] + [finding]
+
+
+def _step_checks(records: list[dict]) -> None:
+    """A given PGD step must let k steps reach eps. Checked whatever --checks says: it
+    is about the settings, not the model, and costs nothing."""
+    for r in records:
+        a = r["attack"]
+        if a["name"] == "pgd" and a.get("step_rule") == "given":
+            r["checks"] = r["checks"] + [C.steps_reach_eps(a["k"], a["step"], a["eps"], a["label"]).to_dict()]
 
 
 def _save_adv(path, points: Points, clean_pred, saved: dict, target: Target) -> None:
@@ -446,8 +520,8 @@ def _save_adv(path, points: Points, clean_pred, saved: dict, target: Target) -> 
         "classes": list(points.classes),
         **saved,
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(payload, f)  # through a Python file, a full disk is an OSError (ENOSPC)
 
 
 def summary_rows(records: list[dict]) -> list[dict]:
@@ -467,6 +541,7 @@ def summary_rows(records: list[dict]) -> list[dict]:
             "n": m["n"],
             "seconds": m["seconds"],
             "images_per_s": m["images_per_s"],
-            "warnings": [c["detail"] for c in r.get("checks", []) if not c["ok"]],
+            # a degenerate model is marked by its own column (r["degenerate"])
+            "warnings": [c["detail"] for c in r.get("checks", []) if not c["ok"] and c["name"] != "not_degenerate"],
         })
     return rows

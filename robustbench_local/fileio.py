@@ -46,6 +46,41 @@ def write_text(path: str | os.PathLike, text: str) -> None:
     write_bytes(path, text.encode("utf-8"))
 
 
+def _fill(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())  # a full disk shows here, before anything is renamed
+
+
+def write_files(files: dict[Path, bytes]) -> list[Path]:
+    """Write several files as one: every file goes to a temporary file beside its
+    target first, and only when all are complete are they renamed into place (in the
+    given order). A failure (full disk) removes the temporary files and any folder
+    made for them, so the old files stay as they were. Raises the OSError."""
+    from .outputs import make_dirs, remove_empty
+
+    created: list[Path] = []
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for path, data in files.items():
+            path = Path(path)
+            created += make_dirs(path.parent)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            os.close(fd)
+            staged.append((Path(tmp), path))
+            _fill(Path(tmp), data)
+            os.chmod(tmp, 0o666 & ~_UMASK)
+    except BaseException:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+        remove_empty(created)
+        raise
+    for tmp, path in staged:
+        os.replace(tmp, path)
+    return [path for _, path in staged]
+
+
 def to_jsonable(obj: Any) -> Any:
     """Numbers stay numbers: tensors and numpy scalars become Python floats/ints/lists."""
     import numpy as np
@@ -66,5 +101,40 @@ def to_jsonable(obj: Any) -> Any:
     return obj
 
 
+def non_finite_field(obj: Any, where: str = "") -> tuple[str, float] | None:
+    """The dotted place and value of the first NaN or infinity in ``obj`` (e.g.
+    ('attack.eps', inf), ('history[3].val_loss', nan)), or None when all are finite."""
+    import math
+
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return (where or "the value", obj)
+    if isinstance(obj, dict):
+        items = ((f"{where}.{k}" if where else str(k), v) for k, v in obj.items())
+    elif isinstance(obj, (list, tuple)):
+        items = ((f"{where}[{i}]", v) for i, v in enumerate(obj))
+    else:
+        return None
+    for place, v in items:
+        found = non_finite_field(v, place)
+        if found:
+            return found
+    return None
+
+
+def dumps_json(obj: Any, **kw) -> str:
+    """Strict JSON text (NaN and Infinity are not JSON): a RobustError names the field."""
+    from .errors import RobustError
+
+    data = to_jsonable(obj)
+    try:
+        return json.dumps(data, allow_nan=False, **kw)
+    except ValueError:
+        found = non_finite_field(data)
+        if found is None:
+            raise
+        raise RobustError(f"{found[0]} is {found[1]!r}, which JSON cannot hold; only finite numbers are "
+                          "written") from None
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
-    write_text(path, json.dumps(to_jsonable(obj), indent=2, sort_keys=True) + "\n")
+    write_text(path, dumps_json(obj, indent=2, sort_keys=True) + "\n")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Iterable
 
 from .errors import RobustError
-from .fileio import to_jsonable, write_json
+from .fileio import dumps_json, non_finite_field, write_json
 
 SCHEMA_VERSION = 1
 KINDS = ("eval", "train")
@@ -54,14 +54,18 @@ class ResultsStore:
 
     def add(self, record: dict) -> Path:
         """Write one record; returns its path. The file name sorts by time and is
-        unique by content."""
+        unique by content. Records are strict JSON: a NaN or infinity anywhere is a
+        RobustError naming the field, and nothing is written."""
         kind = record.get("kind")
         if kind not in KINDS:
             raise ValueError(f"record kind must be one of {KINDS}, got {kind!r}")
         record = dict(record)
         record.setdefault("schema", SCHEMA_VERSION)
         record.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
-        body = json.dumps(to_jsonable(record), sort_keys=True)
+        try:
+            body = dumps_json(record, sort_keys=True)
+        except RobustError as e:
+            raise RobustError(f"the {kind} record was not written: {e}") from None
         digest = hashlib.sha256(body.encode()).hexdigest()[:10]
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
         path = self.records_dir / f"{kind}-{stamp}-{digest}.json"
@@ -74,8 +78,9 @@ class ResultsStore:
         return sorted(p for p in self.records_dir.glob("*.json") if not p.name.startswith("."))
 
     def load(self, skip_bad: bool = False, warn=None) -> list[dict]:
-        """All records, oldest first. A corrupt record is an error naming the file,
-        or (skip_bad) a warning passed to ``warn``."""
+        """All records, oldest first. A record that is not strict JSON (truncated,
+        NaN or Infinity, as older versions could write) or not a record is an error
+        naming the file, or (skip_bad) a warning passed to ``warn``."""
         if not self.records_dir.is_dir():
             raise RobustError(f"no results folder at {self.records_dir}; run `robust eval` or `robust train` first, or pass --results DIR")
         out = []
@@ -83,13 +88,20 @@ class ResultsStore:
             try:
                 rec = json.loads(p.read_text())
                 if not isinstance(rec, dict) or rec.get("kind") not in KINDS:
-                    raise ValueError("not a robustbench_local record")
+                    raise ValueError(f"not a record (kind must be one of {', '.join(KINDS)})")
+                bad = non_finite_field(rec)
+                if bad:
+                    word = "NaN" if bad[1] != bad[1] else "Infinity" if bad[1] > 0 else "-Infinity"
+                    raise ValueError(f"{bad[0]} is {word}, which is not valid JSON")
             except (ValueError, OSError) as e:
-                msg = f"corrupt record {p}: {str(e).splitlines()[0]}"
+                why = (str(e).splitlines() or [type(e).__name__])[0]
+                if isinstance(e, json.JSONDecodeError):
+                    why = f"truncated or invalid JSON ({why})"
+                msg = f"cannot use record {p}: {why}"
                 if not skip_bad:
-                    raise RobustError(msg + " (fix or delete it, or pass --skip-bad)") from None
+                    raise RobustError(msg + " (fix or delete it, or pass --skip-bad to leave it out)") from None
                 if warn:
-                    warn(msg + "; skipped")
+                    warn(msg + "; left out")
                 continue
             rec["_path"] = str(p)
             out.append(rec)

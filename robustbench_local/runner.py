@@ -1,13 +1,14 @@
 """`robust run FILE`: an experiment file (TOML) -> train, evaluate and report every
 cell, skipping what is already done, so a cut-off run resumes with the same command.
 
-The file (paths are relative to the current folder; every table is optional)::
+The file (every table is optional; paths are relative to the file's own folder)::
 
     name = "quick"                    # default: the file's stem
     notes = "..."                     # shown with the report (when the report takes notes)
     runs = "runs/quick"               # checkpoints: RUNS/<cell>/{best,last}.pth; default runs/<name>
     results = "runs/quick/results"    # records (RESULTS/records/) and the report; default results
     log = "runs/quick/run.log"        # progress, appended; default RESULTS/<name>.log
+    outside_paths = false             # true: paths may be absolute or leave the file's folder (../)
 
     [data]                            # DataSpec: dataset, data_root, image_size, subset,
     dataset = "cifar10"               #   val_fraction, augment, split_seed
@@ -36,6 +37,7 @@ The file (paths are relative to the current folder; every table is optional)::
     eps = 0.0313
     eta = 0.002
     sweep = [0.0078, 0.0157, 0.0627]  # more radii; at each the step keeps the ratio eta/eps
+                                      # (eta unset: each attack's rule, e.g. PGD 2.5*eps/k, at each radius)
 
     [report]                          # enabled, out, dataset, attack, checkpoint, skip_bad
     checkpoint = ["runs/quick/*"]
@@ -44,6 +46,16 @@ A method's options follow the method: ``method_kwargs`` set in [train] are dropp
 for a cell that switches to another method (likewise ``adv_kwargs`` with ``adv``
 and ``model.kwargs`` with ``model.arch``). ``eps`` may also be a list (every
 radius with the same ``eta``, as ``robust eval --eps a,b`` does).
+
+Paths: ``runs``, ``results``, ``log`` and ``[report] out`` resolve against the folder
+of the file, so a study writes to the same places from whatever folder it is run. An
+absolute path, or one that leaves that folder (``../``), is refused unless the file
+says ``outside_paths = true``: without the opt-in, a file from elsewhere (or a slip)
+could write checkpoints, records or log lines wherever the user may write, over
+another study's results for instance. experiments/quick.toml opts in to keep writing
+to runs/quick/ at the repository root. The log is appended to only when it is new,
+empty, or was written by `robust run` (its first line is a run-log line); a folder
+or anyone else's file is refused before anything is made.
 
 What a run does, in order: check the whole file and everything it names (one line
 naming the file, the key and where possible the line; nothing is written), then
@@ -68,7 +80,9 @@ from typing import Any, Callable, Sequence
 
 from . import distributed
 from .errors import RobustError
+from .lock import FolderLock
 from .specs import DataSpec, TrainSpec
+from .text import acc_text, plural
 
 try:  # Python >= 3.11
     import tomllib
@@ -84,9 +98,11 @@ ATTACK_KEYS = ("name", "norm", "eps", "eta", "eps_space", "sweep", "k", "random_
                "targeted", "fgsm_rs", "version", "n", "split", "seed", "batch_size")
 EVAL_KEYS = tuple(k for k in ATTACK_KEYS if k != "name") + ("cascade", "checks", "check_convergence", "device")
 REPORT_KEYS = ("enabled", "out", "dataset", "attack", "checkpoint", "skip_bad")
-TOP_KEYS = ("name", "notes", "runs", "results", "log", "data", "train", "grid", "cells", "eval", "attacks", "report")
+TOP_KEYS = ("name", "notes", "runs", "results", "log", "outside_paths", "data", "train", "grid", "cells", "eval",
+            "attacks", "report")
 # the defaults `robust eval` uses, so a file and the CLI mean the same thing
-EVAL_DEFAULTS = {"norm": "linf", "eps": 0.0313, "eta": 0.002, "eps_space": "normalized", "k": 10,
+# (eta None: each attack derives its step from eps, PGD 2.5*eps/k; see AttackSpec.step_rule)
+EVAL_DEFAULTS = {"norm": "linf", "eps": 0.0313, "eta": None, "eps_space": "normalized", "k": 10,
                  "random_start": True, "restarts": 1, "loss": "ce", "targeted": "none", "fgsm_rs": False,
                  "version": "standard", "n": 1000, "split": "test", "seed": 0, "batch_size": 256,
                  "cascade": False, "checks": True, "check_convergence": False}
@@ -293,6 +309,48 @@ def _jsonable(v: Any) -> Any:
     return json.loads(json.dumps(to_jsonable(v), sort_keys=True))
 
 
+# ============================================================================ where the file writes
+# the first line of every log RunLog wrote: "<ISO time>  experiment <name> (<file>): ..."
+_RUN_LOG_FIRST = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}  experiment \S")
+
+
+def _place(key: Path_, value: Any, file: Path, outside: bool) -> Path:
+    """A path from the file, resolved against the file's folder. Shown relative to the
+    working folder when it lies inside it, so messages and records keep short paths."""
+    given = Path(_str(key, value)).expanduser()
+    folder = os.path.abspath(file.parent)
+    target = Path(os.path.normpath(os.path.join(folder, given)))
+    if not outside and (given.is_absolute() or not target.is_relative_to(folder)):
+        raise Problem(key, f"'{value}' is outside the folder of the experiment file ({file.parent}); "
+                           "add outside_paths = true at the top of the file to write there")
+    cwd = Path(os.path.abspath(os.getcwd()))
+    return target.relative_to(cwd) if target.is_relative_to(cwd) else target
+
+
+def run_log_is_ours(path: Path) -> bool:
+    """True for an empty file or one whose first line RunLog wrote."""
+    with open(path, "rb") as f:
+        head = f.read(4096).decode("utf-8", "replace")
+    return not head or bool(_RUN_LOG_FIRST.match(head))
+
+
+def _check_log(log: Path) -> None:
+    """The log is appended to: refuse a folder, and a file someone else wrote (their
+    text would get our lines), before anything is made."""
+    if log.is_dir():
+        raise Problem(("log",), f"{log} is a folder; name a file, e.g. {log / 'run.log'}")
+    above = next((p for p in log.parents if p.exists()), None)
+    if above is not None and not above.is_dir():
+        raise Problem(("log",), f"{above} is a file, so {log} cannot be made; name another place")
+    try:
+        ours = not log.exists() or run_log_is_ours(log)
+    except OSError as e:
+        raise Problem(("log",), f"cannot read {log} ({e.strerror or e})") from None
+    if not ours:
+        raise Problem(("log",), f"{log} exists and was not written by `robust run` (its first line is not a "
+                                "run-log line); name a new file, or move that one away")
+
+
 # ============================================================================ the experiment
 @dataclass(frozen=True)
 class EvalUnit:
@@ -372,9 +430,11 @@ def _parse(raw: dict, source: Source, names: dict, device: str | None) -> Experi
     notes = raw.get("notes")
     if notes is not None:
         notes = _str(("notes",), notes).strip()
-    runs = Path(_str(("runs",), raw.get("runs", f"runs/{name}")))
-    results = Path(_str(("results",), raw.get("results", "results")))
-    log = Path(_str(("log",), raw.get("log", str(results / f"{name}.log"))))
+    outside = _bool(("outside_paths",), raw.get("outside_paths", False))
+    runs = _place(("runs",), raw.get("runs", f"runs/{name}"), file, outside)
+    results = _place(("results",), raw.get("results", "results"), file, outside)
+    log = _place(("log",), raw["log"], file, outside) if "log" in raw else results / f"{name}.log"
+    _check_log(log)
 
     # --- data
     data_raw = _table(("data",), raw.get("data", {}))
@@ -453,8 +513,8 @@ def _parse(raw: dict, source: Source, names: dict, device: str | None) -> Experi
     _known(("report",), rep_raw, REPORT_KEYS)
     report = {
         "enabled": _bool(("report", "enabled"), rep_raw.get("enabled", True)),
-        "out": Path(_str(("report", "out"), rep_raw["out"])) if "out" in rep_raw else results,
-        "skip_bad": _bool(("report", "skip_bad"), rep_raw.get("skip_bad", False)),
+        "out": _place(("report", "out"), rep_raw["out"], file, outside) if "out" in rep_raw else results,
+        "skip_bad": _bool(("report", "skip_bad"), rep_raw.get("skip_bad", True)),
         **{k: _strings(("report", k), rep_raw[k]) if k in rep_raw else () for k in ("dataset", "attack", "checkpoint")},
     }
     return Experiment(name, file, source, notes, runs, results, log, data, cells, list(units.values()), cascade,
@@ -586,7 +646,8 @@ def _make_units(apath: Path_, entry: dict, defaults: dict) -> list[EvalUnit]:
     eps_list = [_positive(eps_at, e) for e in eps] if isinstance(eps, list) else [_positive(eps_at, eps)]
     if not eps_list:
         raise Problem(eps_at, "needs at least one radius")
-    eta = _positive(get("eta")[1], get("eta")[0])
+    eta_raw, eta_at = get("eta")
+    eta = None if eta_raw is None else _positive(eta_at, eta_raw)  # None: derived per attack and radius
     for key in ("k", "restarts"):
         v[key] = _int(get(key)[1], get(key)[0], 1)
     for key in ("random_start", "fgsm_rs"):
@@ -714,17 +775,17 @@ class CellPlan:
     def train_text(self) -> str:
         e = self.cell.spec.epochs
         if self.train == "done":
-            return f"done ({self.stopped})" if self.stopped else f"done ({self.epochs_done}/{e} epochs)"
+            return f"done ({self.stopped})" if self.stopped else f"done ({self.epochs_done}/{plural(e, 'epoch')})"
         if self.train == "resume":
             return f"resume after epoch {self.epochs_done}/{e}"
-        return f"to train ({e} epochs)"
+        return f"to train ({plural(e, 'epoch')})"
 
     def todo_text(self) -> str:
         parts = []
         if self.train != "done":
-            parts.append(f"train {self.cell.spec.epochs - self.epochs_done} epoch(s)")
+            parts.append(f"train {plural(self.cell.spec.epochs - self.epochs_done, 'epoch')}")
         if self.todo:
-            parts.append(f"{len(self.todo)} evaluation(s): " + ", ".join(u.label for u in self.todo))
+            parts.append(f"{plural(len(self.todo), 'evaluation')}: " + ", ".join(u.label for u in self.todo))
         return "; ".join(parts) or "nothing"
 
 
@@ -816,11 +877,15 @@ def make_plan(exp: Experiment, bundle, cells: Sequence[Cell]) -> list[CellPlan]:
 
 # ============================================================================ running
 class RunLog:
-    """Progress lines: appended (timestamped) to the log file and shown via ``say``."""
+    """Progress lines: appended (timestamped) to the log file and shown via ``say``.
+    Each session's first line is "experiment NAME (FILE): ...", which marks the file as
+    a run log (run_log_is_ours): only such a file, or a new one, is appended to."""
 
     def __init__(self, path: Path, say: Say):
         self.path = path
         self.say = say
+        if path.is_file() and not run_log_is_ours(path):  # made since the file was checked
+            raise RobustError(f"{path} exists and was not written by `robust run`; name a new log file")
         path.parent.mkdir(parents=True, exist_ok=True)
         self._f = open(path, "a", encoding="utf-8")
 
@@ -836,45 +901,9 @@ class RunLog:
         self._f.close()
 
 
-class RunLock:
-    """One `robust run` per runs folder at a time (a stale lock of a dead process is taken over)."""
-
-    def __init__(self, folder: Path):
-        self.path = folder / LOCK
-
-    def __enter__(self):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                try:
-                    pid = int(self.path.read_text().strip() or 0)
-                except (OSError, ValueError):
-                    pid = 0
-                if pid and _alive(pid):
-                    raise RobustError(f"another `robust run` (pid {pid}) is working in {self.path.parent}; wait for "
-                                      f"it, or delete {self.path} if that process is gone") from None
-                self.path.unlink(missing_ok=True)
-                continue
-            with os.fdopen(fd, "w") as f:
-                f.write(str(os.getpid()))
-            return self
-        raise RobustError(f"cannot take the lock {self.path}")
-
-    def __exit__(self, *exc):
-        self.path.unlink(missing_ok=True)
-        return False
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def RunLock(folder: Path) -> FolderLock:
+    """One `robust run` per runs folder at a time (a lock of a dead process is taken over)."""
+    return FolderLock(folder, "run", LOCK)
 
 
 @dataclass
@@ -920,7 +949,7 @@ def run_experiment(path: str | os.PathLike, *, only: Sequence[str] = (), attacks
             summary.seconds = time.perf_counter() - t0
             log.close()
     if summary.failed:
-        raise RobustError(f"{len(summary.failed)} of {len(plan)} cell(s) failed ({', '.join(summary.failed)}): "
+        raise RobustError(f"{len(summary.failed)} of {plural(len(plan), 'cell')} failed ({', '.join(summary.failed)}): "
                           f"{next(iter(summary.failed.values()))}; see {exp.log}; the same command retries them")
     if summary.report_status.startswith("failed"):
         raise RobustError(f"the report was not written: {summary.report_status[len('failed: '):]}")
@@ -933,7 +962,7 @@ def _execute(exp: Experiment, plan: list[CellPlan], bundle, log: RunLog, summary
 
     store = ResultsStore(exp.results)
     todo = [p for p in plan if not p.finished]
-    log(f"experiment {exp.name} ({exp.file}): {len(plan)} cell(s)"
+    log(f"experiment {exp.name} ({exp.file}): {plural(len(plan), 'cell')}"
         + (f" matching --only {' '.join(only)}" if only else "")
         + f", {len(todo)} with work to do; checkpoints in {exp.runs}, records in {store.records_dir}")
     if exp.notes:
@@ -951,15 +980,16 @@ def _execute(exp: Experiment, plan: list[CellPlan], bundle, log: RunLog, summary
             log(f"{p.name}: FAILED: {e}")
     if distributed.is_main():
         _write_report(exp, log, summary, worked=bool(summary.trained or summary.evaluated))
-    log(f"experiment {exp.name}: trained {len(summary.trained)} cell(s), wrote "
-        f"{sum(summary.evaluated.values())} evaluation record(s), report {summary.report_status}"
-        + (f"; {len(summary.failed)} cell(s) failed" if summary.failed else ""))
+    log(f"experiment {exp.name}: trained {plural(len(summary.trained), 'cell')}, wrote "
+        f"{plural(sum(summary.evaluated.values()), 'evaluation record')}, report {summary.report_status}"
+        + (f"; {plural(len(summary.failed), 'cell')} failed" if summary.failed else ""))
 
 
 def _run_cell(exp: Experiment, p: CellPlan, bundle, store, log: RunLog, summary: RunSummary) -> None:
     from .checkpoint import file_sha256
     from .evaluate import evaluate
-    from .train import fit
+    from .progress import ProgressDisplay
+    from .train import duration_text, fit
 
     cell, out = p.cell, exp.cell_dir(p.cell)
     spec = cell.spec.replace(out=str(out))
@@ -976,9 +1006,8 @@ def _run_cell(exp: Experiment, p: CellPlan, bundle, store, log: RunLog, summary:
         what = "resuming" if p.train == "resume" else "training"
         log(f"{cell.name}: {what} {spec.model.arch} / {spec.method}"
             + ("" if spec.adv == "none" else f" + {spec.adv}")
-            + f", {spec.epochs} epochs" + (f" (after epoch {p.epochs_done})" if p.train == "resume" else "")
+            + f", {plural(spec.epochs, 'epoch')}" + (f" (after epoch {p.epochs_done})" if p.train == "resume" else "")
             + f" -> {out}")
-        t = time.perf_counter()
 
         def epoch_line(row: dict) -> None:
             cols = "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items())
@@ -986,8 +1015,10 @@ def _run_cell(exp: Experiment, p: CellPlan, bundle, store, log: RunLog, summary:
 
         result = fit(spec, resume=p.train == "resume", store=store, on_epoch_end=epoch_line)
         m = result.metrics
-        log(f"{cell.name}: trained in {(time.perf_counter() - t) / 60:.1f} min; best epoch {result.best_epoch}, "
-            f"val acc {m.get('val_acc', float('nan')):.4f}, test acc {m.get('test_acc', float('nan')):.4f}"
+        # the training summary's own duration (the record's seconds), not this call's wall clock
+        log(f"{cell.name}: trained in {duration_text(result.seconds, len(result.history))}; best epoch "
+            f"{result.best_epoch}, val acc {acc_text(m.get('val_acc'), m.get('val_n', 0), m.get('val_ci95'))}, "
+            f"test acc {acc_text(m.get('test_acc'), m.get('test_n', 0), m.get('test_ci95'))}"
             + (f"; {result.stopped}" if result.stopped else ""))
         summary.trained.append(cell.name)
         sha = file_sha256(result.best_path)
@@ -1013,7 +1044,8 @@ def _run_cell(exp: Experiment, p: CellPlan, bundle, store, log: RunLog, summary:
         t = time.perf_counter()
         records = evaluate(str(best), [u.spec for u in units], bundle, n=n, split=split, seed=seed,
                            batch_size=batch_size, cascade=exp.cascade, device=exp.eval_device,
-                           run_checks=exp.checks, check_convergence=exp.check_convergence, log=log, name=cell.name)
+                           run_checks=exp.checks, check_convergence=exp.check_convergence, log=log, name=cell.name,
+                           progress=ProgressDisplay())  # on the screen only: the log keeps the plain lines
         for rec in records:
             rec["experiment"] = {"name": exp.name, "file": str(exp.file), "cell": cell.name}
             if distributed.is_main():  # under torchrun only rank 0 writes
@@ -1022,7 +1054,7 @@ def _run_cell(exp: Experiment, p: CellPlan, bundle, store, log: RunLog, summary:
         warnings = sorted({c["detail"] for r in records for c in r.get("checks", []) if not c.get("ok", True)})
         for w in warnings:
             log(f"{cell.name}: sanity check failed: {w}")
-        log(f"{cell.name}: wrote {len(records)} record(s) in {time.perf_counter() - t:.0f} s")
+        log(f"{cell.name}: wrote {plural(len(records), 'record')} in {time.perf_counter() - t:.0f} s")
     summary.evaluated[cell.name] = written
 
 
@@ -1054,7 +1086,7 @@ def _write_report(exp: Experiment, log: RunLog, summary: RunSummary, worked: boo
         log(f"report: FAILED: {e}")
         return
     summary.report_status = "written"
-    log(f"wrote the report: {report.out / 'REPORT.md'}, report.html, report.csv and {len(report.figures)} figure(s)")
+    log(f"wrote the report: {report.out / 'REPORT.md'}, report.html, report.csv and {plural(len(report.figures), 'figure')}")
 
 
 __all__ = ["CellPlan", "Experiment", "EvalUnit", "RunSummary", "check_with_data", "load_experiment", "make_plan",

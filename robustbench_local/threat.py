@@ -14,48 +14,101 @@ pixel space (a ball only when every s_c is equal). Clamping z to the image of
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
 
 from .errors import RobustError
 
-NORMS = ("linf", "l2")
+NORMS = ("linf", "l2", "l1")
+BALL_NORMS = ("linf", "l2")  # what Ball can start, step and project in; l1 is AutoAttack's
 SPACES = ("normalized", "pixel")
 
 
 def parse_number(text: str | float | int, what: str = "value") -> float:
-    """Accepts 0.0313, '8/255' or '1e-3'."""
-    if isinstance(text, (int, float)):
-        return float(text)
-    s = str(text).strip()
-    try:
-        return float(Fraction(s)) if "/" in s else float(s)
-    except (ValueError, ZeroDivisionError):
-        raise RobustError(f"{what} '{text}' is not a number; write e.g. 0.0313 or 8/255") from None
+    """Accepts 0.0313, '8/255' or '1e-3'; refuses inf and nan, which no radius, step
+    or rate can be (and which JSON records cannot hold)."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        v = float(text)
+    else:
+        s = str(text).strip()
+        try:
+            v = float(Fraction(s)) if "/" in s else float(s)
+        except (ValueError, ZeroDivisionError):
+            raise RobustError(f"{what} '{text}' is not a number; write e.g. 0.0313 or 8/255") from None
+    if not math.isfinite(v):
+        raise RobustError(f"{what} must be a finite number, got {text}")
+    return v
+
+
+# How a step size follows from eps (and an attack's k) when none is given. Each rule
+# is linear in eps, so a sweep that keeps step/eps re-derives the step at each radius.
+GIVEN = "given"
+STEP_RULES: dict[str, Callable[[float, int], float]] = {
+    "2.5*eps/k": lambda eps, k: 2.5 * eps / k,  # Madry et al. 2018: k steps cross the ball 2.5 times
+    "eps/4": lambda eps, k: eps / 4,             # a threat model alone: 2.5*eps/k at PGD-10
+    "eps": lambda eps, k: eps,                   # FGSM (Goodfellow et al.), free AT (Shafahi et al.)
+    "1.25*eps": lambda eps, k: 1.25 * eps,       # R+FGSM / FGSM-RS (Wong et al. 2020)
+    "2*eps": lambda eps, k: 2 * eps,             # APGD's first step, adapted afterwards (Croce & Hein 2020)
+}
+
+
+def _finite_positive(what: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise RobustError(f"{what} must be a number, got {value!r}")
+    if not (math.isfinite(value) and value > 0):
+        raise RobustError(f"{what} must be > 0 and finite, got {value}")
+    return float(value)
 
 
 @dataclass(frozen=True)
 class ThreatModel:
-    """norm, radius eps and step size, both measured in ``space``."""
+    """norm, radius eps and step size, both measured in ``space``.
+
+    step_rule says where the step came from: 'given', or a rule of STEP_RULES. Without
+    a step the threat takes eps/4; an AttackSpec re-derives a derived step with its
+    own attack's rule (e.g. PGD's 2.5*eps/k with its k)."""
 
     norm: str = "linf"
     eps: float = 0.0313
-    step: float = 0.002
+    step: float | None = None
     space: str = "normalized"
+    step_rule: str | None = None
 
     def __post_init__(self) -> None:
         if self.norm not in NORMS:
             raise RobustError(f"unknown norm '{self.norm}'; valid norms: {', '.join(NORMS)}")
         if self.space not in SPACES:
             raise RobustError(f"unknown eps space '{self.space}'; valid spaces: {', '.join(SPACES)}")
-        if not self.eps > 0:
-            raise RobustError(f"eps must be > 0, got {self.eps}")
-        if not self.step > 0:
-            raise RobustError(f"step size (--eta) must be > 0, got {self.step}")
+        object.__setattr__(self, "eps", _finite_positive("eps", self.eps))
+        rule = self.step_rule
+        if self.step is None:
+            if rule is not None:
+                raise RobustError("a step rule needs its step; use ThreatModel.derived(rule, k)")
+            object.__setattr__(self, "step", STEP_RULES["eps/4"](self.eps, 1))
+            object.__setattr__(self, "step_rule", "eps/4")
+            return
+        object.__setattr__(self, "step", _finite_positive("step size (eta)", self.step))
+        if rule is None:
+            object.__setattr__(self, "step_rule", GIVEN)
+        elif rule != GIVEN and rule not in STEP_RULES:
+            raise RobustError(f"unknown step rule '{rule}'; valid: {GIVEN}, {', '.join(STEP_RULES)}")
+
+    @property
+    def given(self) -> bool:
+        """Whether the user chose the step (then no rule replaces it)."""
+        return self.step_rule == GIVEN
+
+    def derived(self, rule: str, k: int = 1) -> "ThreatModel":
+        """This threat with its step set by ``rule`` for an attack of ``k`` steps; a given
+        step is kept."""
+        if self.given:
+            return self
+        return replace(self, step=STEP_RULES[rule](self.eps, k), step_rule=rule)
 
     # --- conversions -----------------------------------------------------------------
     def scale(self, std: Sequence[float] | torch.Tensor) -> torch.Tensor:
@@ -110,6 +163,7 @@ class ThreatModel:
             "step_normalized": norm_step,
             "step_pixel": px_step_v,
             "eps_pixel_255": [round(v * 255, 4) for v in px_eps] if isinstance(px_eps_v, list) else round(px_eps_v * 255, 4),
+            "step_rule": self.step_rule,
         }
 
     def label(self, std: Sequence[float] | torch.Tensor) -> str:
@@ -122,14 +176,21 @@ class ThreatModel:
         return f"{self.norm} eps {ne_s} norm = {px_s}"
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        # a given step leaves the rule out: records made before rules existed (all of
+        # them given steps) stay equal to today's
+        d = asdict(self)
+        if self.given:
+            d.pop("step_rule")
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "ThreatModel":
-        return cls(**{k: d[k] for k in ("norm", "eps", "step", "space") if k in d})
+        return cls(**{k: d[k] for k in ("norm", "eps", "step", "space", "step_rule") if k in d})
 
     def with_eps(self, eps: float) -> "ThreatModel":
-        """Same threat at another radius, keeping the step's ratio to eps."""
+        """Same threat at another radius, keeping the step's ratio to eps: a given step
+        scales with eps, and a derived one is its rule at the new radius."""
+        eps = _finite_positive("eps", eps)
         return replace(self, eps=eps, step=self.step * eps / self.eps)
 
 
@@ -152,7 +213,14 @@ class Ball:
     def from_pixel(self, d: torch.Tensor) -> torch.Tensor:
         return d / self.scale
 
+    def _require_geometry(self) -> None:
+        # the L2 formulas below would otherwise run silently for any other norm
+        if self.threat.norm not in BALL_NORMS:
+            raise RobustError(f"the {self.threat.norm} ball has no random start, step or projection here "
+                              f"(only {' and '.join(BALL_NORMS)}); use --attack autoattack for {self.threat.norm}")
+
     def random(self, shape: torch.Size, device, dtype=torch.float32) -> torch.Tensor:
+        self._require_geometry()
         eps = self.threat.eps
         if self.threat.norm == "linf":  # drawn as torchattacks does, so equal seeds give equal starts
             return torch.empty(shape, device=device, dtype=dtype).uniform_(-eps, eps)
@@ -163,11 +231,13 @@ class Ball:
         return g / _flat_norm(g).clamp_min(1e-12) * r * eps
 
     def ascend(self, u: torch.Tensor, grad_u: torch.Tensor, step: float) -> torch.Tensor:
+        self._require_geometry()
         if self.threat.norm == "linf":
             return u + step * grad_u.sign()
         return u + step * grad_u / _flat_norm(grad_u).clamp_min(1e-12)
 
     def project(self, u: torch.Tensor) -> torch.Tensor:
+        self._require_geometry()
         eps = self.threat.eps
         if self.threat.norm == "linf":
             return u.clamp(-eps, eps)
@@ -192,6 +262,8 @@ class Ball:
         u = self.from_pixel(x_adv - x)
         if self.threat.norm == "linf":
             return u.flatten(1).abs().amax(dim=1)
+        if self.threat.norm == "l1":
+            return u.flatten(1).abs().sum(dim=1)
         return u.flatten(1).norm(p=2, dim=1)
 
 

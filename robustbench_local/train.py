@@ -29,7 +29,9 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -41,11 +43,14 @@ from . import distributed
 from .checkpoint import file_sha256, load_checkpoint, load_state, read_checkpoint, save_checkpoint
 from .errors import CheckpointError, RobustError
 from .fileio import to_jsonable, write_json, write_text
+from .lock import FolderLock
+from .outputs import save_record
 from .methods import TrainMethod, ValMetric, build_method
 from .results import ResultsStore, wilson_interval
 from .runtime import (configure_backends, environment, epoch_seed, is_interactive, module_mode,
                       resolve_channels_last, seed_everything)
 from .specs import AUTO, TrainSpec
+from .text import acc_text, duration, pct, plural
 
 BASE_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s",
                 "attack_seconds")
@@ -58,7 +63,7 @@ PLATEAU_PATIENCE = 2  # 'plateau': x0.1 after this many epochs without improveme
 PLATEAU_GAMMA = 0.1
 ONECYCLE_PEAK = 0.3  # 'onecycle': linear from lr/25 up to lr at 30% of the steps, then linear down to 0
 ONECYCLE_START = 1 / 25
-PROGRESS_EVERY = 10  # batches between progress-bar refreshes (each costs one host sync)
+NUMBERS_EVERY = 1.0  # seconds between readings of the running loss and accuracy (each costs one host sync)
 
 
 # ----------------------------------------------------------------------------- schedule
@@ -271,88 +276,111 @@ def build_training_model(model: nn.Module, device: torch.device, precision: Prec
 @torch.no_grad()
 def evaluate_split(model: nn.Module, split, device: torch.device, *, batch_size: int = 512,
                    criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-                   channels_last: bool = False, sharded: bool = False) -> dict:
+                   channels_last: bool = False, sharded: bool = False, progress=None,
+                   num_classes: int | None = None) -> dict:
     """Float32 loss (if a criterion is given), correct count and accuracy on a split,
-    model in eval mode (restored afterwards). ``sharded``: under torchrun each rank
+    model in eval mode (restored afterwards); with ``num_classes`` also how often each
+    class is predicted and labelled (pred_counts, label_counts: is the model degenerate?). ``sharded``: under torchrun each rank
     evaluates a contiguous share and the sums are all-reduced (every rank returns the
-    whole split's numbers)."""
+    whole split's numbers). ``progress``: a progress.Task advanced by each batch."""
     from .data import TensorLoader
 
     n = len(split)
     if sharded and distributed.world_size() > 1:
         part = distributed.my_slice(n)
         split = split.take(torch.arange(part.start, part.stop))
+    if progress is not None:
+        progress.update(total=len(split))  # this rank's share
     sums = torch.zeros(2, device=device, dtype=torch.float64)  # loss sum, correct count
+    counts = torch.zeros(2, num_classes or 0, device=device, dtype=torch.int64)  # predicted, labelled per class
     if len(split):
         with module_mode(model, train=False):
             for x, y in TensorLoader(split, batch_size, device=device, shuffle=False, channels_last=channels_last):
                 logits = model(x)
                 sums[1] += (logits.argmax(1) == y).sum()
+                if num_classes:
+                    counts[0] += torch.bincount(logits.argmax(1), minlength=num_classes)[:num_classes]
+                    counts[1] += torch.bincount(y, minlength=num_classes)[:num_classes]
                 if criterion is not None:
                     sums[0] += criterion(logits, y).double().sum()
+                if progress is not None:
+                    progress.advance(len(y))
     if sharded:
         distributed.all_reduce_sum(sums)
+        if num_classes:
+            distributed.all_reduce_sum(counts)
     loss_sum, k = float(sums[0]), int(sums[1])
-    return {"n": n, "correct": k, "acc": k / n if n else float("nan"),
-            "loss": loss_sum / n if n and criterion is not None else float("nan")}
+    out = {"n": n, "correct": k, "acc": k / n if n else float("nan"),
+           "loss": loss_sum / n if n and criterion is not None else float("nan")}
+    if num_classes:
+        out.update(pred_counts=counts[0].tolist(), label_counts=counts[1].tolist())
+    return out
 
 
 # ----------------------------------------------------------------------------- progress
 class Reporter:
-    """rich progress bar (loss, accuracy, images/s, ETA) on a terminal; one plain line
-    per epoch otherwise; nothing when quiet."""
+    """What fit() shows: a progress task per epoch, validation and test pass (see
+    progress.py: a live bar on a terminal, a plain line every 30 s otherwise), one
+    line per epoch and a summary; nothing when quiet."""
 
     def __init__(self, console=None, interactive: bool | None = None, quiet: bool = False):
         from rich.console import Console
 
+        from .progress import ProgressDisplay
+
         self.quiet = quiet
-        self.interactive = (is_interactive() if interactive is None else interactive) and not quiet
         self.console = console or Console(highlight=False)
-        self._progress = None
-        self._task = None
+        self.display = ProgressDisplay(self.console, quiet=quiet,
+                                       interactive=is_interactive() if interactive is None else interactive)
+        self.interactive = self.display.mode == "terminal"
+        self._epoch = None
 
     def say(self, text: str) -> None:
         if not self.quiet:
             self.console.print(text, markup=False, highlight=False, soft_wrap=True)
 
     def start(self) -> None:
-        if self.interactive:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        """Nothing to start: a live display exists only while a task runs."""
 
-            self._progress = Progress(
-                TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("loss {task.fields[loss]:.3f}  acc {task.fields[acc]:.3f}  {task.fields[ips]:.0f} img/s"),
-                TimeRemainingColumn(), console=self.console, transient=True,
-            )
-            self._progress.start()
+    def task(self, description: str, total: int | None = None, unit: str = "images"):
+        """A pass with its own progress (validation, test); its result is printed by the caller."""
+        return self.display.task(description, total, unit, final=False)
 
     def begin_epoch(self, epoch: int, epochs: int, batches: int) -> None:
-        if self._progress is not None:
-            if self._task is not None:
-                self._progress.remove_task(self._task)
-            self._task = self._progress.add_task("train", total=batches, epoch=f"{epoch}/{epochs}",
-                                                 loss=float("nan"), acc=float("nan"), ips=0.0)
+        if self._epoch is not None:
+            self._epoch.close()
+        self._epoch = self.display.task(f"epoch {epoch}/{epochs}", batches, "batches", final=False)
 
     @property
     def wants_batches(self) -> bool:
-        return self._progress is not None
+        return not self.quiet
 
-    def batch(self, done: int, loss: float, acc: float, ips: float) -> None:
-        if self._progress is not None:
-            self._progress.update(self._task, completed=done, loss=loss, acc=acc, ips=ips)
+    def batch(self, done: int, loss: float | None = None, acc: float | None = None, ips: float | None = None) -> None:
+        """Every batch moves the count; the numbers come when the caller has read them."""
+        if self._epoch is not None:
+            info = None if loss is None else f"loss {loss:.3f}  acc {pct(acc)}  {ips:,.0f} img/s"
+            self._epoch.update(completed=done, info=info)
 
-    def epoch(self, row: dict, epochs: int, best: bool, extra: Sequence[str]) -> None:
-        extras = "".join(f"  {c} {row[c]:.4f}" if isinstance(row.get(c), float) else f"  {c} {row.get(c)}" for c in extra)
+    def end_epoch(self) -> None:
+        if self._epoch is not None:
+            self._epoch.close()
+            self._epoch = None
+
+    def epoch(self, row: dict, epochs: int, best: bool, extra: Sequence[str], train_seconds: float | None = None,
+              val_seconds: float | None = None, n_val: int | None = None) -> None:
+        extras = "".join(f"  {c} {_column_text(c, row.get(c))}" for c in extra)
+        n = f" (n={n_val:,})" if n_val is not None else ""
+        took = (f"train {train_seconds:.1f} s + val {val_seconds:.1f} s" if train_seconds is not None
+                else f"{row['seconds']:.1f} s")
         self.say(
-            f"epoch {row['epoch']}/{epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}  "
-            f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}{extras}  lr {row['lr']:.4g}  "
-            f"{row['seconds']:.1f}s  {row['images_per_s']:.0f} img/s" + ("  *best" if best else "")
+            f"epoch {row['epoch']}/{epochs}  train loss {row['train_loss']:.4f} acc {pct(row['train_acc'])}  "
+            f"val loss {row['val_loss']:.4f} acc {pct(row['val_acc'])}{n}{extras}  lr {row['lr']:.4g}  "
+            f"{took}  {row['images_per_s']:,.0f} img/s" + ("  *best" if best else "")
         )
 
     def stop(self) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress = None
+        self._epoch = None
+        self.display.close()
 
     def summary(self, rows: list[tuple[str, str]], title: str) -> None:
         if self.quiet:
@@ -372,6 +400,24 @@ class Reporter:
                 self.say(f"  {k}: {v}")
 
 
+def _column_text(name: str, value) -> str:
+    """An extra validation column as printed: accuracies as percents."""
+    if isinstance(value, float):
+        return pct(value) if name.endswith("acc") else f"{value:.4f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def duration_text(seconds: dict | None, epochs: int) -> str:
+    """A training run's one duration, from the record's seconds (training and
+    validation, every session of a resumed run; the final test pass not included):
+    '42.3 s over 2 epochs (train 15.0 s + val 6.2 s per epoch)'."""
+    if not seconds or not epochs:
+        return "unknown"
+    train, val = seconds["train"], seconds["val"]
+    return (f"{duration(train + val)} over {plural(epochs, 'epoch')} "
+            f"(train {train / epochs:.1f} s + val {val / epochs:.1f} s per epoch)")
+
+
 # ----------------------------------------------------------------------------- the run
 @dataclass
 class FitResult:
@@ -384,6 +430,7 @@ class FitResult:
     record_path: Path | None = None
     stopped: str | None = None  # why training stopped before its last epoch
     already_finished: bool = False  # --resume on a run that had finished: nothing was done
+    seconds: dict | None = None  # training and validation seconds of every session (see duration_text)
 
 
 @dataclass
@@ -415,6 +462,7 @@ class Run:
     compile_backend: str | None = None
     world_size: int = 1
     local_batch: int = 0  # examples per rank per step (= batch_size in a single process)
+    leftovers: list[Path] = field(default_factory=list)  # files of a first epoch cut off, removed before writing
 
     @property
     def best_path(self) -> Path:
@@ -425,8 +473,59 @@ class Run:
         return self.out_dir / "last.pth"
 
 
+def run_folder(spec: TrainSpec) -> Path:
+    """--out, or runs/<dataset>-<model>-<method>[-adv]-s<seed>."""
+    return Path(spec.out) if spec.out else Path("runs") / spec.run_name()
+
+
 def _holds_run(out: Path) -> bool:
     return any((out / name).exists() for name in ("last.pth", "best.pth", "history.csv"))
+
+
+def first_epoch_leftovers(out: Path) -> list[Path]:
+    """What a run cut off inside its first epoch leaves: best.pth and config.json
+    (last.pth and history.csv are written after best.pth at every epoch's end), and
+    temporary files of interrupted writes. Nothing in them can be resumed. Empty
+    when the folder holds last.pth or history.csv: a run that finished an epoch."""
+    if not out.is_dir() or (out / "last.pth").exists() or (out / "history.csv").exists():
+        return []
+    found = [out / n for n in ("best.pth", "config.json") if (out / n).exists()]
+    return found + sorted(p for n in ("best.pth", "last.pth", "config.json", "history.csv")
+                          for p in out.glob(f".{n}.*.tmp"))
+
+
+def _fresh_folder(out: Path, spec: TrainSpec) -> list[Path]:
+    """Check that ``out`` may receive a new run of ``spec``; returns the leftovers of a
+    first epoch that never finished (to be removed). Another configuration's run is
+    named by its differing options: two runs never share a folder."""
+    if (out / "last.pth").is_file():
+        try:
+            saved = read_checkpoint(out / "last.pth")["meta"].get("spec") or {}
+            diffs = _spec_differences(saved, spec.to_dict())
+        except RobustError:
+            diffs = []
+        if diffs:
+            raise RobustError(f"{out} holds a run trained with other options ({'; '.join(diffs[:4])}"
+                              f"{' ...' if len(diffs) > 4 else ''}); pass --out DIR for a new run, or delete "
+                              f"{out} to start over")
+        raise RobustError(f"{out} already holds a run; pass --resume to continue it or --out DIR for a new one")
+    if _holds_run(out) and (out / "history.csv").exists():
+        raise RobustError(f"{out} holds a run with no last.pth (deleted?), so nothing to resume, and its best.pth "
+                          f"is kept; pass --out DIR for a new run, or delete {out} to start over")
+    return first_epoch_leftovers(out)
+
+
+def _lock_folder(spec: TrainSpec):
+    """One `robust train` per run folder: the lock is taken by the process that writes
+    (rank 0 under torchrun, which sets RANK before any process group exists)."""
+    if int(os.environ.get("RANK", "0") or 0) != 0:
+        return nullcontext()
+    return FolderLock(run_folder(spec), "train", option="--out")
+
+
+def _cannot_write(run: "Run", e: OSError) -> RobustError:
+    then = "continue with --resume" if run.last_path.is_file() else "run the same command again"
+    return RobustError(f"cannot write to {run.out_dir} (--out): {e.strerror or e}; once that is fixed, {then}")
 
 
 def _spec_differences(saved: dict, current: dict) -> list[str]:
@@ -464,13 +563,12 @@ def prepare_run(spec: TrainSpec, *, resume: bool = False, val_metrics: Sequence[
     if spec.sync_bn and device.type != "cuda":
         raise RobustError("--sync-bn needs CUDA GPUs (PyTorch's SyncBatchNorm has no CPU kernels); drop it")
 
-    out_dir = Path(spec.out) if spec.out else Path("runs") / spec.run_name()
+    out_dir = run_folder(spec)
     if out_dir.exists() and not out_dir.is_dir():
         raise RobustError(f"--out {out_dir} is a file, not a folder")
     if resume and not (out_dir / "last.pth").is_file():
         raise RobustError(f"nothing to resume in {out_dir} (no last.pth); drop --resume to start the run")
-    if not resume and _holds_run(out_dir):
-        raise RobustError(f"{out_dir} already holds a run; pass --resume to continue it or --out DIR for a new one")
+    leftovers = [] if resume else _fresh_folder(out_dir, spec)
 
     d = spec.data
     with distributed.main_first():  # rank 0 decodes the data cache once; the others then read it
@@ -553,7 +651,8 @@ def prepare_run(spec: TrainSpec, *, resume: bool = False, val_metrics: Sequence[
     }
     return Run(spec, device, precision, channels_last, bundle, train, augment_policy, augment, model, method,
                optimizer, schedule, scaler, steps, extra, selection, minimize, out_dir, resume_state, init_info,
-               meta_base, compile_backend=compile_backend, world_size=world, local_batch=local_batch)
+               meta_base, compile_backend=compile_backend, world_size=world, local_batch=local_batch,
+               leftovers=leftovers)
 
 
 def method_config(method: TrainMethod) -> dict:
@@ -626,7 +725,7 @@ def _train_epoch(run: Run, loader, reporter: Reporter) -> dict:
     loss_sum = torch.zeros((), device=run.device, dtype=torch.float64)
     correct = torch.zeros((), device=run.device, dtype=torch.int64)
     seen, attack_seconds = 0, 0.0
-    start = time.perf_counter()
+    start = read = time.perf_counter()
     for i, (x, y) in enumerate(loader):
         n = y.shape[0]
         for _ in range(method.replays):  # free AT steps several times on each batch
@@ -637,10 +736,16 @@ def _train_epoch(run: Run, loader, reporter: Reporter) -> dict:
             correct += (out.logits.detach().argmax(1) == out.target).sum()
             attack_seconds += out.attack_seconds
         seen += n
-        if reporter.wants_batches and ((i + 1) % PROGRESS_EVERY == 0 or i + 1 == len(loader)):
-            judged = seen * method.replays  # every replay's loss and predictions count
-            reporter.batch(i + 1, float(loss_sum) / judged, int(correct) / judged,
-                           seen / max(time.perf_counter() - start, 1e-9))
+        if reporter.wants_batches:
+            # the count moves every batch (free); the loss is read off the device about once a second
+            now = time.perf_counter()
+            if now - read >= NUMBERS_EVERY or i + 1 == len(loader):
+                read = now
+                judged = seen * method.replays  # every replay's loss and predictions count
+                reporter.batch(i + 1, float(loss_sum) / judged, int(correct) / judged, seen / max(now - start, 1e-9))
+            else:
+                reporter.batch(i + 1)
+    reporter.end_epoch()
     # the epoch's numbers over all ranks (exact: float64 holds these counts exactly)
     totals = distributed.all_reduce_sum(torch.stack([loss_sum, correct.double(), loss_sum.new_tensor(float(seen))]))
     loss_sum, n_correct, seen = float(totals[0]), int(totals[1]), int(totals[2])
@@ -672,6 +777,12 @@ def _update(run: Run, loss: torch.Tensor) -> None:
     run.schedule.step()
 
 
+def _recorded(store: ResultsStore, best_path: Path) -> bool:
+    """Whether the store holds the training record of this best.pth (by its sha256)."""
+    sha = file_sha256(best_path)
+    return any(True for _ in store.find("train", **{"checkpoint.sha256": sha}))
+
+
 def _is_better(value: float, best: float | None, minimize: bool) -> bool:
     if value is None or math.isnan(value):
         return False
@@ -686,10 +797,24 @@ def fit(spec: TrainSpec, *, resume: bool = False, store: ResultsStore | None = N
     terminal. ``val_metrics`` add validation columns (the method's own are added
     too); ``on_epoch_end(row)`` runs after each epoch's files are written. Under
     torchrun every rank calls fit() and gets the same FitResult; rank 0 alone prints,
-    writes files and the record, and runs ``val_metrics`` and ``on_epoch_end``."""
+    writes files and the record, and runs ``val_metrics`` and ``on_epoch_end``.
+
+    The run folder is locked from the first check of what it holds to the last write,
+    so a second fit() into it is refused at once (one writer per folder)."""
+    with _lock_folder(spec):
+        run = prepare_run(spec, resume=resume, val_metrics=val_metrics)
+        try:
+            return _train(run, resume=resume, store=store, console=console, progress=progress, quiet=quiet,
+                          on_epoch_end=on_epoch_end)
+        except OSError as e:  # a full disk or a revoked permission mid-run: every file was written atomically
+            raise _cannot_write(run, e) from None
+
+
+def _train(run: Run, *, resume: bool, store: ResultsStore | None, console, progress: bool | None, quiet: bool,
+           on_epoch_end: Callable[[dict], None] | None) -> FitResult:
+    """fit() once its folder is locked and ``run`` is prepared."""
     from .data import TensorLoader
 
-    run = prepare_run(spec, resume=resume, val_metrics=val_metrics)
     main = distributed.is_main()
     reporter = Reporter(console, progress, quiet or not main)
     spec, model, method = run.spec, run.model, run.method
@@ -706,6 +831,13 @@ def fit(spec: TrainSpec, *, resume: bool = False, store: ResultsStore | None = N
 
     if resume and (state.get("stopped") or start_epoch >= spec.epochs):
         why = state.get("stopped") or f"all {start_epoch} epochs done"
+        # cut off during the final test pass, or its record never written: finish those now
+        unrecorded = bool(main and store is not None and best.get("epoch") is not None
+                          and run.best_path.is_file() and not _recorded(store, run.best_path))
+        if distributed.broadcast_object(unrecorded):
+            reporter.say(f"{run.out_dir} finished training ({why}) but its test pass and record are missing; "
+                         "finishing them")
+            return _finish(run, history, best, seconds, state.get("stopped"), store, reporter)
         reporter.say(f"{run.out_dir} already finished ({why}); nothing to do")
         return FitResult(run.out_dir, run.best_path, run.last_path, history, best.get("epoch"),
                          {"selection": run.selection, "selection_value": best.get("value")},
@@ -718,6 +850,11 @@ def fit(spec: TrainSpec, *, resume: bool = False, store: ResultsStore | None = N
                 "n_val": len(run.bundle.val), "n_test": len(run.bundle.test), "steps_per_epoch": run.steps_per_epoch,
                 "world_size": run.world_size, "batch_per_rank": run.local_batch}
     if main:
+        if run.leftovers:
+            reporter.say(f"removing {', '.join(p.name for p in run.leftovers)} left by a first epoch that "
+                         "never finished")
+            for f in run.leftovers:
+                f.unlink(missing_ok=True)
         run.out_dir.mkdir(parents=True, exist_ok=True)
         write_json(run.out_dir / "config.json", {"spec": spec.to_dict(), "resolved": resolved})
 
@@ -730,7 +867,7 @@ def fit(spec: TrainSpec, *, resume: bool = False, store: ResultsStore | None = N
     extra_columns = [c for m in run.val_metrics for c in m.columns]
     reporter.say(
         f"training {spec.model.arch} on {run.bundle.info.name} ({len(run.train)} train / {len(run.bundle.val)} val) "
-        f"with {spec.method}{'' if spec.adv == 'none' else ' + ' + spec.adv} for {spec.epochs} epochs on "
+        f"with {spec.method}{'' if spec.adv == 'none' else ' + ' + spec.adv} for {plural(spec.epochs, 'epoch')} on "
         f"{run.device} ({run.precision.label}) -> {run.out_dir}"
         + (f", {run.world_size} processes x {run.local_batch} images per step" if run.world_size > 1 else "")
         + (f", resuming after epoch {start_epoch}" if start_epoch else "")
@@ -751,15 +888,26 @@ def fit(spec: TrainSpec, *, resume: bool = False, store: ResultsStore | None = N
                                   "lower --lr or set --grad-clip")
             v_start = time.perf_counter()
             distributed.broadcast_buffers(model)  # one model on every rank: rank 0's, the one saved
-            val = evaluate_split(model, run.bundle.val, run.device, batch_size=max(spec.batch_size, 256),
-                                 criterion=method.criterion, channels_last=run.channels_last, sharded=True)
+            with reporter.task("validation", len(run.bundle.val)) as task:
+                val = evaluate_split(model, run.bundle.val, run.device, batch_size=max(spec.batch_size, 256),
+                                     criterion=method.criterion, channels_last=run.channels_last, sharded=True,
+                                     progress=task, num_classes=run.bundle.info.num_classes)
             row = {"epoch": epoch + 1, "train_loss": t["loss"], "train_acc": t["acc"], "val_loss": val["loss"],
                    "val_acc": val["acc"], "lr": lr}
+            # a model that guesses or predicts one class is no model: say so now, and keep it in the history
+            from .checks import degenerate_counts
+
+            degenerate = degenerate_counts(val["correct"], val["n"], val["pred_counts"], val["label_counts"],
+                                           run.bundle.info.classes)
+            if not degenerate.ok:
+                row["warning"] = f"degenerate model on validation: {degenerate.detail}"
+                reporter.say(f"warning: epoch {epoch + 1}: {row['warning']}")
             if main:
                 model.eval()
                 try:
                     for m in run.val_metrics:
-                        row.update(m.fn(model, run.bundle.val, run.device))
+                        with reporter.task(f"validation: {m.columns[0]}", unit=""):  # no count: elapsed time
+                            row.update(m.fn(model, run.bundle.val, run.device))
                 finally:
                     model.train()
             v_seconds = time.perf_counter() - v_start
@@ -785,7 +933,7 @@ def fit(spec: TrainSpec, *, resume: bool = False, store: ResultsStore | None = N
             if reason:
                 stopped = reason
             elif spec.patience is not None and bad_epochs >= spec.patience and epoch + 1 < spec.epochs:
-                stopped = f"early stop: {run.selection} did not improve for {bad_epochs} epochs"
+                stopped = f"early stop: {run.selection} did not improve for {plural(bad_epochs, 'epoch')}"
             if main:
                 train_state = {
                     "epoch": epoch + 1, "optimizer": run.optimizer.state_dict(),
@@ -796,7 +944,7 @@ def fit(spec: TrainSpec, *, resume: bool = False, store: ResultsStore | None = N
                 save_checkpoint(run.last_path, model, {**run.meta_base, "epoch": epoch + 1, "metrics": row},
                                 train_state=train_state)
                 _write_history(run.out_dir / "history.csv", history)
-                reporter.epoch(row, spec.epochs, improved, extra_columns)
+                reporter.epoch(row, spec.epochs, improved, extra_columns, t["seconds"], v_seconds, len(run.bundle.val))
                 if on_epoch_end is not None:
                     on_epoch_end(row)
             if stopped:
@@ -819,8 +967,10 @@ def _finish(run: Run, history: list[dict], best: dict, seconds: dict, stopped: s
     best_model, best_meta = load_checkpoint(run.best_path, run.device)
     if run.channels_last:
         best_model.to(memory_format=torch.channels_last)
-    test = evaluate_split(best_model, run.bundle.test, run.device, batch_size=max(spec.batch_size, 256),
-                          criterion=run.method.criterion, channels_last=run.channels_last, sharded=True)
+    with reporter.task("test (best.pth)", len(run.bundle.test)) as task:
+        test = evaluate_split(best_model, run.bundle.test, run.device, batch_size=max(spec.batch_size, 256),
+                              criterion=run.method.criterion, channels_last=run.channels_last, sharded=True,
+                              progress=task)
     row = next(r for r in history if r["epoch"] == best["epoch"])
     n_val = len(run.bundle.val)
     k_val = int(round(row["val_acc"] * n_val))
@@ -833,7 +983,7 @@ def _finish(run: Run, history: list[dict], best: dict, seconds: dict, stopped: s
         **{c: row[c] for c in row if c not in BASE_COLUMNS and c not in ("val_acc", "val_loss")},
     }
     total = seconds["train"] + seconds["val"]
-    record_path = None
+    record_path, unsaved = None, None
     if store is not None and distributed.is_main():
         info = run.bundle.info
         record = {
@@ -870,18 +1020,22 @@ def _finish(run: Run, history: list[dict], best: dict, seconds: dict, stopped: s
             "world_size": run.world_size,
             "environment": environment(run.device, spec.seed),
         }
-        record_path = store.add(record)
+        try:  # a full disk keeps the record in a place the error names
+            record_path = save_record(store, record, "--results")
+        except RobustError as e:
+            unsaved = e
 
-    lo, hi = metrics["val_ci95"]
-    tlo, thi = metrics["test_ci95"]
     rows = [
         ("best epoch", f"{best['epoch']} of {len(history)} (by {run.selection} on validation)"),
-        ("val acc", f"{metrics['val_acc']:.4f}  (n={n_val}, 95% CI {lo:.4f}-{hi:.4f})"),
-        ("test acc", f"{metrics['test_acc']:.4f}  (n={test['n']}, 95% CI {tlo:.4f}-{thi:.4f}; best.pth, reported only)"),
-        ("time", f"{total / 60:.2f} min ({seconds['train'] / max(len(history), 1):.1f} s/epoch training)"),
+        ("val acc", acc_text(metrics["val_acc"], n_val, metrics["val_ci95"])),
+        ("test acc", acc_text(metrics["test_acc"], test["n"], metrics["test_ci95"]) + " (best.pth, reported only)"),
+        ("time", duration_text(seconds, len(history))),
         ("best.pth", str(run.best_path)),
         ("last.pth", str(run.last_path)),
     ] + ([("record", str(record_path))] if record_path else []) + ([("stopped", stopped)] if stopped else [])
     reporter.summary(rows, f"{spec.model.arch} / {spec.method}{'' if spec.adv == 'none' else ' + ' + spec.adv} "
                            f"on {run.bundle.info.name}")
-    return FitResult(run.out_dir, run.best_path, run.last_path, history, best["epoch"], metrics, record_path, stopped)
+    if unsaved is not None:  # after the summary, so the numbers are on screen too
+        raise unsaved
+    return FitResult(run.out_dir, run.best_path, run.last_path, history, best["epoch"], metrics, record_path, stopped,
+                     seconds=dict(seconds))

@@ -58,11 +58,12 @@ def softmax_top(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def adversarial_examples(model_or_checkpoint, spec: AttackSpec, *, n: int = 20, seed: int = 0, split: str = "test",
                          data=None, device: str | torch.device = "auto", batch_size: int = 256,
-                         data_root: str | None = None, name: str | None = None) -> Examples:
+                         data_root: str | None = None, name: str | None = None, progress=None) -> Examples:
     """Attacks n test images chosen with ``seed`` (the same points `robust eval
     --n N --seed S` would use). Every image is attacked, including ones the model
     already gets wrong, so each panel shows what the attack does to it.
-    ``model_or_checkpoint``: a path, a (model, meta) pair or a module."""
+    ``model_or_checkpoint``: a path, a (model, meta) pair or a module. ``progress``:
+    a progress.ProgressDisplay that shows the attack as it runs (None: silent)."""
     dev = resolve_device(device) if isinstance(device, str) else device
     target = resolve_target(model_or_checkpoint, dev, name)
     model: nn.Module = target.model.eval()
@@ -70,7 +71,8 @@ def adversarial_examples(model_or_checkpoint, spec: AttackSpec, *, n: int = 20, 
     x, y = points.x, points.y
     clean_pred, clean_conf = softmax_top(predict(model, x, batch_size))
     everything = torch.ones_like(y, dtype=torch.bool)
-    _, _, x_adv = run_attack(target, spec, x, y, everything, batch_size=batch_size, seed=seed, keep_adv=True)
+    _, _, x_adv = run_attack(target, spec, x, y, everything, batch_size=batch_size, seed=seed, keep_adv=True,
+                             progress=progress)
     adv_pred, adv_conf = softmax_top(predict(model, x_adv, batch_size))
     std = find_std(model, x.shape[1])
     return Examples(

@@ -232,7 +232,9 @@ def test_short_pgd_at_run_is_clearly_more_robust_than_standard(short_runs, cifar
     # measured: standard 0.03, PGD-AT 0.16 robust (clean 0.28 vs 0.25). On 500 test
     # images the difference has a standard error under 2 points; ask for 8 points
     assert robust_a >= robust_s + 0.08, (clean_s, robust_s, clean_a, robust_a)
-    assert clean_a > 0.2  # it still learned the task (chance is 0.1)
+    # it still learned the task: chance is 0.1, and on 500 points 0.15 is over 3.5 standard errors above it
+    # (clean accuracy of this 3-epoch run measured 0.19-0.25 on different CPUs)
+    assert clean_a > 0.15
 
 
 def test_best_checkpoint_is_the_epoch_with_best_robust_validation_accuracy(short_runs):

@@ -214,7 +214,7 @@ def test_same_records_give_the_same_bytes(store, tmp_path):
         assert res.exit_code == 0, res.output
     files_a = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
     files_b = sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*") if p.is_file())
-    assert files_a == files_b and len(files_a) == 6
+    assert files_a == files_b and len(files_a) == 7  # with report-manifest.json
     for rel in files_a:
         assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
 

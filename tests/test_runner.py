@@ -150,7 +150,7 @@ model.kwargs.skip = [false, true]
         assert p.train == "train" and p.done == []
         # FGSM and PGD-2 at the default eps 0.0313, PGD-2 again at the sweep radius
         assert [u.label for u in p.todo] == ["FGSM@0.0313", "PGD-2@0.0313", "PGD-2@0.0157"]
-        assert p.todo_text() == "train 1 epoch(s); 3 evaluation(s): FGSM@0.0313, PGD-2@0.0313, PGD-2@0.0157"
+        assert p.todo_text() == "train 1 epoch; 3 evaluations: FGSM@0.0313, PGD-2@0.0313, PGD-2@0.0157"
     # the sweep keeps the ratio of step to eps: 0.002/0.0313 at 0.0157
     sweep = summary.plan[0].todo[2].spec.threat
     assert sweep.eps == 0.0157 and sweep.step == pytest.approx(0.002 * 0.0157 / 0.0313)
@@ -161,8 +161,8 @@ def test_cli_dry_run_prints_a_table(exp, tmp_path):
     path = exp()
     res = CliRunner().invoke(main, ["run", str(path), "--dry-run", "--only", "m*"])
     assert res.exit_code == 0, res.output
-    assert "plan: 1 cell(s), 0 done, 1 with work to do" in res.output
-    assert "mix" in res.output and "to train (1 epochs)" in res.output and "FGSM@0.0313" in res.output
+    assert "plan: 1 cell, 0 done, 1 with work to do" in res.output
+    assert "mix" in res.output and "to train (1 epoch)" in res.output and "FGSM@0.0313" in res.output
     assert "dry run: nothing was done" in res.output
     assert not (tmp_path / "out").exists()
 
@@ -186,7 +186,7 @@ def test_run_trains_evaluates_and_reports(finished):
     report = (root / "out/results/REPORT.md").read_text()
     assert "std" in report and "mix" in report and (root / "out/results/report.html").stat().st_size > 0
     log = (root / "out/tiny.log").read_text()
-    assert "std: trained in" in log and "mix: wrote 4 record(s)" in log and "report written" in log
+    assert "std: trained in" in log and "mix: wrote 4 records" in log and "report written" in log
     assert not (root / "out/runs/.robust-run.lock").exists()
 
 
@@ -290,7 +290,7 @@ def test_changed_options_of_a_trained_cell_are_refused(work, exp):
     # more epochs is a resume, not a conflict
     path = exp(TWO_CELLS.replace('name = "std"', 'name = "std"\nepochs = 2'))
     plan = run_experiment(path, dry_run=True, say=quiet).plan
-    assert plan[0].train == "resume" and plan[0].todo_text().startswith("train 1 epoch(s); 3 evaluation(s)")
+    assert plan[0].train == "resume" and plan[0].todo_text().startswith("train 1 epoch; 3 evaluations")
 
 
 def test_first_epoch_cut_off_leftovers_are_cleared(work):
@@ -358,7 +358,8 @@ def test_cli_help_and_missing_file(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["quick.toml", "seed_suite_cifar10.toml", "seed_suite_cifar100.toml"])
-def test_shipped_experiments_parse(name):
+def test_shipped_experiments_parse(name, monkeypatch):
+    monkeypatch.chdir(REPO)  # paths resolve against experiments/ and are shown relative to the root
     exp = load_experiment(REPO / "experiments" / name)
     assert exp.cells and exp.units
     assert len({c.name for c in exp.cells}) == len(exp.cells)

@@ -10,8 +10,9 @@ from typing import Iterator
 import torch
 from torch import nn
 
+from ..errors import RobustError
 from ..runtime import module_mode
-from ..threat import Ball, ThreatModel, find_std
+from ..threat import BALL_NORMS, Ball, ThreatModel, find_std
 
 
 @dataclass
@@ -49,6 +50,13 @@ def attack_mode(model: nn.Module, train_mode: bool = False) -> Iterator[None]:
 def make_ball(model: nn.Module, x: torch.Tensor, threat: ThreatModel, std=None) -> Ball:
     std_t = find_std(model, x.shape[1]) if std is None else torch.as_tensor(std, dtype=torch.float32)
     return Ball(threat, std_t, x.device)
+
+
+def require_norm(attack: str, norm: str, supported: tuple[str, ...] = BALL_NORMS) -> None:
+    """Refuses, before any work, a norm the attack has no geometry for."""
+    if norm not in supported:
+        hint = "; use --attack autoattack for L1" if norm == "l1" else ""
+        raise RobustError(f"{attack} supports {' and '.join(supported)}, not {norm}{hint}")
 
 
 def check_inputs(x: torch.Tensor, y: torch.Tensor) -> None:

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ..threat import ThreatModel
-from .base import AttackResult, attack_mode, check_inputs, make_ball
+from .base import AttackResult, attack_mode, check_inputs, make_ball, require_norm
 from .losses import ce_loss
 from .pgd import run_pgd
 
@@ -24,6 +24,7 @@ def fgsm(
     init: torch.Tensor | None = None,
 ) -> AttackResult:
     check_inputs(x, y)
+    require_norm("fgsm", threat.norm)
     if step_size is None:
         step_size = 1.25 * threat.eps if random_start else threat.eps
     with attack_mode(model):

@@ -17,7 +17,7 @@ from torch import nn
 
 from ..threat import Ball, ThreatModel
 from ..runtime import module_mode
-from .base import AttackResult, attack_mode, check_inputs, make_ball
+from .base import AttackResult, attack_mode, check_inputs, make_ball, require_norm
 from .losses import ce_loss, dlr_loss, pick_targets, targeted_ce_loss, targeted_dlr_loss
 
 LossFn = Callable[..., torch.Tensor]
@@ -138,6 +138,7 @@ def pgd(
     ``init`` optionally gives each restart's attack-space start, one tensor shaped
     like x per restart, so that a point's start does not depend on its batch."""
     check_inputs(x, y)
+    require_norm("pgd", threat.norm)
     if k < 1:
         raise ValueError(f"PGD needs k >= 1 steps, got {k}")
     if restarts < 1:

@@ -8,6 +8,7 @@ from ..threat import ThreatModel
 
 LOSSES = ("ce", "dlr")
 TARGETING = ("none", "random", "least-likely")
+STEP_RULE = {"pgd": "2.5*eps/k", "autoattack": "2*eps"}  # fgsm: see AttackSpec.step_rule
 
 
 @dataclass(frozen=True)
@@ -26,16 +27,34 @@ class AttackSpec:
         from . import ATTACKS
 
         ATTACKS.get(self.name)  # unknown names fail here, listing the valid ones
-        if self.k < 1:
-            raise RobustError(f"--k must be >= 1 PGD step, got {self.k}")
-        if self.restarts < 1:
-            raise RobustError(f"--restarts must be >= 1, got {self.restarts}")
+        if not isinstance(self.threat, ThreatModel):
+            raise RobustError(f"threat must be a ThreatModel, got {self.threat!r}")
+        from .base import require_norm
+
+        require_norm(self.name, self.threat.norm, ATTACKS.meta(self.name)["norms"])  # before any work
+        for what in ("k", "restarts"):
+            v = getattr(self, what)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise RobustError(f"{what} must be an integer >= 1, got {v!r}")
         if self.restarts > 1 and not self.random_start:
-            raise RobustError("--restarts > 1 needs --random-start (otherwise every restart repeats the first)")
+            raise RobustError("restarts > 1 need a random start (otherwise every restart repeats the first)")
         if self.loss not in LOSSES:
             raise RobustError(f"unknown loss '{self.loss}'; valid: {', '.join(LOSSES)}")
         if self.targeted not in TARGETING:
             raise RobustError(f"unknown targeting '{self.targeted}'; valid: {', '.join(TARGETING)}")
+        rule = self.step_rule
+        if rule is not None:  # a step not given follows this attack's rule, at this radius and k
+            object.__setattr__(self, "threat", self.threat.derived(rule, self.k))
+
+    @property
+    def step_rule(self) -> str | None:
+        """The rule that sets this attack's step when none is given (threat.STEP_RULES):
+        PGD 2.5*eps/k (Madry et al. 2018), FGSM its one step of eps (1.25*eps from a
+        random start, Wong et al. 2020), AutoAttack APGD's first step 2*eps (it adapts
+        the step itself). None: the threat's own step."""
+        if self.name == "fgsm":
+            return "1.25*eps" if self.fgsm_random_start else "eps"
+        return STEP_RULE.get(self.name)
 
     @property
     def label(self) -> str:
@@ -58,6 +77,8 @@ class AttackSpec:
         return self.name
 
     def with_eps(self, eps: float) -> "AttackSpec":
+        """The same attack at radius eps: a derived step is derived again there, a given
+        one keeps its ratio to eps."""
         return replace(self, threat=self.threat.with_eps(eps))
 
     def to_dict(self) -> dict:

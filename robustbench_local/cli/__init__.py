@@ -52,6 +52,10 @@ class RobustGroup(click.Group):
         except RobustError as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(2)
+        except OSError as e:  # last resort (full disk, revoked permission): commands name their outputs first
+            where = f" {e.filename}" if e.filename else ""
+            click.echo(f"error: cannot read or write{where}: {e.strerror or e}", err=True)
+            sys.exit(2)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)

@@ -59,6 +59,7 @@ def command(checkpoint, attack_names, norm, eps, eta, eps_space, k, random_start
     from rich.table import Table
 
     from ..analyze import analyze
+    from ..progress import ProgressDisplay
     from ..visualize import run_name
 
     if n is not None and n < 1:
@@ -77,7 +78,8 @@ def command(checkpoint, attack_names, norm, eps, eta, eps_space, k, random_start
     con = console()
     for spec in specs:
         a = analyze(checkpoint, spec, n=n, seed=seed, split=split, device=device, batch_size=batch_size,
-                    data_root=data_root, gradcam_layer=gradcam_layer, gradcam_n=gradcam_n)
+                    data_root=data_root, gradcam_layer=gradcam_layer, gradcam_n=gradcam_n,
+                    progress=ProgressDisplay(con))
         paths = a.write(folder)
         t = Table(title=f"per-class accuracy, {a.mode if a.threat is None else a.mode + ' (' + a.threat + ')'}")
         for col in ("class", "n", "accuracy", "95% CI", "precision"):

@@ -10,17 +10,13 @@ from ..runtime import DEVICES
 
 
 class Number(click.ParamType):
-    """A float that also accepts fractions such as 8/255."""
+    """A finite float that also accepts fractions such as 8/255. A bad value is a
+    RobustError, so it ends as one line (exit code 2) like every other bad input."""
 
     name = "NUMBER"
 
     def convert(self, value, param, ctx):
-        if isinstance(value, (int, float)):
-            return float(value)
-        try:
-            return parse_number(value, what=param.opts[0] if param else "value")
-        except ValueError as e:
-            self.fail(str(e), param, ctx)
+        return parse_number(value, what=param.opts[0] if param else "value")
 
 
 NUMBER = Number()
@@ -55,9 +51,15 @@ def data_options(f):
     )(f)
 
 
-def threat_options(multi_eps: bool = False, eta_default: float | None = 0.002):
+ETA_HELP = ("Attack step size in --eps-space units. Default: derived from eps at each radius, PGD 2.5*eps/k "
+            "(Madry et al. 2018; eps/4 at k 10), FGSM eps, R+FGSM 1.25*eps; AutoAttack adapts its own. "
+            "--eta 0.002 is the seeds' step (0.001 pixel with mean=std=0.5). A given eta is used at every radius; "
+            "PGD with k*eta < eps is flagged in the record.")
+
+
+def threat_options(multi_eps: bool = False, eta_default: float | None = None):
     """--norm/--eps/--eta/--eps-space. With multi_eps, --eps may repeat or be a
-    comma list, giving a sweep."""
+    comma list, giving a sweep. eta_default None: each attack derives its step."""
 
     def deco(f):
         eps_help = ("Attack radius in --eps-space units; 8/255 style fractions work. "
@@ -72,7 +74,7 @@ def threat_options(multi_eps: bool = False, eta_default: float | None = 0.002):
                          help="Threat-model norm."),
             eps_opt,
             click.option("--eta", type=NUMBER, default=eta_default, show_default=eta_default is not None,
-                         help="Attack step size, in --eps-space units (seeds' default 0.002 normalized = 0.001 pixel)."),
+                         help=ETA_HELP),
             click.option("--eps-space", type=click.Choice(SPACES), default="normalized", show_default=True,
                          help="normalized: eps measured after the model's (x-mean)/std, the seeds' convention; "
                               "pixel: eps on [0,1] pixels, RobustBench's convention."),

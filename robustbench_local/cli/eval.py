@@ -34,7 +34,7 @@ def build_specs(attack_names, norm, eps, eta, eps_space, k, random_start, restar
         raise RobustError("--eps needs at least one value")
     specs = []
     for e in eps_list:
-        threat = ThreatModel(norm=norm, eps=e, step=eta if eta is not None else e / 4, space=eps_space)
+        threat = ThreatModel(norm=norm, eps=e, step=eta, space=eps_space)  # eta None: each attack derives its step
         for a in attack_names:
             specs.append(AttackSpec(name=a, threat=threat, k=k, random_start=random_start, restarts=restarts,
                                     loss=loss, targeted=targeted, fgsm_random_start=fgsm_rs, version=aa_version))
@@ -79,7 +79,10 @@ def command(checkpoints, attack_names, norm, eps, eta, eps_space, k, random_star
     """
     from ..distributed import is_main
     from ..evaluate import evaluate
+    from ..outputs import UnsavedWork, ensure_writable_dir, ensure_writable_file, make_dirs, remove_empty, save_record
+    from ..progress import ProgressDisplay
     from ..results import ResultsStore
+    from ..text import plural
 
     if n is not None and n < 1:
         raise RobustError(f"--n must be >= 1, got {n}")
@@ -96,22 +99,54 @@ def command(checkpoints, attack_names, norm, eps, eta, eps_space, k, random_star
 
         targets = [load_ensemble(checkpoints)]
     store = ResultsStore(results_dir)
+    adv_paths = [_adv_path(save_adv, target, len(targets)) for target in targets]
+    # every output takes files before any attack runs
+    if record:
+        ensure_writable_dir(store.records_dir, "--results", shown=store.root)
+    for adv_path in adv_paths:
+        if adv_path is not None:
+            ensure_writable_file(adv_path, "--save-adv")
     log = console().print
-    for i, target in enumerate(targets):
-        adv_path = None
-        if save_adv:
-            adv_path = Path(save_adv)
-            if len(targets) > 1:
-                adv_path = adv_path.with_name(f"{adv_path.stem}-{Path(target).parent.name}-{Path(target).stem}{adv_path.suffix or '.pt'}")
-        records = evaluate(target, specs, n=n, split=split, seed=seed, batch_size=batch_size, cascade=cascade,
-                           device=device, run_checks=checks, check_convergence=check_convergence,
-                           data_root=data_root, save_adv=adv_path, log=log,
-                           channels_last="auto" if channels_last is None else channels_last)
+    failures: list[str] = []  # outputs that could not be written; the rest is kept, then they are named
+    for target, adv_path in zip(targets, adv_paths):
+        made = make_dirs(adv_path.parent) if adv_path is not None else []
+        adv_failed = None
+        try:
+            records = evaluate(target, specs, n=n, split=split, seed=seed, batch_size=batch_size, cascade=cascade,
+                               device=device, run_checks=checks, check_convergence=check_convergence,
+                               data_root=data_root, save_adv=adv_path, log=log,
+                               channels_last="auto" if channels_last is None else channels_last,
+                               progress=ProgressDisplay(console()))
+        except UnsavedWork as e:  # the attacks ran; only the --save-adv file could not be written
+            records, adv_failed = e.records, str(e)
+        finally:
+            if adv_path is None or not adv_path.exists():
+                remove_empty(made)
         if not is_main():  # under torchrun only rank 0 prints and writes
             continue
         print_eval_table(records)
         if record:
-            paths = [store.add(r) for r in records]
-            log(f"wrote {len(paths)} record(s) to {store.records_dir}")
-        if adv_path:
+            paths = []
+            for r in records:
+                try:
+                    paths.append(save_record(store, r, "--results"))
+                except RobustError as e:
+                    failures.append(str(e))
+            if paths:
+                log(f"wrote {plural(len(paths), 'record')} to {store.records_dir}")
+        if adv_failed:
+            failures.append(adv_failed)
+        elif adv_path:
             log(f"saved adversarial examples to {adv_path}")
+    if failures:
+        raise RobustError(failures[0] + (f" (and {len(failures) - 1} more like it)" if len(failures) > 1 else ""))
+
+
+def _adv_path(save_adv: str | None, target, n_targets: int) -> Path | None:
+    """--save-adv's file for one checkpoint: NAME.pt, or NAME-<run>-<stem>.pt when there are several."""
+    if not save_adv:
+        return None
+    path = Path(save_adv)
+    if n_targets > 1:
+        path = path.with_name(f"{path.stem}-{Path(target).parent.name}-{Path(target).stem}{path.suffix or '.pt'}")
+    return path

@@ -17,9 +17,14 @@ from .tables import console
                    "repeat for several. Clean accuracy is always shown.")
 @click.option("--checkpoint", multiple=True, metavar="GLOB",
               help="Only checkpoints whose name or path matches GLOB (e.g. 'runs/*pgd*'); repeat for several.")
-@click.option("--skip-bad/--no-skip-bad", default=False, show_default=True,
-              help="Skip corrupt records with a warning instead of stopping with an error naming the file.")
-def command(results_dir, out, dataset, attack, checkpoint, skip_bad):
+@click.option("--skip-bad/--no-skip-bad", default=True, show_default=True,
+              help="Leave out records the report cannot use (truncated or invalid JSON, NaN or Infinity, missing "
+                   "keys, wrong types), naming each in a warning and under 'Records left out' in REPORT.md. "
+                   "--no-skip-bad stops at the first with an error naming it, and writes nothing.")
+@click.option("--force", is_flag=True, default=False,
+              help="Overwrite a report in --out that `robust report` did not write from --results, or that was "
+                   "changed since (without it such a folder is refused).")
+def command(results_dir, out, dataset, attack, checkpoint, skip_bad, force):
     """Write REPORT.md, report.csv, a self-contained report.html and PNG figures
     from the records in the results store (and nothing else).
 
@@ -28,7 +33,10 @@ def command(results_dir, out, dataset, attack, checkpoint, skip_bad):
       robust report --attack pgd --attack autoattack --out /tmp/report
       robust report --checkpoint 'runs/*pgd*' --dataset cifar10
     """
-    from ..report import build_report
+    from pathlib import Path
+
+    from ..outputs import ensure_writable_dir
+    from ..report import check_target, record_digests, build_report
 
     con = console()
 
@@ -39,10 +47,16 @@ def command(results_dir, out, dataset, attack, checkpoint, skip_bad):
     def warn(msg: str) -> None:
         say(f"warning: {msg}", style="yellow")
 
+    # the folder is checked before the records are read and the figures drawn
+    target_dir = Path(out if out is not None else results_dir)
+    ensure_writable_dir(target_dir, "--out")
+    check_target(target_dir, results_dir, record_digests(results_dir), force)
     report = build_report(results_dir, out, dataset=dataset, attack=attack, checkpoint=checkpoint, skip_bad=skip_bad,
                           warn=warn)
     target = report.out
-    paths = report.write()
+    paths = report.write(force=force)
+    if report.note:
+        say(report.note, style="yellow")
     d = report.data
     say(f"{len(d.evals)} evaluation and {len(d.trains)} training record(s)"
             + (f"; {len(d.superseded)} older repeat(s) superseded by newer records" if d.superseded else ""))

@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 
 from ..runtime import DEVICES
+from ..text import plural
 from .tables import console
 
 
@@ -57,7 +58,7 @@ def command(file, dry_run, only, attacks, device):
 
     def on_plan(plan) -> None:
         done = sum(p.finished for p in plan)
-        print_plan(plan, f"plan: {len(plan)} cell(s), {done} done, {len(plan) - done} with work to do")
+        print_plan(plan, f"plan: {plural(len(plan), 'cell')}, {done} done, {len(plan) - done} with work to do")
 
     summary = run_experiment(file, only=only, attacks=attacks, device=device, dry_run=dry_run, say=say, on_plan=on_plan)
     exp = summary.experiment
@@ -65,5 +66,5 @@ def command(file, dry_run, only, attacks, device):
         say(f"dry run: nothing was done. Checkpoints go to {exp.runs}, records to {exp.results / 'records'}, "
             f"the log to {exp.log}" + (f", the report to {exp.report['out']}" if exp.report["enabled"] else ""))
         return
-    say(f"done in {summary.seconds / 60:.1f} min: trained {len(summary.trained)} cell(s), wrote "
-        f"{sum(summary.evaluated.values())} evaluation record(s); report {summary.report_status}; log {exp.log}")
+    say(f"done in {summary.seconds / 60:.1f} min: trained {plural(len(summary.trained), 'cell')}, wrote "
+        f"{plural(sum(summary.evaluated.values()), 'evaluation record')}; report {summary.report_status}; log {exp.log}")

@@ -4,7 +4,10 @@ from __future__ import annotations
 from functools import lru_cache
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+
+from ..text import pct
 
 
 @lru_cache(maxsize=1)
@@ -30,15 +33,31 @@ def print_eval_table(records: list[dict]) -> None:
                       ("seconds", "right"), ("img/s", "right")]:
         t.add_column(col, justify=just)
     warnings = []
-    for row in summary_rows(records):
+    for row, rec in zip(summary_rows(records), records):
         lo, hi = row["ci95"]
         px = row["eps_pixel"]
         px_s = _eps(px) + (f" ({px * 255:.3g}/255)" if isinstance(px, float) else "")
+        robust = pct(row["robust_acc"])
+        why = degenerate_reason(rec)
+        if why:  # robust accuracy of a model that predicts one class measures nothing
+            robust += " (meaningless: degenerate model)"
+            w = f"{row['checkpoint']} is degenerate ({why}); its robust numbers are meaningless"
+            warnings += [w] if w not in warnings else []
         t.add_row(row["checkpoint"], f"{row['attack']} {row['norm']}", _eps(row["eps_normalized"]), px_s,
-                  f"{row['clean_acc']:.2%}", f"{row['robust_acc']:.2%}", f"{lo:.1%}-{hi:.1%}", str(row["n"]),
-                  f"{row['seconds']:.1f}", f"{row['images_per_s']:.0f}" if row["images_per_s"] else "-")
+                  pct(row["clean_acc"]), robust, f"{lo:.1%}-{hi:.1%}", f"{row['n']:,}",
+                  f"{row['seconds']:.1f}", f"{row['images_per_s']:,.0f}" if row["images_per_s"] else "-")
         warnings += [w for w in row["warnings"] if w not in warnings]
     c = console()
     c.print(t)
     for w in warnings:
-        c.print(f"[yellow]warning:[/yellow] {w}")
+        c.print(f"[yellow]warning:[/yellow] {escape(w)}")
+
+
+def degenerate_reason(rec: dict) -> str | None:
+    """Why a record's model is degenerate (e.g. it predicts one class), or None."""
+    d = rec.get("degenerate")
+    if not d:
+        return None
+    if isinstance(d, dict):
+        return str(d.get("reason") or "degenerate model")
+    return d if isinstance(d, str) else "model predicts one class or guesses at chance"

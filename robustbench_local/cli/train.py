@@ -167,8 +167,10 @@ def adversarial_options(f):
                      help="Threat radius in --eps-space units; 8/255 style fractions work. Default 0.0313 "
                           "(normalized = 0.0157 pixel, about 4/255, with --normalize seed)."),
         click.option("--eta", type=NUMBER, default=None,
-                     help="Attack step size in --eps-space units. Default 0.002 (0.001 pixel with --normalize "
-                          "seed); fgsm-rs: 1.25 * eps. k * eta should reach eps."),
+                     help="Attack step size in --eps-space units. Default: derived from eps, pgd and trades "
+                          "2.5 * eps / k (Madry et al. 2018; eps/4 at k 10), fgsm-rs 1.25 * eps (Wong et al. 2020), "
+                          "free eps (Shafahi et al. 2019). --eta 0.002 is the seeds' step (0.001 pixel with "
+                          "--normalize seed). A given eta with k * eta < eps is warned about and recorded."),
         click.option("--k", type=int, default=None, help="Attack steps of pgd and trades. Default 10."),
         click.option("--eps-space", type=click.Choice(SPACES), default=None,
                      help="normalized (default): eps measured after the model's (x-mean)/std, the seeds' "
@@ -201,7 +203,8 @@ def adversarial_options(f):
         click.option("--val-robust-k", type=int, default=None,
                      help="PGD steps of that robust validation. Default 10."),
         click.option("--val-robust-eta", type=NUMBER, default=None,
-                     help="Step of that robust validation in --eps-space units. Default 2.5 * eps / k."),
+                     help="Step of that robust validation in --eps-space units. Default 2.5 * eps / k "
+                          "(Madry et al. 2018), whatever the training step."),
     )(f)
 
 
@@ -284,8 +287,11 @@ def command(**options):
       robust train --adv fgsm-rs --schedule onecycle # fast AT; stops on catastrophic overfitting
       robust train --adv trades --beta 6 --init runs/<name>/best.pth --epochs 3
     """
+    from ..outputs import ensure_writable_dir
     from ..results import ResultsStore
     from ..train import fit
 
     spec = build_spec(options)
-    fit(spec, resume=options["resume"], store=ResultsStore(options["results"]))
+    store = ResultsStore(options["results"])
+    ensure_writable_dir(store.records_dir, "--results", shown=store.root)  # before any training, not after it
+    fit(spec, resume=options["resume"], store=store)

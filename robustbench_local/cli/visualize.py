@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from ..errors import RobustError
-from .common import device_options
+from .common import NUMBER, device_options
 from .eval import build_specs, eval_suite_options
 from .tables import console
 
@@ -23,7 +23,7 @@ from .tables import console
                    "the attack label and eps are added to the name.")
 @click.option("--results", "results_dir", type=click.Path(file_okay=False), default="results", show_default=True,
               help="Results folder for the default --out.")
-@click.option("--amplify", type=float, default=10.0, show_default=True,
+@click.option("--amplify", type=NUMBER, default=10.0, show_default=True,
               help="Factor the perturbation is multiplied by in the third panel (centred at grey 0.5).")
 @click.option("--batch-size", type=int, default=256, show_default=True, help="Images attacked at once.")
 @click.option("--data-root", type=click.Path(file_okay=False), default=None, help="Folder searched first for the data.")
@@ -37,8 +37,9 @@ def command(checkpoint, attack_names, norm, eps, eta, eps_space, k, random_start
       robust visualize runs/NAME/best.pth --attack pgd --n 20
       robust visualize runs/NAME/best.pth --attack fgsm --eps 8/255 --eps-space pixel --seed 3
     """
-    from ..fileio import write_bytes
-    from ..visualize import adversarial_examples, default_grid_path, render_grid
+    from ..outputs import ensure_writable_dir, ensure_writable_file, write_output
+    from ..progress import ProgressDisplay
+    from ..visualize import adversarial_examples, render_grid
 
     if n < 1:
         raise RobustError(f"--n must be >= 1 image, got {n}")
@@ -49,17 +50,28 @@ def command(checkpoint, attack_names, norm, eps, eta, eps_space, k, random_start
     specs = build_specs(attack_names, norm, eps, eta, eps_space, k, random_start, restarts, loss, targeted,
                         fgsm_rs, aa_version)
     several = len(specs) > 1
-    con = console()
-    for spec in specs:
-        ex = adversarial_examples(checkpoint, spec, n=n, seed=seed, split=split, device=device,
-                                  batch_size=batch_size, data_root=data_root)
+    # every file's folder takes files before any image is attacked
+    paths = [_grid_path(out, results_dir, checkpoint, spec, several) for spec in specs]
+    for path in paths:
         if out is None:
-            path = default_grid_path(results_dir, checkpoint, spec, several)
+            ensure_writable_dir(path.parent, "--results")
         else:
-            p = Path(out)
-            path = p.with_name(f"{p.stem}-{spec.label}-eps{spec.threat.eps:g}{p.suffix or '.png'}") if several else p
-        write_bytes(path, render_grid(ex, amplify))
+            ensure_writable_file(path, "--out")
+    con = console()
+    for spec, path in zip(specs, paths):
+        ex = adversarial_examples(checkpoint, spec, n=n, seed=seed, split=split, device=device,
+                                  batch_size=batch_size, data_root=data_root, progress=ProgressDisplay(con))
+        write_output(path, render_grid(ex, amplify), "--out" if out is not None else "--results")
         fooled = int(((ex.clean_pred == ex.y) & (ex.adv_pred != ex.y)).sum())
         con.print(f"{spec.label} at {ex.threat}: {int((ex.clean_pred == ex.y).sum())}/{n} correct clean, "
                   f"{int((ex.adv_pred == ex.y).sum())}/{n} adversarial ({fooled} flipped) -> {path}",
                   markup=False, soft_wrap=True)
+
+
+def _grid_path(out, results_dir, checkpoint, spec, several: bool) -> Path:
+    from ..visualize import default_grid_path
+
+    if out is None:
+        return default_grid_path(results_dir, checkpoint, spec, several)
+    p = Path(out)
+    return p.with_name(f"{p.stem}-{spec.label}-eps{spec.threat.eps:g}{p.suffix or '.png'}") if several else p

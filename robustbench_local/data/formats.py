@@ -10,6 +10,7 @@ import gzip
 import io
 import os
 import pickle
+import re
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -150,12 +151,21 @@ def _is_image_name(rel: str) -> bool:
     return bool(parts) and not any(p.startswith(".") for p in parts) and rel.lower().endswith(IMAGE_EXTENSIONS)
 
 
-def iter_image_files(source: Path) -> Iterator[tuple[str, bytes]]:
+def _is_visible(rel: str) -> bool:
+    # hidden folders (.git) and macOS archive metadata are never class folders
+    return not any(p.startswith(".") or p == "__MACOSX" for p in PurePosixPath(rel).parts)
+
+
+def iter_image_files(source: Path, folders: set[str] | None = None) -> Iterator[tuple[str, bytes]]:
     """(relative posix path, file bytes) for every image under a directory, or in a tar
-    archive read as one stream (gzip is decompressed once, nothing is extracted to disk)."""
+    archive read as one stream (gzip is decompressed once, nothing is extracted to disk).
+    ``folders``, when given, collects every (non-hidden) folder met, empty ones included."""
     if source.is_dir():
         for dirpath, dirnames, filenames in os.walk(source):
             dirnames.sort()
+            rel_dir = Path(dirpath).relative_to(source).as_posix()
+            if folders is not None and rel_dir != "." and _is_visible(rel_dir):
+                folders.add(rel_dir)
             for fn in sorted(filenames):
                 full = Path(dirpath) / fn
                 rel = full.relative_to(source).as_posix()
@@ -165,13 +175,16 @@ def iter_image_files(source: Path) -> Iterator[tuple[str, bytes]]:
     try:
         with tarfile.open(source, "r|*") as tf:
             for member in tf:
-                if not member.isfile():  # links and devices are never followed
-                    continue
                 name = member.name
                 while name.startswith("./"):
                     name = name[2:]
                 rel = PurePosixPath(name.lstrip("/"))
                 rel_s = rel.as_posix()
+                if (member.isdir() and folders is not None and rel_s not in ("", ".") and _is_visible(rel_s)
+                        and ".." not in rel.parts):
+                    folders.add(rel_s)
+                if not member.isfile():  # links and devices are never followed
+                    continue
                 if not _is_image_name(rel_s) or ".." in rel.parts:
                     continue
                 f = tf.extractfile(member)
@@ -183,13 +196,15 @@ def iter_image_files(source: Path) -> Iterator[tuple[str, bytes]]:
 
 def source_fingerprint(source: Path) -> str:
     """What identifies the content of a source for the cache: sha256 of an archive file;
-    for a directory, sha256 over relative paths, sizes and modification times."""
+    for a directory, sha256 over relative paths, sizes and modification times, and the
+    folder names (a new empty class folder must not hit the old cache entry)."""
     import hashlib
 
     h = hashlib.sha256()
     if source.is_dir():
         for dirpath, dirnames, filenames in os.walk(source):
             dirnames.sort()
+            h.update(f"{Path(dirpath).relative_to(source).as_posix()}/\n".encode())
             for fn in sorted(filenames):
                 full = Path(dirpath) / fn
                 st = full.stat()
@@ -201,7 +216,15 @@ def source_fingerprint(source: Path) -> str:
     return "file:" + h.hexdigest()
 
 
-def _decode(rel: str, data: bytes, image_size: int | None) -> np.ndarray:
+def _namer(source: Path):
+    """How a message names a file or folder of a source: its path, or its member path
+    in an archive."""
+    if source.is_dir():
+        return lambda rel: str(source / rel)
+    return lambda rel: f"{rel} in {source}"
+
+
+def _decode(name: str, data: bytes, image_size: int | None) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -211,8 +234,17 @@ def _decode(rel: str, data: bytes, image_size: int | None) -> np.ndarray:
             if image_size is not None and im.size != (image_size, image_size):
                 im = im.resize((image_size, image_size), Image.Resampling.BILINEAR)
             return np.asarray(im, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise RobustError(f"cannot decode image {rel}: {e}") from None
+    # PIL's own texts name an in-memory buffer (<_io.BytesIO object at 0x...>), not the file
+    except UnidentifiedImageError:
+        raise RobustError(f"cannot decode {name}: it is not an image PIL can read (damaged, or not the format its "
+                          "name says); fix or remove it") from None
+    except Image.DecompressionBombError:
+        raise RobustError(f"cannot decode {name}: it has more pixels than PIL's safety limit allows; shrink or "
+                          "remove it") from None
+    except (OSError, ValueError, SyntaxError) as e:
+        reason = re.sub(r"<[^<>]* at 0x[0-9a-fA-F]+>", "the file", str(e).strip().splitlines()[0] if str(e).strip()
+                        else type(e).__name__)
+        raise RobustError(f"cannot decode {name}: the image is damaged ({reason}); fix or remove it") from None
 
 
 @dataclass
@@ -238,6 +270,24 @@ def _strip_common_prefix(paths: list[tuple[str, ...]]) -> list[tuple[str, ...]]:
     return paths
 
 
+def _check_class_folders(keys: list[tuple[str, ...]], stripped: dict, folders: set[str], split: bool, name) -> None:
+    """A class folder without images would drop its class without a word (the model
+    would get fewer outputs), so it is an error naming the folder. ``split``: the
+    train/<class>/ and test/<class>/ layout, else <class>/."""
+    k0 = keys[0]
+    prefix = k0[: len(k0) - len(stripped[k0])]  # the wrapping folders _strip_common_prefix dropped
+    with_images = {k[:-1] for k in keys}
+    for folder in sorted(folders):
+        parts = PurePosixPath(folder).parts
+        rest = parts[len(prefix):]
+        is_class = parts[: len(prefix)] == prefix and len(rest) == (2 if split else 1)
+        if not is_class or (split and rest[0] not in ("train", "test")):
+            continue
+        if parts not in with_images:
+            raise RobustError(f"class folder {name(folder)} holds no images ({', '.join(IMAGE_EXTENSIONS)}); add its "
+                              "images or remove the folder")
+
+
 def decode_image_tree(source: Path, image_size: int | None) -> ImageTree:
     """Decodes every image once (PIL, converted to RGB, resized to image_size if given)
     and lays them out as train/test by the folder structure:
@@ -247,8 +297,10 @@ def decode_image_tree(source: Path, image_size: int | None) -> ImageTree:
       (SINGLE_FOLDER_TEST_FRACTION of it goes to test)."""
     decoded: dict[tuple[str, ...], np.ndarray] = {}
     first_shape: tuple[tuple[int, ...], str] | None = None
-    for rel, data in iter_image_files(source):
-        arr = _decode(rel, data, image_size)
+    folders: set[str] = set()
+    name = _namer(source)
+    for rel, data in iter_image_files(source, folders):
+        arr = _decode(name(rel), data, image_size)
         if first_shape is None:
             first_shape = (arr.shape, rel)
         elif arr.shape != first_shape[0]:
@@ -274,6 +326,7 @@ def decode_image_tree(source: Path, image_size: int | None) -> ImageTree:
         return x, y
 
     if {"train", "test"} <= tops:
+        _check_class_folders(keys, stripped, folders, True, name)
         per_split: dict[str, list[tuple[tuple[str, ...], tuple[str, ...]]]] = {"train": [], "test": []}
         for key, parts in stripped.items():
             if parts[0] in per_split and len(parts) == 3:
@@ -297,6 +350,7 @@ def decode_image_tree(source: Path, image_size: int | None) -> ImageTree:
             f"{source}: expected train/<class>/<image> and test/<class>/<image>, or <class>/<image>; "
             f"found {bad[0]}"
         )
+    _check_class_folders(keys, stripped, folders, False, name)
     classes = sorted(tops)
     gen = torch.Generator().manual_seed(SINGLE_FOLDER_SEED)
     train_items, test_items = [], []

@@ -13,7 +13,11 @@ Options (``spec.adv_kwargs``; the CLI flag in brackets):
 - eps [--eps] radius, default 0.0313 in ``eps_space`` units; eps_space [--eps-space]
   'normalized' (default, the seeds' convention: 0.0313 = 0.0157 pixels with
   std 0.5) or 'pixel'; norm [--norm] 'linf' or 'l2'.
-- eta [--eta] step size, same units as eps; default 0.002 (1.25 * eps for fgsm-rs).
+- eta [--eta] step size, same units as eps; default: the method's STEP_RULE from eps
+  (and k): 2.5 * eps / k for pgd and trades (Madry et al. 2018; eps/4 at k = 10),
+  1.25 * eps for fgsm-rs (Wong et al. 2020), eps for free (Shafahi et al. 2019).
+  A given eta with k * eta < eps (pgd, trades, robust validation) is warned about
+  once and listed under ``warnings`` in the threat record.
 - random_start [--random-start] start the attack at a uniform point of the ball.
 - attack_bn [--attack-bn] 'eval' (default): the attack runs with the model in eval
   mode, so batch norm uses its running statistics and dropout is off (MadryLab,
@@ -44,14 +48,14 @@ import torch
 from torch import nn
 
 from ..attacks import attack_mode, perturb, pgd
+from ..checks import steps_reach_eps
 from ..errors import RobustError
-from ..threat import NORMS, SPACES, Ball, ThreatModel, find_std, parse_number
+from ..threat import BALL_NORMS, GIVEN, NORMS, SPACES, STEP_RULES, Ball, ThreatModel, find_std, parse_number
 from .base import Batch, TrainMethod, ValMetric
 
 log = logging.getLogger(__name__)
 
 DEFAULT_EPS = 0.0313
-DEFAULT_ETA = 0.002
 DEFAULT_VAL_N = 1000
 DEFAULT_VAL_K = 10
 VAL_SEED = 0          # the validation subset and the validation attack's random starts
@@ -60,6 +64,7 @@ ROBUST_COLUMN = "val_robust_acc"
 GUARD_RATIO = 0.5     # collapse: robust accuracy below this share of its best so far ...
 GUARD_FLOOR = 0.05    # ... or below this absolute level (after having been higher)
 ATTACK_BN = ("eval", "train")
+VAL_STEP_RULE = "2.5*eps/k"  # robust validation: Madry et al.'s rule, so it crosses the ball whatever the training step
 
 # option -> CLI flag, for error messages that name what the user typed
 FLAGS = {
@@ -207,6 +212,8 @@ class AdversarialMethod(TrainMethod):
 
     name = ""
     selection = ROBUST_COLUMN
+    STEP_RULE = "2.5*eps/k"  # how eta follows from eps and k when not given (threat.STEP_RULES)
+    STEPS_MUST_REACH = True  # k steps of a given eta must reach eps (not so for one-step or replayed attacks)
     EXTRA: dict[str, tuple[Callable[[str, Any], Any], Any]] = {}
     EARLY_STOP_DEFAULT = False
     REFUSED: dict[str, str] = {}  # option -> why this method does not take it
@@ -217,8 +224,11 @@ class AdversarialMethod(TrainMethod):
         o = self.options
         for key, value in o.items():
             setattr(self, key, value)
-        self.threat_model = ThreatModel(norm=o["norm"], eps=o["eps"], step=o["eta"], space=o["eps_space"])
-        self.val_threat = ThreatModel(norm=o["norm"], eps=o["eps"], step=o["val_eta"], space=o["eps_space"])
+        given = {key: key in spec.adv_kwargs for key in ("eta", "val_eta")}
+        self.threat_model = ThreatModel(norm=o["norm"], eps=o["eps"], step=o["eta"], space=o["eps_space"],
+                                        step_rule=GIVEN if given["eta"] else self.STEP_RULE)
+        self.val_threat = ThreatModel(norm=o["norm"], eps=o["eps"], step=o["val_eta"], space=o["eps_space"],
+                                      step_rule=GIVEN if given["val_eta"] else VAL_STEP_RULE)
         # std is fixed by the normalization for 'seed'/'none'; for 'dataset' it is read
         # from the model at first use (bind)
         known = normalization_std(spec.model.normalize)
@@ -231,9 +241,6 @@ class AdversarialMethod(TrainMethod):
         self._val_subset: tuple[Any, Any] | None = None  # (split, its fixed subset)
 
     # --- options -----------------------------------------------------------------------
-    def default_eta(self, eps: float) -> float:
-        return DEFAULT_ETA
-
     def _resolve(self, given: dict, spec) -> dict:
         for key, why in self.REFUSED.items():
             if key in given:
@@ -245,10 +252,12 @@ class AdversarialMethod(TrainMethod):
                               f"it takes {', '.join(allowed)}")
         o: dict[str, Any] = {}
         o["norm"] = check_choice("norm", given.get("norm", "linf"), NORMS)
+        if o["norm"] not in BALL_NORMS:  # the training attacks step and project in these norms only
+            raise RobustError(f"adversarial training supports --norm {' and '.join(BALL_NORMS)}, not {o['norm']}; "
+                              f"measure {o['norm']} robustness with robust eval --attack autoattack --norm {o['norm']}")
         o["eps_space"] = check_choice("eps_space", given.get("eps_space", "normalized"), SPACES)
         o["eps"] = check_number("eps", given.get("eps", DEFAULT_EPS), low=0.0, low_open=True)
-        eta = given.get("eta")
-        o["eta"] = self.default_eta(o["eps"]) if eta is None else check_number("eta", eta, low=0.0, low_open=True)
+        o["eta"] = None  # set below, once k is known
         o["random_start"] = check_bool("random_start", given.get("random_start", True))
         o["attack_bn"] = check_choice("attack_bn", given.get("attack_bn", "eval"), ATTACK_BN)
         o["eps_warmup"] = check_int("eps_warmup", given.get("eps_warmup", 0), 0)
@@ -259,10 +268,13 @@ class AdversarialMethod(TrainMethod):
         o["val_n"] = check_int("val_n", given.get("val_n", DEFAULT_VAL_N), 1)
         o["val_k"] = check_int("val_k", given.get("val_k", DEFAULT_VAL_K), 1)
         val_eta = given.get("val_eta")
-        o["val_eta"] = (2.5 * o["eps"] / o["val_k"] if val_eta is None
+        o["val_eta"] = (STEP_RULES[VAL_STEP_RULE](o["eps"], o["val_k"]) if val_eta is None
                         else check_number("val_eta", val_eta, low=0.0, low_open=True))
         for key, (check, default) in self.EXTRA.items():
             o[key] = check(key, given.get(key, default))
+        eta = given.get("eta")
+        o["eta"] = (STEP_RULES[self.STEP_RULE](o["eps"], int(o.get("k", 1))) if eta is None
+                    else check_number("eta", eta, low=0.0, low_open=True))
         self.check_combination(o, spec)
         return o
 
@@ -387,7 +399,7 @@ class AdversarialMethod(TrainMethod):
                   {"eps_pixel": t.eps, "step_pixel": t.step, "eps_pixel_255": round(t.eps * 255, 4)}
             d = {"norm": t.norm, "space": t.space, "eps": t.eps, "step": t.step, "eps_normalized": None,
                  "eps_pixel": None, "step_normalized": None, "step_pixel": None, "eps_pixel_255": None,
-                 "std": None, **own}
+                 "step_rule": t.step_rule, "std": None, **own}
         return d
 
     def threat(self) -> dict:
@@ -402,10 +414,28 @@ class AdversarialMethod(TrainMethod):
                 "k": self.steps,
                 **{key: self.options[key] for key in ("random_start", "attack_bn", "eps_warmup", "early_stop")},
                 **self.extra_record(),
-                "validation": {"attack": "pgd", "k": self.val_k, "step": self.val_eta, "n": self.val_n,
+                "validation": {"attack": "pgd", "k": self.val_k, "step": self.val_eta,
+                               "step_rule": self.val_threat.step_rule, "n": self.val_n,
                                "random_start": True, "column": ROBUST_COLUMN},
+                "warnings": self.step_warnings(),
             }
+            # fit asks for this record once per run, before the first epoch: said once, kept in the record
+            for warning in self._record["warnings"]:
+                log.warning("warning: %s", warning)
         return self._record
+
+    def step_warnings(self) -> list[str]:
+        """Given steps too short for k of them to reach eps (training attack and robust
+        validation): such an attack overstates robustness."""
+        out = []
+        checks = [(self.threat_model, self.steps, f"training attack ({self.name})")] if self.STEPS_MUST_REACH else []
+        checks.append((self.val_threat, self.val_k, f"robust validation PGD-{self.val_k}"))
+        for threat, k, label in checks:
+            if threat.given:
+                finding = steps_reach_eps(k, threat.step, threat.eps, label)
+                if not finding.ok:
+                    out.append(finding.detail)
+        return out
 
     @property
     def steps(self) -> int:

@@ -15,17 +15,13 @@ from torch import nn
 from .adversarial import AdversarialMethod
 from .base import ADV_METHODS, Batch, BatchOutput
 
-ETA_OVER_EPS = 1.25
-
-
 @ADV_METHODS.register("fgsm-rs", summary="FGSM from a random start, Wong et al. 2020 (--eps --eta=1.25*eps)")
 class FGSMRS(AdversarialMethod):
     name = "fgsm-rs"
+    STEP_RULE = "1.25*eps"
+    STEPS_MUST_REACH = False  # one step from a random start: the start, not the step, spreads it over the ball
     EARLY_STOP_DEFAULT = True
     REFUSED = {"k": "it takes exactly one step (use --adv pgd for k steps)"}
-
-    def default_eta(self, eps: float) -> float:
-        return ETA_OVER_EPS * eps
 
     def inner(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, float]:
         return self.attack(model, batch.x, lambda logits: self.base.batch_criterion(logits, batch), steps=1)

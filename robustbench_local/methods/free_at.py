@@ -31,6 +31,8 @@ DEFAULT_REPLAYS = 8  # the paper's m on CIFAR-10
 @ADV_METHODS.register("free", summary="Free AT, Shafahi et al. 2019 (--eps --eta=eps --replays, epochs / m)")
 class FreeAT(AdversarialMethod):
     name = "free"
+    STEP_RULE = "eps"  # the paper's step: eps per replay
+    STEPS_MUST_REACH = False  # the perturbation carries over from replay to replay and batch to batch
     EXTRA = {"replays": (lambda n, v: check_int(n, v, 1), DEFAULT_REPLAYS)}
     REFUSED = {"k": "each replay takes one step; --replays sets how many per batch",
                "attack_bn": "the perturbation comes from the update's own forward pass, in train mode"}
@@ -38,9 +40,6 @@ class FreeAT(AdversarialMethod):
     def __init__(self, base, spec):
         super().__init__(base, spec)
         self._u: torch.Tensor | None = None  # the carried perturbation, attack space
-
-    def default_eta(self, eps: float) -> float:
-        return eps
 
     def check_combination(self, options: dict, spec) -> None:
         if spec.method in ("mixup", "cutmix"):

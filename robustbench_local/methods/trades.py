@@ -42,6 +42,9 @@ def trades_loss(natural: torch.Tensor, logits_clean: torch.Tensor, logits_adv: t
 @ADV_METHODS.register("trades", summary="TRADES, Zhang et al. 2019 (--beta --eps --eta --k)")
 class TRADES(AdversarialMethod):
     name = "trades"
+    # eta default 2.5*eps/k, as PGD-AT (eps/4 at k = 10, as common TRADES reimplementations;
+    # the reference code's 0.007 at eps 0.031 and k 10 is 2.26*eps/k)
+    STEP_RULE = "2.5*eps/k"
     EXTRA = {"k": (lambda n, v: check_int(n, v, 1), DEFAULT_K),
              "beta": (lambda n, v: check_number(n, v, low=0.0), DEFAULT_BETA)}
 

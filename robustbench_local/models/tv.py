@@ -35,6 +35,7 @@ from torch import nn
 
 from ..errors import RobustError
 from ..runtime import module_mode
+from ..torchfile import load_weights_only
 from .options import as_bool, as_choice
 from .zoo import MODELS, TV_PREFIX
 
@@ -85,11 +86,7 @@ def _read_state_dict(path: str) -> dict[str, torch.Tensor]:
     p = Path(path).expanduser()
     if not p.is_file():
         raise RobustError(f"weights file {p} does not exist")
-    try:
-        state = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unreadable or unsafe file gets the same one-line answer
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise RobustError(f"weights file {p} is not a plain state_dict readable with weights_only=True: {first}") from None
+    state = load_weights_only(p, label=f"weights file {p}", what="state_dict file")
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

@@ -9,7 +9,7 @@ from .load import ReportData
 from .markdown import EXPLAIN, TRAIN_HEAD, header_lines, training_rows
 from .examples import Example
 from .plots import ReportFigure
-from .tables import Comparison, Table, adv_text, cell_text, minutes_text, table_notes
+from .tables import Comparison, Table, adv_text, cell_text, checkpoint_text, minutes_text, table_notes
 
 CSS = """
 body { font: 14px/1.45 -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1200px;
@@ -33,7 +33,7 @@ def _table(t: Table, comp: Comparison) -> str:
     head = ["checkpoint", "dataset", "model", "method", "adversarial training (eps)"] + t.columns + ["train min", "eval s"]
     rows = ["<tr>" + "".join(f"<th>{escape(h)}</th>" for h in head) + "</tr>"]
     for r in t.rows:
-        tds = [f"<td>{escape(r.checkpoint)}{_notes(comp, r.notes)}</td>"]
+        tds = [f"<td>{escape(checkpoint_text(r))}{_notes(comp, r.notes)}</td>"]
         tds += [f"<td>{escape(v)}</td>" for v in (r.dataset, r.model, r.method, adv_text(r))]
         for col in t.columns:
             c = r.cells.get(col)

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import fnmatch
 import math
+import os
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -159,8 +161,9 @@ def _eval_row(rec: dict) -> dict:
     rob_ci = m.get("robust_ci95") or [math.nan, math.nan]
     model_warn, cell_warn = [], []
     for c in rec.get("checks") or []:
-        if isinstance(c, dict) and c.get("ok") is False:
+        if isinstance(c, dict) and c.get("ok") is False and c.get("name") != "not_degenerate":  # see "degenerate"
             (model_warn if c.get("name") in MODEL_CHECKS else cell_warn).append(str(c.get("detail") or c.get("name")))
+    deg = rec.get("degenerate")
     members = att.get("members")
     return {
         "checkpoint": str(name),
@@ -200,6 +203,9 @@ def _eval_row(rec: dict) -> dict:
         "eval_seconds": float(m["seconds"]) if m.get("seconds") is not None else math.nan,
         "clean_seconds": float(m["clean_seconds"]) if m.get("clean_seconds") is not None else math.nan,
         "model_warnings": " | ".join(dict.fromkeys(model_warn)) or None,
+        # why the model's robust numbers are meaningless (it guesses or predicts one class), or None
+        "degenerate": (str(deg.get("reason") or "degenerate model") if isinstance(deg, dict)
+                       else str(deg) if deg else None),
         "warnings": " | ".join(dict.fromkeys(cell_warn)) or None,
         "created": _created(rec),
         "record": Path(rec.get("_path", "?")).name,
@@ -251,20 +257,120 @@ def _train_run(rec: dict) -> TrainRun:
     )
 
 
-def _path_tail(p: str, parts: int = 2) -> tuple[str, ...]:
-    return tuple(Path(str(p)).as_posix().split("/")[-parts:])
+@lru_cache(maxsize=4096)
+def _resolved(p) -> str | None:
+    """A checkpoint path made absolute (against the current folder, links followed)."""
+    if not isinstance(p, str) or not p:
+        return None
+    try:
+        return str(Path(p).expanduser().resolve())
+    except (OSError, RuntimeError, ValueError):
+        return os.path.abspath(p)
 
 
 def match_train(row: dict | pd.Series, trains: list[TrainRun]) -> TrainRun | None:
-    """The newest training run that wrote this checkpoint: by sha256, else by the
-    checkpoint's path (its last two components, so relative and absolute agree)."""
+    """The newest training run that wrote this checkpoint: by the sha256 of its
+    best.pth or last.pth. Only where the evaluation or the training record holds no
+    hash, by the checkpoint's full resolved path; never by a shorter part of it, since
+    different studies name their runs alike (runs/quick/standard/best.pth and
+    runs/seeds/standard/best.pth are different models)."""
     sha = row.get("checkpoint_sha256")
-    path = row.get("checkpoint_path")
-    hits = [t for t in trains if isinstance(sha, str) and sha in t.sha256s]
-    if not hits and isinstance(path, str):
-        tail = _path_tail(path)
-        hits = [t for t in trains if any(_path_tail(p) == tail for p in t.paths)]
+    sha = sha if isinstance(sha, str) and sha else None
+    path = _resolved(row.get("checkpoint_path"))
+
+    def wrote(t: TrainRun) -> bool:
+        if sha and t.sha256s:
+            return sha in t.sha256s
+        return path is not None and any(_resolved(p) == path for p in t.paths)
+
+    hits = [t for t in trains if wrote(t)]
     return max(hits, key=lambda t: (t.created, t.record)) if hits else None
+
+
+# ----------------------------------------------------------------------------- records the report cannot use
+
+
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _radius_ok(v) -> bool:
+    """A radius or step: a finite number >= 0, or a non-empty list of them (per channel)."""
+    if isinstance(v, (list, tuple)):
+        return bool(v) and all(_finite(x) and x >= 0 for x in v)
+    return _finite(v) and v >= 0
+
+
+def _wrong(place: str, v, want: str) -> str:
+    """'metrics.n is missing' or "metrics.n is 'many', not a positive count"."""
+    if v is None:
+        return f"{place} is missing"
+    shown = repr(v) if isinstance(v, (int, float, str, bool)) else f"a {type(v).__name__}"
+    return f"{place} is {shown}, not {want}"
+
+
+def eval_problem(rec: dict) -> str | None:
+    """Why an evaluation record cannot be shown (the first problem found), or None.
+    The report needs the checkpoint's identity, the attack's norm and radius and the
+    accuracies with their n; everything else is optional but must have its type."""
+    for key in ("checkpoint", "attack", "metrics"):
+        if not isinstance(rec.get(key), dict):
+            return _wrong(key, rec.get(key), "an object")
+    if rec.get("data") is not None and not isinstance(rec["data"], dict):
+        return _wrong("data", rec["data"], "an object")
+    if rec.get("degenerate") is not None and not isinstance(rec["degenerate"], (dict, str)):
+        return _wrong("degenerate", rec["degenerate"], "an object")
+    if rec.get("checks") is not None and not isinstance(rec["checks"], list):
+        return _wrong("checks", rec["checks"], "a list")
+    ck, att, m = rec["checkpoint"], rec["attack"], rec["metrics"]
+    if not any(isinstance(ck.get(k), str) and ck[k] for k in ("name", "path", "sha256")):
+        return "checkpoint has no name, path or sha256"
+    if not any(isinstance(att.get(k), str) and att[k] for k in ("name", "label")):
+        return "attack has no name or label"
+    if not isinstance(att.get("norm"), str):
+        return _wrong("attack.norm", att.get("norm"), "a norm name")
+    for key in ("eps_normalized", "eps_pixel"):
+        if not _radius_ok(att.get(key)):
+            return _wrong(f"attack.{key}", att.get(key), "a finite radius")
+    for key in ("step_normalized", "step_pixel"):
+        if att.get(key) is not None and not _radius_ok(att[key]):
+            return _wrong(f"attack.{key}", att[key], "a finite step")
+    if att.get("members") is not None and not (isinstance(att["members"], list)
+                                               and all(isinstance(x, str) for x in att["members"])):
+        return "attack.members is not a list of labels"
+    n = m.get("n")
+    if not (isinstance(n, int) and not isinstance(n, bool) and n > 0):
+        return _wrong("metrics.n", n, "a positive count")
+    for key in ("clean_acc", "robust_acc"):
+        if not (_finite(m.get(key)) and 0 <= m[key] <= 1):
+            return _wrong(f"metrics.{key}", m.get(key), "a fraction in [0, 1]")
+    for key in ("clean_ci95", "robust_ci95"):
+        v = m.get(key)
+        if v is not None and not (isinstance(v, list) and len(v) == 2 and all(_finite(x) for x in v)):
+            return _wrong(f"metrics.{key}", v, "a [low, high] pair")
+    for key in ("seconds", "clean_seconds"):
+        if m.get(key) is not None and not _finite(m[key]):
+            return _wrong(f"metrics.{key}", m[key], "a number of seconds")
+    if m.get("per_class") is not None and not (isinstance(m["per_class"], dict)
+                                               and all(isinstance(v, dict) for v in m["per_class"].values())):
+        return "metrics.per_class is not an object of per-class objects"
+    return None
+
+
+def train_problem(rec: dict) -> str | None:
+    """Why a training record cannot be shown, or None (the report is tolerant of
+    missing parts, not of parts of the wrong type)."""
+    if not isinstance(rec.get("checkpoint"), dict):
+        return _wrong("checkpoint", rec.get("checkpoint"), "an object")
+    for key in ("spec", "data", "metrics"):
+        if rec.get(key) is not None and not isinstance(rec[key], dict):
+            return _wrong(key, rec[key], "an object")
+    if rec.get("history") is not None and not (isinstance(rec["history"], list)
+                                               and all(isinstance(h, dict) for h in rec["history"])):
+        return _wrong("history", rec["history"], "a list of epoch rows")
+    if rec.get("minutes") is not None and not _finite(rec["minutes"]):
+        return _wrong("minutes", rec["minutes"], "a number")
+    return None
 
 
 # ----------------------------------------------------------------------------- filters
@@ -293,12 +399,16 @@ def load_report_data(
     dataset: Iterable[str] = (),
     attack: Iterable[str] = (),
     checkpoint: Iterable[str] = (),
-    skip_bad: bool = False,
+    skip_bad: bool = True,
     warn: Callable[[str], None] | None = None,
 ) -> ReportData:
     """Loads, filters and deduplicates the store. Filters: dataset names (globs
     allowed), attack names or labels (e.g. pgd, PGD-20, 'PGD-*', worst-case) and
-    checkpoint globs matched against the checkpoint's name and path."""
+    checkpoint globs matched against the checkpoint's name and path.
+
+    A record the report cannot use (not JSON, non-finite numbers, missing keys, wrong
+    types) is left out and named through ``warn`` and in ``skipped`` (skip_bad), or
+    is a RobustError naming it (skip_bad False)."""
     dataset, attack, checkpoint = tuple(dataset), tuple(attack), tuple(checkpoint)
     skipped: list[str] = []
 
@@ -307,20 +417,28 @@ def load_report_data(
         if warn:
             warn(msg)
 
+    def reduce(rec: dict, problem: Callable[[dict], str | None], make: Callable[[dict], object]):
+        """make(rec), or None (named) when the record cannot be used."""
+        why = problem(rec)
+        if why is None:
+            try:
+                return make(rec)
+            except (TypeError, ValueError, KeyError, AttributeError, IndexError) as e:  # a case the checks missed
+                why = f"{type(e).__name__}: {e}"
+        msg = f"cannot use record {rec.get('_path')}: {why}"
+        if not skip_bad:
+            raise RobustError(msg + " (fix or delete it, or pass --skip-bad to leave it out)")
+        note(msg + "; left out")
+        return None
+
     records = ResultsStore(results).load(skip_bad=skip_bad, warn=note)
-    evals = [r for r in records if r.get("kind") == "eval"]
-    trains = [_train_run(r) for r in records if r.get("kind") == "train"]
+    evals = [(r, row) for r in records if r.get("kind") == "eval"
+             for row in [reduce(r, eval_problem, _eval_row)] if row is not None]
+    trains = [t for r in records if r.get("kind") == "train" for t in [reduce(r, train_problem, _train_run)]
+              if t is not None]
 
     rows, per_class = [], {}
-    for rec in evals:
-        try:
-            row = _eval_row(rec)
-        except (TypeError, ValueError, KeyError, AttributeError) as e:
-            msg = f"corrupt record {rec.get('_path')}: {type(e).__name__}: {e}"
-            if not skip_bad:
-                raise RobustError(msg + " (fix or delete it, or pass --skip-bad)") from None
-            note(msg + "; skipped")
-            continue
+    for rec, row in evals:
         if dataset and not _dataset_matches(row["dataset"], dataset):
             continue
         if attack and not _attack_matches(row, attack):
@@ -338,7 +456,8 @@ def load_report_data(
     if not rows and not trains:
         active = ", ".join(f"--{k} {' '.join(v)}" for k, v in filters.items() if v)
         raise RobustError(f"no records in {Path(results) / 'records'} match {active}" if active
-                          else f"no evaluation or training records in {Path(results) / 'records'}")
+                          else f"no usable evaluation or training records in {Path(results) / 'records'}"
+                          + (f" ({len(skipped)} could not be used)" if skipped else ""))
 
     df = pd.DataFrame(rows, columns=list(_eval_row_columns()))
     df, superseded = _newest_only(df)

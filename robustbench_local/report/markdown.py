@@ -7,7 +7,7 @@ import math
 from .load import ReportData, TrainRun, robust_key
 from .examples import Example
 from .plots import ReportFigure
-from .tables import Comparison, markdown_table, table_notes
+from .tables import Comparison, markdown_table, method_label, table_notes
 
 EXPLAIN = (
     "Each cell: accuracy in % with its 95% Wilson interval [low, high] and n, the number of test points. "
@@ -15,6 +15,9 @@ EXPLAIN = (
     "and pixel (on [0,1] images, RobustBench's convention; also as k/255). worst-case is the per-example worst case "
     "over the attacks run together at that eps. ⚠ marks a failed sanity check and † a note, both explained under "
     "the table. "
+    "method names the adversarial training (PGD-AT, TRADES, FGSM-RS, Free-AT) and any base loss beside it "
+    "(e.g. MixUp + PGD-AT), or standard. A checkpoint marked (degenerate) guesses or predicts one class on its "
+    "clean points, so its robust accuracies are meaningless. "
     "train min: training minutes from the matching training record; eval s: seconds of the clean pass and the "
     "attacks in that row."
 )
@@ -51,7 +54,7 @@ def training_rows(trains: list[TrainRun]) -> list[list[str]]:
 
     rows = []
     for t in trains:
-        rows.append([t.name, t.dataset or "-", t.arch or "-", t.method or "-", t.adv or "none",
+        rows.append([t.name, t.dataset or "-", t.arch or "-", method_label(t.method, t.adv), t.adv or "none",
                      "-" if t.epochs is None else str(t.epochs), "-" if t.minutes is None else f"{t.minutes:.1f}",
                      pct(_best(t.history, "val_acc")), pct(_last(t.history, robust_key(t.history) or "val_robust_acc")),
                      t.record])

@@ -106,7 +106,8 @@ def _eps_figure(dataset: str, norm: str, ratio: str, g: pd.DataFrame) -> ReportF
             x, acc, lo, hi = (np.array(v, dtype=float) for v in zip(*pts))
             ax.errorbar(x, 100 * acc, yerr=[100 * (acc - lo), 100 * (hi - acc)], color=colors[ckpt],
                         linestyle=STYLES[ai % len(STYLES)], marker=MARKERS[ai % len(MARKERS)], markersize=4,
-                        capsize=2.5, linewidth=1.3, label=f"{ckpt} · {att}")
+                        capsize=2.5, linewidth=1.3,
+                        label=f"{ckpt}{' (degenerate)' if line['degenerate'].notna().any() else ''} · {att}")
     ax.set_ylim(0, 100)
     ax.set_xlim(left=0)
     ax.set_ylabel("accuracy (%), 95% interval")

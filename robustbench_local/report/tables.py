@@ -39,6 +39,7 @@ class Row:
     train_minutes: float | None
     eval_seconds: float
     notes: list[int] = field(default_factory=list)  # model-level warnings
+    degenerate: str | None = None  # why its robust numbers are meaningless (guesses, one class), or None
 
 
 @dataclass
@@ -110,8 +111,25 @@ def cell_text(c: Cell) -> str:
     return f"{_pct(c.acc)} [{_pct(c.lo)}, {_pct(c.hi)}] n={c.n}"
 
 
+# How tables name training methods: the adversarial method when there is one (an
+# adversarially trained model is not "standard"), the base loss beside it when it is
+# not plain cross-entropy.
+ADV_LABELS = {"pgd": "PGD-AT", "trades": "TRADES", "fgsm-rs": "FGSM-RS", "fgsm_rs": "FGSM-RS", "free": "Free-AT"}
+BASE_LABELS = {"standard": "standard", "mixup": "MixUp", "cutmix": "CutMix", "ova": "OVA"}
+
+
+def method_label(method, adv) -> str:
+    """'PGD-AT', 'MixUp + PGD-AT', 'TRADES', 'standard', 'MixUp'; '-' when unknown."""
+    base = BASE_LABELS.get(method, method) if isinstance(method, str) and method else None
+    if not isinstance(adv, str) or adv in ("", "none", "None", "-"):
+        return base or "-"
+    at = ADV_LABELS.get(adv, adv)
+    return at if base in (None, "standard") else f"{base} + {at}"
+
+
 def _describe_model(row: pd.Series) -> tuple[str, str, str, str]:
-    return (str(row["dataset"] or "-"), str(row["arch"] or "-"), str(row["method"] or "-"), str(row["adv"] or "none"))
+    return (str(row["dataset"] or "-"), str(row["arch"] or "-"), method_label(row["method"], row["adv"]),
+            str(row["adv"] or "none"))
 
 
 def _headline_rank(kv) -> tuple:
@@ -175,11 +193,18 @@ def _build_row(comp: Comparison, cg: pd.DataFrame, trains: list[TrainRun]) -> Ro
         if not math.isnan(r["clean_seconds"]):
             clean_seconds = max(clean_seconds, r["clean_seconds"])
     _worst_across_records(comp, shown, cells)
+    degenerate = next((d for d in cg["degenerate"] if isinstance(d, str)), None)
+    if degenerate:  # every robust number of a model that guesses or predicts one class measures nothing
+        i = comp.note(f"{ref['checkpoint']}: degenerate model ({degenerate}); its robust accuracies are meaningless")
+        row_notes.append(i)
+        for col, cell in cells.items():
+            if col != "clean":
+                cell.notes.append(i)
     for w in sorted({w for ws in cg["model_warnings"] if isinstance(ws, str) for w in ws.split(" | ")}):
         row_notes.append(comp.note(f"{ref['checkpoint']}: {w}"))
     train = match_train(ref, trains)
     return Row(str(ref["checkpoint"]), dataset, model, method, adv, ref["train_eps_normalized"], ref["train_eps_pixel"],
-               cells, train.minutes if train else None, eval_seconds + clean_seconds, row_notes)
+               cells, train.minutes if train else None, eval_seconds + clean_seconds, row_notes, degenerate)
 
 
 def _worst_across_records(comp: Comparison, shown: dict[str, pd.Series], cells: dict[str, Cell]) -> None:
@@ -229,6 +254,11 @@ def adv_text(row: Row) -> str:
     return f"{row.adv} @ " + " = ".join(parts) if parts else row.adv
 
 
+def checkpoint_text(row: Row) -> str:
+    """The checkpoint's name, marked when the model is degenerate."""
+    return row.checkpoint + (" (degenerate)" if row.degenerate else "")
+
+
 def minutes_text(m: float | None) -> str:
     return "-" if m is None else f"{m:.1f}"
 
@@ -249,7 +279,7 @@ def markdown_table(t: Table, comp: Comparison) -> str:
     align = ["---"] * 5 + ["---:"] * (len(t.columns) + 2)
     lines = ["| " + " | ".join(_md_escape(h) for h in head) + " |", "| " + " | ".join(align) + " |"]
     for r in t.rows:
-        name = r.checkpoint + (" " + notes_text(comp, r.notes) if r.notes else "")
+        name = checkpoint_text(r) + (" " + notes_text(comp, r.notes) if r.notes else "")
         cells = []
         for col in t.columns:
             c = r.cells.get(col)
@@ -275,7 +305,8 @@ CSV_ORDER = ["dataset", "checkpoint", "checkpoint_path", "checkpoint_sha256", "a
              "train_eps_normalized", "train_eps_pixel", "attack", "attack_name", "attack_members", "cumulative", "norm",
              "eps_space", "eps_normalized", "eps_pixel", "step_normalized", "step_pixel", "k", "restarts", "split", "n",
              "selection", "data_seed", "indices_sha256", "clean_acc", "clean_lo", "clean_hi", "robust_acc", "robust_lo",
-             "robust_hi", "eval_seconds", "clean_seconds", "train_minutes", "model_warnings", "warnings", "created", "record"]
+             "robust_hi", "eval_seconds", "clean_seconds", "train_minutes", "degenerate", "model_warnings", "warnings",
+             "created", "record"]
 
 
 def csv_frame(data: ReportData) -> pd.DataFrame:
@@ -285,6 +316,7 @@ def csv_frame(data: ReportData) -> pd.DataFrame:
     if df.empty:
         return pd.DataFrame(columns=CSV_ORDER)
     mins = [match_train(r, data.trains) for _, r in df.iterrows()]
+    df["method"] = [method_label(m, a) for m, a in zip(df["method"], df["adv"])]
     df["train_minutes"] = [t.minutes if t and t.minutes is not None else math.nan for t in mins]
     df["_e"] = df["eps_normalized"].map(eps_first)
     cols = df.apply(column_name, axis=1)
