@@ -430,7 +430,7 @@ def test_cli_parses_the_documented_command_exactly():
     assert spec.adv == "pgd" and spec.adv_kwargs == {"eps": 0.0313, "k": 10}
     method = build_method(spec)
     assert (method.eps, method.eta, method.k, method.threat_model.space, method.random_start) == (
-        0.0313, 0.002, 10, "normalized", True)
+        0.0313, pytest.approx(2.5 * 0.0313 / 10), 10, "normalized", True)
     ctx = command.make_context("train", ["--adv", "fgsm-rs", "--eps", "8/255", "--eps-space", "pixel",
                                          "--no-early-stop", "--attack-bn", "train", "--eps-warmup", "2"])
     method = build_method(build_spec(ctx.params))

@@ -332,7 +332,7 @@ def test_report_refuses_to_overwrite_a_report_it_did_not_make(tmp_path):
     assert (study / "REPORT.md").read_text().startswith("# My study") and not (study / "figures").exists()
 
     r = cli(["report", "--results", "res", "--out", "study", "--force"], tmp_path)
-    assert r.exit_code == 0 and "overwrote" in r.output, r.output
+    assert r.exit_code == 0 and "did not write" in r.output and "overwritten because of --force" in r.output, r.output
     assert not (study / "REPORT.md").read_text().startswith("# My study")
 
 
@@ -341,7 +341,7 @@ def test_report_rewrites_its_own_report_and_says_what_changed(tmp_path):
     args = ["report", "--results", "res"]
     assert cli(args, tmp_path).exit_code == 0
     r = cli(args, tmp_path)  # the same records: rewritten quietly
-    assert r.exit_code == 0 and "replaced" not in r.output and "overwrote" not in r.output
+    assert r.exit_code == 0 and "replaced" not in r.output and "overwritten" not in r.output
     newest = records(tmp_path / "res")[-1]
     shutil.copy(newest, newest.with_name("eval-20990101T000000-0000000000.json"))
     r = cli(args, tmp_path)

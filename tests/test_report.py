@@ -133,14 +133,17 @@ def test_cost_per_row_from_the_training_record(built):
     assert adv.adv == "pgd" and (adv.train_eps_normalized, adv.train_eps_pixel) == (0.0313, 0.01565)
 
 
-def test_training_match_falls_back_to_the_path(store):
+def test_training_match_is_by_hash_then_full_path(store):
     train = next((store / "records").glob("train-*.json"))
     rec = json.loads(train.read_text())
-    rec["checkpoint"]["sha256"] = "d" * 64  # e.g. the checkpoint was re-saved
-    rec["checkpoint"]["path"] = "/somewhere/else/cifar10-cnn-standard-pgd-s0/best.pth"
+    rec["checkpoint"]["sha256"] = "d" * 64  # another file at the same path (e.g. trained again)
     train.write_text(json.dumps(rec))
-    report = build_report(store)
-    adv = next(r for r in report.comparison.tables[0].rows if r.checkpoint == ADVERSARIAL)
+    adv = next(r for r in build_report(store).comparison.tables[0].rows if r.checkpoint == ADVERSARIAL)
+    assert adv.train_minutes is None
+    del rec["checkpoint"]["sha256"], rec["checkpoint"]["last_sha256"]  # an old record without hashes
+    rec["checkpoint"]["path"] = str(Path("runs/cifar10-cnn-standard-pgd-s0/best.pth").resolve())
+    train.write_text(json.dumps(rec))
+    adv = next(r for r in build_report(store).comparison.tables[0].rows if r.checkpoint == ADVERSARIAL)
     assert adv.train_minutes == 4.95
 
 
@@ -219,16 +222,16 @@ def test_same_records_give_the_same_bytes(store, tmp_path):
         assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
 
 
-def test_corrupt_record_is_named_and_skipped_only_on_request(store):
+def test_corrupt_record_is_named_and_left_out_or_stops_on_request(store):
     bad = store / "records" / "eval-20250110T140000-badbadbad0.json"
     bad.write_text('{"kind": "eval", "metrics": ')
     runner = CliRunner()
-    res = runner.invoke(main, ["report", "--results", str(store)])
+    res = runner.invoke(main, ["report", "--results", str(store), "--no-skip-bad"])
     assert res.exit_code == 2
     assert bad.name in res.output and "--skip-bad" in res.output
     assert not (store / "REPORT.md").exists()  # nothing half-written
 
-    res = runner.invoke(main, ["report", "--results", str(store), "--skip-bad"])
+    res = runner.invoke(main, ["report", "--results", str(store)])  # the default leaves it out, by name
     assert res.exit_code == 0, res.output
     assert "warning" in res.output and bad.name in res.output
     assert bad.name in (store / "REPORT.md").read_text()
@@ -240,9 +243,9 @@ def test_record_with_wrong_shapes_is_corrupt_too(store):
     bad.write_text(json.dumps({"kind": "eval", "checkpoint": {"name": "x"}, "attack": {"name": "pgd"},
                                "metrics": {"robust_acc": "high", "n": 10}}))
     with pytest.raises(RobustError, match=bad.name):
-        build_report(store)
+        build_report(store, skip_bad=False)
     warned = []
-    report = build_report(store, skip_bad=True, warn=warned.append)
+    report = build_report(store, warn=warned.append)
     assert len(report.table) == 11 and bad.name in warned[0]
 
 

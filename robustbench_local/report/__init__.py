@@ -197,7 +197,7 @@ def check_target(out: str | Path, results: str | Path, sources: dict[str, str], 
     if problem:
         if not force:
             raise RobustError(f"{problem}; pass --out DIR for a folder of its own, or --force to overwrite it")
-        return f"overwrote {problem} (--force)"
+        return f"{problem}; overwritten because of --force"
     old, new = manifest["records"], sources
     if old == new:
         return None
