@@ -5,6 +5,7 @@ Each check is a plain function returning a Finding; ``ok=False`` is a warning
 printed beside the numbers and stored in the record."""
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -24,7 +25,10 @@ class Finding:
     value: float | None = None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if isinstance(d["value"], float) and not math.isfinite(d["value"]):
+            d["value"] = None  # records are strict JSON; the detail still states the number
+        return d
 
 
 def fgsm_stronger_than_pgd(fgsm_acc: float, pgd_acc: float, n: int, label: str = "PGD") -> Finding:
@@ -68,8 +72,8 @@ def steps_reach_eps(k: int, step: float, eps: float, label: str = "PGD") -> Find
     reach = k * step
     bad = reach < eps * (1 - 1e-9)  # equality up to rounding reaches
     detail = (
-        f"{label}: {k} steps of {step:.4g} reach only {reach:.4g} < eps {eps:.4g}, so the attack cannot get to "
-        f"the edge of the ball and overstates robustness; leave eta unset (2.5*eps/k = {2.5 * eps / k:.4g}) "
+        f"{label}: {k} steps of {step:.4g} reach only {reach:.4g} < eps {eps:.4g}: the attack never gets to the "
+        f"edge of the ball, so it is weaker than eps says; leave eta unset (2.5*eps/k = {2.5 * eps / k:.4g}) "
         f"or give at least eps/k = {eps / k:.4g}"
         if bad else f"{label}: {k} steps of {step:.4g} reach {reach:.4g} >= eps {eps:.4g}"
     )

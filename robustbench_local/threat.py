@@ -61,7 +61,7 @@ def _finite_positive(what: str, value) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise RobustError(f"{what} must be a number, got {value!r}")
     if not (math.isfinite(value) and value > 0):
-        raise RobustError(f"{what} must be > 0 and finite, got {value}")
+        raise RobustError(f"{what} must be > 0 and finite, got {value:g}")
     return float(value)
 
 

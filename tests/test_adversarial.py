@@ -278,7 +278,8 @@ def test_training_record_holds_the_threat_in_both_spaces_and_attack_time(short_r
     assert threat["step_pixel"] == pytest.approx(PIXEL_EPS / 2) and threat["attack_bn"] == "eval"
     assert threat["eps_pixel_255"] == pytest.approx(8.0)
     assert threat["validation"] == {"attack": "pgd", "k": 10, "step": pytest.approx(2.5 * PIXEL_EPS / 10),
-                                    "n": 300, "random_start": True, "column": "val_robust_acc"}
+                                    "step_rule": "2.5*eps/k", "n": 300, "random_start": True,
+                                    "column": "val_robust_acc"}
     seconds = record["seconds"]
     # PGD-3 costs three extra forward/backward passes per batch: most of the training time
     assert 0 < seconds["update"] < seconds["attack"] < seconds["train"]

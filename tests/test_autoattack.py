@@ -1,6 +1,7 @@
 """AutoAttack through `robust eval` with every default (channels-last on), for L-inf, L2
 and L1 and every --aa-version, on a small CNN trained on real CIFAR-10; the L1 threat
 model, which only AutoAttack supports; and AutoAttack's progress hook."""
+import importlib
 import json
 
 import pytest
@@ -16,6 +17,7 @@ from robustbench_local.threat import Ball, ThreatModel
 from support import correct_points, trained_cnn
 
 pytest.importorskip("pyautoattack")
+aa_module = importlib.import_module("robustbench_local.attacks.autoattack")  # the module, not its function
 
 EPS_DEFAULT_PX = 0.0313 * 0.5  # --eps 0.0313 normalized, std 0.5
 
@@ -58,24 +60,54 @@ def assert_valid(adv, norm, eps_px):
     assert (pixel_norms(x_adv - x, norm) <= eps_px * (1 + 1e-4) + 1e-6).all()
 
 
-def test_default_autoattack_runs_channels_last_with_the_flags_of_nchw(ckpt, tmp_path):
-    """The README's line: every default, so the model and points are laid out NHWC."""
+@pytest.fixture
+def quick(monkeypatch):
+    """AutoAttack with about ten times fewer iterations and queries, only to keep these
+    tests short (a full run costs about a minute of CPU per model): every sub-attack of
+    each version still runs, with its restarts, targets and EOT draws. The unpatched
+    defaults run in test_readme_line_runs_with_every_default."""
+    real = aa_module._import()
+
+    def make(*args, **kwargs):
+        adv = real(*args, **kwargs)
+        for apgd in (adv.apgd, adv.apgd_targeted):
+            apgd.n_iter = apgd.n_iter_orig = 10
+            apgd.n_iter_2, apgd.n_iter_min, apgd.size_decr = 2, 1, 1  # APGD's checkpoints, from n_iter
+        adv.fab.n_iter = 10
+        adv.square.n_queries = 100
+        return adv
+
+    monkeypatch.setattr(aa_module, "_import", lambda: make)
+
+
+@pytest.mark.slow
+def test_readme_line_runs_with_every_default(ckpt, tmp_path):
+    """`robust eval --attack autoattack CKPT`: every default, so the model and points are
+    laid out NHWC, on a few points."""
+    rec, adv = eval_aa(ckpt, tmp_path, "--n", "20")
+    assert rec["environment"]["channels_last"] is True
+    assert rec["attack"]["label"] == "AutoAttack" and rec["attack"]["norm"] == "linf"
+    m = rec["metrics"]
+    assert m["n"] == 20 and m["robust_acc"] <= m["clean_acc"]
+    assert_valid(adv, "linf", EPS_DEFAULT_PX)
+
+
+def test_nhwc_gives_exactly_the_flags_and_images_of_nchw(ckpt, tmp_path, quick):
     rec, adv = eval_aa(ckpt, tmp_path / "nhwc", "--n", "30")
     rec0, adv0 = eval_aa(ckpt, tmp_path / "nchw", "--n", "30", "--no-channels-last")
     assert rec["environment"]["channels_last"] is True and rec0["environment"]["channels_last"] is False
-    assert rec["attack"]["label"] == "AutoAttack" and rec["attack"]["norm"] == "linf"
-    m = rec["metrics"]
-    assert m["n"] == 30 and m["robust_acc"] <= m["clean_acc"]
     assert_valid(adv, "linf", EPS_DEFAULT_PX)
     # AutoAttack computes in NCHW whatever the layout: the same points, flags and images
     assert torch.equal(adv["index"], adv0["index"])
     (x_adv, fooled), (x_adv0, fooled0) = adversarials(adv), adversarials(adv0)
     assert torch.equal(fooled, fooled0) and torch.equal(x_adv, x_adv0)
-    assert m["robust_correct"] == rec0["metrics"]["robust_correct"]
+    m, m0 = rec["metrics"], rec0["metrics"]
+    assert m["robust_correct"] == m0["robust_correct"] and m["clean_correct"] == m0["clean_correct"]
+    assert 0 < m["robust_correct"] < m["clean_correct"]  # some points fooled, some left for every sub-attack
 
 
 @pytest.mark.parametrize("norm,eps", [("l2", "0.5"), ("l1", "12")])
-def test_autoattack_l2_and_l1_in_pixel_space(ckpt, tmp_path, norm, eps):
+def test_autoattack_l2_and_l1_in_pixel_space(ckpt, tmp_path, quick, norm, eps):
     rec, adv = eval_aa(ckpt, tmp_path, "--n", "20", "--norm", norm, "--eps", eps, "--eps-space", "pixel")
     assert rec["attack"]["norm"] == norm and rec["attack"]["eps_pixel"] == pytest.approx(float(eps))
     assert rec["environment"]["channels_last"] is True
@@ -83,20 +115,19 @@ def test_autoattack_l2_and_l1_in_pixel_space(ckpt, tmp_path, norm, eps):
     assert rec["metrics"]["robust_acc"] < rec["metrics"]["clean_acc"]  # a plain CNN breaks at these radii
 
 
-def test_l1_eps_in_normalized_space_scales_with_the_std(ckpt, tmp_path):
+def test_l1_eps_in_normalized_space_scales_with_the_std(ckpt, tmp_path, quick):
     # an L1 radius of 12 normalized is 12 * 0.5 = 6 in pixels (std 0.5 in every channel)
-    rec, adv = eval_aa(ckpt, tmp_path, "--n", "10", "--norm", "l1", "--eps", "12", "--aa-version", "rand")
+    rec, adv = eval_aa(ckpt, tmp_path, "--n", "10", "--norm", "l1", "--eps", "12")
     assert rec["attack"]["eps_pixel"] == pytest.approx(6.0)
     assert_valid(adv, "l1", 6.0)
 
 
 @pytest.mark.parametrize("version", ["plus", "rand"])
 @pytest.mark.parametrize("norm,eps", [("linf", "0.0313"), ("l2", "1"), ("l1", "12")])
-def test_every_version_runs_for_every_norm(ckpt, tmp_path, version, norm, eps):
-    # the standard version runs unpatched above; these use very few points and the
-    # defaults of each version (no iteration counts are lowered)
+def test_every_version_runs_for_every_norm(ckpt, tmp_path, quick, version, norm, eps):
     rec, adv = eval_aa(ckpt, tmp_path, "--n", "6", "--norm", norm, "--eps", eps, "--aa-version", version)
     assert rec["attack"]["label"] == f"AutoAttack-{version}" and rec["attack"]["version"] == version
+    assert rec["environment"]["channels_last"] is True
     assert_valid(adv, norm, float(eps) * 0.5)
 
 
@@ -140,7 +171,7 @@ def test_adversarial_training_refuses_l1(tmp_path):
 
 
 # ----------------------------------------------------------------------------- progress
-def test_progress_reports_each_sub_attack_and_changes_nothing(model_meta):
+def test_progress_reports_each_sub_attack_and_changes_nothing(model_meta, quick):
     """The adapter with the model and points NHWC and a progress hook gives exactly what
     it gives NCHW without one."""
     import copy

@@ -127,6 +127,9 @@ def test_fit_warns_when_validation_collapses_onto_one_class(ckpts, tmp_path):
     assert "one class" in rows[0]["warning"]
     rec = json.loads(next((tmp_path / "results" / "records").glob("train-*.json")).read_text())
     assert "one class" in rec["history"][0]["warning"]
+    res = CliRunner().invoke(main, ["report", "--results", str(tmp_path / "results"), "--out", str(tmp_path / "rep")])
+    assert res.exit_code == 0, res.output
+    assert "| run (degenerate) |" in (tmp_path / "rep" / "REPORT.md").read_text()
 
 
 # ----------------------------------------------------------------------------- strict records

@@ -151,9 +151,9 @@ model.kwargs.skip = [false, true]
         # FGSM and PGD-2 at the default eps 0.0313, PGD-2 again at the sweep radius
         assert [u.label for u in p.todo] == ["FGSM@0.0313", "PGD-2@0.0313", "PGD-2@0.0157"]
         assert p.todo_text() == "train 1 epoch; 3 evaluations: FGSM@0.0313, PGD-2@0.0313, PGD-2@0.0157"
-    # the sweep keeps the ratio of step to eps: 0.002/0.0313 at 0.0157
+    # no eta given: the sweep derives PGD's step 2.5*eps/k again at 0.0157
     sweep = summary.plan[0].todo[2].spec.threat
-    assert sweep.eps == 0.0157 and sweep.step == pytest.approx(0.002 * 0.0157 / 0.0313)
+    assert sweep.eps == 0.0157 and sweep.step == pytest.approx(2.5 * 0.0157 / 2) and sweep.step_rule == "2.5*eps/k"
     assert not (tmp_path / "out").exists()
 
 

@@ -34,7 +34,7 @@ def test_fractions_and_per_channel_std():
         t.in_space("normalized", std)
 
 
-@pytest.mark.parametrize("kw", [dict(eps=0), dict(eps=-1), dict(step=0), dict(norm="l1"), dict(space="logit")])
+@pytest.mark.parametrize("kw", [dict(eps=0), dict(eps=-1), dict(step=0), dict(norm="l0"), dict(space="logit")])
 def test_invalid_threats_rejected(kw):
     with pytest.raises(RobustError):
         ThreatModel(**kw)

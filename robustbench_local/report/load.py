@@ -43,6 +43,7 @@ class TrainRun:
     sha256s: frozenset[str]
     paths: frozenset[str]
     history: list[dict]
+    warning: str | None = None  # the last epoch's training warning (e.g. validation predicts one class)
 
 
 @dataclass
@@ -254,6 +255,7 @@ def _train_run(rec: dict) -> TrainRun:
         sha256s=frozenset(shas),
         paths=frozenset(paths),
         history=history,
+        warning=str(history[-1]["warning"]) if history and history[-1].get("warning") else None,
     )
 
 

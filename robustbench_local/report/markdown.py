@@ -54,7 +54,8 @@ def training_rows(trains: list[TrainRun]) -> list[list[str]]:
 
     rows = []
     for t in trains:
-        rows.append([t.name, t.dataset or "-", t.arch or "-", method_label(t.method, t.adv), t.adv or "none",
+        name = t.name + (" (degenerate)" if t.warning and "degenerate" in t.warning else "")
+        rows.append([name, t.dataset or "-", t.arch or "-", method_label(t.method, t.adv), t.adv or "none",
                      "-" if t.epochs is None else str(t.epochs), "-" if t.minutes is None else f"{t.minutes:.1f}",
                      pct(_best(t.history, "val_acc")), pct(_last(t.history, robust_key(t.history) or "val_robust_acc")),
                      t.record])
