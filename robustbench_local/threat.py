@@ -52,7 +52,7 @@ STEP_RULES: dict[str, Callable[[float, int], float]] = {
     "2.5*eps/k": lambda eps, k: 2.5 * eps / k,  # Madry et al. 2018: k steps cross the ball 2.5 times
     "eps/4": lambda eps, k: eps / 4,             # a threat model alone: 2.5*eps/k at PGD-10
     "eps": lambda eps, k: eps,                   # FGSM (Goodfellow et al.), free AT (Shafahi et al.)
-    "1.25*eps": lambda eps, k: 1.25 * eps,       # R+FGSM / FGSM-RS (Wong et al. 2020)
+    "1.25*eps": lambda eps, k: 1.25 * eps,       # FGSM from a random start (Wong et al. 2020)
     "2*eps": lambda eps, k: 2 * eps,             # APGD's first step, adapted afterwards (Croce & Hein 2020)
 }
 

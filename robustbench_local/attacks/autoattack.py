@@ -73,7 +73,7 @@ def autoattack(
     """AutoAttack ``version`` at ``threat`` (L-inf, L2 or L1). ``on_progress``, if given,
     is called as on_progress(sub_attack, points_still_robust, points_total) when each
     sub-attack (apgd-ce, apgd-t, fab-t, square, ...) starts and again when it ends; a
-    sub-attack skipped because no point is left is reported once as started and ended.
+    sub-attack skipped because no point is left is reported as started and ended at once.
     Returns x_adv in x's memory layout."""
     check_inputs(x, y)
     AutoAttack = _import()

@@ -426,7 +426,7 @@ class AdversarialMethod(TrainMethod):
 
     def step_warnings(self) -> list[str]:
         """Given steps too short for k of them to reach eps (training attack and robust
-        validation): such an attack overstates robustness."""
+        validation): such an attack is weaker than its eps says."""
         out = []
         checks = [(self.threat_model, self.steps, f"training attack ({self.name})")] if self.STEPS_MUST_REACH else []
         checks.append((self.val_threat, self.val_k, f"robust validation PGD-{self.val_k}"))

@@ -15,6 +15,7 @@ from torch import nn
 from .adversarial import AdversarialMethod
 from .base import ADV_METHODS, Batch, BatchOutput
 
+
 @ADV_METHODS.register("fgsm-rs", summary="FGSM from a random start, Wong et al. 2020 (--eps --eta=1.25*eps)")
 class FGSMRS(AdversarialMethod):
     name = "fgsm-rs"
