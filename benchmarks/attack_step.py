@@ -55,7 +55,7 @@ def prepare(quick: bool) -> dict:
     model, meta = load_checkpoint(ckpt)
     sub = common.cifar10().test.subset(cfg["n"], seed=0)
     x, y = sub.x.float().div(255), sub.y
-    threat = ThreatModel()  # linf, eps 0.0313 normalized, step 0.002 normalized (the seeds' defaults)
+    threat = ThreatModel(step=0.002)  # linf, eps 0.0313 normalized, the seeds' step 0.002 normalized
     std = find_std(model, 3)
     px = threat.in_space("pixel", std)
     return {"cfg": cfg, "model": model, "meta": meta, "ckpt": ckpt, "x": x, "y": y, "threat": threat,

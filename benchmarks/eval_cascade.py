@@ -44,8 +44,9 @@ DEFAULT_TRAIN_OUT = Path("runs") / "cifar10-cnn-standard-s0" / "best.pth"
 
 def _specs(cfg):
     from robustbench_local.attacks import AttackSpec
+    from robustbench_local.threat import ThreatModel
 
-    pgd = AttackSpec("pgd", k=cfg["k"])  # threat: linf, eps 0.0313, step 0.002, normalized space
+    pgd = AttackSpec("pgd", ThreatModel(step=0.002), k=cfg["k"])  # linf, eps 0.0313, the seeds' step 0.002, normalized
     return pgd, [AttackSpec("fgsm"), pgd]
 
 
@@ -76,7 +77,7 @@ def prepare(quick: bool, which: str = "standard") -> dict:
     model, meta = load_checkpoint(ckpt)
     bundle = common.cifar10()
     points = select_points(bundle, n=cfg["n"], split="test", seed=0, device=torch.device("cpu"))
-    px = ThreatModel().in_space("pixel", find_std(model, 3))
+    px = ThreatModel(step=0.002).in_space("pixel", find_std(model, 3))
     return {"cfg": cfg, "which": which, "spec": spec, "ckpt": ckpt, "model": model, "meta": meta, "bundle": bundle,
             "x": points.x, "y": points.y, "eps_px": px.eps, "step_px": px.step}
 
@@ -195,7 +196,7 @@ def part_b(quick: bool, checkpoint: Path | None, suite_n: int | None = None) -> 
     model, meta = load_checkpoint(ckpt)
     ta_model = copy.deepcopy(model)  # torchattacks runs the model as loaded; evaluate() lays its own out NHWC
     bundle = common.cifar10()
-    suite = [AttackSpec("fgsm"), AttackSpec("pgd", k=20)]
+    suite = [AttackSpec("fgsm"), AttackSpec("pgd", ThreatModel(step=0.002), k=20)]  # the seeds' step, as measured
     if not quick:  # AutoAttack's FAB and Square take minutes even on a handful of points
         suite.append(AttackSpec("autoattack"))
     torch.manual_seed(0)
@@ -216,8 +217,8 @@ def part_b(quick: bool, checkpoint: Path | None, suite_n: int | None = None) -> 
                         "warnings": [c["detail"] for c in r.get("checks", []) if not c["ok"]]})
     # PGD-20 wall time against torchattacks on the same points
     points = select_points(bundle, n=cfg["suite_n"], split="test", seed=0, device=torch.device("cpu"))
-    px = ThreatModel().in_space("pixel", find_std(model, 3))
-    pgd20 = AttackSpec("pgd", k=20)
+    px = ThreatModel(step=0.002).in_space("pixel", find_std(model, 3))
+    pgd20 = AttackSpec("pgd", ThreatModel(step=0.002), k=20)
 
     def ours():
         return evaluate((model, meta, "bench"), [pgd20], (points.x, points.y), n=None, batch_size=256, device="cpu",
