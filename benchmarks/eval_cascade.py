@@ -66,7 +66,7 @@ def torchattacks_accuracy(model, x, y, k: int, eps_px: float, step_px: float, ba
 
 def prepare(quick: bool, which: str = "standard") -> dict:
     from robustbench_local.checkpoint import load_checkpoint
-    from robustbench_local.evaluate import select_points
+    from robustbench_local.evaluation import select_points
     from robustbench_local.threat import ThreatModel, find_std
 
     cfg = QUICK if quick else FULL
@@ -86,7 +86,7 @@ def cases(ctx: dict) -> dict:
     """ours gets its own copy of the model, which evaluate() lays out NHWC (its default on
     CPU); torchattacks runs the model as loaded (NCHW), and once more on an NHWC copy
     with NHWC inputs, so the layout's share of the gap is visible."""
-    from robustbench_local.evaluate import evaluate
+    from robustbench_local.evaluation import evaluate
 
     cfg, model, meta = ctx["cfg"], ctx["model"], ctx["meta"]
     pgd, cascade = _specs(cfg)
@@ -186,7 +186,7 @@ def robust_train_checkpoint(quick: bool, given: Path | None) -> tuple[Path, str]
 def part_b(quick: bool, checkpoint: Path | None, suite_n: int | None = None) -> tuple[dict, list]:
     from robustbench_local.attacks import AttackSpec
     from robustbench_local.checkpoint import load_checkpoint
-    from robustbench_local.evaluate import evaluate, select_points
+    from robustbench_local.evaluation import evaluate, select_points
     from robustbench_local.threat import ThreatModel, find_std
 
     cfg = dict(QUICK if quick else FULL)

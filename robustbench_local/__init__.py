@@ -11,7 +11,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "load_checkpoint": ("checkpoint", "load_checkpoint"),
     "save_checkpoint": ("checkpoint", "save_checkpoint"),
-    "evaluate": ("evaluate", "evaluate"),
+    "evaluate": ("evaluation", "evaluate"),
     "ThreatModel": ("threat", "ThreatModel"),
     "pgd": ("attacks", "pgd"),
     "fgsm": ("attacks", "fgsm"),

@@ -26,7 +26,7 @@ from torch import nn
 
 from .attacks import AttackSpec
 from .errors import RobustError
-from .evaluate import predict, resolve_target, run_attack, select_points
+from .evaluation import predict, resolve_target, run_attack, select_points
 from .results import wilson_interval
 from .runtime import module_mode, resolve_device
 from .threat import find_std

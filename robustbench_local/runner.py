@@ -987,7 +987,7 @@ def _execute(exp: Experiment, plan: list[CellPlan], bundle, log: RunLog, summary
 
 def _run_cell(exp: Experiment, p: CellPlan, bundle, store, log: RunLog, summary: RunSummary) -> None:
     from .checkpoint import file_sha256
-    from .evaluate import evaluate
+    from .evaluation import evaluate
     from .progress import ProgressDisplay
     from .train import duration_text, fit
 

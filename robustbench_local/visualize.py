@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .attacks import AttackSpec
-from .evaluate import predict, resolve_target, run_attack, select_points
+from .evaluation import predict, resolve_target, run_attack, select_points
 from .runtime import resolve_device
 from .threat import find_std
 

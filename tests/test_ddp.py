@@ -55,7 +55,7 @@ def _eval_specs():
 
 
 def _evaluate(ckpt: Path, adv_path: Path) -> list[dict]:
-    from robustbench_local.evaluate import evaluate
+    from robustbench_local.evaluation import evaluate
 
     return evaluate(str(ckpt), _eval_specs(), n=EVAL_N, batch_size=32, device="cpu", save_adv=adv_path)
 

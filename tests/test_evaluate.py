@@ -12,7 +12,7 @@ from robustbench_local import checks as C
 from robustbench_local.attacks import AttackSpec
 from robustbench_local.checkpoint import save_checkpoint
 from robustbench_local.cli import main
-from robustbench_local.evaluate import evaluate
+from robustbench_local.evaluation import evaluate
 from robustbench_local.threat import ThreatModel
 
 from support import cifar10, correct_points, trained_cnn

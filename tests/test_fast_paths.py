@@ -95,7 +95,7 @@ def test_evaluate_gives_the_same_record_in_either_layout(cifar10, tmp_path):
     """evaluate() lays a checkpoint out NHWC by default on CPU; its numbers equal NCHW's."""
     from robustbench_local.attacks import AttackSpec
     from robustbench_local.checkpoint import save_checkpoint
-    from robustbench_local.evaluate import evaluate
+    from robustbench_local.evaluation import evaluate
 
     from support import trained_cnn
 

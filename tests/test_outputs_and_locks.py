@@ -17,7 +17,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from robustbench_local import evaluate as evaluate_module
+from robustbench_local import evaluation as evaluate_module
 from robustbench_local import fileio, outputs, train as train_module
 from robustbench_local import visualize as visualize_module
 from robustbench_local.checkpoint import file_sha256, read_checkpoint

@@ -148,7 +148,7 @@ def test_cli_eval_shows_attack_progress_and_percents_with_n(trained):
 def test_evaluate_shows_autoattack_sub_attacks(trained, monkeypatch):
     """AutoAttack reports each sub-attack and the points still robust through the
     runner's on_progress hook (a fake runner here: real AutoAttack takes minutes)."""
-    from robustbench_local.evaluate import evaluate
+    from robustbench_local.evaluation import evaluate
 
     calls = []
 
@@ -182,7 +182,7 @@ def root_best(trained) -> Path:
 
 
 def test_evaluate_is_silent_without_a_progress_display(trained, capsys):
-    from robustbench_local.evaluate import evaluate
+    from robustbench_local.evaluation import evaluate
 
     spec = AttackSpec("fgsm", threat=ThreatModel("linf", 0.0313, 0.0313 / 4))
     evaluate(str(root_best(trained)), [spec], n=20, device="cpu", run_checks=False)

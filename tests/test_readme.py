@@ -119,8 +119,9 @@ def test_every_cli_line_of_the_readme_runs(workdir):
                 assert "pytest" in recipe.group(1)  # this suite: running it here would recurse
                 continue
             assert target == "demo", f"no rule for `make {target}`"
-            run_line = [ln for ln in recipe.group(1).split("\n") if "robust" in ln][0]
-            argv = ["robust"] + shlex.split(run_line.strip())[1:]
+            run_line = [ln for ln in recipe.group(1).split("\n") if "$(ROBUST)" in ln]
+            assert len(run_line) == 1, recipe.group(1)
+            argv = ["robust"] + shlex.split(run_line[0].strip())[1:]
             _shrink_demo(workdir)
             line = " ".join(argv)
         if argv[0] == "torchrun":

@@ -304,7 +304,7 @@ def test_worst_case_across_separate_evaluations_equals_one_call(tmp_path):
     from support import cifar10, trained_cnn
 
     from robustbench_local.attacks import AttackSpec
-    from robustbench_local.evaluate import evaluate
+    from robustbench_local.evaluation import evaluate
     from robustbench_local.results import ResultsStore, unpack_flags
     from robustbench_local.threat import ThreatModel
 

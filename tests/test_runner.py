@@ -14,7 +14,7 @@ import pytest
 from support import image_tree
 from click.testing import CliRunner
 
-import robustbench_local.evaluate as evaluate_module
+import robustbench_local.evaluation as evaluate_module
 import robustbench_local.train as train_module
 from robustbench_local.checkpoint import file_sha256, read_checkpoint
 from robustbench_local.cli import main

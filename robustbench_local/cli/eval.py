@@ -78,7 +78,7 @@ def command(checkpoints, attack_names, norm, eps, eta, eps_space, k, random_star
       robust eval --attack pgd --eps 8/255 --eps-space pixel --eps 0.01,0.02,0.0313 ckpt.pth
     """
     from ..distributed import is_main
-    from ..evaluate import evaluate
+    from ..evaluation import evaluate
     from ..outputs import UnsavedWork, ensure_writable_dir, ensure_writable_file, make_dirs, remove_empty, save_record
     from ..progress import ProgressDisplay
     from ..results import ResultsStore

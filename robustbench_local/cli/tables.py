@@ -25,7 +25,7 @@ def _eps(v) -> str:
 
 
 def print_eval_table(records: list[dict]) -> None:
-    from ..evaluate import summary_rows
+    from ..evaluation import summary_rows
 
     t = Table(title="clean and robust accuracy (95% Wilson interval)")
     for col, just in [("checkpoint", "left"), ("attack", "left"), ("eps (normalized)", "right"), ("eps (pixel)", "right"),
