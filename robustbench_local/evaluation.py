@@ -415,6 +415,8 @@ def evaluate(
             metrics["clean_seconds"] = clean_seconds
             rec = dict(base)
             rec["attack"] = {**spec.to_dict(), **spec.threat.describe(std), "cumulative": cascade and len(eps_records) > 0}
+            if spec.name == "autoattack":  # the adapter hands pyautoattack NCHW tensors whatever the layout
+                rec["attack"]["channels_last"] = False
             rec["checks"] = [f.to_dict() for f in model_findings]
             rec["_flags"] = robust_ok  # popped before returning
             eps_records.append(rec)

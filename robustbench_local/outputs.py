@@ -46,7 +46,10 @@ def make_dirs(path: Path) -> list[Path]:
         p = p.parent
     created = []
     for d in reversed(missing):
-        d.mkdir()
+        try:
+            d.mkdir()
+        except FileExistsError:  # another process made it meanwhile: not ours to take away
+            continue
         created.append(d)
     return created
 
@@ -68,6 +71,8 @@ def ensure_writable_dir(path: str | os.PathLike, option: str | None, metavar: st
     ``shown``: the path the message names (the option's value, when ``path`` is a
     folder inside it)."""
     path = Path(path)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return path  # under torchrun only rank 0 writes; the other ranks' probes would race with its own
     shown = path if shown is None else shown
     created: list[Path] = []
     try:

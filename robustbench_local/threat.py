@@ -170,7 +170,10 @@ class ThreatModel:
         """Short human label, e.g. 'linf eps 0.0313 norm = 0.0157 px (3.99/255)'."""
         d = self.describe(std)
         px = d["eps_pixel"]
-        px_s = f"{px:.4g} px ({px * 255:.3g}/255)" if not isinstance(px, list) else "[" + ", ".join(f"{v:.4g}" for v in px) + "] px"
+        if isinstance(px, list):
+            px_s = "[" + ", ".join(f"{v:.4g}" for v in px) + "] px"
+        else:  # x/255 reads naturally only for a per-pixel bound (L-inf)
+            px_s = f"{px:.4g} px" + (f" ({px * 255:.3g}/255)" if self.norm == "linf" else "")
         ne = d["eps_normalized"]
         ne_s = f"{ne:.4g}" if not isinstance(ne, list) else "[" + ", ".join(f"{v:.4g}" for v in ne) + "]"
         return f"{self.norm} eps {ne_s} norm = {px_s}"

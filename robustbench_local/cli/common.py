@@ -71,7 +71,7 @@ def threat_options(multi_eps: bool = False, eta_default: float | None = None):
             eps_opt = click.option("--eps", type=NUMBER, default=0.0313, show_default=True, help=eps_help)
         return compose(
             click.option("--norm", type=click.Choice(NORMS), default="linf", show_default=True,
-                         help="Threat-model norm."),
+                         help="Threat-model norm. l1 is measured by AutoAttack only (fgsm and pgd refuse it)."),
             eps_opt,
             click.option("--eta", type=NUMBER, default=eta_default, show_default=eta_default is not None,
                          help=ETA_HELP),

@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 
 from .tables import console
+from ..text import plural
 
 
 @click.command("report")
@@ -58,13 +59,13 @@ def command(results_dir, out, dataset, attack, checkpoint, skip_bad, force):
     if report.note:
         say(report.note, style="yellow")
     d = report.data
-    say(f"{len(d.evals)} evaluation and {len(d.trains)} training record(s)"
-            + (f"; {len(d.superseded)} older repeat(s) superseded by newer records" if d.superseded else ""))
+    say(f"{plural(len(d.evals), 'evaluation record')} and {plural(len(d.trains), 'training record')}"
+            + (f"; {plural(len(d.superseded), 'older repeat')} superseded by newer records" if d.superseded else ""))
     for t in report.comparison.tables[:1]:
         say(f"headline: {t.title}")
     n_warn = sum(report.comparison.warning)
     if n_warn:
-        warn(f"{n_warn} failed sanity check(s); see the ⚠ notes in REPORT.md")
-    say(f"wrote {len(paths)} file(s) to {target}: REPORT.md, report.csv, report.html, "
-            f"{len(report.figures)} figure(s) in figures/"
-        + (f"; {len(report.examples)} example figure(s) linked" if report.examples else ""))
+        warn(f"{plural(n_warn, 'failed sanity check')}; see the ⚠ notes in REPORT.md")
+    say(f"wrote {plural(len(paths), 'file')} to {target}: REPORT.md, report.csv, report.html, "
+            f"{plural(len(report.figures), 'figure')} in figures/"
+        + (f"; {plural(len(report.examples), 'example figure')} linked" if report.examples else ""))

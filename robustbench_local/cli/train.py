@@ -175,7 +175,7 @@ def adversarial_options(f):
         click.option("--eps-space", type=click.Choice(SPACES), default=None,
                      help="normalized (default): eps measured after the model's (x-mean)/std, the seeds' "
                           "convention; pixel: eps on [0,1] pixels, RobustBench's convention."),
-        click.option("--norm", type=click.Choice(NORMS), default=None, help="Threat-model norm. Default linf."),
+        click.option("--norm", type=click.Choice(NORMS), default=None, help="Threat-model norm: linf (default) or l2 (l1 is for robust eval --attack autoattack)."),
         click.option("--random-start/--no-random-start", default=None,
                      help="Start the attack at a uniform random point of the ball. Default on (trades: always, "
                           "from x + 0.001 N(0,1) pixels)."),

@@ -34,6 +34,7 @@ from .load import ReportData, load_report_data
 from .markdown import render_markdown
 from .plots import ReportFigure, all_figures
 from .tables import Comparison, build_comparison, csv_frame
+from ..text import plural
 
 FIG_DIR = "figures"
 MANIFEST = "report-manifest.json"
@@ -191,7 +192,7 @@ def check_target(out: str | Path, results: str | Path, sources: dict[str, str], 
         made_from = (out / manifest["results"]).resolve()
         if changed:
             problem = (f"{changed[0]} was changed after `robust report` wrote it in {out}"
-                       + (f" (and {len(changed) - 1} more file(s))" if len(changed) > 1 else ""))
+                       + (f" (and {plural(len(changed) - 1, 'more file')})" if len(changed) > 1 else ""))
         elif made_from != Path(results).resolve():
             problem = f"{out} holds a report made from the records in {os.path.relpath(made_from)}"
     if problem:
@@ -205,7 +206,7 @@ def check_target(out: str | Path, results: str | Path, sources: dict[str, str], 
     gone = sum(1 for k in old if k not in new)
     edited = sum(1 for k in new if k in old and old[k] != new[k])
     parts = [f"{added} added"] * bool(added) + [f"{gone} gone"] * bool(gone) + [f"{edited} changed"] * bool(edited)
-    return f"replaced the report made from {len(old)} record(s) in {out} ({', '.join(parts)})"
+    return f"replaced the report made from {plural(len(old), 'record')} in {out} ({', '.join(parts)})"
 
 
 __all__ = ["MANIFEST", "Report", "build_report", "check_target", "record_digests", "write_report",

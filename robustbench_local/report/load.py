@@ -114,8 +114,9 @@ def fmt_eps_255(pixel) -> str:
 
 def threat_label(norm: str, eps_normalized, eps_pixel) -> str:
     """'L-inf eps 0.0313 normalized = 0.0157 pixel (3.99/255)'."""
-    n = {"linf": "L-inf", "l2": "L2"}.get(str(norm), str(norm))
-    return f"{n} eps {fmt_eps(eps_normalized)} normalized = {fmt_eps(eps_pixel)} pixel ({fmt_eps_255(eps_pixel)})"
+    n = {"linf": "L-inf", "l2": "L2", "l1": "L1"}.get(str(norm), str(norm))
+    text = f"{n} eps {fmt_eps(eps_normalized)} normalized = {fmt_eps(eps_pixel)} pixel"
+    return text + (f" ({fmt_eps_255(eps_pixel)})" if str(norm) == "linf" else "")  # x/255 suits a per-pixel bound
 
 
 def _train_eps(ckpt: dict) -> tuple[object, object]:

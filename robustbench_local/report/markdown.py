@@ -8,6 +8,7 @@ from .load import ReportData, TrainRun, robust_key
 from .examples import Example
 from .plots import ReportFigure
 from .tables import Comparison, markdown_table, method_label, table_notes
+from ..text import plural
 
 EXPLAIN = (
     "Each cell: accuracy in % with its 95% Wilson interval [low, high] and n, the number of test points. "
@@ -25,7 +26,7 @@ EXPLAIN = (
 
 def header_lines(data: ReportData) -> list[str]:
     n_eval, n_train = len(data.evals), len(data.trains)
-    lines = [f"Generated from {n_eval} evaluation record(s) and {n_train} training record(s), "
+    lines = [f"Generated from {plural(n_eval, 'evaluation record')} and {plural(n_train, 'training record')}, "
              f"created up to {data.newest_created or 'an unknown time'}."]
     if data.notes:
         lines.append(f"Notes: {data.notes}")
