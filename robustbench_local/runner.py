@@ -770,7 +770,7 @@ class CellPlan:
 
     @property
     def finished(self) -> bool:
-        return self.train == "done" and not self.todo
+        return self.train == "done" and self.train_record and not self.todo
 
     def train_text(self) -> str:
         e = self.cell.spec.epochs
@@ -970,8 +970,8 @@ def _execute(exp: Experiment, plan: list[CellPlan], bundle, log: RunLog, summary
     for p in plan:
         log(f"  {p.name}: {p.train_text()}; evaluations {len(p.done)}/{len(p.done) + len(p.todo)} done", show=False)
         if p.train == "done" and not p.train_record:
-            log(f"  warning: no training record for {exp.cell_dir(p.cell) / 'best.pth'} in {store.records_dir}; "
-                "the report will lack its training curve and minutes")
+            log(f"  {p.name}: training finished but its record is not in {store.records_dir} (cut off during the "
+                "final test pass?); the test pass and the record will be finished")
     for p in todo:
         try:
             _run_cell(exp, p, bundle, store, log, summary)
@@ -993,6 +993,9 @@ def _run_cell(exp: Experiment, p: CellPlan, bundle, store, log: RunLog, summary:
 
     cell, out = p.cell, exp.cell_dir(p.cell)
     spec = cell.spec.replace(out=str(out))
+    if p.train == "done" and not p.train_record:  # fit's --resume on a finished run writes what is missing
+        log(f"{cell.name}: finishing the test pass and training record of {out / 'best.pth'}")
+        fit(spec, resume=True, store=store, quiet=True)
     if p.train != "done":
         if p.train == "train":
             # a run cut off inside its first epoch leaves best.pth (and config.json) without last.pth:

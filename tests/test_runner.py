@@ -6,6 +6,8 @@ class, written once per module), the seed CNN narrowed to maps 8,8,16, one epoch
 100 evaluation points, so each cell trains and is attacked in a few seconds."""
 from __future__ import annotations
 
+import json
+
 import os
 import shutil
 from pathlib import Path
@@ -304,6 +306,23 @@ def test_first_epoch_cut_off_leftovers_are_cleared(work):
     assert "removing best.pth, history.csv, config.json" in Path("out/tiny.log").read_text()
     assert read_checkpoint("out/runs/std/last.pth")["train_state"]["epoch"] == 1
 
+
+
+def test_a_cell_cut_off_during_its_final_test_pass_gets_its_record(work):
+    # training finished (last.pth says so) but the process died before the training record was written
+    for path in ResultsStore("out/results").paths():
+        if '"kind": "train"' in path.read_text() and '"std"' in path.read_text():
+            rec = json.loads(path.read_text())
+            if rec["checkpoint"]["out_dir"].endswith("std"):
+                path.unlink()
+    assert not [r for r in records("train") if r["checkpoint"]["out_dir"].endswith("std")]
+    plan = run_experiment(work / "exp.toml", dry_run=True, say=quiet).plan
+    assert plan[0].train == "done" and not plan[0].finished and plan[1].finished
+    summary = run_experiment(work / "exp.toml", say=quiet)
+    assert summary.trained == [] and summary.evaluated == {}
+    trains = [r for r in records("train") if r["checkpoint"]["out_dir"].endswith("std")]
+    assert len(trains) == 1 and trains[0]["metrics"]["test_n"] > 0
+    assert all(p.finished for p in run_experiment(work / "exp.toml", dry_run=True, say=quiet).plan)
 
 # ----------------------------------------------------------------------------- errors
 def test_toml_syntax_error_names_the_file_and_line(exp, tmp_path):
