@@ -6,7 +6,8 @@ the same way everywhere.
   ETA move between updates. A bar disappears when its task ends (the caller prints
   the result).
 - Not on a terminal (CI, logs, pipes): one plain line per task at most every
-  ``every`` seconds (30 by default), and a final line when the task ends.
+  ``every`` seconds (30 by default), and a final line when a task that printed
+  lines ends (a short task's result is printed by its caller).
 - Quiet: nothing.
 
     with progress_display(console) as p:
@@ -43,6 +44,7 @@ class Task:
         self.started = self.last_line = display.clock()
         self.closed = False
         self.rich_id = None
+        self.lines = 0  # plain lines printed so far
 
     def advance(self, k: int = 1, info: str | None = None) -> None:
         self.update(completed=self.completed + k, info=info)
@@ -95,7 +97,7 @@ class ProgressDisplay:
     and $CI is unset. ``clock`` and ``every`` are injectable for tests."""
 
     def __init__(self, console=None, *, quiet: bool = False, interactive: bool | None = None,
-                 clock: Callable[[], float] = time.monotonic, every: float = PLAIN_EVERY,
+                 clock: Callable[[], float] = time.monotonic, every: float | None = None,
                  heartbeat: float | None = HEARTBEAT):
         from rich.console import Console
 
@@ -104,7 +106,7 @@ class ProgressDisplay:
             interactive = self.console.is_terminal and os.environ.get("CI") is None
         self.mode = "quiet" if quiet else "terminal" if interactive else "plain"
         self.clock = clock
-        self.every = every
+        self.every = PLAIN_EVERY if every is None else every
         self.heartbeat = heartbeat
         self.tasks: list[Task] = []
         self._lock = threading.RLock()
@@ -142,6 +144,7 @@ class ProgressDisplay:
         now = self.clock()
         if now - t.last_line >= self.every:
             t.last_line = now
+            t.lines += 1
             self._print(t.line(now))
 
     def _close(self, t: Task, ok: bool) -> None:
@@ -158,8 +161,8 @@ class ProgressDisplay:
                     self._progress.stop()
                     self._progress = None
             else:
-                if ok and t.final:
-                    self._print(t.line(self.clock(), final=True))
+                if ok and t.final and t.lines:  # a task that printed lines says it ended;
+                    self._print(t.line(self.clock(), final=True))  # a short one leaves its result to the caller
                 if not self.tasks and self._stop_beat is not None:
                     self._stop_beat.set()
                     self._stop_beat = None

@@ -82,7 +82,7 @@ from . import distributed
 from .errors import RobustError
 from .lock import FolderLock
 from .specs import DataSpec, TrainSpec
-from .text import acc_text, plural
+from .text import acc_text, method_label, plural
 
 try:  # Python >= 3.11
     import tomllib
@@ -1007,8 +1007,7 @@ def _run_cell(exp: Experiment, p: CellPlan, bundle, store, log: RunLog, summary:
                 for f in leftovers:
                     f.unlink()
         what = "resuming" if p.train == "resume" else "training"
-        log(f"{cell.name}: {what} {spec.model.arch} / {spec.method}"
-            + ("" if spec.adv == "none" else f" + {spec.adv}")
+        log(f"{cell.name}: {what} {spec.model.arch} / {method_label(spec.method, spec.adv)}"
             + f", {plural(spec.epochs, 'epoch')}" + (f" (after epoch {p.epochs_done})" if p.train == "resume" else "")
             + f" -> {out}")
 

@@ -34,3 +34,17 @@ def clock(seconds: float) -> str:
 def duration(seconds: float) -> str:
     """A run's length: '42.3 s' under two minutes, else '12.5 min'."""
     return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+# training methods as a reader names them: the adversarial method, not the base loss alone
+ADV_LABELS = {"pgd": "PGD-AT", "trades": "TRADES", "fgsm-rs": "FGSM-RS", "fgsm_rs": "FGSM-RS", "free": "Free-AT"}
+BASE_LABELS = {"standard": "standard", "mixup": "MixUp", "cutmix": "CutMix", "ova": "OVA"}
+
+
+def method_label(method, adv) -> str:
+    """'PGD-AT', 'MixUp + PGD-AT', 'TRADES', 'standard', 'MixUp'; '-' when unknown."""
+    base = BASE_LABELS.get(method, method) if isinstance(method, str) and method else None
+    if not isinstance(adv, str) or adv in ("", "none", "None", "-"):
+        return base or "-"
+    at = ADV_LABELS.get(adv, adv)
+    return at if base in (None, "standard") else f"{base} + {at}"

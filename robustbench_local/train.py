@@ -50,7 +50,7 @@ from .results import ResultsStore, wilson_interval
 from .runtime import (configure_backends, environment, epoch_seed, is_interactive, module_mode,
                       resolve_channels_last, seed_everything)
 from .specs import AUTO, TrainSpec
-from .text import acc_text, duration, pct, plural
+from .text import acc_text, duration, method_label, pct, plural
 
 BASE_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s",
                 "attack_seconds")
@@ -867,7 +867,7 @@ def _train(run: Run, *, resume: bool, store: ResultsStore | None, console, progr
     extra_columns = [c for m in run.val_metrics for c in m.columns]
     reporter.say(
         f"training {spec.model.arch} on {run.bundle.info.name} ({len(run.train)} train / {len(run.bundle.val)} val) "
-        f"with {spec.method}{'' if spec.adv == 'none' else ' + ' + spec.adv} for {plural(spec.epochs, 'epoch')} on "
+        f"with {method_label(spec.method, spec.adv)} for {plural(spec.epochs, 'epoch')} on "
         f"{run.device} ({run.precision.label}) -> {run.out_dir}"
         + (f", {run.world_size} processes x {run.local_batch} images per step" if run.world_size > 1 else "")
         + (f", resuming after epoch {start_epoch}" if start_epoch else "")
@@ -1033,7 +1033,7 @@ def _finish(run: Run, history: list[dict], best: dict, seconds: dict, stopped: s
         ("best.pth", str(run.best_path)),
         ("last.pth", str(run.last_path)),
     ] + ([("record", str(record_path))] if record_path else []) + ([("stopped", stopped)] if stopped else [])
-    reporter.summary(rows, f"{spec.model.arch} / {spec.method}{'' if spec.adv == 'none' else ' + ' + spec.adv} "
+    reporter.summary(rows, f"{spec.model.arch} / {method_label(spec.method, spec.adv)} "
                            f"on {run.bundle.info.name}")
     if unsaved is not None:  # after the summary, so the numbers are on screen too
         raise unsaved

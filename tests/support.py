@@ -72,3 +72,34 @@ def image_tree(root, bundle, train_per_class: int, test_per_class: int) -> str:
                 Image.fromarray(split.x[i].permute(1, 2, 0).numpy()).save(folder / f"{i}.png")
     return f"imagefolder:{root}"
 
+
+
+# A two-attack experiment file on a tiny ImageFolder tree ({tree}: its imagefolder:PATH); cells come after it.
+TINY_EXPERIMENT = """\
+name = "tiny"
+runs = "out/runs"
+results = "out/results"
+log = "out/tiny.log"
+
+[data]
+dataset = "{tree}"
+val_fraction = 0.1
+
+[train]
+epochs = 1
+batch_size = 64
+device = "cpu"
+model = {{ arch = "cnn", kwargs = {{ maps = "8,8,16" }} }}
+
+[eval]
+n = 100
+checks = false
+
+[[attacks]]
+name = "fgsm"
+
+[[attacks]]
+name = "pgd"
+k = 2
+sweep = [0.0157]
+"""

@@ -18,7 +18,7 @@ from robustbench_local.progress import progress_display
 from robustbench_local.text import acc_text, plural
 from robustbench_local.threat import ThreatModel
 
-from support import image_tree
+from support import TINY_EXPERIMENT, image_tree
 
 PERCENT_WITH_N = r"\d+\.\d% \(n=[\d,]+"
 
@@ -51,7 +51,7 @@ def test_plain_mode_prints_at_most_one_line_per_30_s_and_a_final_line():
     assert lines[-1] == "PGD-20 @ L-inf 8/255: 1,000/1,000 points, robust so far: 99 of 1000; done in 1:40"
 
 
-def test_plain_mode_short_task_prints_only_its_final_line_or_nothing():
+def test_plain_mode_short_task_prints_nothing():
     clock = FakeClock()
     buf, display = plain(clock)
     with display as p:
@@ -60,7 +60,7 @@ def test_plain_mode_short_task_prints_only_its_final_line_or_nothing():
         with p.task("test", total=50, unit="images") as t:
             clock.now += 3
             t.advance(50)
-    assert buf.getvalue().splitlines() == ["test: 50/50 images; done in 0:03"]
+    assert buf.getvalue().splitlines() == []  # under 30 s: the caller prints the result, nothing repeats it
 
 
 def test_terminal_mode_draws_a_live_bar_that_refreshes_by_itself():
@@ -140,7 +140,8 @@ def test_cli_eval_shows_attack_progress_and_percents_with_n(trained):
     lines = res.output.splitlines()
     attacked = [line for line in lines if re.match(r"PGD-3 @ .*: \d+/\d+ points.*robust so far.*; done in \d+:\d\d$",
                                                    line)]
-    assert len(attacked) == 1, res.output  # a final progress line (the run is shorter than 30 s)
+    assert attacked == [], res.output  # shorter than 30 s: the result line alone, no progress line repeating it
+    assert re.search(r"PGD-3 @ .*: robust " + PERCENT_WITH_N, res.output), res.output
     assert re.search(r"clean accuracy " + PERCENT_WITH_N + r", 95% CI", res.output), res.output
     assert re.search(r"robust " + PERCENT_WITH_N + r", 95% CI", res.output), res.output
 
@@ -208,29 +209,7 @@ def test_run_reports_the_training_duration_of_the_training_summary(tmp_path, mon
 
     tree = image_tree(tmp_path / "data", cifar10, 20, 10)
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "exp.toml").write_text(f"""\
-name = "tiny"
-runs = "out/runs"
-results = "out/results"
-log = "out/tiny.log"
-
-[data]
-dataset = "{tree}"
-val_fraction = 0.2
-
-[train]
-epochs = 1
-batch_size = 64
-device = "cpu"
-model = {{ arch = "cnn", kwargs = {{ maps = "8,8,16" }} }}
-
-[eval]
-n = 40
-checks = false
-
-[[attacks]]
-name = "fgsm"
-
+    (tmp_path / "exp.toml").write_text(TINY_EXPERIMENT.format(tree=tree) + """
 [[cells]]
 name = "std"
 
@@ -246,14 +225,18 @@ enabled = false
     assert trained_line.startswith(f"std: trained in {summary_time}; "), (trained_line, time_row)
     assert re.search(r"val acc " + PERCENT_WITH_N + r", 95% CI", trained_line), trained_line
     assert re.search(r"test acc " + PERCENT_WITH_N + r", 95% CI", trained_line), trained_line
-    assert re.search(r"FGSM @ .*: \d+/\d+ points.*; done in", shown), shown
+    assert "done in" not in shown  # short attacks: their result lines (in the log) say it all
+    assert any(re.search(r"FGSM @ .*: robust " + PERCENT_WITH_N, s) for s in said), said
     assert any(", 1 epoch -> " in s for s in said), said
     log = (tmp_path / "out" / "tiny.log").read_text()
     assert "trained in" in log and "done in" not in log  # progress goes to the screen, not the log
 
 
 @pytest.mark.parametrize("command", ["visualize", "analyze"])
-def test_visualize_and_analyze_show_their_attack(trained, command, tmp_path):
+def test_visualize_and_analyze_show_their_attack(trained, command, tmp_path, monkeypatch):
+    import robustbench_local.progress as progress
+
+    monkeypatch.setattr(progress, "PLAIN_EVERY", 0.0)  # a plain line at every update, then the final one
     root, _, _ = trained
     res = CliRunner().invoke(main, [command, "--attack", "fgsm", "--n", "30", "--out",
                                     str(tmp_path / ("grid.png" if command == "visualize" else "analysis")),

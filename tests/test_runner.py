@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from support import image_tree
+from support import TINY_EXPERIMENT, image_tree
 from click.testing import CliRunner
 
 import robustbench_local.evaluation as evaluate_module
@@ -33,34 +33,7 @@ def tree(tmp_path_factory, cifar10) -> str:
     return image_tree(root, cifar10, 40, 20)
 
 
-HEAD = """\
-name = "tiny"
-runs = "out/runs"
-results = "out/results"
-log = "out/tiny.log"
-
-[data]
-dataset = "{tree}"
-val_fraction = 0.1
-
-[train]
-epochs = 1
-batch_size = 64
-device = "cpu"
-model = {{ arch = "cnn", kwargs = {{ maps = "8,8,16" }} }}
-
-[eval]
-n = 100
-checks = false
-
-[[attacks]]
-name = "fgsm"
-
-[[attacks]]
-name = "pgd"
-k = 2
-sweep = [0.0157]
-"""
+HEAD = TINY_EXPERIMENT
 
 TWO_CELLS = """
 [[cells]]

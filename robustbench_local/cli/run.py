@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from ..runtime import DEVICES
-from ..text import plural
+from ..text import method_label, plural
 from .tables import console
 
 
@@ -16,7 +16,7 @@ def print_plan(plan, title: str) -> None:
         t.add_column(col, overflow="fold")
     for p in plan:
         s = p.cell.spec
-        method = s.method + ("" if s.adv == "none" else f" + {s.adv}")
+        method = method_label(s.method, s.adv)
         n_eval = len(p.done) + len(p.todo)
         t.add_row(p.name, s.model.arch, method, p.train_text(), f"{len(p.done)}/{n_eval}", p.todo_text(),
                   style=None if not p.finished else "dim")

@@ -36,7 +36,7 @@ def print_eval_table(records: list[dict]) -> None:
     for row, rec in zip(summary_rows(records), records):
         lo, hi = row["ci95"]
         px = row["eps_pixel"]
-        px_s = _eps(px) + (f" ({px * 255:.3g}/255)" if isinstance(px, float) else "")
+        px_s = _eps(px) + (f" ({px * 255:.3g}/255)" if isinstance(px, float) and row["norm"] == "linf" else "")
         robust = pct(row["robust_acc"])
         why = degenerate_reason(rec)
         if why:  # robust accuracy of a model that predicts one class measures nothing
@@ -45,12 +45,19 @@ def print_eval_table(records: list[dict]) -> None:
             warnings += [w] if w not in warnings else []
         t.add_row(row["checkpoint"], f"{row['attack']} {row['norm']}", _eps(row["eps_normalized"]), px_s,
                   pct(row["clean_acc"]), robust, f"{lo:.1%}-{hi:.1%}", f"{row['n']:,}",
-                  f"{row['seconds']:.1f}", f"{row['images_per_s']:,.0f}" if row["images_per_s"] else "-")
+                  f"{row['seconds']:.1f}", _rate(row["images_per_s"]))
         warnings += [w for w in row["warnings"] if w not in warnings]
     c = console()
     c.print(t)
     for w in warnings:
         c.print(f"[yellow]warning:[/yellow] {escape(w)}")
+
+
+def _rate(per_s: float | None) -> str:
+    """Images per second: '1,234', '12.3', '0.34' (a slow AutoAttack is not 0)."""
+    if not per_s:
+        return "-"
+    return f"{per_s:,.0f}" if per_s >= 100 else f"{per_s:.3g}"
 
 
 def degenerate_reason(rec: dict) -> str | None:

@@ -12,6 +12,7 @@ import pandas as pd
 
 from ..results import wilson_interval
 from .load import ReportData, TrainRun, eps_first, eps_key, fmt_eps, fmt_eps_255, match_train, threat_label
+from ..text import method_label  # noqa: F401  (the report's method column; tests import it here)
 
 WORST = "worst-case"
 
@@ -114,19 +115,6 @@ def cell_text(c: Cell) -> str:
 # How tables name training methods: the adversarial method when there is one (an
 # adversarially trained model is not "standard"), the base loss beside it when it is
 # not plain cross-entropy.
-ADV_LABELS = {"pgd": "PGD-AT", "trades": "TRADES", "fgsm-rs": "FGSM-RS", "fgsm_rs": "FGSM-RS", "free": "Free-AT"}
-BASE_LABELS = {"standard": "standard", "mixup": "MixUp", "cutmix": "CutMix", "ova": "OVA"}
-
-
-def method_label(method, adv) -> str:
-    """'PGD-AT', 'MixUp + PGD-AT', 'TRADES', 'standard', 'MixUp'; '-' when unknown."""
-    base = BASE_LABELS.get(method, method) if isinstance(method, str) and method else None
-    if not isinstance(adv, str) or adv in ("", "none", "None", "-"):
-        return base or "-"
-    at = ADV_LABELS.get(adv, adv)
-    return at if base in (None, "standard") else f"{base} + {at}"
-
-
 def _describe_model(row: pd.Series) -> tuple[str, str, str, str]:
     return (str(row["dataset"] or "-"), str(row["arch"] or "-"), method_label(row["method"], row["adv"]),
             str(row["adv"] or "none"))
