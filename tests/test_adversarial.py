@@ -446,7 +446,7 @@ def test_cli_adversarial_run_and_record(tree, tmp_path):
             "--val-robust-n", "64", "--val-robust-k", "3", "--device", "cpu", "--out", "run", "--results", "res"]
     r = _cli(args, tmp_path)
     assert r.exit_code == 0, r.output
-    assert "standard + fgsm-rs" in r.output and "val_robust_acc" in r.output and "by val_robust_acc" in r.output
+    assert "with FGSM-RS for" in r.output and "val_robust_acc" in r.output and "by val_robust_acc" in r.output
     (record,) = ResultsStore(tmp_path / "res").load()
     threat = record["checkpoint"]["threat"]
     assert threat["eps_pixel"] == pytest.approx(8 / 255) and threat["eps_normalized"] == pytest.approx(16 / 255)
