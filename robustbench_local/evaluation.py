@@ -22,7 +22,6 @@ batch), so it is not spread. Only rank 0 logs and saves --save-adv files.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -227,12 +226,12 @@ def run_attack(target: Target, spec: AttackSpec, x: torch.Tensor, y: torch.Tenso
         batch_size = max(batch_size, len(ids))
     starts = range(0, len(ids), batch_size)
     mine = list(distributed.my_chunks(len(starts)))  # every batch in a single process
-    shown = _AttackProgress(progress, target, spec, x, runner, sum(min(batch_size, len(ids) - starts[j]) for j in mine))
+    shown = _AttackProgress(progress, target, spec, x, sum(min(batch_size, len(ids) - starts[j]) for j in mine))
     with shown:
         for j in mine:
             b = ids[starts[j]:starts[j] + batch_size]
             res = runner(target.model, x[b], y[b], spec, seed=seed, init=[u[b] for u in init] if init else None,
-                         **shown.hook)
+                         on_progress=shown.on_progress)
             fooled[b] = res.fooled
             shown.batch_done(res.fooled)
             if keep_adv:
@@ -252,19 +251,19 @@ def run_attack(target: Target, spec: AttackSpec, x: torch.Tensor, y: torch.Tenso
 class _AttackProgress:
     """One attack's progress task: 'PGD-20 @ L-inf 8/255: 512/812 points, robust so far:
     201 of 512'. AutoAttack, one long batch, instead shows its sub-attack and the points
-    still robust (through its runner's on_progress, when the runner takes one)."""
+    still robust (through its runner's on_progress; every runner takes one)."""
 
     def __init__(self, progress: ProgressDisplay | None, target: Target, spec: AttackSpec, x: torch.Tensor,
-                 runner, points: int):
-        self.task, self.hook, self.done, self.robust = None, {}, 0, 0
+                 points: int):
+        self.task, self.on_progress, self.done, self.robust = None, None, 0, 0
         if progress is None:
             return
         label = f"{spec.label} @ {spec.threat.label(find_std(target.model, x.shape[1]))}"
         one_batch = spec.name == "autoattack"  # no count moves until it ends: no bar, no ETA
         self.task = progress.task(label, None if one_batch else points, "points")
         self.total = points
-        if one_batch and "on_progress" in inspect.signature(runner).parameters:
-            self.hook = {"on_progress": self._sub_attack}
+        if one_batch:
+            self.on_progress = self._sub_attack
 
     def _sub_attack(self, name: str, still_robust: int, total: int) -> None:
         self.task.update(info=f"{name}: {still_robust:,} of {total:,} points still robust")

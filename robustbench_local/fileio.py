@@ -25,16 +25,53 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     deletes it on failure."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = _temp_beside(path)
     try:
         yield tmp_path
-        os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file normal permissions
-        os.replace(tmp_path, path)
+        _publish(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def _temp_beside(path: Path) -> Path:
+    """An empty temporary file in ``path``'s folder (the rename into place stays on one
+    file system), named so that leftovers of a crash are recognisable: .NAME.*.tmp."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+def _publish(tmp: Path, path: Path) -> None:
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file normal permissions
+    os.replace(tmp, path)
+
+
+def make_dirs(path: Path) -> list[Path]:
+    """mkdir -p that returns the folders it created, outermost first (so a caller can
+    take them away again and leave no trace)."""
+    missing = []
+    p = Path(path)
+    while not p.exists() and not p.is_symlink() and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    created = []
+    for d in reversed(missing):
+        try:
+            d.mkdir()
+        except FileExistsError:  # another process made it meanwhile: not ours to take away
+            continue
+        created.append(d)
+    return created
+
+
+def remove_empty(created: list[Path]) -> None:
+    """Take away folders make_dirs created, innermost first, where they are still empty."""
+    for d in reversed(created):
+        try:
+            d.rmdir()
+        except OSError:
+            return
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -58,26 +95,22 @@ def write_files(files: dict[Path, bytes]) -> list[Path]:
     target first, and only when all are complete are they renamed into place (in the
     given order). A failure (full disk) removes the temporary files and any folder
     made for them, so the old files stay as they were. Raises the OSError."""
-    from .outputs import make_dirs, remove_empty
-
     created: list[Path] = []
     staged: list[tuple[Path, Path]] = []
     try:
         for path, data in files.items():
             path = Path(path)
             created += make_dirs(path.parent)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            os.close(fd)
-            staged.append((Path(tmp), path))
-            _fill(Path(tmp), data)
-            os.chmod(tmp, 0o666 & ~_UMASK)
+            tmp = _temp_beside(path)
+            staged.append((tmp, path))
+            _fill(tmp, data)
     except BaseException:
         for tmp, _ in staged:
             tmp.unlink(missing_ok=True)
         remove_empty(created)
         raise
     for tmp, path in staged:
-        os.replace(tmp, path)
+        _publish(tmp, path)
     return [path for _, path in staged]
 
 

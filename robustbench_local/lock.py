@@ -11,7 +11,8 @@ import os
 from pathlib import Path
 
 from .errors import RobustError
-from .outputs import cannot_write, make_dirs, remove_empty
+from .fileio import make_dirs, remove_empty
+from .outputs import cannot_write
 
 try:
     import fcntl

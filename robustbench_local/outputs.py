@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import RobustError
+from .fileio import make_dirs, remove_empty, write_bytes
 
 
 class UnsavedWork(RobustError):
@@ -34,33 +35,6 @@ def cannot_write(path: str | os.PathLike, option: str | None, err: OSError, meta
         return RobustError(f"cannot write to {path} ({option}): {reason}; choose another {where} with "
                            f"{option} {metavar}")
     return RobustError(f"cannot write to {path}: {reason}")
-
-
-def make_dirs(path: Path) -> list[Path]:
-    """mkdir -p that returns the folders it created, outermost first (so a caller can
-    take them away again and leave no trace)."""
-    missing = []
-    p = Path(path)
-    while not p.exists() and not p.is_symlink() and p != p.parent:
-        missing.append(p)
-        p = p.parent
-    created = []
-    for d in reversed(missing):
-        try:
-            d.mkdir()
-        except FileExistsError:  # another process made it meanwhile: not ours to take away
-            continue
-        created.append(d)
-    return created
-
-
-def remove_empty(created: list[Path]) -> None:
-    """Take away folders make_dirs created, innermost first, where they are still empty."""
-    for d in reversed(created):
-        try:
-            d.rmdir()
-        except OSError:
-            return
 
 
 def ensure_writable_dir(path: str | os.PathLike, option: str | None, metavar: str = "DIR",
@@ -103,8 +77,6 @@ def ensure_writable_file(path: str | os.PathLike, option: str | None) -> Path:
 def write_output(path: str | os.PathLike, data: bytes, option: str | None) -> Path:
     """Write one output file atomically; a failure (full disk, revoked permission)
     leaves neither the file nor a folder made for it, and is one line."""
-    from .fileio import write_bytes
-
     path = Path(path)
     created: list[Path] = []
     try:
@@ -147,5 +119,5 @@ def save_record(store: Any, record: dict, option: str = "--results") -> Path:
                       f"nor to {unsaved_root()}; free some space and run the command again") from None
 
 
-__all__ = ["UnsavedWork", "cannot_write", "ensure_writable_dir", "ensure_writable_file", "make_dirs",
-           "remove_empty", "save_record", "unsaved_root", "write_output"]
+__all__ = ["UnsavedWork", "cannot_write", "ensure_writable_dir", "ensure_writable_file", "save_record",
+           "unsaved_root", "write_output"]

@@ -339,9 +339,6 @@ class Reporter:
         if not self.quiet:
             self.console.print(text, markup=False, highlight=False, soft_wrap=True)
 
-    def start(self) -> None:
-        """Nothing to start: a live display exists only while a task runs."""
-
     def task(self, description: str, total: int | None = None, unit: str = "images"):
         """A pass with its own progress (validation, test); its result is printed by the caller."""
         return self.display.task(description, total, unit, final=False)
@@ -873,7 +870,6 @@ def _train(run: Run, *, resume: bool, store: ResultsStore | None, console, progr
         + (f", resuming after epoch {start_epoch}" if start_epoch else "")
     )
     stopped: str | None = None
-    reporter.start()
     try:
         for epoch in range(start_epoch, spec.epochs):
             torch.manual_seed(epoch_seed(spec.seed, epoch))

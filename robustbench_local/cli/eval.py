@@ -79,7 +79,8 @@ def command(checkpoints, attack_names, norm, eps, eta, eps_space, k, random_star
     """
     from ..distributed import is_main
     from ..evaluation import evaluate
-    from ..outputs import UnsavedWork, ensure_writable_dir, ensure_writable_file, make_dirs, remove_empty, save_record
+    from ..fileio import make_dirs, remove_empty
+    from ..outputs import UnsavedWork, ensure_writable_dir, ensure_writable_file, save_record
     from ..progress import ProgressDisplay
     from ..results import ResultsStore
     from ..text import plural
