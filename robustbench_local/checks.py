@@ -196,7 +196,7 @@ def degenerate_counts(correct: int, n: int, pred_counts, label_counts, classes=(
     if share >= COLLAPSE_SHARE and label_share < COLLAPSE_LABEL_SHARE:
         return Finding(
             "not_degenerate", False,
-            f"predicts one class: {share:.1%} of the n={n} predictions are {name}, "
+            f"predicts one class: {share:.1%} of the n={n:,} predictions are {name}, "
             f"which is {label_share:.1%} of the labels",
             value=share,
         )
@@ -208,12 +208,12 @@ def degenerate_counts(correct: int, n: int, pred_counts, label_counts, classes=(
         how = "is indistinguishable from" if chance <= hi else "is below"
         return Finding(
             "not_degenerate", False,
-            f"accuracy {acc:.1%} (95% CI {lo:.1%}-{hi:.1%}, n={n}) {how} chance "
+            f"accuracy {acc:.1%} (95% CI {lo:.1%}-{hi:.1%}, n={n:,}) {how} chance "
             f"({chance:.1%} for {num_classes} classes)",
             value=share,
         )
     return Finding("not_degenerate", True,
-                   f"accuracy {acc:.1%} is above chance ({chance:.1%}, n={n}); the most frequent prediction, "
+                   f"accuracy {acc:.1%} is above chance ({chance:.1%}, n={n:,}); the most frequent prediction, "
                    f"{name}, takes {share:.1%}", value=share)
 
 
