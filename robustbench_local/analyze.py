@@ -153,8 +153,8 @@ def analyze(model_or_checkpoint, spec: AttackSpec | None = None, *, n: int | Non
     threat, mode, x_used = None, "clean", x
     if spec is not None:
         clean_ok = logits.argmax(1) == y
-        _, _, x_adv = run_attack(target, spec, x, y, clean_ok, batch_size=batch_size, seed=seed, keep_adv=True,
-                                 progress=progress)
+        x_adv = run_attack(target, spec, x, y, clean_ok, batch_size=batch_size, seed=seed, keep_adv=True,
+                                 progress=progress).x_adv
         logits = predict(model, x_adv, batch_size)
         x_used = x_adv
         threat = spec.threat.label(find_std(model, x.shape[1]))

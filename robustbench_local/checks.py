@@ -40,7 +40,7 @@ def fgsm_stronger_than_pgd(fgsm_acc: float, pgd_acc: float, n: int, label: str =
     return Finding(
         "fgsm_stronger_than_pgd", not bad,
         f"FGSM robust accuracy {fgsm_acc:.2%} is below {label}'s {pgd_acc:.2%} on the same {n} points: "
-        "PGD is not converging (try a larger --eta or more --k)" if bad
+        f"{label} is not converging (try a larger --eta or more --k)" if bad
         else f"FGSM {fgsm_acc:.2%} >= {label} {pgd_acc:.2%}",
         value=pgd_acc - fgsm_acc,
     )
@@ -226,3 +226,24 @@ def not_degenerate(pred: torch.Tensor, y: torch.Tensor, num_classes: int, classe
     pred, y = pred.flatten().cpu().long(), y.flatten().cpu().long()
     return degenerate_counts(int((pred == y).sum()), len(y), torch.bincount(pred, minlength=num_classes).tolist(),
                              torch.bincount(y, minlength=num_classes).tolist(), classes)
+
+
+def square_below_whitebox(square_acc: float, whitebox_acc: float, n: int, whitebox_label: str) -> Finding:
+    """A gradient-free attack (Square) should not beat a white-box attack that sees the
+    gradients at the same threat on the same points; when Square's robust accuracy is
+    below the 95% Wilson interval of the white-box number, the white-box attack is being
+    starved, most likely by masked or obfuscated gradients (Carlini et al. 2019)."""
+    from .results import wilson_interval
+
+    if n <= 0:
+        return Finding("square_below_whitebox", True, "nothing to compare (n=0)")
+    lo, hi = wilson_interval(round(whitebox_acc * n), n)
+    bad = square_acc + 1e-12 < lo
+    return Finding(
+        "square_below_whitebox", not bad,
+        f"Square robust accuracy {square_acc:.2%} is below {whitebox_label}'s {whitebox_acc:.2%} "
+        f"(95% CI {lo:.2%}-{hi:.2%}, n={n}): the black-box attack breaks points the white-box attack misses, "
+        f"so the model likely masks its gradients and {whitebox_label} overstates its robustness" if bad
+        else f"Square {square_acc:.2%} is not below {whitebox_label}'s 95% interval ({lo:.2%}-{hi:.2%}, n={n})",
+        value=whitebox_acc - square_acc,
+    )

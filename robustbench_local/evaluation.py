@@ -25,14 +25,14 @@ import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import torch
 from torch import nn
 
 from . import checks as C
 from . import distributed
-from .attacks import ATTACKS, AttackSpec
+from .attacks import AttackSpec
 from .errors import RobustError
 from .progress import ProgressDisplay
 from .results import pack_flags, wilson_interval
@@ -201,28 +201,40 @@ def predict_sharded(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch
     return distributed.all_reduce_sum(out)
 
 
+class AttackRun(NamedTuple):
+    fooled: torch.Tensor
+    adv_pred: torch.Tensor | None
+    x_adv: torch.Tensor | None
+    norms: torch.Tensor | None  # minimal-norm attacks: NaN not attacked, inf none found
+
+
 def run_attack(target: Target, spec: AttackSpec, x: torch.Tensor, y: torch.Tensor, todo: torch.Tensor, *,
-               batch_size: int, seed: int, keep_adv: bool = False, progress: ProgressDisplay | None = None):
-    """Attacks the points flagged in ``todo``; returns (fooled over all points,
-    adversarial predictions, adversarial images), the last two only with ``keep_adv``
+               batch_size: int, seed: int, keep_adv: bool = False, progress: ProgressDisplay | None = None
+               ) -> "AttackRun":
+    """Attacks the points flagged in ``todo``; returns an AttackRun: fooled over all
+    points, adversarial predictions and images, the last two only with ``keep_adv``
     (else None: the predictions cost a forward pass that only --save-adv needs).
     Untouched points keep their clean image. ``progress`` shows points done and
-    robust so far (AutoAttack: its sub-attacks and the points still robust)."""
+    robust so far (AutoAttack: its sub-attacks and the points still robust).
+    Minimal-norm attacks also give each point's smallest adversarial norm (NaN where
+    not attacked, inf where none was found)."""
     from .attacks.base import make_ball
 
-    runner = ATTACKS.get(spec.name)
+    info = spec.info
     torch.manual_seed(seed)  # same random starts whatever ran before
     # every point's random start is drawn up front for the whole point set, so it does not
     # depend on which other points are still being attacked (cascade == AND of standalone runs)
     init = None
-    if (spec.name == "pgd" and spec.random_start) or (spec.name == "fgsm" and spec.fgsm_random_start):
+    if info.n_starts(spec.options):
         ball = make_ball(target.model, x, spec.threat)
-        init = [ball.random(x.shape, x.device, x.dtype) for _ in range(spec.restarts if spec.name == "pgd" else 1)]
+        init = [ball.random(x.shape, x.device, x.dtype) for _ in range(info.n_starts(spec.options))]
+    context = {"seed": seed} if info.takes("seed") else {}
     fooled = torch.zeros(len(y), dtype=torch.bool, device=y.device)
+    norms = torch.full((len(y),), float("nan"), device=y.device) if info.kind == "minimal-norm" else None
     x_adv = torch.zeros_like(x) if keep_adv else None
     adv_pred = torch.zeros_like(y) if keep_adv else None  # prediction + 1 on attacked points, 0 elsewhere
     ids = todo.nonzero().squeeze(1)
-    if spec.name == "autoattack":  # AutoAttack batches internally and keeps its own bookkeeping
+    if info.one_batch:  # e.g. AutoAttack: batches internally and keeps its own bookkeeping
         batch_size = max(batch_size, len(ids))
     starts = range(0, len(ids), batch_size)
     mine = list(distributed.my_chunks(len(starts)))  # every batch in a single process
@@ -230,22 +242,44 @@ def run_attack(target: Target, spec: AttackSpec, x: torch.Tensor, y: torch.Tenso
     with shown:
         for j in mine:
             b = ids[starts[j]:starts[j] + batch_size]
-            res = runner(target.model, x[b], y[b], spec, seed=seed, init=[u[b] for u in init] if init else None,
-                         on_progress=shown.on_progress)
+            if init:
+                context["init"] = [u[b] for u in init]
+            if info.takes("on_progress"):
+                context["on_progress"] = shown.on_progress
+            res = info.fn(target.model, x[b], y[b], spec.threat, **spec.call_kwargs(), **context)
             fooled[b] = res.fooled
+            if norms is not None:
+                norms[b] = res.norms.to(norms.dtype)
             shown.batch_done(res.fooled)
             if keep_adv:
                 adv_pred[b] = predict(target.model, res.x_adv, batch_size).argmax(1) + 1
                 x_adv[b] = res.x_adv
     # each point was filled by one rank and is zero on the others: sums combine them exactly
     distributed.all_reduce_sum(fooled)
+    if norms is not None:
+        norms = _gather_norms(norms)
+
     if keep_adv:
         distributed.all_reduce_sum(adv_pred)
         adv_pred -= 1
         distributed.all_reduce_sum(x_adv)
         untouched = ~todo
         x_adv[untouched] = x[untouched]  # untouched points keep their clean image
-    return fooled, adv_pred, x_adv
+    return AttackRun(fooled, adv_pred, x_adv, norms)
+
+
+def _gather_norms(norms: torch.Tensor) -> torch.Tensor:
+    """Each rank filled its own points (NaN elsewhere): the all-reduce of (value, filled)
+    pairs with NaN and inf kept apart, so the combination is exact."""
+    if distributed.world_size() == 1:
+        return norms
+    filled = (~norms.isnan()).to(norms.dtype)
+    inf = norms.isinf().to(norms.dtype)
+    vals = torch.where(norms.isfinite(), norms, torch.zeros_like(norms))
+    for t in (filled, inf, vals):
+        distributed.all_reduce_sum(t)
+    out = torch.where(inf > 0, torch.full_like(vals, float("inf")), vals)
+    return torch.where(filled > 0, out, torch.full_like(vals, float("nan")))
 
 
 class _AttackProgress:
@@ -259,7 +293,7 @@ class _AttackProgress:
         if progress is None:
             return
         label = f"{spec.label} @ {spec.threat.label(find_std(target.model, x.shape[1]))}"
-        one_batch = spec.name == "autoattack"  # no count moves until it ends: no bar, no ETA
+        one_batch = spec.info.one_batch  # no count moves until it ends: no bar, no ETA
         self.task = progress.task(label, None if one_batch else points, "points")
         self.total = points
         if one_batch:
@@ -405,17 +439,22 @@ def evaluate(
         for spec in specs:
             todo = robust_all if cascade else clean_ok
             t1 = time.perf_counter()
-            fooled, adv_pred, x_adv = run_attack(target, spec, x, y, todo, batch_size=batch_size, seed=seed,
-                                                 keep_adv=save_adv is not None, progress=progress)
+            run = run_attack(target, spec, x, y, todo, batch_size=batch_size, seed=seed,
+                             keep_adv=save_adv is not None, progress=progress)
+            fooled, adv_pred, x_adv = run.fooled, run.adv_pred, run.x_adv
             seconds = time.perf_counter() - t1
             robust_ok = todo & ~fooled
             robust_all &= robust_ok
             metrics = _metrics(points, clean_ok, robust_all.clone() if cascade else robust_ok, seconds, int(todo.sum()))
             metrics["clean_seconds"] = clean_seconds
             rec = dict(base)
-            rec["attack"] = {**spec.to_dict(), **spec.threat.describe(std), "cumulative": cascade and len(eps_records) > 0}
-            if spec.name == "autoattack":  # the adapter hands pyautoattack NCHW tensors whatever the layout
+            rec["attack"] = {**spec.to_dict(), **spec.threat.describe(std), "kind": spec.info.kind,
+                             "cumulative": cascade and len(eps_records) > 0}
+            if spec.info.nchw:  # e.g. the AutoAttack adapter computes in NCHW whatever the layout
                 rec["attack"]["channels_last"] = False
+            if run.norms is not None and not cascade:
+                metrics["min_norms"] = min_norm_list(run.norms, clean_ok)
+            rec["_spec"] = spec
             rec["checks"] = [f.to_dict() for f in model_findings]
             rec["_flags"] = robust_ok  # popped before returning
             eps_records.append(rec)
@@ -447,6 +486,7 @@ def evaluate(
         _sweep_checks(records, len(y))
     for r in records:
         r.pop("_flags", None)
+        r.pop("_spec", None)
     if save_adv is not None and distributed.is_main():
         try:
             _save_adv(save_adv, points, clean_pred, saved, target)
@@ -458,24 +498,27 @@ def evaluate(
 
 
 def _pairwise_checks(eps_records: list[dict], n: int) -> None:
-    fg = [r for r in eps_records if r["attack"]["name"] == "fgsm"]
-    for r in eps_records:
-        if r["attack"]["name"] != "pgd":
+    """Attacks at one threat that should be ordered: a single-step attack (FGSM) is no
+    stronger than an iterative white-box one."""
+    specs = [(r, r["_spec"]) for r in eps_records if "_spec" in r]
+    single = [r for r, s in specs if s.info.single_step]
+    for r, s in specs:
+        if s.info.kind != "white-box" or s.info.single_step:
             continue
-        for f in fg:
-            finding = C.fgsm_stronger_than_pgd(f["metrics"]["robust_acc"], r["metrics"]["robust_acc"], n, r["attack"]["label"])
+        for f in single:
+            finding = C.fgsm_stronger_than_pgd(f["metrics"]["robust_acc"], r["metrics"]["robust_acc"], n,
+                                               r["attack"]["label"])
             r["checks"] = r["checks"] + [finding.to_dict()]
 
 
 def _convergence_checks(target, eps_records, x, y, clean_ok, batch_size, seed) -> None:
-    from dataclasses import replace
-
+    """Each iterative white-box attack with a step count k again with 2k steps."""
     for r in eps_records:
-        if r["attack"]["name"] != "pgd":
+        spec = r.get("_spec")
+        if spec is None or spec.info.kind != "white-box" or spec.info.one_batch or "k" not in spec.options:
             continue
-        spec = AttackSpec.from_dict({k: v for k, v in r["attack"].items() if k in AttackSpec.__dataclass_fields__})
-        doubled = replace(spec, k=2 * spec.k)
-        fooled, _, _ = run_attack(target, doubled, x, y, clean_ok, batch_size=batch_size, seed=seed)
+        doubled = spec.replace(k=2 * spec.k)
+        fooled = run_attack(target, doubled, x, y, clean_ok, batch_size=batch_size, seed=seed).fooled
         acc2 = float((clean_ok & ~fooled).float().mean())
         finding = C.pgd_converged(r["metrics"]["robust_acc"], acc2, len(y), spec.k, spec.label)
         r["checks"] = r["checks"] + [finding.to_dict()]
@@ -499,12 +542,23 @@ def _sweep_checks(records: list[dict], n: int) -> None:
 
 
 def _step_checks(records: list[dict]) -> None:
-    """A given PGD step must let k steps reach eps. Checked whatever --checks says: it
-    is about the settings, not the model, and costs nothing."""
+    """A given fixed step (the 2.5*eps/k family) must let k steps reach eps. Checked
+    whatever --checks says: it is about the settings, not the model, and costs nothing."""
     for r in records:
-        a = r["attack"]
-        if a["name"] == "pgd" and a.get("step_rule") == "given":
-            r["checks"] = r["checks"] + [C.steps_reach_eps(a["k"], a["step"], a["eps"], a["label"]).to_dict()]
+        a, spec = r["attack"], r.get("_spec")
+        if spec is not None and a.get("step_rule") == "given" and spec.info.step_rule == "2.5*eps/k":
+            k = spec.options[spec.info.steps_option]
+            r["checks"] = r["checks"] + [C.steps_reach_eps(k, a["step"], a["eps"], a["label"]).to_dict()]
+
+
+def min_norm_list(norms: torch.Tensor, clean_ok: torch.Tensor) -> list:
+    """A minimal-norm attack's per-point result for the record: 0 for a point
+    misclassified clean, the smallest adversarial norm found, or None where none was
+    found (robust at every radius the attack reached)."""
+    out = []
+    for v, ok in zip(norms.tolist(), clean_ok.tolist()):
+        out.append(0.0 if not ok else (None if v != v or v == float("inf") else float(v)))
+    return out
 
 
 def _save_adv(path, points: Points, clean_pred, saved: dict, target: Target) -> None:

@@ -31,9 +31,9 @@ The file (every table is optional; paths are relative to the file's own folder):
 
     [eval]                            # defaults for every attack, and: cascade, checks,
     n = 500                           #   check_convergence, device
-    [[attacks]]                       # name, norm, eps, eta, eps_space, sweep, k, random_start,
-    name = "pgd"                      #   restarts, loss, targeted, fgsm_rs, version, n, split,
-    k = 10                            #   seed, batch_size
+    [[attacks]]                       # name, norm, eps, eta, eps_space, sweep, eot, n, split, seed,
+    name = "pgd"                      #   batch_size, and the attack's own options by name (or by
+    k = 10                            #   CLI flag: fgsm_rs, aa_version); `robust attacks` lists them
     eps = 0.0313
     eta = 0.002
     sweep = [0.0078, 0.0157, 0.0627]  # more radii; at each the step keeps the ratio eta/eps
@@ -94,18 +94,18 @@ Path_ = tuple  # a key path inside the file, e.g. ("cells", 1, "adv_kwargs", "k"
 
 TRAIN_KEYS = tuple(f.name for f in fields(TrainSpec) if f.name not in ("data", "out"))
 CELL_KEYS = ("name", "grid") + TRAIN_KEYS
-ATTACK_KEYS = ("name", "norm", "eps", "eta", "eps_space", "sweep", "k", "random_start", "restarts", "loss",
-               "targeted", "fgsm_rs", "version", "n", "split", "seed", "batch_size")
-EVAL_KEYS = tuple(k for k in ATTACK_KEYS if k != "name") + ("cascade", "checks", "check_convergence", "device")
+# keys every attack entry takes; its own options come from the attack registry (attack_keys)
+COMMON_ATTACK_KEYS = ("name", "norm", "eps", "eta", "eps_space", "sweep", "eot", "n", "split", "seed", "batch_size")
+EVAL_ONLY_KEYS = ("cascade", "checks", "check_convergence", "device")
 REPORT_KEYS = ("enabled", "out", "dataset", "attack", "checkpoint", "skip_bad")
 TOP_KEYS = ("name", "notes", "runs", "results", "log", "outside_paths", "data", "train", "grid", "cells", "eval",
             "attacks", "report")
 # the defaults `robust eval` uses, so a file and the CLI mean the same thing
 # (eta None: each attack derives its step from eps, PGD 2.5*eps/k; see AttackSpec.step_rule)
-EVAL_DEFAULTS = {"norm": "linf", "eps": 0.0313, "eta": None, "eps_space": "normalized", "k": 10,
-                 "random_start": True, "restarts": 1, "loss": "ce", "targeted": "none", "fgsm_rs": False,
-                 "version": "standard", "n": 1000, "split": "test", "seed": 0, "batch_size": 256,
-                 "cascade": False, "checks": True, "check_convergence": False}
+# (an attack option not given takes the attack's own default, as on the CLI)
+EVAL_DEFAULTS = {"norm": "linf", "eps": 0.0313, "eta": None, "eps_space": "normalized", "eot": 1, "n": 1000,
+                 "split": "test", "seed": 0, "batch_size": 256, "cascade": False, "checks": True,
+                 "check_convergence": False}
 CELL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+=,-]*$")
 LOCK = ".robust-run.lock"
 
@@ -483,7 +483,7 @@ def _parse(raw: dict, source: Source, names: dict, device: str | None) -> Experi
 
     # --- evaluation
     eval_raw = _table(("eval",), raw.get("eval", {}))
-    _known(("eval",), eval_raw, EVAL_KEYS)
+    _known(("eval",), eval_raw, tuple(k for k in attack_keys() if k != "name") + EVAL_ONLY_KEYS)
     attacks_raw = raw.get("attacks")
     if attacks_raw is None:
         raise Problem(("attacks",), "the experiment declares no attacks; add [[attacks]] entries "
@@ -492,7 +492,7 @@ def _parse(raw: dict, source: Source, names: dict, device: str | None) -> Experi
         raise Problem(("attacks",), "must be one or more [[attacks]] tables")
     units: dict[tuple, EvalUnit] = {}
     for i, entry in enumerate(attacks_raw):
-        _known(("attacks", i), entry, ATTACK_KEYS)
+        _known(("attacks", i), entry, attack_keys())
         for unit in _make_units(("attacks", i), entry, eval_raw):
             units.setdefault(unit.key, unit)  # the same attack twice (e.g. a sweep through the main eps) runs once
     cascade = _bool(("eval", "cascade"), eval_raw.get("cascade", EVAL_DEFAULTS["cascade"]))
@@ -622,10 +622,31 @@ def _make_cell(cpath: Path_, entry: dict, defaults: dict, overrides: dict, combo
     return Cell(name, spec, origin, cpath)
 
 
+def attack_keys() -> tuple[str, ...]:
+    """Every key an [[attacks]] entry may hold: the common ones, then each registered
+    attack's options by name and by CLI flag."""
+    from .attacks import registry
+
+    keys = list(COMMON_ATTACK_KEYS)
+    for name in registry.names():
+        for key in _option_keys(registry.info(name)):
+            if key not in keys:
+                keys.append(key)
+    return tuple(keys)
+
+
+def _option_keys(info) -> dict:
+    """TOML key -> option: the option's name, and its CLI flag (fgsm_rs, aa_version) too."""
+    out = {}
+    for o in info.options.values():
+        out[o.name] = o
+        out.setdefault(o.flag.replace("-", "_"), o)
+    return out
+
+
 def _make_units(apath: Path_, entry: dict, defaults: dict) -> list[EvalUnit]:
-    from .attacks import ATTACKS, AttackSpec
+    from .attacks import AttackSpec, registry
     from .threat import NORMS, SPACES, ThreatModel
-    from .attacks.spec import LOSSES, TARGETING
 
     def get(key: str):
         if key in entry:
@@ -635,10 +656,25 @@ def _make_units(apath: Path_, entry: dict, defaults: dict) -> list[EvalUnit]:
         return EVAL_DEFAULTS.get(key), apath
 
     if "name" not in entry:
-        raise Problem(apath, f"an attack needs a name ({', '.join(ATTACKS.names())})")
+        raise Problem(apath, f"an attack needs a name ({', '.join(registry.names())})")
     name = _str(apath + ("name",), entry["name"])
-    if name not in ATTACKS:
-        raise Problem(apath + ("name",), f"unknown attack '{name}'; valid attacks: {', '.join(ATTACKS.names())}")
+    if name not in registry.names():
+        raise Problem(apath + ("name",), f"unknown attack '{name}'; valid attacks: {', '.join(registry.names())}")
+    info = registry.info(name)
+    own = _option_keys(info)
+    options, option_at = {}, {}
+    for where, table in ((("eval",), defaults), (apath, entry)):  # the entry overrides [eval]
+        for key, value in table.items():
+            if key in own:
+                options[own[key].name], option_at[own[key].name] = value, where + (key,)
+            elif where == apath and key not in COMMON_ATTACK_KEYS:
+                raise Problem(apath + (key,), f"{name} has no option '{key}'; its options: "
+                                              f"{', '.join(info.options) or 'none'}")
+    for key, value in options.items():
+        try:
+            options[key] = info.options[key].check(name, value)
+        except RobustError as e:
+            raise Problem(option_at[key], str(e)) from None
     v = {}
     v["norm"] = _choice(get("norm")[1], get("norm")[0], NORMS)
     v["eps_space"] = _choice(get("eps_space")[1], get("eps_space")[0], SPACES)
@@ -648,16 +684,7 @@ def _make_units(apath: Path_, entry: dict, defaults: dict) -> list[EvalUnit]:
         raise Problem(eps_at, "needs at least one radius")
     eta_raw, eta_at = get("eta")
     eta = None if eta_raw is None else _positive(eta_at, eta_raw)  # None: derived per attack and radius
-    for key in ("k", "restarts"):
-        v[key] = _int(get(key)[1], get(key)[0], 1)
-    for key in ("random_start", "fgsm_rs"):
-        v[key] = _bool(get(key)[1], get(key)[0])
-    v["loss"] = _choice(get("loss")[1], get("loss")[0], LOSSES)
-    v["targeted"] = _choice(get("targeted")[1], get("targeted")[0], TARGETING)
-    v["version"] = _choice(get("version")[1], get("version")[0], ("standard", "plus", "rand"))
-    if v["restarts"] > 1 and not v["random_start"]:
-        raise Problem(get("restarts")[1], "restarts > 1 needs random_start = true (otherwise every restart "
-                      "repeats the first)")
+    eot = _int(get("eot")[1], get("eot")[0], 1)
     n_raw, n_at = get("n")
     n = None if n_raw == "all" else _int(n_at, n_raw, 1)
     split = _choice(get("split")[1], get("split")[0], ("test", "val"))
@@ -676,9 +703,8 @@ def _make_units(apath: Path_, entry: dict, defaults: dict) -> list[EvalUnit]:
     units = []
     for t in threats:
         try:
-            spec = AttackSpec(name=name, threat=t, k=v["k"], random_start=v["random_start"], restarts=v["restarts"],
-                              loss=v["loss"], targeted=v["targeted"], fgsm_random_start=v["fgsm_rs"],
-                              version=v["version"])
+            # [eval] eot applies to the gradient attacks; an entry's own eot must fit its attack
+            spec = AttackSpec(name, t, options, eot=eot if info.takes("eot") or "eot" in entry else 1)
         except RobustError as e:
             raise Problem(apath, str(e)) from None
         units.append(EvalUnit(spec, n, split, seed, batch_size, apath, n_at))
@@ -790,7 +816,9 @@ class CellPlan:
 
 
 def _unit_matches(unit: EvalUnit, rec: dict) -> bool:
-    att = rec.get("attack") or {}
+    from .attacks.spec import upgrade_fields
+
+    att = upgrade_fields(rec.get("attack") or {})
     return all(att.get(k) == v for k, v in _jsonable(unit.spec.to_dict()).items())
 
 

@@ -25,7 +25,7 @@ from torch import nn
 from .errors import RobustError
 
 NORMS = ("linf", "l2", "l1")
-BALL_NORMS = ("linf", "l2")  # what Ball can start, step and project in; l1 is AutoAttack's
+BALL_NORMS = ("linf", "l2", "l1")  # what Ball can start, step and project in
 SPACES = ("normalized", "pixel")
 
 
@@ -202,6 +202,77 @@ def _flat_norm(u: torch.Tensor) -> torch.Tensor:
     return u.flatten(1).norm(p=2, dim=1).view(-1, *([1] * (u.dim() - 1)))
 
 
+def _flat_l1(u: torch.Tensor) -> torch.Tensor:
+    return u.flatten(1).abs().sum(dim=1).view(-1, *([1] * (u.dim() - 1)))
+
+
+def l1_random(shape: torch.Size, eps: float, device, dtype=torch.float32) -> torch.Tensor:
+    """Uniform in the L1 ball of radius eps: Laplace directions normalized on the L1
+    sphere are uniform on it, and a radius ~ U^(1/d) fills the ball uniformly."""
+    lap = -torch.rand(shape, device=device, dtype=dtype).clamp_min(1e-12).log()
+    lap = lap * (torch.rand(shape, device=device, dtype=dtype) < 0.5).to(dtype).mul_(2).sub_(1)
+    d = lap[0].numel()
+    r = torch.rand((shape[0],) + (1,) * (len(shape) - 1), device=device, dtype=dtype) ** (1.0 / d)
+    return lap / _flat_l1(lap).clamp_min(1e-12) * r * eps
+
+
+def l1_sparse_step(grad: torch.Tensor, sparsity: float | torch.Tensor) -> torch.Tensor:
+    """The L1 steepest-ascent direction of APGD-L1 (Croce & Hein 2021, "Mind the box"):
+    sign(grad) on the coordinates whose |grad| reaches the top ``sparsity`` fraction
+    (per example when a tensor), zero elsewhere, scaled to L1 norm 1."""
+    n = grad.shape[0]
+    a = grad.abs().flatten(1)
+    d = a.shape[1]
+    q = torch.as_tensor(sparsity, dtype=torch.float32, device=grad.device).expand(n)
+    idx = ((1.0 - q) * d).clamp(0, d - 1).long()  # the threshold's rank in ascending order
+    thr = a.sort(dim=1).values.gather(1, idx[:, None])
+    s = grad.sign() * (grad.abs() >= thr.view(-1, *([1] * (grad.dim() - 1)))).to(grad.dtype)
+    return s / (_flat_l1(s) + 1e-10)
+
+
+def l1_box_project(u: torch.Tensor, lo: torch.Tensor | None = None, hi: torch.Tensor | None = None,
+                   eps: float = 1.0) -> torch.Tensor:
+    """Exact Euclidean projection of each example of u onto {v: ||v||_1 <= eps, lo <= v <= hi}
+    (lo <= 0 <= hi element-wise; None: no box), as in "Mind the box" (Croce & Hein 2021).
+
+    The solution is v_i = sign(u_i) min(max(|u_i| - lam, 0), b_i), b_i the box bound on
+    u_i's side, with the smallest lam >= 0 that brings ||v||_1 to eps. ||v(lam)||_1 is
+    piecewise linear with breakpoints max(|u_i| - b_i, 0) (coordinate i starts shrinking)
+    and |u_i| (it reaches 0): sorting them gives lam exactly. Computed in float64, so the
+    cumulative sums over every pixel stay exact to far below float32 rounding."""
+    shape, dtype = u.shape, u.dtype
+    n = shape[0]
+    a = u.detach().flatten(1).double().abs()
+    pos = u.flatten(1) > 0
+    if lo is None:
+        b = torch.full_like(a, float("inf"))
+    else:
+        hi_f = hi.expand(shape).flatten(1).double()
+        lo_f = lo.expand(shape).flatten(1).double()
+        b = torch.where(pos, hi_f, -lo_f).clamp_min(0.0)
+    start = (a - b).clamp_min(0.0)
+    mass0 = torch.minimum(a, b).sum(dim=1)  # ||v(0)||_1: u clipped to the box
+    lam = torch.zeros(n, dtype=torch.float64, device=u.device)
+    over = mass0 > eps
+    if bool(over.any()):
+        rows = over.nonzero().squeeze(1)
+        pts = torch.cat((start[rows], a[rows]), dim=1)
+        w = torch.cat((torch.ones_like(start[rows]), -torch.ones_like(a[rows])), dim=1)
+        pts, order = pts.sort(dim=1)
+        active = w.gather(1, order).cumsum(dim=1)  # coordinates shrinking just after each breakpoint
+        drop = active[:, :-1] * pts.diff(dim=1)
+        mass = mass0[rows, None] - torch.cat((torch.zeros_like(pts[:, :1]), drop.cumsum(dim=1)), dim=1)
+        j = (mass <= eps).to(torch.int8).argmax(dim=1).clamp_min(1)  # first breakpoint at or under eps
+        p0 = pts.gather(1, (j - 1)[:, None]).squeeze(1)
+        m0 = mass.gather(1, (j - 1)[:, None]).squeeze(1)
+        act = active.gather(1, (j - 1)[:, None]).squeeze(1).clamp_min(1.0)
+        lam[rows] = p0 + (m0 - eps) / act
+    v = torch.minimum((a - lam[:, None]).clamp_min(0.0), b)
+    v = torch.where(pos, v, -v).to(dtype)
+    v = v * (eps / v.abs().sum(dim=1, keepdim=True).clamp_min(1e-30)).clamp(max=1.0)  # float32 rounding
+    return v.reshape(shape) if u.is_contiguous() else torch.empty_like(u).copy_(v.reshape(shape))
+
+
 class Ball:
     """The threat ball bound to a model's std: random start, ascent step and
     projection (MadryLab's init/step/project), all in attack space u."""
@@ -227,32 +298,51 @@ class Ball:
         eps = self.threat.eps
         if self.threat.norm == "linf":  # drawn as torchattacks does, so equal seeds give equal starts
             return torch.empty(shape, device=device, dtype=dtype).uniform_(-eps, eps)
+        if self.threat.norm == "l1":
+            return l1_random(shape, eps, device, dtype)
         # uniform in the L2 ball: direction from a Gaussian, radius ~ U^(1/d)
         g = torch.randn(shape, device=device, dtype=dtype)
         d = g[0].numel()
         r = torch.rand((shape[0],) + (1,) * (len(shape) - 1), device=device, dtype=dtype) ** (1.0 / d)
         return g / _flat_norm(g).clamp_min(1e-12) * r * eps
 
-    def ascend(self, u: torch.Tensor, grad_u: torch.Tensor, step: float) -> torch.Tensor:
+    def ascend(self, u: torch.Tensor, grad_u: torch.Tensor, step: float | torch.Tensor,
+               sparsity: float | torch.Tensor = 0.2) -> torch.Tensor:
+        """One steepest-ascent step of L-norm ``step`` (per example when a tensor). L1
+        moves only the top ``sparsity`` fraction of coordinates by |gradient|, as
+        APGD-L1 does (0.2 is its starting fraction)."""
         self._require_geometry()
         if self.threat.norm == "linf":
             return u + step * grad_u.sign()
+        if self.threat.norm == "l1":
+            return u + step * l1_sparse_step(grad_u, sparsity)
         return u + step * grad_u / _flat_norm(grad_u).clamp_min(1e-12)
 
-    def project(self, u: torch.Tensor) -> torch.Tensor:
+    def project(self, u: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
+        """Onto the ball. L1 with ``x``: the exact projection onto the ball intersected
+        with the valid-pixel box (clamping after an L1 projection would leave mass that
+        the box cut off unspent); L-inf and L2 leave the box to ``apply``'s clamp."""
         self._require_geometry()
         eps = self.threat.eps
         if self.threat.norm == "linf":
             return u.clamp(-eps, eps)
+        if self.threat.norm == "l1":
+            lo, hi = self.u_box(x) if x is not None else (None, None)
+            return l1_box_project(u, lo, hi, eps)
         n = _flat_norm(u)
         return u * torch.clamp(eps / n.clamp_min(1e-12), max=1.0)
 
     def apply(self, x: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Projected u -> valid pixels; returns (x_adv, u) with u re-read from the
         clamped pixels so that the ball and [0,1] both hold exactly."""
-        u = self.project(u)
+        u = self.project(u, x)
         x_adv = (x + self.to_pixel(u)).clamp(0.0, 1.0)
         return x_adv, self.from_pixel(x_adv - x)
+
+    def u_box(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The valid-pixel box [0,1] around x in attack space: per element (lo, hi)."""
+        scale = self.scale.to(x.dtype)
+        return (0.0 - x) / scale, (1.0 - x) / scale
 
     def box(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """L-inf only: the ball around x intersected with [0,1], as per-pixel bounds

@@ -71,8 +71,8 @@ def adversarial_examples(model_or_checkpoint, spec: AttackSpec, *, n: int = 20, 
     x, y = points.x, points.y
     clean_pred, clean_conf = softmax_top(predict(model, x, batch_size))
     everything = torch.ones_like(y, dtype=torch.bool)
-    _, _, x_adv = run_attack(target, spec, x, y, everything, batch_size=batch_size, seed=seed, keep_adv=True,
-                             progress=progress)
+    x_adv = run_attack(target, spec, x, y, everything, batch_size=batch_size, seed=seed, keep_adv=True,
+                             progress=progress).x_adv
     adv_pred, adv_conf = softmax_top(predict(model, x_adv, batch_size))
     std = find_std(model, x.shape[1])
     return Examples(

@@ -138,7 +138,7 @@ def test_fgsm_and_pgd_refuse_l1_in_one_line(ckpt, tmp_path, attack):
                                     "--results", str(tmp_path / "r"), str(ckpt)])
     assert res.exit_code == 2, res.output
     assert res.output.strip().count("\n") == 0, res.output
-    assert f"{attack} supports linf and l2, not l1" in res.output and "--attack autoattack" in res.output
+    assert f"{attack} supports linf and l2, not l1; l1 is measured by" in res.output and "autoattack" in res.output
     assert not (tmp_path / "r").exists()
 
 

@@ -13,6 +13,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+
+from robustbench_local.attacks import names as attack_names
 from support import TINY_EXPERIMENT, image_tree
 from click.testing import CliRunner
 
@@ -319,7 +321,7 @@ def test_toml_syntax_error_names_the_file_and_line(exp, tmp_path):
     ('[[cells]]\nname = "a"\nmodel = { arch = "cnn", kwargs = { maps = "a,b" } }\n',
      "line {l3}, key model of [[cells]] #1 'a'", "model option maps='a,b' is invalid"),
     ('[[cells]]\nname = "a"\n[[attacks]]\nname = "pgdx"\n', "line {l4}, key name of [[attacks]] #3",
-     "unknown attack 'pgdx'; valid attacks: autoattack, fgsm, pgd"),
+     "unknown attack 'pgdx'; valid attacks: " + ", ".join(attack_names())),
     ('[[cells]]\nname = "a"\n[[attacks]]\nname = "pgd"\nk = 0\n', "line {l5}, key k of [[attacks]] #3", "must be >= 1, got 0"),
     ('[[cells]]\nname = "a"\n[[attacks]]\nname = "pgd"\neps = "abc"\n', "line {l5}, key eps of [[attacks]] #3",
      "eps 'abc' is not a number"),

@@ -202,7 +202,7 @@ def test_seed_studies_keep_the_seeds_step_explicitly():
         for unit in exp.units:
             t = unit.spec.threat
             assert t.step_rule == "given", (name, unit.label)
-            expected = 0.0016 if unit.spec.k == 50 and unit.spec.name == "pgd" else 0.002 * t.eps / 0.0313
+            expected = 0.0016 if unit.spec.name == "pgd" and unit.spec.k == 50 else 0.002 * t.eps / 0.0313
             assert t.step == pytest.approx(expected), (name, unit.label)
         for cell in exp.cells:
             if cell.spec.adv in ("pgd", "trades"):

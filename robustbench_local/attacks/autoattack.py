@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Annotated, Callable, Iterator, Literal
 
 import torch
 from torch import nn
@@ -20,6 +20,7 @@ from torch import nn
 from ..errors import RobustError
 from ..threat import ThreatModel, find_std
 from .base import AttackResult, attack_mode, check_inputs
+from .registry import Opt, attack
 
 VERSIONS = ("standard", "plus", "rand")
 NORMS = {"linf": "Linf", "l2": "L2", "l1": "L1"}  # ours -> pyautoattack's
@@ -57,13 +58,18 @@ def _nchw(model: nn.Module) -> Iterator[None]:
             t.data = data
 
 
+@attack("autoattack", norms=tuple(NORMS), kind="white-box", step_rule="2*eps", one_batch=True, nchw=True,
+        label=lambda o: "AutoAttack" if o["version"] == "standard" else f"AutoAttack-{o['version']}",
+        quick={"version": "standard"})
 def autoattack(
     model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
     threat: ThreatModel,
     *,
-    version: str = "standard",
+    version: Annotated[Literal["standard", "plus", "rand"],
+                       Opt("AutoAttack version (pyautoattack): standard = APGD-CE, APGD-T, FAB-T, Square.",
+                           flag="aa-version")] = "standard",
     seed: int = 0,
     batch_size: int = 500,
     state_path: str | Path | None = None,

@@ -19,10 +19,14 @@ from ..threat import BALL_NORMS, Ball, ThreatModel, find_std
 class AttackResult:
     """x_adv: adversarial pixels (a fooling iterate where one was found, else the
     attack's last iterate); fooled: True where some iterate or restart was
-    misclassified."""
+    misclassified; norms (minimal-norm attacks only): per point, the smallest
+    perturbation norm in attack space at which an adversarial example was found, 0
+    for a point misclassified clean, inf where none was found; fooled is then
+    norms <= eps, and x_adv lies in the ball."""
 
     x_adv: torch.Tensor
     fooled: torch.Tensor
+    norms: torch.Tensor | None = None
 
 
 @contextmanager
@@ -53,9 +57,13 @@ def make_ball(model: nn.Module, x: torch.Tensor, threat: ThreatModel, std=None) 
 
 
 def require_norm(attack: str, norm: str, supported: tuple[str, ...] = BALL_NORMS) -> None:
-    """Refuses, before any work, a norm the attack has no geometry for."""
+    """Refuses, before any work, a norm the attack has no geometry for, naming the
+    attacks that do measure it."""
     if norm not in supported:
-        hint = "; use --attack autoattack for L1" if norm == "l1" else ""
+        from . import registry
+
+        others = [n for n in registry.names() if norm in registry.info(n).norms]
+        hint = f"; {norm} is measured by {', '.join(others)}" if others else ""
         raise RobustError(f"{attack} supports {' and '.join(supported)}, not {norm}{hint}")
 
 

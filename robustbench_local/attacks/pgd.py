@@ -10,15 +10,18 @@ One loop serves evaluation and training:
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Annotated, Callable, Literal, Sequence
 
 import torch
 from torch import nn
 
 from ..threat import Ball, ThreatModel
 from ..runtime import module_mode
+from ..errors import RobustError
 from .base import AttackResult, attack_mode, check_inputs, make_ball, require_norm
+from .grad import loss_grad
 from .losses import ce_loss, dlr_loss, pick_targets, targeted_ce_loss, targeted_dlr_loss
+from .registry import Opt, attack
 
 LossFn = Callable[..., torch.Tensor]
 
@@ -36,14 +39,16 @@ def run_pgd(
     labels: torch.Tensor | None = None,
     early_stop: bool = False,
     init: torch.Tensor | None = None,
+    eot: int = 1,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Ascends ``loss_fn(logits, *aux).sum()`` for ``steps`` steps from a random
     (or given ``init`` attack-space) start. Does not touch the model's mode.
 
     With ``labels``, returns (x_adv, fooled) where fooled marks examples some iterate
     misclassified and x_adv holds that first fooling iterate; otherwise returns the
-    last iterate and None. Cost: ``steps`` forward+backward passes, plus one forward
-    to judge the final iterate when labels are given."""
+    last iterate and None. Cost: ``steps`` forward+backward passes (times ``eot``, the
+    gradient samples averaged per step), plus one forward to judge the final iterate
+    when labels are given."""
     n = x.shape[0]
     x = x.detach()
     if init is not None:  # copied into x's memory layout so every step keeps one layout
@@ -69,19 +74,19 @@ def run_pgd(
         last = t == steps
         if last and not track:
             break
-        x_adv = x_adv.detach().requires_grad_(not last)
-        with torch.enable_grad() if not last else torch.no_grad():
-            logits = model(x_adv)
-            if track:
-                wrong = logits.argmax(dim=1) != ys
-                new = wrong & ~fooled[ids]
-                out[ids[new]] = x_adv.detach()[new]
-                fooled[ids[new]] = True
-            if last:
-                break
-            loss = loss_fn(logits, *aux_a).sum()
-        (grad,) = torch.autograd.grad(loss, x_adv)
         x_adv = x_adv.detach()
+        if last:
+            with torch.no_grad():
+                logits = model(x_adv)
+        else:
+            logits, _, grad = loss_grad(model, x_adv, loss_fn, aux_a, eot)
+        if track:
+            wrong = logits.argmax(dim=1) != ys
+            new = wrong & ~fooled[ids]
+            out[ids[new]] = x_adv[new]
+            fooled[ids[new]] = True
+        if last:
+            break
         if early_stop and track:
             keep = ~wrong
             if not bool(keep.all()):  # one host sync per step buys skipping fooled points
@@ -116,24 +121,49 @@ def _loss_setup(model, x, y, loss: str, targeted: str | None):
     return targeted_dlr_loss, (y, target)
 
 
+def _pgd_label(o: dict) -> str:
+    s = f"PGD-{o['k']}"
+    if o["restarts"] > 1:
+        s += f"x{o['restarts']}"
+    if o["loss"] != "ce":
+        s += f"-{o['loss'].upper()}"
+    if o["targeted"] != "none":
+        s += f"-T({o['targeted']})"
+    if not o["random_start"]:
+        s += "-nors"
+    return s
+
+
+def _pgd_settings(o: dict) -> None:
+    if o["restarts"] > 1 and not o["random_start"]:
+        raise RobustError("restarts > 1 need a random start (otherwise every restart repeats the first)")
+
+
+@attack("pgd", norms=("linf", "l2"), kind="white-box", step_rule="2.5*eps/k", label=_pgd_label,
+        starts=lambda o: o["restarts"] if o["random_start"] else 0, check=_pgd_settings, quick={"k": 5})
 def pgd(
     model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
     threat: ThreatModel,
     *,
-    k: int = 10,
-    random_start: bool = True,
-    restarts: int = 1,
-    loss: str = "ce",
-    targeted: str | None = None,
+    k: Annotated[int, Opt("Steps (iterations) of the attack.", min=1)] = 10,
+    random_start: Annotated[bool, Opt("Start from a uniform random point in the ball.")] = True,
+    restarts: Annotated[int, Opt("Restarts; a point counts as broken if any restart breaks it.", min=1)] = 1,
+    loss: Annotated[Literal["ce", "dlr"], Opt("Loss: cross-entropy or Croce & Hein's DLR (needs >= 3 classes).")] = "ce",
+    targeted: Annotated[Literal["none", "random", "least-likely"],
+                        Opt("Untargeted, or towards a random / the least-likely class.")] = "none",
     early_stop: bool = True,
     step_size: float | None = None,
     std=None,
     init: Sequence[torch.Tensor] | None = None,
+    eot: int = 1,
 ) -> AttackResult:
-    """PGD-k in ``threat``'s norm and eps space, judged per example over every
-    iterate and every restart. ``std`` overrides the model's own normalization std
+    """Projected gradient descent (Madry et al. 2018): k signed (L-inf) or normalized
+    (L2) gradient steps from a random start, judged per example over every iterate
+    and restart.
+
+    ``std`` overrides the model's own normalization std
     (needed only for a model without a Normalize layer and normalized-space eps).
     ``init`` optionally gives each restart's attack-space start, one tensor shaped
     like x per restart, so that a point's start does not depend on its batch."""
@@ -146,7 +176,7 @@ def pgd(
     if restarts > 1 and not random_start:
         raise ValueError("restarts > 1 need a random start (without one every restart repeats the first)")
     if loss == "dlr" and _n_classes(model, x) < 3 + (targeted not in (None, "none")):
-        raise ValueError("the DLR loss needs at least 3 classes (4 when targeted)")
+        raise RobustError("the DLR loss needs at least 3 classes (4 when targeted); use --loss ce")
     step = threat.step if step_size is None else step_size
     with attack_mode(model):
         ball = make_ball(model, x, threat, std)
@@ -160,7 +190,7 @@ def pgd(
             xa, fa = run_pgd(
                 model, x[todo], ball, steps=k, step_size=step, random_start=random_start,
                 loss_fn=loss_fn, aux=[a[todo] for a in aux], labels=y[todo], early_stop=early_stop,
-                init=init[r][todo] if init is not None and random_start else None,
+                init=init[r][todo] if init is not None and random_start else None, eot=eot,
             )
             x_best[todo] = xa  # fooling iterate, or this restart's last one
             fooled[todo] = fa

@@ -1,101 +1,144 @@
-"""AttackSpec: one attack with its threat model and settings, as recorded."""
+"""AttackSpec: one attack, its threat model and its options, as recorded.
+
+The options are validated against the attack's registration (registry.py), so a
+spec that builds is one the attack can run."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Mapping
 
 from ..errors import RobustError
 from ..threat import ThreatModel
+from . import registry
 
-LOSSES = ("ce", "dlr")
-TARGETING = ("none", "random", "least-likely")
-STEP_RULE = {"pgd": "2.5*eps/k", "autoattack": "2*eps"}  # fgsm: see AttackSpec.step_rule
+# record fields renamed since: old records still read and still match
+_LEGACY = {"fgsm": {"fgsm_random_start": "random_start"}}
 
 
-@dataclass(frozen=True)
+def upgrade_fields(d: Mapping) -> dict:
+    """A record's attack fields with old option names renamed to today's."""
+    out = dict(d)
+    for old, new in _LEGACY.get(out.get("name"), {}).items():
+        if old in out:
+            out[new] = out.pop(old)
+    return out
+
+
 class AttackSpec:
-    name: str
-    threat: ThreatModel = field(default_factory=ThreatModel)
-    k: int = 10                 # PGD steps
-    random_start: bool = True   # PGD random start; FGSM uses fgsm_random_start
-    restarts: int = 1
-    loss: str = "ce"
-    targeted: str = "none"
-    fgsm_random_start: bool = False
-    version: str = "standard"   # AutoAttack version
+    """``AttackSpec("pgd", threat, k=20)`` or ``AttackSpec("pgd", threat, {"k": 20})``.
 
-    def __post_init__(self) -> None:
-        from . import ATTACKS
+    Options not given take the attack's defaults. Options read as attributes
+    (``spec.k``). ``eot`` > 1 averages each input gradient over that many forward
+    passes (gradient attacks only). A step not given follows the attack's step rule
+    at this radius (and its k)."""
 
-        ATTACKS.get(self.name)  # unknown names fail here, listing the valid ones
-        if not isinstance(self.threat, ThreatModel):
-            raise RobustError(f"threat must be a ThreatModel, got {self.threat!r}")
+    __slots__ = ("name", "threat", "options", "eot")
+
+    def __init__(self, name: str, threat: ThreatModel | None = None, options: Mapping[str, Any] | None = None,
+                 *, eot: int = 1, **kw: Any):
+        info = registry.info(name)  # unknown names fail here, listing the valid ones
+        given = upgrade_fields({"name": name, **dict(options or {}), **kw})
+        given.pop("name")
+        unknown = sorted(set(given) - set(info.options))
+        if unknown:
+            has = ", ".join(info.options) or "none"
+            raise RobustError(f"{name} has no option '{unknown[0]}'; its options: {has}")
+        values = {k: o.check(name, given[k]) if k in given else o.default for k, o in info.options.items()}
+        if info.check is not None:
+            info.check(values)
+        threat = ThreatModel() if threat is None else threat
+        if not isinstance(threat, ThreatModel):
+            raise RobustError(f"threat must be a ThreatModel, got {threat!r}")
         from .base import require_norm
 
-        require_norm(self.name, self.threat.norm, ATTACKS.meta(self.name)["norms"])  # before any work
-        for what in ("k", "restarts"):
-            v = getattr(self, what)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise RobustError(f"{what} must be an integer >= 1, got {v!r}")
-        if self.restarts > 1 and not self.random_start:
-            raise RobustError("restarts > 1 need a random start (otherwise every restart repeats the first)")
-        if self.loss not in LOSSES:
-            raise RobustError(f"unknown loss '{self.loss}'; valid: {', '.join(LOSSES)}")
-        if self.targeted not in TARGETING:
-            raise RobustError(f"unknown targeting '{self.targeted}'; valid: {', '.join(TARGETING)}")
-        rule = self.step_rule
+        require_norm(name, threat.norm, info.norms)  # before any work
+        if isinstance(eot, bool) or not isinstance(eot, int) or eot < 1:
+            raise RobustError(f"eot must be an integer >= 1, got {eot!r}")
+        if eot > 1 and not info.takes("eot"):
+            raise RobustError(f"{name} computes no input gradients, so EOT (--eot {eot}) does not apply to it")
+        rule = info.rule(values)
         if rule is not None:  # a step not given follows this attack's rule, at this radius and k
-            object.__setattr__(self, "threat", self.threat.derived(rule, self.k))
+            threat = threat.derived(rule, values.get(info.steps_option, 1))
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "threat", threat)
+        object.__setattr__(self, "options", values)
+        object.__setattr__(self, "eot", eot)
+
+    # --- value semantics -----------------------------------------------------------
+    def __setattr__(self, key, value):
+        raise AttributeError("AttackSpec is immutable; use spec.replace(...)")
+
+    def __getattr__(self, item: str):
+        if item in ("options", "__setstate__"):  # not yet set (copy/unpickle)
+            raise AttributeError(item)
+        try:
+            return self.options[item]
+        except KeyError:
+            raise AttributeError(f"{self.name} has no option '{item}'") from None
+
+    def _key(self):
+        return self.name, self.threat, tuple(sorted(self.options.items())), self.eot
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, AttackSpec) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        opts = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
+        return f"AttackSpec({self.name!r}, {self.threat!r}{', ' + opts if opts else ''}" + \
+            (f", eot={self.eot})" if self.eot > 1 else ")")
+
+    def __reduce__(self):
+        return (_rebuild, (self.name, self.threat, dict(self.options), self.eot))
+
+    def replace(self, *, threat: ThreatModel | None = None, eot: int | None = None, **options: Any) -> "AttackSpec":
+        return AttackSpec(self.name, self.threat if threat is None else threat, {**self.options, **options},
+                          eot=self.eot if eot is None else eot)
+
+    # --- what the registry says of it ------------------------------------------------
+    @property
+    def info(self) -> registry.AttackInfo:
+        return registry.info(self.name)
 
     @property
     def step_rule(self) -> str | None:
-        """The rule that sets this attack's step when none is given (threat.STEP_RULES):
-        PGD 2.5*eps/k (Madry et al. 2018), FGSM its one step of eps (1.25*eps from a
-        random start, Wong et al. 2020), AutoAttack APGD's first step 2*eps (it adapts
-        the step itself). None: the threat's own step."""
-        if self.name == "fgsm":
-            return "1.25*eps" if self.fgsm_random_start else "eps"
-        return STEP_RULE.get(self.name)
+        """The rule that sets this attack's step when none is given (threat.STEP_RULES),
+        or None when the attack sets its own steps."""
+        return self.info.rule(self.options)
 
     @property
     def label(self) -> str:
-        """Column name in tables: FGSM, R+FGSM, PGD-20, PGD-20x5-DLR, AutoAttack."""
-        if self.name == "fgsm":
-            return "R+FGSM" if self.fgsm_random_start else "FGSM"
-        if self.name == "pgd":
-            s = f"PGD-{self.k}"
-            if self.restarts > 1:
-                s += f"x{self.restarts}"
-            if self.loss != "ce":
-                s += f"-{self.loss.upper()}"
-            if self.targeted != "none":
-                s += f"-T({self.targeted})"
-            if not self.random_start:
-                s += "-nors"
-            return s
-        if self.name == "autoattack":
-            return "AutoAttack" if self.version == "standard" else f"AutoAttack-{self.version}"
-        return self.name
+        """Column name in tables: FGSM, R+FGSM, PGD-20, PGD-20x5-DLR, APGD-CE, AutoAttack."""
+        s = self.info.title(self.options)
+        return s + (f"-EOT{self.eot}" if self.eot > 1 else "")
 
     def with_eps(self, eps: float) -> "AttackSpec":
         """The same attack at radius eps: a derived step is derived again there, a given
         one keeps its ratio to eps."""
-        return replace(self, threat=self.threat.with_eps(eps))
+        return self.replace(threat=self.threat.with_eps(eps))
+
+    def call_kwargs(self) -> dict:
+        """Keyword arguments for the attack function: its options, and EOT if it takes it."""
+        kw = dict(self.options)
+        if self.info.takes("eot"):
+            kw["eot"] = self.eot
+        return kw
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d["threat"] = self.threat.to_dict()
-        d["label"] = self.label
-        if self.name != "pgd":  # keep records free of settings the attack ignores
-            for key in ("k", "restarts", "loss", "targeted", "random_start"):
-                d.pop(key)
-        if self.name != "fgsm":
-            d.pop("fgsm_random_start")
-        if self.name != "autoattack":
-            d.pop("version")
+        d = {"name": self.name, "threat": self.threat.to_dict(), **self.options, "label": self.label}
+        if self.eot > 1:  # records made before EOT stay equal to today's
+            d["eot"] = self.eot
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "AttackSpec":
-        d = {k: v for k, v in d.items() if k != "label"}
-        threat = ThreatModel.from_dict(d.pop("threat", {}))
-        return cls(threat=threat, **d)
+    def from_dict(cls, d: Mapping) -> "AttackSpec":
+        """From to_dict() or a record's attack fields (other fields are ignored)."""
+        d = upgrade_fields(d)
+        info = registry.info(d["name"])
+        threat = ThreatModel.from_dict(d["threat"]) if isinstance(d.get("threat"), dict) else ThreatModel.from_dict(d)
+        return cls(d["name"], threat, {k: d[k] for k in info.options if k in d}, eot=d.get("eot", 1))
+
+
+def _rebuild(name, threat, options, eot):
+    return AttackSpec(name, threat, options, eot=eot)

@@ -8,7 +8,7 @@ import click
 
 from ..errors import RobustError
 from .common import device_options
-from .eval import build_specs, eval_suite_options
+from .suite import build_specs, suite_options
 from .tables import console
 
 
@@ -18,7 +18,7 @@ def _clean_by_default(cmd: click.Command) -> click.Command:
         if p.name == "attack_names":
             p.default = ()
             p.show_default = False
-            p.help = ("Analyze adversarial inputs of this attack (fgsm, pgd or autoattack) instead of clean ones; "
+            p.help = ("Analyze adversarial inputs of this attack (`robust attacks` lists them) instead of clean ones; "
                       "repeat for several (each gets its own files). Default: clean.")
     return cmd
 
@@ -26,7 +26,7 @@ def _clean_by_default(cmd: click.Command) -> click.Command:
 @_clean_by_default
 @click.command("analyze")
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
-@eval_suite_options
+@suite_options
 @click.option("--n", type=int, default=None,
               help="Analyze n test points (the first n of a permutation seeded by --seed) [default: the whole split].")
 @click.option("--split", type=click.Choice(["test", "val"]), default="test", show_default=True,
@@ -43,8 +43,7 @@ def _clean_by_default(cmd: click.Command) -> click.Command:
 @click.option("--batch-size", type=int, default=256, show_default=True, help="Points predicted or attacked at once.")
 @click.option("--data-root", type=click.Path(file_okay=False), default=None, help="Folder searched first for the data.")
 @device_options
-def command(checkpoint, attack_names, norm, eps, eta, eps_space, k, random_start, restarts, loss, targeted, fgsm_rs,
-            aa_version, n, split, out, results_dir, gradcam_layer, gradcam_n, batch_size, data_root, device, seed):
+def command(checkpoint, suite, n, split, out, results_dir, gradcam_layer, gradcam_n, batch_size, data_root, device, seed):
     """Classification analytics of CHECKPOINT: normalized confusion matrix (PNG)
     and the most-confused class pairs, per-class accuracy (printed and CSV), top-1
     and top-5 accuracy, a grid of misclassified examples and a predictions CSV
@@ -71,9 +70,8 @@ def command(checkpoint, attack_names, norm, eps, eta, eps_space, k, random_start
     if not Path(checkpoint).is_file():
         raise RobustError(f"checkpoint {checkpoint} does not exist; train one with `robust train` or check the path")
     specs = [None]
-    if attack_names:
-        specs = build_specs(attack_names, norm, eps, eta, eps_space, k, random_start, restarts, loss, targeted,
-                            fgsm_rs, aa_version)
+    if suite["attack_names"]:
+        specs = build_specs(suite)
     folder = Path(out) if out is not None else Path(results_dir) / "analysis" / run_name(checkpoint)
     con = console()
     for spec in specs:

@@ -71,7 +71,7 @@ def threat_options(multi_eps: bool = False, eta_default: float | None = None):
             eps_opt = click.option("--eps", type=NUMBER, default=0.0313, show_default=True, help=eps_help)
         return compose(
             click.option("--norm", type=click.Choice(NORMS), default="linf", show_default=True,
-                         help="Threat-model norm. l1 is measured by AutoAttack only (fgsm and pgd refuse it)."),
+                         help="Threat-model norm; an attack that has no geometry for it refuses it in one line."),
             eps_opt,
             click.option("--eta", type=NUMBER, default=eta_default, show_default=eta_default is not None,
                          help=ETA_HELP),
@@ -90,20 +90,6 @@ def parse_eps_list(values) -> list[float]:
             if part.strip():
                 out.append(parse_number(part, "--eps"))
     return out
-
-
-def attack_options(f):
-    return compose(
-        click.option("--k", type=int, default=10, show_default=True, help="PGD steps (iterations)."),
-        click.option("--random-start/--no-random-start", default=True, show_default=True,
-                     help="Start PGD from a uniform random point in the ball."),
-        click.option("--restarts", type=int, default=1, show_default=True,
-                     help="PGD restarts; a point counts as broken if any restart breaks it."),
-        click.option("--loss", type=click.Choice(["ce", "dlr"]), default="ce", show_default=True,
-                     help="PGD loss: cross-entropy or Croce & Hein's DLR (needs >= 3 classes)."),
-        click.option("--targeted", type=click.Choice(["none", "random", "least-likely"]), default="none",
-                     show_default=True, help="Untargeted, or towards a random / the least-likely class."),
-    )(f)
 
 
 def wraps_cli(f):

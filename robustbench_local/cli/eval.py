@@ -6,44 +6,14 @@ from pathlib import Path
 import click
 
 from ..errors import RobustError
-from .common import NUMBER, attack_options, compose, device_options, parse_eps_list, threat_options
+from .common import device_options
+from .suite import build_specs, suite_options
 from .tables import console, print_eval_table
-
-
-def eval_suite_options(f):
-    """The attack and threat options shared by eval, visualize and analyze."""
-    return compose(
-        click.option("--attack", "attack_names", multiple=True, default=("pgd",), show_default=True,
-                     help="Attack to run: fgsm, pgd or autoattack; repeat for a suite, run in the given order."),
-        threat_options(multi_eps=True),
-        attack_options,
-        click.option("--fgsm-rs/--no-fgsm-rs", default=False, show_default=True,
-                     help="FGSM from a uniform random start in the ball, step 1.25 eps (R+FGSM)."),
-        click.option("--aa-version", type=click.Choice(["standard", "plus", "rand"]), default="standard",
-                     show_default=True, help="AutoAttack version."),
-    )(f)
-
-
-def build_specs(attack_names, norm, eps, eta, eps_space, k, random_start, restarts, loss, targeted,
-                fgsm_rs, aa_version):
-    from ..attacks import AttackSpec
-    from ..threat import ThreatModel
-
-    eps_list = parse_eps_list(eps)
-    if not eps_list:
-        raise RobustError("--eps needs at least one value")
-    specs = []
-    for e in eps_list:
-        threat = ThreatModel(norm=norm, eps=e, step=eta, space=eps_space)  # eta None: each attack derives its step
-        for a in attack_names:
-            specs.append(AttackSpec(name=a, threat=threat, k=k, random_start=random_start, restarts=restarts,
-                                    loss=loss, targeted=targeted, fgsm_random_start=fgsm_rs, version=aa_version))
-    return specs
 
 
 @click.command("eval")
 @click.argument("checkpoints", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@eval_suite_options
+@suite_options
 @click.option("--n", type=int, default=1000, show_default=True,
               help="Number of evaluation points: a fixed subset (seeded by --seed) of --split, recorded by its indices.")
 @click.option("--split", type=click.Choice(["test", "val"]), default="test", show_default=True,
@@ -67,8 +37,7 @@ def build_specs(attack_names, norm, eps, eta, eps_space, k, random_start, restar
 @click.option("--channels-last/--no-channels-last", default=None,
               help="NHWC memory layout for the attacks. Default: on for CUDA and CPU (faster there), off on MPS.")
 @device_options
-def command(checkpoints, attack_names, norm, eps, eta, eps_space, k, random_start, restarts, loss, targeted, fgsm_rs,
-            aa_version, n, split, batch_size, cascade, ensemble, checks, check_convergence, save_adv, results_dir,
+def command(checkpoints, suite, n, split, batch_size, cascade, ensemble, checks, check_convergence, save_adv, results_dir,
             record, data_root, channels_last, device, seed):
     """Attack CHECKPOINTS and record clean and robust accuracy.
 
@@ -92,8 +61,7 @@ def command(checkpoints, attack_names, norm, eps, eta, eps_space, k, random_star
     for c in checkpoints:
         if not Path(c).is_file():
             raise RobustError(f"checkpoint {c} does not exist; train one with `robust train` or check the path")
-    specs = build_specs(attack_names, norm, eps, eta, eps_space, k, random_start, restarts, loss, targeted,
-                        fgsm_rs, aa_version)
+    specs = build_specs(suite)
     targets = list(checkpoints)
     if ensemble:
         from ..ensemble import load_ensemble

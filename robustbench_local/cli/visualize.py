@@ -7,13 +7,13 @@ import click
 
 from ..errors import RobustError
 from .common import NUMBER, device_options
-from .eval import build_specs, eval_suite_options
+from .suite import build_specs, suite_options
 from .tables import console
 
 
 @click.command("visualize")
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
-@eval_suite_options
+@suite_options
 @click.option("--n", type=int, default=20, show_default=True,
               help="Number of test images: the first n of a permutation seeded by --seed (as robust eval picks them).")
 @click.option("--split", type=click.Choice(["test", "val"]), default="test", show_default=True,
@@ -28,8 +28,7 @@ from .tables import console
 @click.option("--batch-size", type=int, default=256, show_default=True, help="Images attacked at once.")
 @click.option("--data-root", type=click.Path(file_okay=False), default=None, help="Folder searched first for the data.")
 @device_options
-def command(checkpoint, attack_names, norm, eps, eta, eps_space, k, random_start, restarts, loss, targeted, fgsm_rs,
-            aa_version, n, split, out, results_dir, amplify, batch_size, data_root, device, seed):
+def command(checkpoint, suite, n, split, out, results_dir, amplify, batch_size, data_root, device, seed):
     """Draw n test images of CHECKPOINT clean, attacked and as the amplified
     perturbation, with true label and both predictions (green correct, red wrong).
 
@@ -47,8 +46,7 @@ def command(checkpoint, attack_names, norm, eps, eta, eps_space, k, random_start
         raise RobustError(f"--amplify must be > 0, got {amplify}")
     if not Path(checkpoint).is_file():
         raise RobustError(f"checkpoint {checkpoint} does not exist; train one with `robust train` or check the path")
-    specs = build_specs(attack_names, norm, eps, eta, eps_space, k, random_start, restarts, loss, targeted,
-                        fgsm_rs, aa_version)
+    specs = build_specs(suite)
     several = len(specs) > 1
     # every file's folder takes files before any image is attacked
     paths = [_grid_path(out, results_dir, checkpoint, spec, several) for spec in specs]
