@@ -242,6 +242,8 @@ def run_attack(target: Target, spec: AttackSpec, x: torch.Tensor, y: torch.Tenso
     with shown:
         for j in mine:
             b = ids[starts[j]:starts[j] + batch_size]
+            # each batch's own random stream: a batch draws the same numbers whichever rank runs it
+            torch.manual_seed(seed + 7919 * j)
             if init:
                 context["init"] = [u[b] for u in init]
             if info.takes("on_progress"):
@@ -280,6 +282,27 @@ def _gather_norms(norms: torch.Tensor) -> torch.Tensor:
         distributed.all_reduce_sum(t)
     out = torch.where(inf > 0, torch.full_like(vals, float("inf")), vals)
     return torch.where(filled > 0, out, torch.full_like(vals, float("nan")))
+
+
+def _transfer(source: Target, target: Target, spec: AttackSpec, x, y, todo, batch_size: int, seed: int,
+              progress) -> AttackRun:
+    """Crafts on the surrogate the points the target classifies correctly, then scores
+    the adversarial images on the target."""
+    crafted = run_attack(source, spec, x, y, todo, batch_size=batch_size, seed=seed, keep_adv=True,
+                         progress=progress)
+    adv_pred = predict_sharded(target.model, crafted.x_adv, batch_size).argmax(1)
+    return AttackRun(todo & (adv_pred != y), adv_pred, crafted.x_adv, None)
+
+
+def _same_eps_meaning(source: Target, target: Target, attacks, channels: int) -> None:
+    """A normalized-space eps means the same ball for both models only if their stds agree."""
+    if all(a.threat.space == "pixel" for a in attacks):
+        return
+    s1, s2 = find_std(source.model, channels), find_std(target.model, channels)
+    if not torch.allclose(s1, s2):
+        raise RobustError(f"the surrogate's normalization std {[round(float(v), 4) for v in s1]} differs from the "
+                          f"target's {[round(float(v), 4) for v in s2]}, so a normalized-space eps means two balls; "
+                          "give eps with --eps-space pixel")
 
 
 class _AttackProgress:
@@ -376,6 +399,7 @@ def evaluate(
     name: str | None = None,
     channels_last: bool | str = "auto",
     progress: ProgressDisplay | None = None,
+    transfer_from=None,
 ) -> list[dict]:
     """Evaluates one model or checkpoint; returns one record per (attack, eps) plus
     a worst-case record per eps when the suite has several attacks.
@@ -384,7 +408,11 @@ def evaluate(
     silent, as ``log`` None is).
 
     channels_last: 'auto' (on for CUDA and CPU) converts the model's weights and the
-    points to NHWC in place; the values, and so the numbers, do not change."""
+    points to NHWC in place; the values, and so the numbers, do not change.
+
+    transfer_from: a surrogate (checkpoint path or model, as model_or_checkpoint): each
+    attack is crafted on the surrogate and scored on the model (a transfer attack);
+    records name both models under ``checkpoint`` and ``transfer_from``."""
     if not attacks:
         raise RobustError("no attack given; use --attack fgsm|pgd|autoattack")
     dev = distributed.init(device) if isinstance(device, str) or distributed.launched() else device
@@ -393,9 +421,16 @@ def evaluate(
     target = resolve_target(model_or_checkpoint, dev, name)
     model = target.model.eval()
     points = select_points(data, n=n, split=split, seed=seed, device=dev, meta=target.meta, data_root=data_root)
+    source = None
+    if transfer_from is not None:
+        source = resolve_target(transfer_from, dev)
+        source.model.eval()
+        _same_eps_meaning(source, target, attacks, points.x.shape[1])
     layout = resolve_channels_last(channels_last, dev) and points.x.dim() == 4
     if layout:  # NHWC: faster forward and input-gradient passes (benchmarks/layout.py); same values
         model.to(memory_format=torch.channels_last)
+        if source is not None:
+            source.model.to(memory_format=torch.channels_last)
         points.x = points.x.contiguous(memory_format=torch.channels_last)
     x, y = points.x, points.y
     std = find_std(model, x.shape[1])
@@ -431,6 +466,8 @@ def evaluate(
         "cascade": cascade,
         "degenerate": None if degenerate.ok else {"reason": degenerate.detail},
     }
+    if source is not None:
+        base["transfer_from"] = source.describe()
     records: list[dict] = []
     saved: dict[str, torch.Tensor] = {}
     for eps, specs in by_eps.items():
@@ -439,8 +476,11 @@ def evaluate(
         for spec in specs:
             todo = robust_all if cascade else clean_ok
             t1 = time.perf_counter()
-            run = run_attack(target, spec, x, y, todo, batch_size=batch_size, seed=seed,
-                             keep_adv=save_adv is not None, progress=progress)
+            if source is None:
+                run = run_attack(target, spec, x, y, todo, batch_size=batch_size, seed=seed,
+                                 keep_adv=save_adv is not None, progress=progress)
+            else:
+                run = _transfer(source, target, spec, x, y, todo, batch_size, seed, progress)
             fooled, adv_pred, x_adv = run.fooled, run.adv_pred, run.x_adv
             seconds = time.perf_counter() - t1
             robust_ok = todo & ~fooled
@@ -450,15 +490,19 @@ def evaluate(
             rec = dict(base)
             rec["attack"] = {**spec.to_dict(), **spec.threat.describe(std), "kind": spec.info.kind,
                              "cumulative": cascade and len(eps_records) > 0}
+            if source is not None:  # its own column: a transfer number is not the white-box one
+                rec["attack"]["label"] = f"{spec.label} (transfer)"
             if spec.info.nchw:  # e.g. the AutoAttack adapter computes in NCHW whatever the layout
                 rec["attack"]["channels_last"] = False
             if run.norms is not None and not cascade:
                 metrics["min_norms"] = min_norm_list(run.norms, clean_ok)
-            rec["_spec"] = spec
+            if source is None:  # checks on the attack's own convergence concern the model attacked
+                rec["_spec"] = spec
             rec["checks"] = [f.to_dict() for f in model_findings]
             rec["_flags"] = robust_ok  # popped before returning
             eps_records.append(rec)
-            say(f"  {spec.label} @ {spec.threat.label(std)}: robust "
+            crafted = "" if source is None else f" (crafted on {source.name})"
+            say(f"  {spec.label}{crafted} @ {spec.threat.label(std)}: robust "
                 f"{acc_text(metrics['robust_acc'], metrics['n'], metrics['robust_ci95'])}; "
                 f"{plural(int(todo.sum()), 'point')} attacked in {seconds:.1f} s")
             rec["metrics"] = metrics
@@ -467,6 +511,7 @@ def evaluate(
                 saved[f"{key}/x_adv"] = x_adv.cpu()
                 saved[f"{key}/adv_pred"] = adv_pred.cpu()
                 saved[f"{key}/fooled"] = fooled.cpu()
+                saved[f"{key}/attack"] = {k: v for k, v in rec["attack"].items() if not isinstance(v, torch.Tensor)}
         if run_checks and not cascade:
             _pairwise_checks(eps_records, len(y))
         if check_convergence:
@@ -499,16 +544,19 @@ def evaluate(
 
 def _pairwise_checks(eps_records: list[dict], n: int) -> None:
     """Attacks at one threat that should be ordered: a single-step attack (FGSM) is no
-    stronger than an iterative white-box one."""
+    stronger than an iterative white-box one, and a black-box one (Square) no stronger
+    than any white-box one (else gradients are likely masked)."""
     specs = [(r, r["_spec"]) for r in eps_records if "_spec" in r]
     single = [r for r, s in specs if s.info.single_step]
+    black = [r for r, s in specs if s.info.kind == "black-box"]
     for r, s in specs:
-        if s.info.kind != "white-box" or s.info.single_step:
+        if s.info.kind != "white-box":
             continue
-        for f in single:
-            finding = C.fgsm_stronger_than_pgd(f["metrics"]["robust_acc"], r["metrics"]["robust_acc"], n,
-                                               r["attack"]["label"])
-            r["checks"] = r["checks"] + [finding.to_dict()]
+        acc = r["metrics"]["robust_acc"]
+        found = [] if s.info.single_step else [
+            C.fgsm_stronger_than_pgd(f["metrics"]["robust_acc"], acc, n, r["attack"]["label"]) for f in single]
+        found += [C.square_below_whitebox(b["metrics"]["robust_acc"], acc, n, r["attack"]["label"]) for b in black]
+        r["checks"] = r["checks"] + [f.to_dict() for f in found]
 
 
 def _convergence_checks(target, eps_records, x, y, clean_ok, batch_size, seed) -> None:
@@ -573,6 +621,8 @@ def _save_adv(path, points: Points, clean_pred, saved: dict, target: Target) -> 
         "dataset": points.dataset,
         "checkpoint": target.path or target.name,
         "classes": list(points.classes),
+        "selection": points.selection,
+        "seed": points.seed,
         **saved,
     }
     with atomic_path(path) as tmp, open(tmp, "wb") as f:

@@ -95,7 +95,7 @@ def apgd(
                 todo = (~fooled).nonzero().squeeze(1)
                 if todo.numel() == 0:
                     break
-                xa, fa, lb = run_apgd(model, _rows(x, todo), y[todo], ball, loss_fn, [a[todo] for a in aux],
+                xa, fa, lb = run_apgd(model, x[todo], y[todo], ball, loss_fn, [a[todo] for a in aux],
                                       k=k, rho=rho, step0=step0, eot=eot)
                 # a point still robust keeps the highest-loss point of all its runs
                 take = fa | (lb > best[todo])
@@ -112,18 +112,6 @@ def _runs(clean: torch.Tensor, y: torch.Tensor, loss: str, targeted: bool, targe
     order = clean.sort(dim=1)[1]
     top = min(targets, clean.shape[1] - 1)
     return [(targeted_dlr_loss, (y, order[:, -c])) for c in range(2, top + 2)]
-
-
-def _rows(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """x[idx] in x's memory layout (so a channels-last model gets channels-last input)."""
-    out = torch.empty((idx.numel(), *x.shape[1:]), dtype=x.dtype, device=x.device,
-                      memory_format=_layout(x))
-    return out.copy_(x[idx])
-
-
-def _layout(x: torch.Tensor) -> torch.memory_format:
-    cl = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-    return torch.channels_last if cl else torch.contiguous_format
 
 
 def _like(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

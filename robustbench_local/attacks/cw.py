@@ -118,6 +118,7 @@ def cw(
     *,
     k: Annotated[int, Opt("Adam steps per binary-search step (default 100).", min=1)] = 100,
     search_steps: Annotated[int, Opt("Binary-search steps over the constant c (default 9).", min=1)] = 9,
+    # 0.01 as ART starts: the paper's code starts at 1e-3 but runs 10,000 steps per search step
     c: Annotated[float, Opt("Initial constant c weighing the margin loss against ||delta||^2 (default 0.01).",
                             min=1e-10)] = 1e-2,
     kappa: Annotated[float, Opt("Confidence: the logit margin an adversarial example must reach (default 0).",

@@ -14,6 +14,7 @@ from ..errors import RobustError
 COMMANDS = {
     "train": "train",
     "eval": "eval",
+    "attacks": "attacks",
     "report": "report",
     "visualize": "visualize",
     "analyze": "analyze",

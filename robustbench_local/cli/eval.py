@@ -24,6 +24,12 @@ from .tables import console, print_eval_table
                    "later numbers are cumulative.")
 @click.option("--ensemble/--no-ensemble", default=False, show_default=True,
               help="Evaluate the checkpoints as one model averaging their logits (the attack targets the ensemble).")
+@click.option("--transfer-from", "transfer_from", type=click.Path(dir_okay=False), default=None,
+              help="Transfer attack: craft every attack on this surrogate checkpoint and score it on CHECKPOINTS; "
+                   "records name both models.")
+@click.option("--replay", "replay_file", type=click.Path(dir_okay=False), default=None,
+              help="Score the adversarial examples of a --save-adv file on CHECKPOINTS instead of attacking: every "
+                   "attack and radius in the file, on its points (the attack options are the file's).")
 @click.option("--checks/--no-checks", default=True, show_default=True, help="Run the sanity checks (gradient masking and friends).")
 @click.option("--check-convergence/--no-check-convergence", default=False, show_default=True,
               help="Also rerun each PGD with 2k steps and flag a drop of more than 1 point (costs time).")
@@ -37,7 +43,8 @@ from .tables import console, print_eval_table
 @click.option("--channels-last/--no-channels-last", default=None,
               help="NHWC memory layout for the attacks. Default: on for CUDA and CPU (faster there), off on MPS.")
 @device_options
-def command(checkpoints, suite, n, split, batch_size, cascade, ensemble, checks, check_convergence, save_adv, results_dir,
+def command(checkpoints, suite, n, split, batch_size, cascade, ensemble, transfer_from, replay_file, checks,
+            check_convergence, save_adv, results_dir,
             record, data_root, channels_last, device, seed):
     """Attack CHECKPOINTS and record clean and robust accuracy.
 
@@ -45,6 +52,9 @@ def command(checkpoints, suite, n, split, batch_size, cascade, ensemble, checks,
       robust eval --attack pgd --k 20 runs/NAME/best.pth
       robust eval --attack fgsm --attack pgd --attack autoattack ckpt1.pth ckpt2.pth
       robust eval --attack pgd --eps 8/255 --eps-space pixel --eps 0.01,0.02,0.0313 ckpt.pth
+      robust eval --attack apgd --attack square --norm l2 --eps 0.5 --eps-space pixel ckpt.pth
+      robust eval --attack pgd --transfer-from surrogate.pth target.pth
+      robust eval --replay adv.pt other.pth
     """
     from ..distributed import is_main
     from ..evaluation import evaluate
@@ -58,7 +68,13 @@ def command(checkpoints, suite, n, split, batch_size, cascade, ensemble, checks,
         raise RobustError(f"--n must be >= 1, got {n}")
     if batch_size < 1:
         raise RobustError(f"--batch-size must be >= 1, got {batch_size}")
-    for c in checkpoints:
+    if replay_file and transfer_from:
+        raise RobustError("--replay scores saved examples and --transfer-from crafts new ones; give one of them")
+    if replay_file and save_adv:
+        raise RobustError("--replay crafts nothing to save; drop --save-adv")
+    if replay_file and not Path(replay_file).is_file():
+        raise RobustError(f"--replay file {replay_file} does not exist; write one with `robust eval --save-adv FILE`")
+    for c in checkpoints + ((transfer_from,) if transfer_from else ()):
         if not Path(c).is_file():
             raise RobustError(f"checkpoint {c} does not exist; train one with `robust train` or check the path")
     specs = build_specs(suite)
@@ -81,11 +97,16 @@ def command(checkpoints, suite, n, split, batch_size, cascade, ensemble, checks,
         made = make_dirs(adv_path.parent) if adv_path is not None else []
         adv_failed = None
         try:
-            records = evaluate(target, specs, n=n, split=split, seed=seed, batch_size=batch_size, cascade=cascade,
-                               device=device, run_checks=checks, check_convergence=check_convergence,
-                               data_root=data_root, save_adv=adv_path, log=log,
-                               channels_last="auto" if channels_last is None else channels_last,
-                               progress=ProgressDisplay(console()))
+            if replay_file:
+                from ..replay import replay
+
+                records = replay(replay_file, target, batch_size=batch_size, device=device, log=log)
+            else:
+                    records = evaluate(target, specs, n=n, split=split, seed=seed, batch_size=batch_size,
+                                   cascade=cascade, device=device, run_checks=checks,
+                                   check_convergence=check_convergence, data_root=data_root, save_adv=adv_path,
+                                   log=log, channels_last="auto" if channels_last is None else channels_last,
+                                   progress=ProgressDisplay(console()), transfer_from=transfer_from)
         except UnsavedWork as e:  # the attacks ran; only the --save-adv file could not be written
             records, adv_failed = e.records, str(e)
         finally:

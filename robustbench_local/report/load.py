@@ -24,7 +24,7 @@ MODEL_CHECKS = ("outputs_are_logits", "deterministic", "input_gradients", "no_co
 
 # What makes two evaluation records repeats of one measurement.
 DEDUP_KEY = ("ckpt_key", "attack", "attack_members", "cumulative", "norm", "eps_normalized", "eps_pixel",
-             "step_normalized", "split", "n", "indices_sha256")
+             "step_normalized", "split", "n", "indices_sha256", "transfer_from", "replayed_from")
 
 
 @dataclass
@@ -143,6 +143,13 @@ def _train_eps(ckpt: dict) -> tuple[object, object]:
     return eps_value([eps / s for s in std]), eps
 
 
+def _source(v) -> str | None:
+    """A model or file named in a record (a describe() object or a plain string): its path, else its name."""
+    if isinstance(v, dict):
+        v = v.get("path") or v.get("name")
+    return v if isinstance(v, str) and v else None
+
+
 def _created(rec: dict) -> str:
     return str(rec.get("created") or "")
 
@@ -190,6 +197,13 @@ def _eval_row(rec: dict) -> dict:
         "step_pixel": eps_value(att.get("step_pixel")),
         "k": att.get("k"),
         "restarts": att.get("restarts"),
+        "attack_kind": att.get("kind") if isinstance(att.get("kind"), str) else None,
+        "step_rule": att.get("step_rule") if isinstance(att.get("step_rule"), str) else None,
+        # where the adversarial images came from, when not crafted on this model
+        "transfer_from": _source(rec.get("transfer_from")),
+        "replayed_from": _source(rec.get("replayed_from")),
+        "crafted_on": _source(_get(rec, "replayed_from", "crafted_on")),
+        "min_norms": m.get("min_norms"),  # minimal-norm attacks: per point, checked by eval_problem
         "split": data.get("split"),
         "n": int(m.get("n", data.get("n", 0)) or 0),
         "selection": data.get("selection"),
@@ -354,6 +368,10 @@ def eval_problem(rec: dict) -> str | None:
     for key in ("seconds", "clean_seconds"):
         if m.get(key) is not None and not _finite(m[key]):
             return _wrong(f"metrics.{key}", m[key], "a number of seconds")
+    mn = m.get("min_norms")
+    if mn is not None and not (isinstance(mn, list) and len(mn) == n
+                               and all(v is None or (_finite(v) and v >= 0) for v in mn)):
+        return _wrong("metrics.min_norms", mn, f"a list of {n} norms (>= 0) or nulls")
     if m.get("per_class") is not None and not (isinstance(m["per_class"], dict)
                                                and all(isinstance(v, dict) for v in m["per_class"].values())):
         return "metrics.per_class is not an object of per-class objects"

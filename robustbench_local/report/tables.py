@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
 
@@ -93,6 +94,65 @@ def column_name(row: pd.Series) -> str:
     return label
 
 
+def _given(v) -> bool:
+    return isinstance(v, str) and bool(v)
+
+
+def source_of(row: pd.Series) -> str | None:
+    """Where a record's adversarial images were crafted, when not on the model scored:
+    the surrogate of a transfer attack or the replayed file; None otherwise."""
+    if _given(row.get("transfer_from")):
+        return row["transfer_from"]
+    if _given(row.get("replayed_from")):
+        return row["replayed_from"]
+    return None
+
+
+def provenance_note(row: pd.Series, col: str) -> str | None:
+    """The footnote naming a transfer or replay record's source, or None."""
+    if _given(row.get("transfer_from")):
+        return (f"{col} on {row['checkpoint']}: a transfer attack, crafted on the surrogate {row['transfer_from']} "
+                f"and scored on {row['checkpoint']}")
+    if _given(row.get("replayed_from")):
+        crafted = f" (crafted on {row['crafted_on']})" if _given(row.get("crafted_on")) else ""
+        return (f"{col} on {row['checkpoint']}: saved adversarial images replayed from {row['replayed_from']}"
+                f"{crafted}, nothing crafted on {row['checkpoint']}")
+    return None
+
+
+def _split_sources(df: pd.DataFrame) -> pd.Series:
+    """Column names, where one checkpoint has the same transfer or replayed attack from
+    several sources at one radius: each source its own column (named after it)."""
+    cols = df["_col"].copy()
+    src = df.apply(source_of, axis=1)
+    for _, idx in df.groupby(["_threat", "ckpt_key", "_col"], sort=False).groups.items():
+        if src[idx].dropna().nunique() > 1:
+            cols[idx] = [c if s is None else f"{c} from {_short(s)}" for c, s in zip(cols[idx], src[idx])]
+    return cols
+
+
+def _short(path: str) -> str:
+    """'runs/a/best.pth' -> 'a/best.pth': enough to tell sources apart in a header."""
+    p = Path(path)
+    return f"{p.parent.name}/{p.name}" if p.parent.name else p.name
+
+
+def step_rule_text(attack_name, rule) -> str | None:
+    """The record's step rule, or 'own' for an attack that sets its own steps (the
+    registry says so; its record then carries the threat model's unused default)."""
+    if not _given(rule):
+        return None
+    from ..errors import RobustError
+
+    try:
+        from ..attacks import registry
+
+        own = registry.info(str(attack_name)).step_rule is None
+    except (RobustError, KeyError, ImportError):  # no longer registered (or renamed): the record's word stands
+        own = False
+    return "own" if own else rule
+
+
 def _threat_key(row) -> tuple:
     return (str(row["norm"]), eps_key(row["eps_normalized"]), eps_key(row["eps_pixel"]))
 
@@ -136,6 +196,7 @@ def build_comparison(data: ReportData) -> Comparison:
     if df.empty:
         return comp
     df = df.assign(_col=df.apply(column_name, axis=1), _threat=df.apply(_threat_key, axis=1))
+    df = df.assign(_col=_split_sources(df))
     groups = sorted(df.groupby("_threat", sort=False), key=_headline_rank)
     headline, rest = groups[0], sorted(groups[1:], key=lambda kv: (kv[0][0], eps_first(kv[1]["eps_normalized"].iloc[0]),
                                                                   eps_first(kv[1]["eps_pixel"].iloc[0])))
@@ -165,6 +226,9 @@ def _build_row(comp: Comparison, cg: pd.DataFrame, trains: list[TrainRun]) -> Ro
     for col, ag in sorted(cg.groupby("_col", sort=False), key=lambda kv: attack_order(kv[0])):
         r = shown[col] = _pick(ag)
         cell = Cell(r["robust_acc"], r["robust_lo"], r["robust_hi"], int(r["n"]), record=r["record"])
+        source = provenance_note(r, col)
+        if source:
+            cell.notes.append(comp.note(source, warning=False))
         if isinstance(r["warnings"], str):
             for w in r["warnings"].split(" | "):
                 cell.notes.append(comp.note(f"{col} on {r['checkpoint']}: {w}"))
@@ -290,8 +354,9 @@ def table_notes(t: Table) -> list[int]:
 
 
 CSV_ORDER = ["dataset", "checkpoint", "checkpoint_path", "checkpoint_sha256", "arch", "method", "adv",
-             "train_eps_normalized", "train_eps_pixel", "attack", "attack_name", "attack_members", "cumulative", "norm",
-             "eps_space", "eps_normalized", "eps_pixel", "step_normalized", "step_pixel", "k", "restarts", "split", "n",
+             "train_eps_normalized", "train_eps_pixel", "attack", "attack_name", "attack_kind", "attack_members",
+             "cumulative", "transfer_from", "replayed_from", "crafted_on", "norm", "eps_space", "eps_normalized",
+             "eps_pixel", "step_normalized", "step_pixel", "step_rule", "k", "restarts", "split", "n",
              "selection", "data_seed", "indices_sha256", "clean_acc", "clean_lo", "clean_hi", "robust_acc", "robust_lo",
              "robust_hi", "eval_seconds", "clean_seconds", "train_minutes", "degenerate", "model_warnings", "warnings",
              "created", "record"]
@@ -307,6 +372,7 @@ def csv_frame(data: ReportData) -> pd.DataFrame:
     df["method"] = [method_label(m, a) for m, a in zip(df["method"], df["adv"])]
     df["train_minutes"] = [t.minutes if t and t.minutes is not None else math.nan for t in mins]
     df["_e"] = df["eps_normalized"].map(eps_first)
+    df["step_rule"] = [step_rule_text(a, r) for a, r in zip(df["attack_name"], df["step_rule"])]
     cols = df.apply(column_name, axis=1)
     rank = {c: i for i, c in enumerate(sorted(set(cols), key=attack_order))}
     df["_o"] = cols.map(rank)
