@@ -6,9 +6,9 @@ import base64
 from html import escape
 
 from .load import ReportData
-from .markdown import EXPLAIN, TRAIN_HEAD, header_lines, training_rows
+from .markdown import EXPLAIN, MIN_NORM_EXPLAIN, TRAIN_HEAD, header_lines, training_rows
 from .examples import Example
-from .plots import ReportFigure
+from .plots import MIN_NORM, ReportFigure
 from .tables import Comparison, Table, adv_text, cell_text, checkpoint_text, minutes_text, table_notes
 
 CSS = """
@@ -66,10 +66,15 @@ def render_html(data: ReportData, comp: Comparison, figures: list[ReportFigure],
                 for j in notes) + "</ul>")
     if not comp.tables:
         body.append("<p>No evaluation records match; only training records are shown.</p>")
-    curves = [f for f in figures if f.name.startswith("eps-curves")]
+    curves = [f for f in figures if f.name.startswith("eps-curves") and not f.name.startswith(MIN_NORM)]
     if curves:
         body.append("<h2>Accuracy vs eps</h2>")
         body += [_img(f) for f in curves]
+    min_norm = [f for f in figures if f.name.startswith(MIN_NORM)]
+    if min_norm:
+        body.append("<h2>Accuracy vs eps from minimal-norm attacks</h2>")
+        body.append(f'<p class="small">{escape(MIN_NORM_EXPLAIN)}</p>')
+        body += [_img(f) for f in min_norm]
     body.append("<h2>Training</h2>")
     if data.trains:
         rows = ["<tr>" + "".join(f"<th>{escape(h)}</th>" for h in TRAIN_HEAD) + "</tr>"]

@@ -6,7 +6,7 @@ import math
 
 from .load import ReportData, TrainRun, robust_key
 from .examples import Example
-from .plots import ReportFigure
+from .plots import MIN_NORM, ReportFigure
 from .tables import Comparison, markdown_table, method_label, table_notes
 from ..text import plural
 
@@ -21,6 +21,14 @@ EXPLAIN = (
     "clean points, so its robust accuracies are meaningless. "
     "train min: training minutes from the matching training record; eval s: seconds of the clean pass and the "
     "attacks in that row."
+)
+
+MIN_NORM_EXPLAIN = (
+    "From one run of a minimal-norm attack (CW, DeepFool, FAB-T): the smallest adversarial perturbation it found "
+    "for each point gives robust accuracy at every radius, a point counting as robust where no perturbation of that "
+    "norm or less was found. The curve is an upper bound on the true robust accuracy, like every attack's number; "
+    "the star is the record's own eps. Markers: the same checkpoint's fixed-radius attacks (PGD, APGD, AutoAttack, "
+    "...) at the same norm and space, with 95% intervals, as measured (never joined)."
 )
 
 
@@ -89,12 +97,17 @@ def render_markdown(data: ReportData, comp: Comparison, figures: list[ReportFigu
     if not comp.tables:
         out += ["No evaluation records match; only training records are shown.", ""]
 
-    curves = [f for f in figures if f.name.startswith("eps-curves")]
+    curves = [f for f in figures if f.name.startswith("eps-curves") and not f.name.startswith(MIN_NORM)]
     if curves:
         out += ["## Accuracy vs eps", "",
                 "One line per checkpoint and attack; eps 0 is clean accuracy; error bars are 95% intervals. "
                 "The bottom axis is in normalized space, the top axis in pixel space.", ""]
         out += [f"![{f.title}]({fig_dir}/{f.name})" for f in curves] + [""]
+
+    min_norm = [f for f in figures if f.name.startswith(MIN_NORM)]
+    if min_norm:
+        out += ["## Accuracy vs eps from minimal-norm attacks", "", MIN_NORM_EXPLAIN, ""]
+        out += [f"![{f.title}]({fig_dir}/{f.name})" for f in min_norm] + [""]
 
     out += ["## Training", ""]
     if data.trains:
