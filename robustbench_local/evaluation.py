@@ -492,6 +492,8 @@ def evaluate(
                              "cumulative": cascade and len(eps_records) > 0}
             if source is not None:  # its own column: a transfer number is not the white-box one
                 rec["attack"]["label"] = f"{spec.label} (transfer)"
+            if spec.step_rule is None and not spec.threat.given:  # the attack sets its own steps
+                rec["attack"]["step_rule"] = None
             if spec.info.nchw:  # e.g. the AutoAttack adapter computes in NCHW whatever the layout
                 rec["attack"]["channels_last"] = False
             if run.norms is not None and not cascade:
@@ -519,7 +521,7 @@ def evaluate(
         if len(specs) > 1:
             wc = dict(base)
             wc["attack"] = {"name": "worst-case", "label": "worst-case", "members": [s.label for s in specs],
-                            **specs[0].threat.describe(std), "cumulative": True}
+                            **specs[0].threat.describe(std), "step_rule": None, "cumulative": True}
             wc["metrics"] = _metrics(points, clean_ok, robust_all, sum(r["metrics"]["seconds"] for r in eps_records),
                                      int(clean_ok.sum()))
             wc["checks"] = [f.to_dict() for f in model_findings]

@@ -40,7 +40,9 @@ from robustbench_local.threat import NORMS, ThreatModel
 from support import eval_points, trained_cnn
 
 N = 64  # points per case
-N_ONE_BATCH = 24  # attacks that run as one batch are whole suites (AutoAttack): fewer points
+# attacks that run as one batch are whole suites (AutoAttack): fewer points, though one
+# point left robust still costs a full Square run (its 5,000 queries) at L2
+N_ONE_BATCH = 12
 SEED = 0
 # pixel-space radii where the trained CNN is broken on some points but not on all
 PIXEL_EPS = {"linf": 8 / 255, "l2": 0.5, "l1": 12.0}
@@ -49,6 +51,12 @@ REL_TOL = 1e-5  # x_adv may sit on the sphere: float rounding of the norm
 
 
 # ----------------------------------------------------------------------------- cases
+def _break_norm(name: str) -> str:
+    """The norm at which every attack should break some points: L-inf 8/255 where the
+    attack has it."""
+    return next(n for n in NORMS if n in info(name).norms)
+
+
 def _cases() -> list:
     out = []
     for name in names():
@@ -60,12 +68,9 @@ def _cases() -> list:
 
 CASES = _cases()
 MINIMAL = [c for c in CASES if info(c.values[0]).kind == "minimal-norm"]
-
-
-def _break_norm(name: str) -> str:
-    """The norm at which every attack should break some points: L-inf 8/255 where the
-    attack has it."""
-    return next(n for n in NORMS if n in info(name).norms)
+# one-batch suites repeat at their break norm only: seeding does not depend on the norm
+REPEATED = [c for c in CASES if not info(c.values[0]).one_batch
+            or (c.values[1] == _break_norm(c.values[0]) and c.values[2] == "pixel")]
 
 
 def _threat(norm: str, space: str = "pixel") -> ThreatModel:
@@ -179,7 +184,7 @@ def test_lowers_accuracy_on_the_trained_model(name):
     robust = int((clean_ok & ~c.res.fooled).sum())
     clean = int(clean_ok.sum())
     print(f"\n{c.spec.label} @ {norm} {PIXEL_EPS[norm]:.4g} px: robust {robust}/{len(c.y)}, clean {clean}/{len(c.y)}")
-    assert clean >= 5 and robust < clean, f"{name} broke no point at {norm} {PIXEL_EPS[norm]:.4g} (pixel space)"
+    assert clean >= 3 and robust < clean, f"{name} broke no point at {norm} {PIXEL_EPS[norm]:.4g} (pixel space)"
 
 
 @pytest.mark.parametrize("name,norm,space", MINIMAL)
@@ -197,7 +202,7 @@ def test_minimal_norm_attack_norms_match_x_adv(name, norm, space):
                                msg=lambda m: f"{name} {norm}: norms differ from x_adv's perturbation: {m}")
 
 
-@pytest.mark.parametrize("name,norm,space", CASES)
+@pytest.mark.parametrize("name,norm,space", REPEATED)
 def test_same_seed_same_result(name, norm, space):
     a, b = _first_call(name, norm, space), _call(name, norm, space)
     assert torch.equal(a.res.fooled, b.res.fooled), f"{name} {norm}: fooled changed between two seeded calls"
@@ -249,7 +254,8 @@ def _partner(name: str) -> str:
 
 def _direct_on(name: str, x, y, todo: torch.Tensor) -> AttackResult:
     """The attack called directly on the points evaluate() attacks, seeded as evaluate()
-    seeds it (random starts, where the attack takes them, drawn for all points first)."""
+    seeds it (random starts, where the attack takes them, drawn for all points first,
+    then the batch's stream)."""
     model, spec, inf = _model(), _spec(name, _break_norm(name)), info(name)
     torch.manual_seed(SEED)
     kw = spec.call_kwargs()
@@ -258,6 +264,7 @@ def _direct_on(name: str, x, y, todo: torch.Tensor) -> AttackResult:
         kw["init"] = [ball.random(x.shape, x.device, x.dtype)[todo] for _ in range(inf.n_starts(spec.options))]
     if inf.takes("seed"):
         kw["seed"] = SEED
+    torch.manual_seed(SEED)  # evaluate()'s first batch draws from the seed's own stream
     return inf.fn(model, x[todo], y[todo], spec.threat, **kw)
 
 

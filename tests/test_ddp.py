@@ -279,5 +279,77 @@ def cifar10_small(cifar10):
     return sub
 
 
+# ----------------------------------------------------------------------------- every registered attack
+# Its own torchrun launch (one for all attacks) on the trained seed CNN: every attack at
+# its quick options under evaluate(), in batches small enough that both ranks get some.
+ATTACKS_N, ATTACKS_BATCH = 32, 4
+
+
+def _attack_suite():
+    """Every registered attack at its quick options, at L-inf 8/255 in pixels (an attack
+    without L-inf: its first norm at the pixel radius of test_attack_registry)."""
+    from robustbench_local.attacks import AttackSpec, info, names
+    from robustbench_local.threat import ThreatModel
+
+    radius = {"linf": 8 / 255, "l2": 0.5, "l1": 12.0}
+    specs = []
+    for a in names():
+        norm = "linf" if "linf" in info(a).norms else info(a).norms[0]
+        specs.append(AttackSpec(a, ThreatModel(norm, radius[norm], space="pixel"), info(a).quick))
+    return specs
+
+
+def _evaluate_attacks(ckpt: Path) -> list[dict]:
+    from robustbench_local.evaluation import evaluate
+
+    return evaluate(str(ckpt), _attack_suite(), n=ATTACKS_N, batch_size=ATTACKS_BATCH, device="cpu",
+                    run_checks=False)
+
+
+def _attacks_worker(out: Path, ckpt: Path) -> None:
+    from robustbench_local import distributed
+
+    records = _evaluate_attacks(ckpt)
+    with open(out / f"attacks-rank{distributed.rank()}.json", "w") as f:
+        json.dump({"world_size": distributed.world_size(), "records": records}, f)
+
+
+def test_every_attack_under_ddp_equals_one_process(tmp_path):
+    from robustbench_local.checkpoint import save_checkpoint
+    from support import trained_cnn
+
+    ckpt = tmp_path / "cnn.pth"
+    save_checkpoint(ckpt, *trained_cnn())
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO / "tests"))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(Path(__file__).resolve()), "attacks", str(tmp_path), str(ckpt)]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each worker, so the kernels are the same ones
+    try:
+        one = [_strip(r) for r in _evaluate_attacks(ckpt)]
+    finally:
+        torch.set_num_threads(threads)
+    by_label = {r["attack"]["label"]: r for r in one}
+    first = one[0]["metrics"]
+    assert first["attacked"] > 2 * ATTACKS_BATCH  # batches for both ranks
+    for rank in (0, 1):
+        got = json.loads((tmp_path / f"attacks-rank{rank}.json").read_text())
+        assert got["world_size"] == 2
+        two = {r["attack"]["label"]: _strip(r) for r in got["records"]}
+        assert two.keys() == by_label.keys()
+        differ = [label for label in by_label if two[label] != by_label[label]]
+        assert not differ, f"rank {rank}: records differ from one process for " + ", ".join(
+            f"{label} (robust {two[label]['metrics']['robust_correct']} vs {by_label[label]['metrics']['robust_correct']})"
+            for label in differ)
+    print("\nDDP, every attack: records equal to one process; " + ", ".join(
+        f"{label} {r['metrics']['robust_correct']}/{r['metrics']['n']}" for label, r in by_label.items())
+        + f", clean {first['clean_correct']}/{first['n']}")
+
+
 if __name__ == "__main__":
-    _worker(Path(sys.argv[1]))
+    if sys.argv[1] == "attacks":
+        _attacks_worker(Path(sys.argv[2]), Path(sys.argv[3]))
+    else:
+        _worker(Path(sys.argv[1]))

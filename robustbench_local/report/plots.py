@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from .load import ReportData, TrainRun, eps_first, eps_key, robust_key
-from .tables import WORST, Comparison, attack_order, column_name
+from .tables import WORST, Comparison, _split_sources, _threat_key, attack_order, column_name
 
 DPI = 110
 RC = {
@@ -327,7 +327,8 @@ def min_norm_series(data: ReportData) -> list[MinNormCurve]:
     df = data.evals
     if df.empty:
         return []
-    df = df.assign(_col=df.apply(column_name, axis=1))
+    df = df.assign(_col=df.apply(column_name, axis=1), _threat=df.apply(_threat_key, axis=1))
+    df = df.assign(_col=_split_sources(df))  # the table's column names: one per transfer source
     has_norms = df["min_norms"].map(lambda v: isinstance(v, list))
     mn = df[(df["attack_kind"] == "minimal-norm") & has_norms & (df["eps_space"].isin(["pixel", "normalized"]))]
     fixed = df[(df["attack_kind"] != "minimal-norm") & (df["attack_name"] != WORST)]
@@ -392,8 +393,8 @@ def _min_norm_figure(c: MinNormCurve) -> ReportFigure:
             label=f"{c.attack}: accuracy at each radius, from its norms (n={c.n})")
     ax.axvline(c.eps, color="grey", linestyle=":", linewidth=1)
     ax.errorbar([c.eps], [100 * c.robust_acc], yerr=_pct_err(c.robust_acc, c.robust_lo, c.robust_hi),
-                color="tab:blue", marker="*", markersize=10, capsize=3, linestyle="none",
-                label=f"{c.attack} at its eps {c.eps:.4g}: {100 * c.robust_acc:.1f}% (record, 95% interval)")
+                color="tab:blue", marker="*", markersize=10, capsize=3, linestyle="none", zorder=5,
+                label=f"{c.attack} at its eps {_radius(c, c.eps)}: {100 * c.robust_acc:.1f}% (record, 95% interval)")
     colors = _colors(len({m.label for m in c.markers}) + 1)[1:]
     style = {lab: (colors[i], MARKERS[(i + 1) % len(MARKERS)])
              for i, lab in enumerate(dict.fromkeys(m.label for m in c.markers))}
@@ -401,20 +402,30 @@ def _min_norm_figure(c: MinNormCurve) -> ReportFigure:
         color, marker = style[m.label]
         pts = "same points" if m.same_points else "other points"
         ax.errorbar([m.eps], [100 * m.acc], yerr=_pct_err(m.acc, m.lo, m.hi), color=color, marker=marker,
-                    markersize=6, capsize=3, linestyle="none", label=f"{m.label} at {m.eps:.4g} (n={m.n}, {pts})")
+                    markersize=6, capsize=3, linestyle="none",
+                    label=f"{m.label} at {_radius(c, m.eps)} (n={m.n}, {pts})")
     right = max([xs[-1], *(m.eps for m in c.markers)])
     ax.set_xlim(0, right * 1.05 if right > 0 else 1)
     ax.set_ylim(0, 100)
     ax.set_ylabel("robust accuracy (%)")
     where = "pixel space ([0,1] images)" if c.space == "pixel" else "normalized space ((x - mean) / std)"
-    ax.set_xlabel(f"{c.norm} radius, {where}; dotted: the record's eps")
+    norm = NORM_NAMES.get(c.norm, c.norm)
+    ax.set_xlabel(f"{norm} radius, {where}; dotted: the record's eps")
     _other_axis(ax, c)
     deg = " (degenerate)" if c.degenerate else ""
-    fig.suptitle(f"{c.dataset}: {c.checkpoint}{deg}, accuracy vs {c.norm} radius from {c.attack} (n={c.n})",
+    fig.suptitle(f"{c.dataset}: {c.checkpoint}{deg}, accuracy vs {norm} radius from {c.attack} (n={c.n})",
                  fontsize=10, y=1.06)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)
-    return ReportFigure(c.name, f"{c.checkpoint}: accuracy vs {c.norm} radius from {c.attack} minimal norms",
+    return ReportFigure(c.name, f"{c.checkpoint}: accuracy vs {norm} radius from {c.attack} minimal norms",
                         png_bytes(fig))
+
+
+NORM_NAMES = {"linf": "L-inf", "l2": "L2", "l1": "L1"}
+
+
+def _radius(c: MinNormCurve, e: float) -> str:
+    """A radius in the curve's space; an L-inf pixel one also as k/255."""
+    return f"{e:.4g}" + (f" ({e * 255:.3g}/255)" if c.space == "pixel" and c.norm == "linf" else "")
 
 
 def _other_axis(ax, c: MinNormCurve) -> None:

@@ -140,7 +140,7 @@ def _short(path: str) -> str:
 def step_rule_text(attack_name, rule) -> str | None:
     """The record's step rule, or 'own' for an attack that sets its own steps (the
     registry says so; its record then carries the threat model's unused default)."""
-    if not _given(rule):
+    if not _given(rule) or attack_name == WORST:  # a worst case is no one attack: no step of its own
         return None
     from ..errors import RobustError
 
@@ -288,7 +288,7 @@ def _worst_across_records(comp: Comparison, shown: dict[str, pd.Series], cells: 
     records = sorted({r["record"] for r in attacks.values()})
     first = next(iter(attacks.values()))
     cell.notes.append(comp.note(
-        f"worst case on {first['checkpoint']}: per-example worst case over {', '.join(sorted(labels.values(), key=attack_order))}, "
+        f"worst case on {first['checkpoint']}: per-example worst case over {', '.join(sorted(attacks, key=attack_order))}, "
         f"combined from {len(records)} records on the same {n} points", warning=False))
     cells[WORST] = cell
 
