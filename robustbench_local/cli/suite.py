@@ -15,6 +15,15 @@ from .common import NUMBER, compose, parse_eps_list, threat_options
 RESERVED = {"attack", "attack-option", "eot", "norm", "eps", "eta", "eps-space", "n", "split", "seed", "batch-size",
             "device", "out", "results", "data-root", "transfer-from"}
 TEXT = object()  # a flag whose options differ in type
+# what a flag several attacks share means for all of them (an attack's own help says it for one)
+SHARED_HELP = {
+    "k": "Iterations (steps) of an iterative attack.",
+    "restarts": "Restarts; a point counts as broken if any restart breaks it.",
+    "loss": "Loss the attack optimises.",
+    "targets": "Target classes of a targeted attack (the most likely wrong classes).",
+    "targeted": "Targeting of the attack.",
+    "n-queries": "Model queries per point of a query-based attack.",
+}
 SUITE_PARAMS = ("attack_names", "norm", "eps", "eta", "eps_space", "attack_option", "eot")
 
 
@@ -27,7 +36,8 @@ def _flag_option(flag: str, entries):
     # options typed differently across attacks share a text flag that each attack parses itself
     typ = types.pop() if len(types) == 1 else TEXT
     defaults = ", ".join(f"{a} {str(o.default).lower() if o.type is bool else o.default}" for a, o in entries)
-    help_ = f"{entries[0][1].help} Default per attack: {defaults}."
+    what = entries[0][1].help if len(entries) == 1 else SHARED_HELP.get(flag, entries[0][1].help)
+    help_ = f"{what} Default per attack: {defaults}."
     param = flag.replace("-", "_")
     if typ is TEXT:
         return click.option(f"--{flag}", param, type=str, metavar="VALUE", default=None, help=help_)
