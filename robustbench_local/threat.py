@@ -25,8 +25,11 @@ from torch import nn
 from .errors import RobustError
 
 NORMS = ("linf", "l2", "l1")
-BALL_NORMS = ("linf", "l2", "l1")  # what Ball can start, step and project in
+# the norms PGD, FGSM and adversarial training step in (their direct calls and the training
+# options check it); Ball itself also has L1 geometry, for APGD-L1
+BALL_NORMS = ("linf", "l2")
 SPACES = ("normalized", "pixel")
+GEOMETRY_NORMS = ("linf", "l2", "l1")  # what Ball can start, step and project in
 
 
 def parse_number(text: str | float | int, what: str = "value") -> float:
@@ -289,9 +292,9 @@ class Ball:
 
     def _require_geometry(self) -> None:
         # the L2 formulas below would otherwise run silently for any other norm
-        if self.threat.norm not in BALL_NORMS:
+        if self.threat.norm not in GEOMETRY_NORMS:
             raise RobustError(f"the {self.threat.norm} ball has no random start, step or projection here "
-                              f"(only {' and '.join(BALL_NORMS)}); use --attack autoattack for {self.threat.norm}")
+                              f"(only {', '.join(GEOMETRY_NORMS)})")
 
     def random(self, shape: torch.Size, device, dtype=torch.float32) -> torch.Tensor:
         self._require_geometry()

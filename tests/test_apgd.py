@@ -57,7 +57,7 @@ def test_same_seed_same_result(cnn):
     assert torch.equal(a.x_adv, b.x_adv) and torch.equal(a.fooled, b.fooled)
 
 
-@pytest.mark.parametrize("kw", [dict(loss="ce"), dict(loss="dlr"), dict(targeted=True, targets=2)])
+@pytest.mark.parametrize("kw", [dict(loss="ce"), dict(loss="dlr"), dict(targeted="top", targets=2)])
 def test_lowers_accuracy(cnn, kw):
     x, y = eval_points(200)
     clean = float((_predict(cnn, x) == y).float().mean())
@@ -107,8 +107,8 @@ def test_fooled_points_leave_the_batch(cnn):
 REF_NORM = {"linf": "Linf", "l2": "L2", "l1": "L1"}
 
 
-@pytest.mark.parametrize("norm,targeted", [("linf", False), ("l2", False), ("l1", False), ("linf", True),
-                                           ("l1", True)])
+@pytest.mark.parametrize("norm,targeted", [("linf", "none"), ("l2", "none"), ("l1", "none"), ("linf", "top"),
+                                           ("l1", "top")])
 def test_robust_accuracy_matches_pyautoattack(cnn, norm, targeted):
     """On the same 200 CIFAR-10 test points, threat (pixel eps: pyautoattack measures eps
     on pixels), iterations and seed, ours is within 0.5 pp of pyautoattack's APGDAttack /
@@ -120,7 +120,7 @@ def test_robust_accuracy_matches_pyautoattack(cnn, norm, targeted):
     x, y = eval_points(200)
     eps, k = EPS[norm, "pixel"], 10
     ours = _run(cnn, x, y, ThreatModel(norm, eps, space="pixel"), k=k, targeted=targeted, targets=2)
-    if targeted:
+    if targeted == "top":
         ref = APGDAttack_targeted(cnn, n_iter=k, norm=REF_NORM[norm], eps=eps, seed=0, n_target_classes=2,
                                   device="cpu")
     else:
@@ -140,7 +140,7 @@ def test_labels_and_registration():
     d = i.defaults()
     assert i.title(d) == "APGD-CE"
     assert i.title({**d, "loss": "dlr"}) == "APGD-DLR"
-    assert i.title({**d, "targeted": True}) == "APGD-T"
+    assert i.title({**d, "targeted": "top"}) == "APGD-T"
     assert i.title({**d, "k": 50, "restarts": 2}) == "APGD-CE-50x2"
     assert i.title({**d, "k": 50}) == "APGD-CE-50"
 
@@ -153,12 +153,12 @@ def _tiny(classes: int) -> nn.Module:
 def test_dlr_refused_with_too_few_classes():
     x, y = torch.rand(4, 3, 8, 8), torch.zeros(4, dtype=torch.long)
     t = ThreatModel("linf", 0.03, space="pixel")
-    for classes, kw in ((2, dict(loss="dlr")), (3, dict(targeted=True))):
+    for classes, kw in ((2, dict(loss="dlr")), (3, dict(targeted="top"))):
         with pytest.raises(RobustError, match="needs at least") as e:
             apgd(_tiny(classes), x, y, t, k=2, **kw)
         assert "\n" not in str(e.value)
     apgd(_tiny(3), x, y, t, k=2, loss="dlr")  # 3 classes suffice untargeted
-    apgd(_tiny(4), x, y, t, k=2, targeted=True)  # targets capped at classes - 1
+    apgd(_tiny(4), x, y, t, k=2, targeted="top")  # targets capped at classes - 1
 
 
 # --- L1 geometry --------------------------------------------------------------------------

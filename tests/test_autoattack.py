@@ -155,8 +155,6 @@ def test_l1_is_refused_before_any_work_in_python_too():
     with pytest.raises(RobustError, match="fgsm supports linf and l2, not l1"):
         fgsm(net, x, y, t)
     ball = Ball(t, torch.ones(3), torch.device("cpu"))
-    with pytest.raises(RobustError, match="l1"):
-        ball.project(torch.zeros(2, 3, 8, 8))
     d = torch.zeros(2, 3, 8, 8)
     d[0, 0, 0, :4] = 0.5
     assert ball.norms(x + d, x).tolist() == pytest.approx([2.0, 0.0])

@@ -49,7 +49,7 @@ def aa_native(
     check_inputs(x, y)
     stages: list[tuple[str, tuple, Callable]] = [
         ("apgd-ce", NORMS, lambda xs, ys: apgd(model, xs, ys, threat, k=k, loss="ce", std=std)),
-        ("apgd-t", NORMS, lambda xs, ys: apgd(model, xs, ys, threat, k=k, loss="dlr-t", targets=targets, std=std)),
+        ("apgd-t", NORMS, lambda xs, ys: apgd(model, xs, ys, threat, k=k, targeted="top", targets=targets, std=std)),
         ("fab-t", ("linf", "l2", "l1"), lambda xs, ys: fab_t(model, xs, ys, threat, k=k, targets=targets, std=std,
                                                              seed=seed)),
         ("square", ("linf", "l2"), lambda xs, ys: square(model, xs, ys, threat, n_queries=n_queries, std=std)),

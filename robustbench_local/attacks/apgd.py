@@ -37,10 +37,10 @@ MOMENTUM = 0.75
 
 
 def _label(o: dict) -> str:
-    name = "APGD-T" if o["targeted"] else f"APGD-{o['loss'].upper()}"
+    name = "APGD-T" if o["targeted"] == "top" else f"APGD-{o['loss'].upper()}"
     if o["k"] != 100 or o["restarts"] != 1:
         name += f"-{o['k']}" + (f"x{o['restarts']}" if o["restarts"] != 1 else "")
-    if o["targeted"] and o["targets"] != 9:
+    if o["targeted"] == "top" and o["targets"] != 9:
         name += f"-{o['targets']}targets"
     if o["rho"] != 0.75:
         name += f"-rho{o['rho']:g}"
@@ -58,8 +58,9 @@ def apgd(
     k: Annotated[int, Opt("Iterations per run (each restart, each target class).", min=1)] = 100,
     loss: Annotated[Literal["ce", "dlr"], Opt(
         "Loss to ascend: cross-entropy or the Difference of Logits Ratio (not used when targeted).")] = "ce",
-    targeted: Annotated[bool, Opt(
-        "APGD-T: the targeted DLR loss toward each of the --targets most likely wrong classes in turn.")] = False,
+    targeted: Annotated[Literal["none", "top"], Opt(
+        "top: APGD-T, the targeted DLR loss toward each of the --targets most likely wrong classes in turn."
+    )] = "none",
     targets: Annotated[int, Opt(
         "Target classes when targeted: the 2nd to (targets+1)-th highest clean logits (at most classes-1).",
         min=1)] = 9,
@@ -76,6 +77,11 @@ def apgd(
     require_norm("apgd", threat.norm, NORMS)
     if k < 1 or restarts < 1 or targets < 1:
         raise ValueError(f"APGD needs k, restarts and targets >= 1, got {k}, {restarts}, {targets}")
+    if loss not in ("ce", "dlr"):  # APGD-T is targeted="top" (its loss is the targeted DLR)
+        raise ValueError(f"APGD's loss is 'ce' or 'dlr', got {loss!r}; for APGD-T pass targeted='top'")
+    if targeted not in ("none", "top"):
+        raise ValueError(f"APGD's targeted is 'none' or 'top', got {targeted!r}")
+    targeted = targeted == "top"
     # a step the user gave is the first step; otherwise AutoAttack's: 2 eps, and eps for L1
     step0 = threat.step if threat.given else threat.eps * (1.0 if threat.norm == "l1" else 2.0)
     with attack_mode(model):
