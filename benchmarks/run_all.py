@@ -21,7 +21,7 @@ if __package__ in (None, ""):
 
 from benchmarks import common
 
-DEFAULT = ("attack_step", "eval_cascade", "apgd", "train_throughput", "data", "layout", "memory")
+DEFAULT = ("attack_step", "eval_cascade", "apgd", "aa_native", "train_throughput", "data", "layout", "memory")
 LONG = ("fast_model", "torch_compile")  # opt-in: 20 minutes, and a few minutes of C++ builds
 ALL = DEFAULT + LONG
 PARTS = {"eval_cascade": ("eval_cascade-a", "eval_cascade-b")}
