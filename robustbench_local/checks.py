@@ -114,7 +114,7 @@ def input_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, thres
     return Finding(
         "input_gradients", not bad,
         f"{zero.sum().item()} zero and {nonfinite.sum().item()} non-finite input gradients among {len(y)} points"
-        + (": gradient attacks cannot work here; use a gradient-free attack (AutoAttack's Square)" if bad else ""),
+        + (": gradient attacks cannot work here; add the gradient-free --attack square" if bad else ""),
         value=frac,
     )
 
@@ -134,14 +134,16 @@ def outputs_look_like_probabilities(logits: torch.Tensor) -> Finding:
 
 def deterministic(model: nn.Module, x: torch.Tensor) -> Finding:
     """Two forward passes in eval mode must agree; a randomised defence needs
-    EOT-style attacks (AutoAttack's 'rand' version), not a single-sample estimate."""
+    EOT (gradients averaged over several passes, --eot N, or AutoAttack's 'rand'
+    version), not a single-sample estimate."""
     with module_mode(model, train=False), torch.no_grad():
         a, b = model(x), model(x)
     diff = (a - b).abs().max().item()
     bad = diff > 1e-5 * max(1.0, a.abs().max().item())
     return Finding(
         "deterministic", not bad,
-        f"two forward passes differ by up to {diff:.3g}: the model is randomised; use --aa-version rand" if bad
+        f"two forward passes differ by up to {diff:.3g}: the model is randomised; attack it with --eot 20 "
+        "(every gradient attack) or --attack autoattack --aa-version rand" if bad
         else "model is deterministic in eval mode",
         value=diff,
     )

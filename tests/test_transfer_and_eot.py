@@ -133,3 +133,35 @@ def test_eot_is_recorded_and_labelled(ckpts, tmp_path):
     # a deterministic model: every pass gives the same gradient, so EOT changes nothing
     plain = _by_label(_eval(tmp_path / "p", "--attack", "pgd", "--k", "3", "--n", "30", str(ckpts[0])))
     assert rec["metrics"]["robust_flags"] == plain["PGD-3"]["metrics"]["robust_flags"]
+
+
+# --------------------------------------------------------------------------- masking
+class Quantized(torch.nn.Module):
+    """A gradient-masking 'defence': inputs rounded to 8 levels, so every input gradient
+    is zero and gradient attacks see nothing, while the decision is barely changed."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return self.net(torch.round(x * 7) / 7)
+
+
+def test_square_below_pgd_flags_masked_gradients():
+    from robustbench_local import evaluate
+    from robustbench_local.threat import ThreatModel
+    from support import cifar10
+
+    model, meta = trained_cnn()
+    t = ThreatModel("linf", 8 / 255, space="pixel")
+    specs = [AttackSpec("pgd", t, k=5), AttackSpec("square", t, n_queries=300)]
+    recs = {r["attack"]["label"]: r for r in evaluate((Quantized(model), meta), specs, cifar10(), n=100,
+                                                       device="cpu")}
+    pgd_rec, sq = recs["PGD-5"], recs["Square-300"]
+    assert sq["metrics"]["robust_acc"] < pgd_rec["metrics"]["robust_acc"]
+    finding = next(c for c in pgd_rec["checks"] if c["name"] == "square_below_whitebox")
+    assert not finding["ok"] and "masks its gradients" in finding["detail"]
+    # on the plain model the white-box attack is the stronger one: no flag
+    plain = {r["attack"]["label"]: r for r in evaluate((model, meta), specs, cifar10(), n=100, device="cpu")}
+    assert next(c for c in plain["PGD-5"]["checks"] if c["name"] == "square_below_whitebox")["ok"]

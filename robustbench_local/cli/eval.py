@@ -32,7 +32,8 @@ from .tables import console, print_eval_table
                    "attack and radius in the file, on its points (the attack options are the file's).")
 @click.option("--checks/--no-checks", default=True, show_default=True, help="Run the sanity checks (gradient masking and friends).")
 @click.option("--check-convergence/--no-check-convergence", default=False, show_default=True,
-              help="Also rerun each PGD with 2k steps and flag a drop of more than 1 point (costs time).")
+              help="Also rerun each iterative white-box attack (PGD, APGD, ...) with 2k steps and flag a drop of "
+                   "more than 1 point (costs time).")
 @click.option("--save-adv", type=click.Path(dir_okay=False), default=None,
               help="Save clean and adversarial examples, labels, predictions and split indices to this .pt file "
                    "(one file per checkpoint: NAME.pt gets the checkpoint's run name appended when there are several).")
