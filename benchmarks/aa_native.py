@@ -19,6 +19,7 @@ that pyautoattack breaks kept by ours (robust accuracy no higher)."""
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 if __package__ in (None, ""):
