@@ -100,7 +100,7 @@ def test_evaluate_gives_the_same_record_in_either_layout(cifar10, tmp_path):
     from support import trained_cnn
 
     path = save_checkpoint(tmp_path / "best.pth", *trained_cnn(epochs=2, n_train=2000))
-    specs = [AttackSpec(name, threat=THREAT, k=10) for name in ("fgsm", "pgd")]
+    specs = [AttackSpec("fgsm", threat=THREAT), AttackSpec("pgd", threat=THREAT, k=10)]
     recs = {cl: evaluate(str(path), specs, cifar10, n=200, device="cpu", channels_last=cl, run_checks=False)
             for cl in (False, "auto")}
     assert [r["environment"]["channels_last"] for r in recs["auto"]] == [True] * 3

@@ -3,6 +3,7 @@ the progress display in its three modes, then `robust train`, `robust eval`,
 evaluate() with AutoAttack and `robust run` on real CIFAR-10 images."""
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import re
@@ -13,6 +14,7 @@ from click.testing import CliRunner
 from rich.console import Console
 
 from robustbench_local.attacks import ATTACKS, AttackResult, AttackSpec
+from robustbench_local.attacks import info as attack_info
 from robustbench_local.cli import main
 from robustbench_local.progress import progress_display
 from robustbench_local.text import acc_text, plural
@@ -153,7 +155,7 @@ def test_evaluate_shows_autoattack_sub_attacks(trained, monkeypatch):
 
     calls = []
 
-    def fake_autoattack(model, x, y, spec, *, seed=0, std=None, init=None, on_progress=None):
+    def fake_autoattack(model, x, y, threat, *, version="standard", seed=0, std=None, on_progress=None):
         n = len(y)
         calls.append(n)
         for name, left in (("apgd-ce", n), ("apgd-t", n - 2), ("fab-t", n - 3), ("square", n - 3)):
@@ -162,7 +164,8 @@ def test_evaluate_shows_autoattack_sub_attacks(trained, monkeypatch):
         fooled[:3] = True
         return AttackResult(x.clone(), fooled)
 
-    monkeypatch.setitem(ATTACKS._items, "autoattack", fake_autoattack)
+    real = attack_info("autoattack")
+    monkeypatch.setitem(ATTACKS._meta["autoattack"], "info", dataclasses.replace(real, fn=fake_autoattack))
     clock = FakeClock()
     buf = io.StringIO()
     spec = AttackSpec("autoattack", threat=ThreatModel("linf", 8 / 255, 2 / 255, space="pixel"))

@@ -139,8 +139,9 @@ def _short(path: str) -> str:
 
 def step_rule_text(attack_name, rule) -> str | None:
     """The record's step rule, or 'own' for an attack that sets its own steps (the
-    registry says so; its record then carries the threat model's unused default)."""
-    if not _given(rule) or attack_name == WORST:  # a worst case is no one attack: no step of its own
+    registry says so; its record then says null, or, made before, the threat model's
+    unused default)."""
+    if attack_name == WORST:  # a worst case is no one attack: no step of its own
         return None
     from ..errors import RobustError
 
@@ -150,7 +151,9 @@ def step_rule_text(attack_name, rule) -> str | None:
         own = registry.info(str(attack_name)).step_rule is None
     except (RobustError, KeyError, ImportError):  # no longer registered (or renamed): the record's word stands
         own = False
-    return "own" if own else rule
+    if own:
+        return "own"
+    return rule if _given(rule) else None
 
 
 def _threat_key(row) -> tuple:
