@@ -229,8 +229,8 @@ def run_attack(target: Target, spec: AttackSpec, x: torch.Tensor, y: torch.Tenso
         ball = make_ball(target.model, x, spec.threat)
         init = [ball.random(x.shape, x.device, x.dtype) for _ in range(info.n_starts(spec.options))]
     context = {"seed": seed} if info.takes("seed") else {}
-    if info.takes("batch_size"):
-        context["batch_size"] = batch_size
+    if info.takes("chunk"):
+        context["chunk"] = batch_size
     fooled = torch.zeros(len(y), dtype=torch.bool, device=y.device)
     norms = torch.full((len(y),), float("nan"), device=y.device) if info.kind == "minimal-norm" else None
     x_adv = torch.zeros_like(x) if keep_adv else None

@@ -30,7 +30,7 @@ def _label(o: dict) -> str:
 
 
 # one_batch: the cascade is stage-major, as AutoAttack's: each attack runs over every point
-# still robust (in chunks of batch_size) before the next starts, so the few points left
+# still robust (in chunks of evaluate's batch size) before the next starts, so the few points left
 # for the later, long attacks run together instead of a few per batch
 @attack("aa-native", norms=NORMS, kind="white-box", step_rule="2*eps", label=_label, one_batch=True,
         quick={"k": 10, "targets": 2, "n_queries": 50})
@@ -46,7 +46,7 @@ def aa_native(
     std=None,
     seed: int = 0,
     on_progress=None,
-    batch_size: int = 256,
+    chunk: int = 256,
 ) -> AttackResult:
     """Native AutoAttack cascade (APGD-CE, APGD-T, FAB-T, Square on the points still
     robust): AutoAttack's standard version without the pyautoattack package, faster."""
@@ -67,8 +67,8 @@ def aa_native(
             todo = (~fooled).nonzero().squeeze(1)
             if on_progress is not None:  # at the start and the end of each attack, as AutoAttack's adapter
                 on_progress(name, int(todo.numel()), len(y))
-            for i in range(0, len(todo), batch_size):
-                part = todo[i:i + batch_size]
+            for i in range(0, len(todo), chunk):
+                part = todo[i:i + chunk]
                 res = run(x[part], y[part])
                 hit = part[res.fooled]
                 x_adv[hit] = res.x_adv[res.fooled]

@@ -14,7 +14,7 @@
   ``seed``, ``eot`` (gradient samples per step: EOT), ``init`` (per-point random
   starts drawn up front, one tensor per start; see ``starts``) and ``on_progress``
   (``on_progress(stage, still_robust, total)``, for attacks that run as one batch) and
-  ``batch_size`` (evaluate()'s, for one-batch attacks that chunk their own work).
+  ``chunk`` (evaluate()'s batch size, for one-batch attacks that chunk their own work).
 - Metadata: ``norms`` it supports; ``kind`` (white-box, black-box, minimal-norm);
   ``step_rule`` (a threat.STEP_RULES name, or a function of the options; None: the
   attack sets its own steps) with ``steps_option`` naming the option that is k;
@@ -37,7 +37,7 @@ from ..errors import RobustError
 from ..registry import Registry
 
 KINDS = ("white-box", "black-box", "minimal-norm")
-CONTEXT = ("std", "seed", "eot", "init", "on_progress", "batch_size")
+CONTEXT = ("std", "seed", "eot", "init", "on_progress", "chunk")
 
 ATTACKS: Registry = Registry("attack")
 
