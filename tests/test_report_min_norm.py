@@ -45,7 +45,7 @@ def _surrogate():
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    """DeepFool at L2 0.5 px; PGD at 0.25 and 0.5 px (markers) and at 0.5 normalized
+    """DeepFool at L2 0.5 px; PGD at 0.25 and 0.5 px (markers) and at 0.8 normalized
     (another space: not a marker); PGD transferred from a surrogate; the saved PGD
     images replayed. Then `robust report` through the CLI."""
     model, meta = trained_cnn()
@@ -55,7 +55,9 @@ def store(tmp_path_factory):
     kw = dict(n=N, device="cpu", run_checks=False)
     recs = evaluate(target, [_pixel(EPS, "deepfool"), _pixel(EPS)], cifar10(), save_adv=adv, **kw)
     recs += evaluate(target, [_pixel(0.25)], cifar10(), **kw)
-    recs += evaluate(target, [AttackSpec("pgd", ThreatModel("l2", EPS), info("pgd").quick)], cifar10(), **kw)
+    # 0.8 normalized is 0.4 px: not the ball of the 0.25 px record (0.5 normalized would be the
+    # same ball, and the report keeps one record per ball)
+    recs += evaluate(target, [AttackSpec("pgd", ThreatModel("l2", 0.8), info("pgd").quick)], cifar10(), **kw)
     recs += evaluate(target, [_pixel(EPS)], cifar10(), transfer_from=_surrogate(), **kw)
     recs += replay(adv, target, device="cpu")
     st = ResultsStore(root)
@@ -104,7 +106,7 @@ def test_pgd_records_at_the_same_norm_and_space_are_markers(store):
     (curve,) = min_norm_series(load_report_data(root))
     got = {(m.label, m.eps): m for m in curve.markers}
     # the white-box PGD at 0.25 and 0.5 px and the transfer at 0.5 px; neither the PGD at
-    # 0.5 normalized (another space) nor the worst case (not one attack), nor a replayed
+    # 0.8 normalized (another space) nor the worst case (not one attack), nor a replayed
     # record of another model's points, nor DeepFool itself
     assert {("PGD-5", 0.25), ("PGD-5", EPS), ("PGD-5 (transfer)", EPS), ("PGD-5 (replayed)", EPS)} == set(got)
     for (label, eps), m in got.items():
