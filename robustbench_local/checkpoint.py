@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import CheckpointError
+from .errors import CheckpointError, first_line
 from .fileio import atomic_path, to_jsonable
 from .runtime import git_commit, package_versions
 from .torchfile import load_weights_only
@@ -115,11 +115,6 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return ckpt
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    line = text[0] if text else type(e).__name__
-    return line if len(line) <= 200 else line[:197] + "..."  # marked as cut, not cut silently
-
 
 def build_from_meta(meta: dict) -> nn.Module:
     """A freshly initialised model with the architecture and normalization in ``meta``."""
@@ -164,7 +159,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     except CheckpointError:
         raise
     except Exception as e:  # a RobustError from the zoo, or an architecture that no longer builds
-        raise CheckpointError(f"cannot rebuild the model of {path} ({meta.get('arch')!r}): {_first_line(e)}") from None
+        raise CheckpointError(f"cannot rebuild the model of {path} ({meta.get('arch')!r}): {first_line(e)}") from None
     load_state(model, ckpt["state_dict"], path)
     model.to(device)
     model.eval()

@@ -12,3 +12,11 @@ class DataNotFound(RobustError):
 
 class CheckpointError(RobustError):
     """A checkpoint is missing, truncated, unsafe (would run code) or does not fit."""
+
+
+def first_line(e: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's text (its type name if it has none), cut to
+    ``limit`` characters with a visible mark."""
+    text = str(e).strip().splitlines()
+    line = text[0] if text else type(e).__name__
+    return line if len(line) <= limit else line[:limit - 3] + "..."

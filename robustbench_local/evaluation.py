@@ -52,6 +52,7 @@ class Target:
     name: str
     path: str | None = None
     sha256: str | None = None
+    data: object | None = None  # a DatasetBundle already loaded for it (foreign models)
 
     def describe(self) -> dict:
         m = self.meta
@@ -67,6 +68,8 @@ class Target:
             "adv_kwargs": m.get("adv_kwargs"),
             "train_threat": m.get("threat"),
             "normalization": m.get("normalization"),
+            "normalization_source": m.get("normalization_source"),
+            "source": m.get("source"),
             "mean": m.get("mean"),
             "std": m.get("std"),
             "dataset": _dataset_name(m),
@@ -422,7 +425,7 @@ def evaluate(
     progress = progress if distributed.is_main() else None
     target = resolve_target(model_or_checkpoint, dev, name)
     model = target.model.eval()
-    points = select_points(data, n=n, split=split, seed=seed, device=dev, meta=target.meta, data_root=data_root)
+    points = select_points(data if data is not None else target.data, n=n, split=split, seed=seed, device=dev, meta=target.meta, data_root=data_root)
     source = None
     if transfer_from is not None:
         source = resolve_target(transfer_from, dev)

@@ -7,13 +7,15 @@ import click
 
 from ..errors import RobustError
 from .common import device_options
+from .model_source import foreign_model_options, pop_request, split_positional
 from .suite import build_specs, suite_options
 from .tables import console, print_eval_table
 
 
 @click.command("eval")
-@click.argument("checkpoints", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("checkpoints", nargs=-1, required=False, type=click.Path(dir_okay=False))
 @suite_options
+@foreign_model_options
 @click.option("--n", type=int, default=1000, show_default=True,
               help="Number of evaluation points: a fixed subset (seeded by --seed) of --split, recorded by its indices.")
 @click.option("--split", type=click.Choice(["test", "val"]), default="test", show_default=True,
@@ -46,8 +48,8 @@ from .tables import console, print_eval_table
 @device_options
 def command(checkpoints, suite, n, split, batch_size, cascade, ensemble, transfer_from, replay_file, checks,
             check_convergence, save_adv, results_dir,
-            record, data_root, channels_last, device, seed):
-    """Attack CHECKPOINTS and record clean and robust accuracy.
+            record, data_root, channels_last, device, seed, **foreign):
+    """Attack CHECKPOINTS (or a model of your own) and record clean and robust accuracy.
 
     \b
       robust eval --attack pgd --k 20 runs/NAME/best.pth
@@ -56,6 +58,10 @@ def command(checkpoints, suite, n, split, batch_size, cascade, ensemble, transfe
       robust eval --attack apgd --attack square --norm l2 --eps 0.5 --eps-space pixel ckpt.pth
       robust eval --attack pgd --transfer-from surrogate.pth target.pth
       robust eval --replay adv.pt other.pth
+      robust eval --attack pgd --arch tv-resnet18 --weights resnet18.pth --dataset cifar10 --normalization cifar10
+      robust eval --attack autoattack --eps 8/255 --eps-space pixel --robustbench Carmon2019Unlabeled --weights c.pt
+      robust eval --attack pgd --trust-code model.ts --dataset cifar10
+      robust eval --attack pgd --trust-code --model-fn mymodel.py:build --dataset cifar10
     """
     from ..distributed import is_main
     from ..evaluation import evaluate
@@ -78,12 +84,24 @@ def command(checkpoints, suite, n, split, batch_size, cascade, ensemble, transfe
     for c in checkpoints + ((transfer_from,) if transfer_from else ()):
         if not Path(c).is_file():
             raise RobustError(f"checkpoint {c} does not exist; train one with `robust train` or check the path")
+    checkpoints, torchscript = split_positional(checkpoints, foreign["trust_code"])
+    request = pop_request(foreign, torchscript, data_root)
+    if not checkpoints and request is None:
+        raise RobustError("nothing to evaluate: give a checkpoint from robust train, or your own model with "
+                          "--arch NAME --weights FILE, --robustbench NAME, --model-fn FILE.py:FN or a TorchScript "
+                          "file (the last two with --trust-code)")
+    if ensemble and request is not None:
+        raise RobustError("--ensemble averages checkpoints from robust train; evaluate a foreign model on its own")
     specs = build_specs(suite)
     targets = list(checkpoints)
     if ensemble:
         from ..ensemble import load_ensemble
 
         targets = [load_ensemble(checkpoints)]
+    if request is not None:
+        from ..foreign import load_foreign
+
+        targets.append(load_foreign(request))
     store = ResultsStore(results_dir)
     adv_paths = [_adv_path(save_adv, target, len(targets)) for target in targets]
     # every output takes files before any attack runs
@@ -139,5 +157,6 @@ def _adv_path(save_adv: str | None, target, n_targets: int) -> Path | None:
         return None
     path = Path(save_adv)
     if n_targets > 1:
-        path = path.with_name(f"{path.stem}-{Path(target).parent.name}-{Path(target).stem}{path.suffix or '.pt'}")
+        label = Path(target) if isinstance(target, (str, Path)) else Path(target.path or target.name.replace("/", "-"))
+        path = path.with_name(f"{path.stem}-{label.parent.name}-{label.stem}{path.suffix or '.pt'}")
     return path

@@ -37,7 +37,7 @@ from ..errors import RobustError
 from ..runtime import module_mode
 from ..torchfile import load_weights_only
 from .options import as_bool, as_choice
-from .zoo import MODELS, TV_PREFIX
+from .zoo import MODELS, TV_PREFIX, register_prefix
 
 DOWNLOAD_TIMEOUT_S = 20.0
 IMAGENET_CLASSES = 1000
@@ -214,3 +214,7 @@ def _meta(name: str) -> dict[str, Any]:
 
 for _name in REGISTERED:
     MODELS.register(f"{TV_PREFIX}{_name}", **_meta(_name))(functools.partial(build_torchvision, _name))
+
+register_prefix(TV_PREFIX, torchvision_constructor,
+                f"any torchvision classification model (e.g. {TV_PREFIX}resnet101), same options as the registered "
+                f"{TV_PREFIX} models")

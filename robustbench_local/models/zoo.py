@@ -24,19 +24,36 @@ INIT_ONLY_OPTIONS = ("pretrained", "weights")
 
 TV_PREFIX = "tv-"
 
+# Families of outside models named by a prefix ("tv-resnet50", "timm-convnext_tiny"):
+# prefix -> (resolver(name) -> (constructor, meta), one-line description for listings).
+_PREFIXES: dict[str, tuple[Callable[[str], tuple[Callable[..., nn.Module], dict[str, Any]]], str]] = {}
+
+
+def register_prefix(prefix: str, resolver: Callable[[str], tuple[Callable[..., nn.Module], dict[str, Any]]],
+                    description: str) -> None:
+    """Models named ``prefix + name`` are built by ``resolver(name)``, which imports its
+    library only when such a model is asked for."""
+    if prefix in _PREFIXES:
+        raise KeyError(f"model prefix '{prefix}' registered twice")
+    _PREFIXES[prefix] = (resolver, description)
+
+
+def prefix_help() -> list[str]:
+    """'PREFIX<name>: description' for every registered family."""
+    return [f"{p}<name>: {d}" for p, (_, d) in sorted(_PREFIXES.items())]
+
 
 def _constructor(arch: str) -> tuple[Callable[..., nn.Module], dict[str, Any]]:
     if not isinstance(arch, str):
         raise RobustError(f"model name must be a string, got {arch!r}")
     if arch in MODELS:
         return MODELS.get(arch), MODELS.meta(arch)
-    if arch.startswith(TV_PREFIX):
-        from .tv import torchvision_constructor  # torchvision is imported only when asked for
-
-        return torchvision_constructor(arch[len(TV_PREFIX):])
+    for prefix, (resolver, _) in _PREFIXES.items():
+        if arch.startswith(prefix) and len(arch) > len(prefix):
+            return resolver(arch[len(prefix):])
     raise RobustError(
         f"unknown model '{arch}'; valid models: {', '.join(MODELS.names())}"
-        f", or {TV_PREFIX}<name> for any torchvision classification model"
+        + "".join(f", or {p}<name> ({d})" for p, (_, d) in sorted(_PREFIXES.items()))
     )
 
 
@@ -61,8 +78,7 @@ def model_kwargs_help(arch: str | None = None) -> str:
         for name in MODELS.names():
             opts = ", ".join(f"{k}={_fmt_default(v)}" for k, v in option_defaults(name).items())
             lines.append(f"{name}: {MODELS.meta(name).get('summary', '')}" + (f" [{opts}]" if opts else ""))
-        lines.append(f"{TV_PREFIX}<name>: any torchvision classification model (e.g. {TV_PREFIX}resnet101), "
-                     "same options as the registered tv- models")
+        lines.extend(prefix_help())
         return "\n".join(lines)
     _, meta = _constructor(arch)
     lines = [f"{arch}: {meta.get('summary', '')}"]
