@@ -18,6 +18,7 @@ _LAZY = {
     "autoattack": ("attacks", "autoattack"),
     "load_dataset": ("data", "load_dataset"),
     "build_model": ("models", "build_model"),
+    "benchmark": ("benchmark_api", "benchmark"),  # a module named benchmark would shadow the function
 }
 
 __all__ = list(_LAZY) + ["__version__"]

@@ -103,8 +103,8 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
         raise CheckpointError(
-            f"{path} is not a robustbench_local checkpoint (format {found!r}, expected {FORMAT!r}); "
-            "bare state dicts carry no architecture to rebuild"
+            f"{path} is not a robustbench_local checkpoint (format {found!r}, expected {FORMAT!r}); if it holds "
+            f"plain weights, evaluate them with --arch NAME --weights {path} --dataset NAME"
         )
     meta = ckpt.get("meta")
     if not isinstance(meta, dict) or not isinstance(ckpt.get("state_dict"), dict):

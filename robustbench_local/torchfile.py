@@ -39,6 +39,11 @@ def explain(path: Path, e: BaseException, *, label: str, what: str) -> str:
         return f"cannot read {label} ({err.strerror or err})"
     if not head:
         return f"{label} is corrupt or truncated: it is empty (0 bytes)"
+    from .foreign.code import TRUST_FLAG, is_torchscript
+
+    if is_torchscript(path):
+        return (f"{label} is a TorchScript archive, whose code runs when it is loaded; to evaluate it, pass it to "
+                f"robust eval with {TRUST_FLAG} (and --dataset NAME)")
     if _looks_like_text(head):
         first = head.decode("utf-8", "replace").strip().splitlines()[0][:40]
         return f"{label} is not a {what}: it holds text (it starts {first!r}), not the data torch.save writes"

@@ -15,6 +15,7 @@ COMMANDS = {
     "train": "train",
     "eval": "eval",
     "attacks": "attacks",
+    "models": "models",
     "report": "report",
     "visualize": "visualize",
     "analyze": "analyze",

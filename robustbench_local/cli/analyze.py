@@ -8,6 +8,7 @@ import click
 
 from ..errors import RobustError
 from .common import device_options
+from .model_source import foreign_model_options, one_model
 from .suite import build_specs, suite_options
 from .tables import console
 
@@ -25,8 +26,9 @@ def _clean_by_default(cmd: click.Command) -> click.Command:
 
 @_clean_by_default
 @click.command("analyze")
-@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.argument("checkpoint", required=False, type=click.Path(dir_okay=False))
 @suite_options
+@foreign_model_options
 @click.option("--n", type=int, default=None,
               help="Analyze n test points (the first n of a permutation seeded by --seed) [default: the whole split].")
 @click.option("--split", type=click.Choice(["test", "val"]), default="test", show_default=True,
@@ -43,7 +45,8 @@ def _clean_by_default(cmd: click.Command) -> click.Command:
 @click.option("--batch-size", type=int, default=256, show_default=True, help="Points predicted or attacked at once.")
 @click.option("--data-root", type=click.Path(file_okay=False), default=None, help="Folder searched first for the data.")
 @device_options
-def command(checkpoint, suite, n, split, out, results_dir, gradcam_layer, gradcam_n, batch_size, data_root, device, seed):
+def command(checkpoint, suite, n, split, out, results_dir, gradcam_layer, gradcam_n, batch_size, data_root, device, seed,
+            **foreign):
     """Classification analytics of CHECKPOINT: normalized confusion matrix (PNG)
     and the most-confused class pairs, per-class accuracy (printed and CSV), top-1
     and top-5 accuracy, a grid of misclassified examples and a predictions CSV
@@ -54,6 +57,7 @@ def command(checkpoint, suite, n, split, out, results_dir, gradcam_layer, gradca
       robust analyze runs/NAME/best.pth
       robust analyze runs/NAME/best.pth --attack pgd --k 20 --n 2000
       robust analyze runs/NAME/best.pth --attack pgd --n 500 --gradcam auto
+      robust analyze --arch tv-resnet18 --weights resnet18.pth --dataset cifar10 --normalization cifar10
     """
     from rich.table import Table
 
@@ -67,15 +71,14 @@ def command(checkpoint, suite, n, split, out, results_dir, gradcam_layer, gradca
         raise RobustError(f"--batch-size must be >= 1, got {batch_size}")
     if gradcam_n < 1:
         raise RobustError(f"--gradcam-n must be >= 1, got {gradcam_n}")
-    if not Path(checkpoint).is_file():
-        raise RobustError(f"checkpoint {checkpoint} does not exist; train one with `robust train` or check the path")
+    model, label = one_model(checkpoint, foreign, data_root)
     specs = [None]
     if suite["attack_names"]:
         specs = build_specs(suite)
-    folder = Path(out) if out is not None else Path(results_dir) / "analysis" / run_name(checkpoint)
+    folder = Path(out) if out is not None else Path(results_dir) / "analysis" / run_name(label)
     con = console()
     for spec in specs:
-        a = analyze(checkpoint, spec, n=n, seed=seed, split=split, device=device, batch_size=batch_size,
+        a = analyze(model, spec, n=n, seed=seed, split=split, device=device, batch_size=batch_size,
                     data_root=data_root, gradcam_layer=gradcam_layer, gradcam_n=gradcam_n,
                     progress=ProgressDisplay(con))
         paths = a.write(folder)

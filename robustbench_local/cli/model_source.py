@@ -95,3 +95,23 @@ def _pairs(pairs) -> dict:
             raise RobustError(f"--model-option expects KEY=VALUE, got '{pair}'")
         out[key.strip()] = value.strip()
     return out
+
+
+def one_model(checkpoint: str | None, options: dict, data_root: str | None):
+    """For commands that look at one model: (what to hand to the library, the name its
+    files are filed under). It is a checkpoint path, or a loaded foreign Target."""
+    if checkpoint is not None and not Path(checkpoint).is_file():
+        raise RobustError(f"checkpoint {checkpoint} does not exist; train one with `robust train` or check the path")
+    ours, script = split_positional([checkpoint] if checkpoint else [], options["trust_code"])
+    request = pop_request(options, script, data_root)
+    if request is None:
+        if not ours:
+            raise RobustError("give a checkpoint from robust train, or your own model with --arch NAME --weights "
+                              "FILE, --robustbench NAME, --model-fn FILE.py:FN or a TorchScript file")
+        return ours[0], ours[0]
+    if ours:
+        raise RobustError(f"give one model: {ours[0]} and a model from the foreign-model options were both given")
+    from ..foreign import load_foreign
+
+    target = load_foreign(request)
+    return target, target.path or target.name.replace("/", "-")

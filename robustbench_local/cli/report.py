@@ -22,10 +22,14 @@ from ..text import plural
               help="Leave out records the report cannot use (truncated or invalid JSON, NaN or Infinity, missing "
                    "keys, wrong types), naming each in a warning and under 'Records left out' in REPORT.md. "
                    "--no-skip-bad stops at the first with an error naming it, and writes nothing.")
+@click.option("--format", "fmt", type=click.Choice(["default", "robustbench"]), default="default", show_default=True,
+              help="robustbench: also one RobustBench-style model_info JSON per model and threat model (L-inf, "
+                   "L2 in pixels) under OUT/robustbench/DATASET/Linf|L2/MODEL.json, as RobustBench's model_info/ "
+                   "folder lays them out, with our n, intervals and worst case beside its fields.")
 @click.option("--force", is_flag=True, default=False,
               help="Overwrite a report in --out that `robust report` did not write from --results, or that was "
                    "changed since (without it such a folder is refused).")
-def command(results_dir, out, dataset, attack, checkpoint, skip_bad, force):
+def command(results_dir, out, dataset, attack, checkpoint, skip_bad, fmt, force):
     """Write REPORT.md, report.csv, a self-contained report.html and PNG figures
     from the records in the results store (and nothing else).
 
@@ -33,6 +37,7 @@ def command(results_dir, out, dataset, attack, checkpoint, skip_bad, force):
       robust report
       robust report --attack pgd --attack autoattack --out /tmp/report
       robust report --checkpoint 'runs/*pgd*' --dataset cifar10
+      robust report --format robustbench
     """
     from pathlib import Path
 
@@ -69,3 +74,11 @@ def command(results_dir, out, dataset, attack, checkpoint, skip_bad, force):
     say(f"wrote {plural(len(paths), 'file')} to {target}: REPORT.md, report.csv, report.html, "
             f"{plural(len(report.figures), 'figure')} in figures/"
         + (f"; {plural(len(report.examples), 'example figure')} linked" if report.examples else ""))
+    if fmt == "robustbench":
+        from ..report.robustbench_info import RB_DIR, model_infos
+
+        infos = model_infos(report.data)  # the records the report was built from, not read again
+        for note in infos.left_out:
+            say(note)
+        infos.write(target)
+        say(f"wrote {plural(len(infos.files), 'RobustBench model_info file')} to {target / RB_DIR}")

@@ -7,13 +7,15 @@ import click
 
 from ..errors import RobustError
 from .common import NUMBER, device_options
+from .model_source import foreign_model_options, one_model
 from .suite import build_specs, suite_options
 from .tables import console
 
 
 @click.command("visualize")
-@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.argument("checkpoint", required=False, type=click.Path(dir_okay=False))
 @suite_options
+@foreign_model_options
 @click.option("--n", type=int, default=20, show_default=True,
               help="Number of test images: the first n of a permutation seeded by --seed (as robust eval picks them).")
 @click.option("--split", type=click.Choice(["test", "val"]), default="test", show_default=True,
@@ -28,13 +30,14 @@ from .tables import console
 @click.option("--batch-size", type=int, default=256, show_default=True, help="Images attacked at once.")
 @click.option("--data-root", type=click.Path(file_okay=False), default=None, help="Folder searched first for the data.")
 @device_options
-def command(checkpoint, suite, n, split, out, results_dir, amplify, batch_size, data_root, device, seed):
+def command(checkpoint, suite, n, split, out, results_dir, amplify, batch_size, data_root, device, seed, **foreign):
     """Draw n test images of CHECKPOINT clean, attacked and as the amplified
     perturbation, with true label and both predictions (green correct, red wrong).
 
     \b
       robust visualize runs/NAME/best.pth --attack pgd --n 20
       robust visualize runs/NAME/best.pth --attack fgsm --eps 8/255 --eps-space pixel --seed 3
+      robust visualize --arch tv-resnet18 --weights resnet18.pth --dataset cifar10 --normalization cifar10
     """
     from ..outputs import ensure_writable_dir, ensure_writable_file, write_output
     from ..progress import ProgressDisplay
@@ -44,12 +47,11 @@ def command(checkpoint, suite, n, split, out, results_dir, amplify, batch_size, 
         raise RobustError(f"--n must be >= 1 image, got {n}")
     if amplify <= 0:
         raise RobustError(f"--amplify must be > 0, got {amplify}")
-    if not Path(checkpoint).is_file():
-        raise RobustError(f"checkpoint {checkpoint} does not exist; train one with `robust train` or check the path")
+    model, label = one_model(checkpoint, foreign, data_root)
     specs = build_specs(suite)
     several = len(specs) > 1
     # every file's folder takes files before any image is attacked
-    paths = [_grid_path(out, results_dir, checkpoint, spec, several) for spec in specs]
+    paths = [_grid_path(out, results_dir, label, spec, several) for spec in specs]
     for path in paths:
         if out is None:
             ensure_writable_dir(path.parent, "--results")
@@ -57,7 +59,7 @@ def command(checkpoint, suite, n, split, out, results_dir, amplify, batch_size, 
             ensure_writable_file(path, "--out")
     con = console()
     for spec, path in zip(specs, paths):
-        ex = adversarial_examples(checkpoint, spec, n=n, seed=seed, split=split, device=device,
+        ex = adversarial_examples(model, spec, n=n, seed=seed, split=split, device=device,
                                   batch_size=batch_size, data_root=data_root, progress=ProgressDisplay(con))
         write_output(path, render_grid(ex, amplify), "--out" if out is not None else "--results")
         fooled = int(((ex.clean_pred == ex.y) & (ex.adv_pred != ex.y)).sum())

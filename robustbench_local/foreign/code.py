@@ -8,6 +8,7 @@ import importlib.util
 import inspect
 import os
 import sys
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -35,7 +36,9 @@ def load_torchscript(path: str | os.PathLike, *, trust_code: bool, device="cpu")
         raise RobustError(f"{p} is a TorchScript archive, whose code runs when it is loaded; if you trust it, "
                           f"add {TRUST_FLAG} (with --dataset NAME for its data)")
     try:
-        return torch.jit.load(str(p), map_location=device)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # TorchScript's deprecation notice, not the user's fault
+            return torch.jit.load(str(p), map_location=device)
     except Exception as e:  # noqa: BLE001 - a damaged archive or a newer TorchScript version
         raise CheckpointError(f"cannot load TorchScript archive {p}: {first_line(e)}") from None
 

@@ -9,7 +9,7 @@ from .normalize import NORMALIZATIONS, Normalize, NormalizedModel, resolve_norma
 from .zoo import INIT_ONLY_OPTIONS, MODELS, build_model, model_kwargs_help, option_defaults
 
 # Importing the families registers their constructors.
-from . import cnn, fast, resnet, tv, wrn  # noqa: E402,F401  isort: skip
+from . import cnn, fast, resnet, timm_models, tv, wrn  # noqa: E402,F401  isort: skip
 
 __all__ = ["MODELS", "Normalize", "NormalizedModel", "build_model", "resolve_normalization", "NORMALIZATIONS",
            "model_kwargs_help", "option_defaults", "INIT_ONLY_OPTIONS"]

@@ -154,6 +154,23 @@ def _created(rec: dict) -> str:
     return str(rec.get("created") or "")
 
 
+def _text(v) -> str | None:
+    return v if isinstance(v, str) and v else None
+
+
+def source_label(route, zoo_name=None, file=None, factory=None) -> str | None:
+    """How a model we did not train came in, for the tables' method column: 'RobustBench zoo:
+    Wong2020Fast', 'weights: sd.pth', 'TorchScript: model.pt', 'model-fn: net.py:make'; None for ours."""
+    if not _text(route):
+        return None
+    if route == "robustbench":
+        return f"RobustBench zoo: {zoo_name or '?'}"
+    if route == "model-fn":
+        return f"model-fn: {factory or (Path(file).name if _text(file) else '?')}"
+    what = {"weights": "weights", "torchscript": "TorchScript"}.get(route, route)
+    return f"{what}: {Path(file).name}" if _text(file) else what
+
+
 # ----------------------------------------------------------------------------- records -> rows
 
 
@@ -174,6 +191,7 @@ def _eval_row(rec: dict) -> dict:
             (model_warn if c.get("name") in MODEL_CHECKS else cell_warn).append(str(c.get("detail") or c.get("name")))
     deg = rec.get("degenerate")
     members = att.get("members")
+    src = ck.get("source") if isinstance(ck.get("source"), dict) else {}  # models we did not train
     return {
         "checkpoint": str(name),
         "ckpt_key": str(sha or path or name),
@@ -183,6 +201,15 @@ def _eval_row(rec: dict) -> dict:
         "arch": ck.get("arch"),
         "method": ck.get("method"),
         "adv": ck.get("adv") if ck.get("adv") not in (None, "") else "none",
+        "source": source_label(src.get("route"), _text(src.get("zoo_name")), src.get("file"),
+                               _text(src.get("factory"))),
+        "source_route": _text(src.get("route")),
+        "source_file": _text(src.get("file")),
+        "zoo_name": _text(src.get("zoo_name")),
+        "zoo_dataset": _text(src.get("zoo_dataset")),
+        "zoo_threat_model": _text(src.get("zoo_threat_model")),
+        "normalization": _text(ck.get("normalization")),
+        "normalization_source": _text(ck.get("normalization_source")),
         "train_eps_normalized": t_norm,
         "train_eps_pixel": t_pix,
         "attack": att.get("label") or att.get("name") or "?",
@@ -195,6 +222,7 @@ def _eval_row(rec: dict) -> dict:
         "eps_pixel": eps_value(att.get("eps_pixel")),
         "step_normalized": eps_value(att.get("step_normalized")),
         "step_pixel": eps_value(att.get("step_pixel")),
+        "attack_version": _text(att.get("version")),
         "k": att.get("k"),
         "restarts": att.get("restarts"),
         "attack_kind": att.get("kind") if isinstance(att.get("kind"), str) else None,

@@ -179,8 +179,15 @@ def cell_text(c: Cell) -> str:
 # adversarially trained model is not "standard"), the base loss beside it when it is
 # not plain cross-entropy.
 def _describe_model(row: pd.Series) -> tuple[str, str, str, str]:
-    return (str(row["dataset"] or "-"), str(row["arch"] or "-"), method_label(row["method"], row["adv"]),
-            str(row["adv"] or "none"))
+    return (str(row["dataset"] or "-"), str(row["arch"] or "-"),
+            method_text(row["method"], row["adv"], row.get("source")), str(row["adv"] or "none"))
+
+
+def method_text(method, adv, source=None) -> str:
+    """The training method; for a model we did not train (no method recorded), where it came from."""
+    if not (isinstance(method, str) and method) and _given(source):
+        return source
+    return method_label(method, adv)
 
 
 def _headline_rank(kv) -> tuple:
@@ -372,7 +379,7 @@ def csv_frame(data: ReportData) -> pd.DataFrame:
     if df.empty:
         return pd.DataFrame(columns=CSV_ORDER)
     mins = [match_train(r, data.trains) for _, r in df.iterrows()]
-    df["method"] = [method_label(m, a) for m, a in zip(df["method"], df["adv"])]
+    df["method"] = [method_text(m, a, s) for m, a, s in zip(df["method"], df["adv"], df["source"])]
     df["train_minutes"] = [t.minutes if t and t.minutes is not None else math.nan for t in mins]
     df["_e"] = df["eps_normalized"].map(eps_first)
     df["step_rule"] = [step_rule_text(a, r) for a, r in zip(df["attack_name"], df["step_rule"])]
