@@ -22,7 +22,7 @@ demo: install
 	$(ROBUST) run experiments/quick.toml
 
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 bench: install
 	$(PY) benchmarks/run_all.py

@@ -72,6 +72,18 @@ def _worker(out: Path) -> None:
     records = _evaluate(out / "bn" / "best.pth", out / "adv-ddp.pt")
     with open(out / f"eval-rank{distributed.rank()}.json", "w") as f:
         json.dump({"rank": distributed.rank(), "world_size": distributed.world_size(), "records": records}, f)
+    # the same network as a plain state_dict: a foreign model is sharded the same way
+    from robustbench_local.checkpoint import load_checkpoint
+    from robustbench_local.evaluation import evaluate
+    from robustbench_local.foreign import ModelRequest, load_foreign
+
+    model, meta = load_checkpoint(out / "bn" / "best.pth")
+    weights = out / f"bn-weights-rank{distributed.rank()}.pth"
+    torch.save(model.state_dict(), weights)
+    request = ModelRequest(arch="cnn", weights=str(weights), arch_options=meta["arch_kwargs"], dataset="cifar10")
+    foreign = evaluate(load_foreign(request), _eval_specs(), n=EVAL_N, batch_size=32, device="cpu")
+    with open(out / f"foreign-rank{distributed.rank()}.json", "w") as f:
+        json.dump(foreign, f)
 
 
 # ----------------------------------------------------------------------------- fixtures
@@ -198,6 +210,12 @@ def _strip(record: dict) -> dict:
     return r
 
 
+def _numbers(r: dict) -> dict:
+    """What a record measured, apart from the model's description and timings."""
+    r = _strip(r)
+    return {k: r[k] for k in ("attack", "metrics", "data", "checks")}
+
+
 def test_ddp_evaluation_equals_one_process(ddp, single):
     out, _ = ddp
     ranks = [json.loads((out / f"eval-rank{r}.json").read_text()) for r in (0, 1)]
@@ -212,6 +230,9 @@ def test_ddp_evaluation_equals_one_process(ddp, single):
     print("\nDDP eval: records equal to one process; " + ", ".join(
         f"{label} {v['robust_correct']}/{v['n']}" for label, v in by.items()) + f", clean {m['clean_correct']}/{m['n']}")
     assert m["n"] == EVAL_N and m["clean_correct"] > 20 and 0 < m["robust_correct"] < m["clean_correct"]
+    for rank in (0, 1):  # a foreign model's records under torchrun: the numbers of one process
+        foreign = json.loads((out / f"foreign-rank{rank}.json").read_text())
+        assert [_numbers(r) for r in foreign] == [_numbers(r) for r in one]
     two, ref = torch.load(out / "adv-ddp.pt", weights_only=True), torch.load(single[0] / "adv-single.pt",
                                                                              weights_only=True)
     assert two.keys() == ref.keys()

@@ -1,6 +1,6 @@
 """Every code block of README.md runs, so the README cannot drift from the code.
 
-The Python block runs as written, against a tiny checkpoint placed where it looks
+The Python blocks run as written, against a tiny checkpoint placed where it looks
 (runs/x/best.pth). Each CLI line runs through the installed `robust` entry point in a
 scratch copy of the repository's layout, on a tiny budget: the options the README
 gives are kept and budget options (fewer images, epochs, points) are appended. Lines
@@ -64,7 +64,39 @@ def workdir(tmp_path_factory):
     shutil.copytree(ROOT / "experiments", work / "experiments")
     shutil.copytree(ROOT / "results", work / "results", ignore=shutil.ignore_patterns("tmp"))
     shutil.copy(ROOT / "Makefile", work / "Makefile")
+    _foreign_models(work)
     return work
+
+
+def _foreign_models(work: Path) -> None:
+    """The files the README's "Evaluate your own model" lines name, made as a user would have them
+    (random weights: the lines are about the routes, not the numbers)."""
+    import warnings
+
+    import torch
+    import torchvision
+    from torch import nn
+
+    torch.manual_seed(0)
+    net = torchvision.models.resnet18(num_classes=10)
+    net.conv1, net.maxpool = nn.Conv2d(3, 64, 3, 1, 1, bias=False), nn.Identity()
+    torch.save(net.state_dict(), work / "resnet18_cifar10.pth")
+    timm = pytest.importorskip("timm")
+    torch.save(timm.create_model("resnet18", num_classes=10).state_dict(), work / "timm_resnet18.pth")
+    pytest.importorskip("robustbench")
+    from robustbench.model_zoo import model_dicts
+
+    zoo = model_dicts[next(k for k in model_dicts if k.value == "cifar10")]
+    wong = zoo[next(k for k in zoo if k.value == "Linf")]["Wong2020Fast"]["model"]()
+    torch.save({"state_dict": {"module." + k: v for k, v in wong.state_dict().items()}}, work / "Wong2020Fast.pt")
+    mine = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 16 * 16, 10)).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated but still what many export
+        torch.jit.save(torch.jit.trace(mine, torch.rand(1, 3, 32, 32)), work / "model.ts")
+    (work / "mymodel.py").write_text(
+        "import torch.nn as nn\n\n\n"
+        "def build(num_classes):\n"
+        "    return nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 16 * 16, num_classes))\n")
 
 
 def _env(work: Path) -> dict:
@@ -150,7 +182,7 @@ def test_every_cli_line_of_the_readme_runs(workdir):
     assert (workdir / "runs" / "quick" / "results" / "REPORT.md").is_file()
 
 
-def test_the_python_block_runs_as_written(workdir, tmp_path):
+def test_the_python_blocks_run_as_written(workdir, tmp_path):
     from tests.support import trained_cnn
 
     from robustbench_local.checkpoint import save_checkpoint
@@ -159,8 +191,9 @@ def test_the_python_block_runs_as_written(workdir, tmp_path):
     (tmp_path / "runs" / "x").mkdir(parents=True)
     save_checkpoint(tmp_path / "runs" / "x" / "best.pth", model, meta)
     code = [body for lang, body in code_blocks(README.read_text()) if lang == "python"]
-    assert len(code) == 1
-    script = tmp_path / "readme_block.py"
-    script.write_text(code[0])
-    p = _run([sys.executable, str(script)], tmp_path)
-    assert "Traceback" not in p.stderr
+    assert code
+    for i, body in enumerate(code):
+        script = tmp_path / f"readme_block{i}.py"
+        script.write_text(body)
+        p = _run([sys.executable, str(script)], tmp_path)
+        assert "Traceback" not in p.stderr

@@ -46,10 +46,12 @@ def _resource_filename(name: str, path: str) -> str:
 
 def import_robustbench() -> types.ModuleType:
     """The robustbench package, imported once. Its 1.1 releases import two modules their
-    requirements do not bring: ``pkg_resources`` (gone from recent setuptools; only one
-    helper for ImageNet file lists uses it) and ``autoattack`` (the package depends on
-    pyautoattack, the same code under another name). Where one is missing it is stood in
-    for while robustbench imports, then taken out of sys.modules again."""
+    requirements do not bring: ``pkg_resources`` (gone from recent setuptools; only a
+    helper for ImageNet file lists uses it) and ``autoattack`` (they require pyautoattack,
+    auto-attack under another name, which only robustbench.eval uses, and with
+    auto-attack's older call signature: that function does not run on it, and nothing here
+    calls it). Where one is missing it is stood in for while robustbench imports, then
+    taken out of sys.modules again."""
     if "robustbench.utils" in sys.modules:
         return sys.modules["robustbench"]
     if importlib.util.find_spec("robustbench") is None:
@@ -101,15 +103,21 @@ def _unknown(name: str, where: str, names) -> RobustError:
 def default_dataset(name: str) -> str | None:
     """Our dataset name for a zoo model listed under exactly one of CIFAR-10 and
     CIFAR-100 (some names are also on the ImageNet leaderboard, whose data can never be
-    a default: it needs --dataset imagefolder:PATH); None when the user must say. A name
-    in no leaderboard is refused here."""
+    a default: it needs --dataset imagefolder:PATH). Where the user must say, the line
+    that tells them is raised here, as it is for a name in no leaderboard."""
     model_dicts, _, _ = _zoo()
     places = _where(name)
     if not places:
         everything = {m for by_tm in model_dicts.values() for models in by_tm.values() for m in models}
         raise _unknown(name, "", everything)
-    cifar = {ds.value for ds, _ in places} & set(OUR_DATASETS)
-    return OUR_DATASETS[cifar.pop()] if len(cifar) == 1 else None
+    cifar = sorted({ds.value for ds, _ in places} & set(OUR_DATASETS))
+    if len(cifar) == 1:
+        return OUR_DATASETS[cifar[0]]
+    if cifar:
+        raise RobustError(f"{name} is on RobustBench's {' and '.join(cifar)} leaderboards; say which with "
+                          f"--dataset {'|'.join(cifar)}")
+    raise RobustError(f"{name} is an ImageNet model: give --dataset imagefolder:PATH (ImageNet's validation "
+                      "images, one folder per class)")
 
 
 def _benchmark_dataset(dataset: str):
