@@ -51,9 +51,15 @@ class RobustBenchAutoAttack:
         return self.adversary.run_standard_evaluation(x, y, batch_size=bs, state_path=state_path)[0]
 
 
+def tiny_cnn():
+    """A plain CNN (about 40% clean) that AutoAttack does not break everywhere at 8/255; a
+    copy, since benchmark() lays the model out NHWC in place."""
+    return copy.deepcopy(trained_cnn(epochs=2, n_train=2000)[0]).eval()
+
+
 @pytest.fixture
 def model():
-    return copy.deepcopy(trained_cnn()[0]).eval()  # benchmark() lays the model out NHWC in place
+    return tiny_cnn()
 
 
 def test_benchmark_matches_robustbench_on_the_same_points(model, tmp_path, monkeypatch):
@@ -75,10 +81,10 @@ def test_benchmark_matches_robustbench_on_the_same_points(model, tmp_path, monke
     assert hashlib.sha256(sub.index.to(torch.int64).numpy().tobytes()).hexdigest() == rec["data"]["indices_sha256"]
     monkeypatch.setattr(robustbench.eval, "load_clean_dataset", lambda *a: (sub.x.float() / 255, sub.y))
     monkeypatch.setattr(robustbench.eval, "AutoAttack", RobustBenchAutoAttack)
-    rb_clean, rb_robust = robustbench.eval.benchmark(copy.deepcopy(trained_cnn()[0]).eval(), n_examples=N,
-                                                     dataset="cifar10", threat_model="Linf", eps=EPS, batch_size=32)
+    rb_clean, rb_robust = robustbench.eval.benchmark(tiny_cnn(), n_examples=N, dataset="cifar10", threat_model="Linf",
+                                                     eps=EPS, batch_size=32)
     assert 0.2 < clean == rb_clean
-    assert robust <= wilson_interval(round(rb_robust * N), N)[1]
+    assert 0 < robust <= wilson_interval(round(rb_robust * N), N)[1]  # some points survive: a real comparison
 
 
 @pytest.mark.parametrize("kwargs,says", [

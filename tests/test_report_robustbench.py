@@ -50,6 +50,9 @@ def store(tmp_path_factory):
     l2["attack"].update(norm="l2", space="pixel", eps=0.5, eps_pixel=0.5, eps_normalized=1.0)
     l2["attack"]["threat"].update(norm="l2", space="pixel", eps=0.5)
     (res / "records" / "eval-hand-l2.json").write_text(json.dumps(l2))
+    ellipsoid = copy.deepcopy(pgd)  # a normalized-space L-inf ball under unequal stds: no pixel-space ball
+    ellipsoid["attack"].update(eps_normalized=0.05, eps_pixel=[0.01, 0.012, 0.011])
+    (res / "records" / "eval-hand-ellipsoid.json").write_text(json.dumps(ellipsoid))
     zoo = copy.deepcopy(aa)
     zoo["checkpoint"].update(name=f"robustbench/{ZOO}", arch=f"robustbench:{ZOO}", path=None, sha256="0" * 64,
                              normalization="none", normalization_source="RobustBench zoo models normalize inside",
@@ -107,6 +110,13 @@ def test_l2_and_no_autoattack(store):
     assert info["eps"] == 0.5 and info["threat_model"] == "L2"
     assert info["autoattack_acc"] is None and info["robust_acc"] == _pct(l2["metrics"]["robust_acc"])
     assert "PGD-3" in info["footnote"]
+
+
+def test_balls_that_are_no_pixel_ball_are_named_not_converted(store):
+    res, _, output = store
+    assert "has no RobustBench model_info: its pixel radius differs per channel" in " ".join(output.split())
+    info = _info(res, "Linf", next(p.stem for p in (res / "robustbench" / "cifar10" / "Linf").glob("*sd.json")))
+    assert all(o["eps_pixel"] != 0.01 for o in info["other_eps"]) and len(info["other_eps"]) == 1
 
 
 def test_zoo_model_carries_its_zoo_name(store):

@@ -167,9 +167,12 @@ def _summary(rows: pd.DataFrame, threat: str) -> dict:
             robust = flags if robust is None else robust & flags
         k = int(robust.sum())
         acc, (lo, hi) = k / n, wilson_interval(k, n)
-    else:  # records without per-point flags: the lowest accuracy is all that can be said
-        per_example = False
-        low = same.sort_values("robust_acc", kind="stable").iloc[0]
+    else:  # records without per-point flags: a worst-case record of one call covering them, else the lowest
+        wanted = set(same["attack"])
+        cover = rows[(rows["attack_name"] == WORST) & (rows["indices_sha256"] == sha) & (rows["n"] == n)
+                     & rows["attack_members"].map(lambda m: _given(m) and wanted <= set(m.split("+")))]
+        low = _newest_largest(cover) if not cover.empty else same.sort_values("robust_acc", kind="stable").iloc[0]
+        per_example = not cover.empty
         acc, lo, hi = low["robust_acc"], low["robust_lo"], low["robust_hi"]
 
     degenerate = next((d for d in rows["degenerate"] if _given(d)), None)

@@ -180,7 +180,7 @@ def cell_text(c: Cell) -> str:
 # not plain cross-entropy.
 def _describe_model(row: pd.Series) -> tuple[str, str, str, str]:
     return (str(row["dataset"] or "-"), str(row["arch"] or "-"),
-            method_text(row["method"], row["adv"], row.get("source")), str(row["adv"] or "none"))
+            method_text(row["method"], row["adv"], row.get("model_source")), str(row["adv"] or "none"))
 
 
 def method_text(method, adv, source=None) -> str:
@@ -379,7 +379,7 @@ def csv_frame(data: ReportData) -> pd.DataFrame:
     if df.empty:
         return pd.DataFrame(columns=CSV_ORDER)
     mins = [match_train(r, data.trains) for _, r in df.iterrows()]
-    df["method"] = [method_text(m, a, s) for m, a, s in zip(df["method"], df["adv"], df["source"])]
+    df["method"] = [method_text(m, a, s) for m, a, s in zip(df["method"], df["adv"], df["model_source"])]
     df["train_minutes"] = [t.minutes if t and t.minutes is not None else math.nan for t in mins]
     df["_e"] = df["eps_normalized"].map(eps_first)
     df["step_rule"] = [step_rule_text(a, r) for a, r in zip(df["attack_name"], df["step_rule"])]
