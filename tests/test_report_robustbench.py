@@ -28,7 +28,9 @@ def _records(results: Path) -> dict[str, dict]:
 
 
 def _by_label(records: dict[str, dict]) -> dict[str, dict]:
-    return {(r["attack"]["label"], r["attack"]["norm"], r["checkpoint"]["name"]): r for r in records.values()}
+    """(label, norm, model) -> record, for the records with one pixel radius."""
+    return {(r["attack"]["label"], r["attack"]["norm"], r["checkpoint"]["name"]): r for r in records.values()
+            if not isinstance(r["attack"]["eps_pixel"], list)}
 
 
 @pytest.fixture(scope="module")

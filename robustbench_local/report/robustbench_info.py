@@ -46,7 +46,8 @@ class ModelInfoSet:
     left_out: list[str] = field(default_factory=list)  # evaluations with no RobustBench counterpart, and why
 
     def contents(self) -> dict[str, bytes]:
-        return {rel: (json.dumps(info, indent=2, allow_nan=False) + "\n").encode("utf-8") for rel, info in self.files.items()}
+        return {rel: (json.dumps(info, indent=2, allow_nan=False) + "\n").encode("utf-8")
+                for rel, info in self.files.items()}
 
     def write(self, out: str | Path) -> list[Path]:
         """Writes every file under ``out`` as one (fileio.write_files), then removes the
@@ -157,6 +158,7 @@ def _summary(rows: pd.DataFrame, threat: str) -> dict:
     others = attacks.drop(index=same.index)
 
     labels = sorted({column_name(r) for _, r in same.iterrows()}, key=attack_order)
+    used = list(same["record"])
     per_example = True
     if len(same) == 1:
         acc, lo, hi = ref["robust_acc"], ref["robust_lo"], ref["robust_hi"]
@@ -174,6 +176,7 @@ def _summary(rows: pd.DataFrame, threat: str) -> dict:
         low = _newest_largest(cover) if not cover.empty else same.sort_values("robust_acc", kind="stable").iloc[0]
         per_example = not cover.empty
         acc, lo, hi = low["robust_acc"], low["robust_lo"], low["robust_hi"]
+        used.append(low["record"])
 
     degenerate = next((d for d in rows["degenerate"] if _given(d)), None)
     warnings = sorted({w for col in ("warnings", "model_warnings") for ws in same[col] if _given(ws)
@@ -196,7 +199,7 @@ def _summary(rows: pd.DataFrame, threat: str) -> dict:
         "robust_per_example": per_example,
         "not_combined": [{"attack": column_name(r), "n": int(r["n"]), "robust_acc": _pct(r["robust_acc"]),
                           "record": r["record"]} for _, r in others.sort_values(["record"]).iterrows()],
-        "records": sorted(set(same["record"])),
+        "records": sorted(set(used)),
         "degenerate": degenerate,
         "warnings": warnings,
     }
