@@ -144,7 +144,8 @@ def analyze(model_or_checkpoint, spec: AttackSpec | None = None, *, n: int | Non
     dev = resolve_device(device) if isinstance(device, str) else device
     target = resolve_target(model_or_checkpoint, dev, name)
     model: nn.Module = target.model.eval()
-    points = select_points(data if data is not None else target.data, n=n, split=split, seed=seed, device=dev, meta=target.meta, data_root=data_root)
+    points = select_points(data if data is not None else target.data, n=n, split=split, seed=seed, device=dev,
+                           meta=target.meta, data_root=data_root)
     x, y = points.x, points.y
     logits = predict(model, x, batch_size)
     num_classes = logits.shape[1]

@@ -84,7 +84,7 @@ def benchmark(
     from .attacks import AttackSpec
     from .data import load_dataset
     from .evaluation import Target, evaluate
-    from .foreign import _check_forward
+    from .foreign import check_forward
     from .foreign import normalization as N
     from .models.normalize import NormalizedModel
     from .runtime import module_mode
@@ -147,7 +147,7 @@ def benchmark(
         ensure_writable_dir(store.records_dir, "results_dir", shown=store.root)  # before any attack runs
     dev = str(device) if device is not None else "cpu"
     with module_mode(wrapped, train=False):
-        _check_forward(wrapped, arch, shape, info)
+        check_forward(wrapped, arch, shape, info)
         records = evaluate(Target(wrapped, meta, name, data=bundle), [spec], n=n, seed=seed, batch_size=batch_size,
                            device=dev, log=log)
     (rec,) = [r for r in records if r["attack"]["name"] == "autoattack"]

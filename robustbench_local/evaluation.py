@@ -425,7 +425,8 @@ def evaluate(
     progress = progress if distributed.is_main() else None
     target = resolve_target(model_or_checkpoint, dev, name)
     model = target.model.eval()
-    points = select_points(data if data is not None else target.data, n=n, split=split, seed=seed, device=dev, meta=target.meta, data_root=data_root)
+    points = select_points(data if data is not None else target.data, n=n, split=split, seed=seed, device=dev,
+                           meta=target.meta, data_root=data_root)
     source = None
     if transfer_from is not None:
         source = resolve_target(transfer_from, dev)

@@ -67,7 +67,8 @@ def adversarial_examples(model_or_checkpoint, spec: AttackSpec, *, n: int = 20, 
     dev = resolve_device(device) if isinstance(device, str) else device
     target = resolve_target(model_or_checkpoint, dev, name)
     model: nn.Module = target.model.eval()
-    points = select_points(data if data is not None else target.data, n=n, split=split, seed=seed, device=dev, meta=target.meta, data_root=data_root)
+    points = select_points(data if data is not None else target.data, n=n, split=split, seed=seed, device=dev,
+                           meta=target.meta, data_root=data_root)
     x, y = points.x, points.y
     clean_pred, clean_conf = softmax_top(predict(model, x, batch_size))
     everything = torch.ones_like(y, dtype=torch.bool)

@@ -1,7 +1,9 @@
 """Every code block of README.md runs, so the README cannot drift from the code.
 
 The Python blocks run as written, against a tiny checkpoint placed where it looks
-(runs/x/best.pth). Each CLI line runs through the installed `robust` entry point in a
+(runs/x/best.pth). Each CLI line runs through the click command the `robust` entry point
+calls, in this process (a subprocess per line would spend most of its time importing
+torch; tests/test_evaluate.py and test_train.py run the entry point itself), in a
 scratch copy of the repository's layout, on a tiny budget: the options the README
 gives are kept and budget options (fewer images, epochs, points) are appended. Lines
 that would run a whole study (`robust run` of a committed experiment) are checked with
@@ -22,7 +24,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
-ROBUST = [sys.executable, "-m", "robustbench_local"]
 
 # appended to each command so that it runs in seconds on 2 CPU cores
 BUDGET = {
@@ -138,7 +139,19 @@ def _shrink_demo(work: Path) -> None:
     path.write_text(text)
 
 
-def test_every_cli_line_of_the_readme_runs(workdir):
+def _robust(args: list[str], work: Path, monkeypatch) -> None:
+    """`robust ARGS` in ``work``, as the entry point runs it."""
+    from click.testing import CliRunner
+
+    from robustbench_local.cli import main
+
+    monkeypatch.chdir(work)
+    env = _env(work)
+    res = CliRunner().invoke(main, args, env={k: env[k] for k in ("ROBUST_DATA", "OMP_NUM_THREADS")})
+    assert res.exit_code == 0, f"robust {' '.join(args)} exited {res.exit_code}:\n{res.output[-3000:]}"
+
+
+def test_every_cli_line_of_the_readme_runs(workdir, monkeypatch):
     blocks = [body for lang, body in code_blocks(README.read_text()) if lang != "python"]
     lines = [line for body in blocks for line in cli_lines(body)]
     assert lines
@@ -175,7 +188,7 @@ def test_every_cli_line_of_the_readme_runs(workdir):
                 a = f"{names[{'a': 0, 'b': -1}.get(a[0], -1)]}/best.pth"
             resolved.append(a)
         before = set((workdir / "runs").glob("*")) if (workdir / "runs").exists() else set()
-        _run(ROBUST + _budget(resolved), workdir)
+        _robust(_budget(resolved), workdir, monkeypatch)
         if args[0] == "train":
             new = sorted(set((workdir / "runs").glob("*")) - before)
             assert len(new) == 1 and (new[0] / "best.pth").is_file(), (line, new)

@@ -56,7 +56,7 @@ def pop_request(options: dict, torchscript: str | None = None, data_root: str | 
     request they make, or None when they name no model."""
     o = {k: options.pop(k) for k in FOREIGN_KEYS}
     req = ModelRequest(
-        arch=o["arch"], weights=o["weights"], arch_options=_pairs(o["arch_option"]), robustbench=o["robustbench"],
+        arch=o["arch"], weights=o["weights"], arch_options=parse_model_options(o["arch_option"]), robustbench=o["robustbench"],
         threat_model=o["threat_model"], torchscript=torchscript, model_fn=o["model_fn"], trust_code=o["trust_code"],
         dataset=o["foreign_dataset"], data_root=data_root, image_size=o["image_size"], num_classes=o["num_classes"],
         normalization=o["normalization"], mean=o["mean"], std=o["std"],
@@ -87,7 +87,8 @@ def split_positional(paths, trust_code: bool) -> tuple[list[str], str | None]:
     return ours, (scripts[0] if scripts else None)
 
 
-def _pairs(pairs) -> dict:
+def parse_model_options(pairs) -> dict:
+    """--model-option KEY=VALUE pairs as a dict of strings (the zoo parses the values)."""
     out = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")

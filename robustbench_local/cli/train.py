@@ -11,10 +11,10 @@ from typing import Any, Callable
 import click
 
 from ..data import AUGMENT_POLICIES
-from ..errors import RobustError
 from ..models import MODELS, NORMALIZATIONS
 from ..specs import ATTACK_PRECISIONS, OPTIMIZERS, SCHEDULES, DataSpec, ModelSpec, TrainSpec
 from ..threat import NORMS, SPACES
+from .model_source import parse_model_options
 from .common import NUMBER, compose, data_options, device_options
 
 _DEFAULT = TrainSpec.__dataclass_fields__  # defaults shown in --help come from the spec itself
@@ -213,14 +213,6 @@ def adversarial_fields(o: dict) -> dict:
     return {"adv": o["adv"], "adv_kwargs": kwargs}
 
 
-def _parse_model_options(pairs) -> dict:
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise RobustError(f"--model-option expects KEY=VALUE, got '{pair}'")
-        out[key.strip()] = value.strip()
-    return out
 
 
 def data_fields(o: dict) -> dict:
@@ -230,7 +222,7 @@ def data_fields(o: dict) -> dict:
 
 
 def model_fields(o: dict) -> dict:
-    kwargs = _parse_model_options(o["model_option"])
+    kwargs = parse_model_options(o["model_option"])
     for name in ("maps", "blocks", "dropout", "bn", "skip", "weights"):
         if o[name] is not None:
             kwargs[name] = o[name]

@@ -135,7 +135,7 @@ def load_foreign(req: ModelRequest, device: str | torch.device = "cpu"):
         norm = stated or N.named("none", shape[0], implied)
         model = NormalizedModel(net, norm.mean, norm.std)
         arch_kwargs = {}
-    _check_forward(model, arch, shape, info)
+    check_forward(model, arch, shape, info)
     meta = {
         "arch": arch, "arch_kwargs": arch_kwargs, "num_classes": k, "input_shape": list(shape),
         **norm.to_meta(), "dataset": info.name, "classes": list(info.classes),
@@ -203,7 +203,7 @@ def _tv_stem(state: dict) -> dict:
     return {}
 
 
-def _check_forward(model: nn.Module, arch: str, shape, info) -> None:
+def check_forward(model: nn.Module, arch: str, shape, info) -> None:
     """One forward pass of two blank images: the model takes the dataset's images and
     returns (batch, classes) logits, or it is refused before any attack runs."""
     try:

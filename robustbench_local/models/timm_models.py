@@ -12,13 +12,11 @@ import difflib
 import functools
 from typing import Any, Callable
 
-import torch
 from torch import nn
 
 from ..errors import RobustError, first_line
-from ..runtime import module_mode
 from .options import as_bool
-from .zoo import register_prefix
+from .zoo import check_logits, register_prefix
 
 TIMM_PREFIX = "timm-"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -38,19 +36,6 @@ def _timm():
     return timm
 
 
-def _check_forward(net: nn.Module, name: str, num_classes: int, input_shape: tuple[int, int, int]) -> None:
-    try:
-        with module_mode(net, train=False), torch.no_grad():
-            out = net(torch.zeros(1, *input_shape))
-    except Exception as e:  # noqa: BLE001 - shape errors come as RuntimeError, ValueError or AssertionError
-        raise RobustError(
-            f"{TIMM_PREFIX}{name} cannot take {'x'.join(map(str, input_shape))} inputs ({first_line(e)}); "
-            "resize the images (--image-size) or pick another model"
-        ) from None
-    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (1, num_classes):
-        raise RobustError(f"{TIMM_PREFIX}{name} does not return plain (batch, {num_classes}) logits")
-
-
 def build_timm(name: str, num_classes: int, input_shape: tuple[int, int, int], pretrained=False) -> nn.Module:
     pretrained = as_bool("pretrained", pretrained)
     timm = _timm()
@@ -62,7 +47,7 @@ def build_timm(name: str, num_classes: int, input_shape: tuple[int, int, int], p
                               "network, fetch them elsewhere and pass the state_dict with --weights") from None
         raise RobustError(f"timm cannot build {TIMM_PREFIX}{name} for {num_classes} classes and "
                           f"{'x'.join(map(str, input_shape))} inputs ({first_line(e)})") from None
-    _check_forward(net, name, num_classes, input_shape)
+    check_logits(net, f"{TIMM_PREFIX}{name}", num_classes, input_shape)
     return net
 
 

@@ -34,10 +34,9 @@ import torch
 from torch import nn
 
 from ..errors import RobustError
-from ..runtime import module_mode
 from ..torchfile import load_weights_only
 from .options import as_bool, as_choice
-from .zoo import MODELS, TV_PREFIX, register_prefix
+from .zoo import MODELS, TV_PREFIX, check_logits, register_prefix
 
 DOWNLOAD_TIMEOUT_S = 20.0
 IMAGENET_CLASSES = 1000
@@ -155,20 +154,6 @@ def _replace_head(net: nn.Module, num_classes: int, name: str) -> None:
     _set(net, path, new)
 
 
-def _check_forward(net: nn.Module, name: str, num_classes: int, input_shape: tuple[int, int, int]) -> None:
-    try:
-        with module_mode(net, train=False), torch.no_grad():
-            out = net(torch.zeros(1, *input_shape))
-    except Exception as e:  # noqa: BLE001 - shape errors come as RuntimeError, ValueError or AssertionError
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise RobustError(
-            f"{TV_PREFIX}{name} cannot take {'x'.join(map(str, input_shape))} inputs ({first}); "
-            "resize the images (--image-size) or pick another model"
-        ) from None
-    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (1, num_classes):
-        raise RobustError(f"{TV_PREFIX}{name} does not return plain (batch, {num_classes}) logits")
-
-
 def build_torchvision(name: str, num_classes: int, input_shape: tuple[int, int, int], pretrained=False,
                       weights=None, stem="auto") -> nn.Module:
     pretrained = as_bool("pretrained", pretrained)
@@ -194,7 +179,7 @@ def build_torchvision(name: str, num_classes: int, input_shape: tuple[int, int, 
     if not replaced and c != 3:
         _adapt_input_channels(net, c)
     _replace_head(net, num_classes, name)
-    _check_forward(net, name, num_classes, input_shape)
+    check_logits(net, f"{TV_PREFIX}{name}", num_classes, input_shape)
     return net
 
 

@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 
 from torch import nn
 
-from ..errors import RobustError
+from ..errors import RobustError, first_line
 from ..registry import Registry
 from .normalize import NormalizedModel
 
@@ -86,6 +86,25 @@ def model_kwargs_help(arch: str | None = None) -> str:
     for name, default in option_defaults(arch).items():
         lines.append(f"  {name} (default {_fmt_default(default)}): {helps.get(name, '')}")
     return "\n".join(lines)
+
+
+def check_logits(net: nn.Module, label: str, num_classes: int, input_shape: tuple[int, int, int]) -> None:
+    """One eval-mode forward of a blank input: the net takes ``input_shape`` and returns
+    (1, num_classes) logits, or a RobustError says what it cannot do."""
+    import torch
+
+    from ..runtime import module_mode
+
+    try:
+        with module_mode(net, train=False), torch.no_grad():
+            out = net(torch.zeros(1, *input_shape))
+    except Exception as e:  # noqa: BLE001 - shape errors come as RuntimeError, ValueError or AssertionError
+        raise RobustError(
+            f"{label} cannot take {'x'.join(map(str, input_shape))} inputs ({first_line(e)}); "
+            "resize the images (--image-size) or pick another model"
+        ) from None
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (1, num_classes):
+        raise RobustError(f"{label} does not return plain (batch, {num_classes}) logits")
 
 
 def _check_shape(input_shape: Sequence[int]) -> tuple[int, int, int]:
