@@ -34,7 +34,6 @@ import torch
 from torch import nn
 
 from ..errors import RobustError
-from ..torchfile import load_weights_only
 from .options import as_bool, as_choice
 from .zoo import MODELS, TV_PREFIX, check_logits, register_prefix
 
@@ -82,15 +81,9 @@ def _download(name: str) -> dict[str, torch.Tensor]:
 
 
 def _read_state_dict(path: str) -> dict[str, torch.Tensor]:
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise RobustError(f"weights file {p} does not exist")
-    state = load_weights_only(p, label=f"weights file {p}", what="state_dict file")
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise RobustError(f"weights file {p} does not hold a state_dict (a dict of name -> tensor)")
-    return {k.removeprefix("module."): v for k, v in state.items()}
+    from ..foreign.weights import read_state_dict  # the package imports models: not at module level
+
+    return read_state_dict(Path(path).expanduser())[0]
 
 
 def _load(net: nn.Module, state: dict[str, torch.Tensor], name: str, source: str) -> None:
