@@ -194,7 +194,7 @@ def test_autoattack_adapter_is_no_weaker_than_pgd(model):
     # a radius at which APGD-CE breaks nearly every point, so FAB-T and Square (minutes per
     # surviving point on a CPU) see almost nothing: this tests the adapter, not AutoAttack's cost
     x, y = x[:24], y[:24]
-    t = ThreatModel("linf", EPS, EPS / 4)
+    t = ThreatModel("linf", 1.5 * EPS, 1.5 * EPS / 4)
     torch.manual_seed(0)
     a_pgd = 1 - pgd(model, x, y, t, k=20).fooled.float().mean().item()
     r = autoattack(model, x, y, t)

@@ -57,7 +57,7 @@ def read_state_dict(path: str | os.PathLike, keys: tuple[str, ...] = STATE_KEYS
     p = Path(path)
     if not p.is_file():
         raise CheckpointError(f"weights file {p} does not exist" + (" (it is a folder)" if p.is_dir() else ""))
-    obj = load_weights_only(p, label=f"weights file {p}", what="weights file", error=CheckpointError)
+    obj = load_weights_only(p, label=f"weights file {p}", what="state_dict file", error=CheckpointError)
     return unwrap(obj, f"weights file {p}", keys)
 
 
