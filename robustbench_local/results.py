@@ -44,7 +44,8 @@ def wilson_interval(k: int, n: int, z: float = 1.959963984540054) -> tuple[float
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    # the bounds hold p exactly: at k = 0 (or n) float rounding would put the bound a hair past it
+    return (min(p, max(0.0, centre - half)), max(p, min(1.0, centre + half)))
 
 
 class ResultsStore:

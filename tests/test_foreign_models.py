@@ -185,6 +185,8 @@ def test_a_model_factory_needs_the_opt_in_and_then_matches(files, ours, tmp_path
     (["--weights", "{d}/full.pth", *CIFAR], "--arch NAME is missing"),
     (["--dataset", "cifar10"], "describes a foreign model"),
     (["--model-fn", "{d}/factory.py:nothing", "--trust-code", *CIFAR], "has no function nothing"),
+    (["--arch", "cnn", "--weights", "{d}/full.pth", "--dataset", "fashion-mnist"],
+     "takes 3-channel images (its normalization has 3 channels) but fashion-mnist's have 1"),
 ])
 def test_foreign_models_that_do_not_fit_are_refused_in_one_line(files, tmp_path, args, says):
     torch.save(_cifar_resnet18(True).state_dict(), files / "r18.pth")

@@ -336,3 +336,19 @@ def test_worst_case_across_separate_evaluations_equals_one_call(tmp_path):
         p.write_text(json.dumps(rec))
     (row,) = build_report(tmp_path / "separate").comparison.tables[0].rows
     assert "worst-case" not in row.cells
+
+
+@pytest.mark.parametrize("n", [1, 7, 100, 1000, 10000])
+def test_wilson_interval_holds_the_estimate_at_zero_and_all(n):
+    """At 0 of n (and n of n) the bound equals the estimate, not a rounding hair past it,
+    which the plots' error bars (estimate - bound) would turn into a negative length."""
+    from scipy.stats import binomtest
+
+    from robustbench_local.results import wilson_interval
+
+    for k in (0, 1, n // 2, n - 1, n):
+        lo, hi = wilson_interval(k, n)
+        assert 0.0 <= lo <= k / n <= hi <= 1.0
+        ref = binomtest(k, n).proportion_ci(method="wilson")  # scipy as the independent reference
+        assert (lo, hi) == pytest.approx((ref.low, ref.high), abs=1e-12)
+    assert wilson_interval(0, n)[0] == 0.0 and wilson_interval(n, n)[1] == 1.0

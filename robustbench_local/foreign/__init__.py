@@ -96,7 +96,7 @@ def load_foreign(req: ModelRequest, device: str | torch.device = "cpu"):
     source: dict = {"route": route}
     file = None
     if route == "weights":
-        model, norm, arch, arch_kwargs, source_extra = _from_weights(req, k, shape, stated)
+        model, norm, arch, arch_kwargs, source_extra = _from_weights(req, k, shape, stated, info.name)
         file = req.weights
         source.update(source_extra)
     else:
@@ -150,7 +150,7 @@ def load_foreign(req: ModelRequest, device: str | torch.device = "cpu"):
                   file_sha256(file) if file and Path(file).is_file() else None, data=bundle)
 
 
-def _from_weights(req: ModelRequest, k: int, shape, stated):
+def _from_weights(req: ModelRequest, k: int, shape, stated, dataset: str):
     """Plain weights into an architecture of our zoo, torchvision or timm."""
     from ..checkpoint import load_state
     from ..models import build_model
@@ -164,6 +164,10 @@ def _from_weights(req: ModelRequest, k: int, shape, stated):
         arch_kwargs.update(_tv_stem(state))
     if in_file is not None:
         norm = N.Normalization(*in_file, "file", "the weights file (its normalize.mean/std buffers)")
+        if len(norm.mean) != shape[0]:
+            raise RobustError(f"the model in {req.weights} takes {len(norm.mean)}-channel images (its normalization "
+                              f"has {len(norm.mean)} channels) but {dataset}'s have {shape[0]}; evaluate it on the "
+                              "data it was made for")
         if stated is not None and not _same(stated, norm):
             raise RobustError(f"the weights file holds its own normalization (mean {_fmt(norm.mean)}, std "
                               f"{_fmt(norm.std)}), which differs from {stated.source}; drop {stated.source}")

@@ -108,7 +108,7 @@ def _eps_figure(dataset: str, norm: str, ratio: str, g: pd.DataFrame) -> ReportF
             ref = line.sort_values(["n", "created", "record"], kind="stable").iloc[-1]
             pts.insert(0, (0.0, ref["clean_acc"], ref["clean_lo"], ref["clean_hi"]))
             x, acc, lo, hi = (np.array(v, dtype=float) for v in zip(*pts))
-            ax.errorbar(x, 100 * acc, yerr=[100 * (acc - lo), 100 * (hi - acc)], color=colors[ckpt],
+            ax.errorbar(x, 100 * acc, yerr=_pct_err(acc, lo, hi), color=colors[ckpt],
                         linestyle=STYLES[ai % len(STYLES)], marker=MARKERS[ai % len(MARKERS)], markersize=4,
                         capsize=2.5, linewidth=1.3,
                         label=f"{ckpt}{' (degenerate)' if line['degenerate'].notna().any() else ''} · {att}")
@@ -381,8 +381,10 @@ def min_norm_curves(data: ReportData) -> list[ReportFigure]:
     return out
 
 
-def _pct_err(acc, lo, hi) -> list:
-    return [[100 * (acc - lo)], [100 * (hi - acc)]]
+def _pct_err(acc, lo, hi) -> np.ndarray:
+    """Error-bar lengths in percent; records written before interval bounds were pinned to
+    the estimate can hold a bound a rounding hair past it, which matplotlib refuses."""
+    return np.maximum(100 * np.array([np.atleast_1d(acc - lo), np.atleast_1d(hi - acc)], dtype=float), 0.0)
 
 
 def _min_norm_figure(c: MinNormCurve) -> ReportFigure:
