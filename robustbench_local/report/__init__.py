@@ -30,6 +30,7 @@ from ..fileio import write_files
 from ..outputs import cannot_write
 from .html import render_html
 from .examples import OWN, Example, find_examples
+from .leaderboard import Leaderboard, build_leaderboard
 from .load import ReportData, load_report_data
 from .markdown import render_markdown
 from .plots import ReportFigure, all_figures
@@ -54,6 +55,7 @@ class Report:
     results: Path | None = None  # the results folder the records came from
     sources: dict[str, str] = field(default_factory=dict)  # record file name -> sha256, at build time
     note: str | None = None  # after write(): what was replaced, when something was
+    leaderboard: Leaderboard | None = None  # our models beside published RobustBench entries
 
     def csv_bytes(self) -> bytes:
         buf = io.StringIO()
@@ -109,8 +111,10 @@ def build_report(
     comp = build_comparison(data)
     figures = all_figures(data, comp)
     examples = find_examples(results, out, data)
-    return Report(data, comp, csv_frame(data), render_markdown(data, comp, figures, examples, FIG_DIR),
-                  render_html(data, comp, figures, examples), figures, examples, out, Path(results), sources)
+    board = build_leaderboard(data, results)
+    return Report(data, comp, csv_frame(data), render_markdown(data, comp, figures, examples, FIG_DIR, board),
+                  render_html(data, comp, figures, examples, board), figures, examples, out, Path(results), sources,
+                  leaderboard=board)
 
 
 def write_report(results: str | Path = "results", out: str | Path | None = None, *, force: bool = False,

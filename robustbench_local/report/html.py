@@ -8,6 +8,7 @@ from html import escape
 from .load import ReportData
 from .markdown import EXPLAIN, MIN_NORM_EXPLAIN, TRAIN_HEAD, header_lines, training_rows
 from .examples import Example
+from .leaderboard import LEADERBOARD_CSS, Leaderboard, leaderboard_html
 from .plots import MIN_NORM, ReportFigure
 from .tables import Comparison, Table, adv_text, cell_text, checkpoint_text, minutes_text, table_notes
 
@@ -48,7 +49,8 @@ def _img(f: ReportFigure) -> str:
     return f'<figure><img alt="{escape(f.title)}" src="data:image/png;base64,{data}"></figure>'
 
 
-def render_html(data: ReportData, comp: Comparison, figures: list[ReportFigure], examples: list[Example] = ()) -> str:
+def render_html(data: ReportData, comp: Comparison, figures: list[ReportFigure], examples: list[Example] = (),
+                leaderboard: Leaderboard | None = None) -> str:
     body = ["<h1>Robustness report</h1>"] + [f"<p>{escape(s)}</p>" for s in header_lines(data)]
     body.append(f'<p class="small">{escape(EXPLAIN)}</p>')
     for i, t in enumerate(comp.tables):
@@ -66,6 +68,8 @@ def render_html(data: ReportData, comp: Comparison, figures: list[ReportFigure],
                 for j in notes) + "</ul>")
     if not comp.tables:
         body.append("<p>No evaluation records match; only training records are shown.</p>")
+    if leaderboard is not None:
+        body += leaderboard_html(leaderboard)
     curves = [f for f in figures if f.name.startswith("eps-curves") and not f.name.startswith(MIN_NORM)]
     if curves:
         body.append("<h2>Accuracy vs eps</h2>")
@@ -99,4 +103,4 @@ def render_html(data: ReportData, comp: Comparison, figures: list[ReportFigure],
         body += [f"<li>{escape(s)}</li>" for s in data.skipped]
         body.append("</ul>")
     return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>Robustness report</title>\n"
-            f"<style>{CSS}</style>\n</head>\n<body>\n" + "\n".join(body) + "\n</body>\n</html>\n")
+            f"<style>{CSS}{LEADERBOARD_CSS}</style>\n</head>\n<body>\n" + "\n".join(body) + "\n</body>\n</html>\n")

@@ -6,6 +6,7 @@ import math
 
 from .load import ReportData, TrainRun, robust_key
 from .examples import Example
+from .leaderboard import Leaderboard, leaderboard_markdown
 from .plots import MIN_NORM, ReportFigure
 from .tables import Comparison, markdown_table, method_label, table_notes
 from ..text import plural
@@ -80,7 +81,7 @@ def _md_row(vals) -> str:
 
 
 def render_markdown(data: ReportData, comp: Comparison, figures: list[ReportFigure], examples: list[Example] = (),
-                    fig_dir: str = "figures") -> str:
+                    fig_dir: str = "figures", leaderboard: Leaderboard | None = None) -> str:
     out = ["# Robustness report", ""]
     out += header_lines(data) + ["", EXPLAIN, ""]
     for i, t in enumerate(comp.tables):
@@ -96,6 +97,8 @@ def render_markdown(data: ReportData, comp: Comparison, figures: list[ReportFigu
             out += [f"- {comp.marker(j)}: {comp.notes[j - 1]}" for j in notes] + [""]
     if not comp.tables:
         out += ["No evaluation records match; only training records are shown.", ""]
+    if leaderboard is not None:
+        out += leaderboard_markdown(leaderboard)
 
     curves = [f for f in figures if f.name.startswith("eps-curves") and not f.name.startswith(MIN_NORM)]
     if curves:

@@ -239,14 +239,20 @@ def _threat_of(row: pd.Series) -> tuple[str | None, str | None]:
     return threat, None
 
 
+def is_standard_eps(dataset: str, threat: str, eps_pixel) -> bool:
+    """Whether a pixel radius is the one the leaderboard ranks by. Within float32 round-off:
+    8/255 given in pixels is recorded as 0.03137255087, whose 6-digit eps_key is not 8/255's."""
+    std = STANDARD_EPS.get((dataset, threat))
+    return (std is not None and isinstance(eps_pixel, (int, float)) and not isinstance(eps_pixel, bool)
+            and math.isclose(float(eps_pixel), std, rel_tol=1e-5))
+
+
 def _pick_eps(by_eps: dict[str, pd.DataFrame], dataset: str, threat: str) -> str:
     """The radius the file shows: the leaderboard's own, else one with a standard
     AutoAttack number, else the one with the most evaluations (the smallest on a tie)."""
-    std = STANDARD_EPS.get((dataset, threat))
-    if std is not None and eps_key(std) in by_eps:
-        return eps_key(std)
-    return min(by_eps, key=lambda k: (not by_eps[k].apply(_is_standard_aa, axis=1).any(), -len(by_eps[k]),
-                                      float(by_eps[k]["eps_pixel"].iloc[0])))
+    std = {k: g for k, g in by_eps.items() if is_standard_eps(dataset, threat, g["eps_pixel"].iloc[0])}
+    return min(std or by_eps, key=lambda k: (not by_eps[k].apply(_is_standard_aa, axis=1).any(), -len(by_eps[k]),
+                                             float(by_eps[k]["eps_pixel"].iloc[0])))
 
 
 def model_infos(data: ReportData) -> ModelInfoSet:
