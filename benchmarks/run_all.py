@@ -23,7 +23,7 @@ from benchmarks import common
 
 DEFAULT = ("attack_step", "eval_cascade", "apgd", "aa_native", "train_throughput", "data", "layout", "memory")
 LONG = ("fast_model", "torch_compile")  # opt-in: 20 minutes, and a few minutes of C++ builds
-ALL = DEFAULT + LONG
+ALL = DEFAULT + LONG + ("gpu_fast_at",)  # by name only: GPU work, refused on a CPU without --quick
 PARTS = {"eval_cascade": ("eval_cascade-a", "eval_cascade-b")}
 
 
