@@ -42,6 +42,22 @@ def resolve_channels_last(value: bool | str, device: torch.device) -> bool:
     return device.type in ("cuda", "cpu") if value == "auto" else bool(value)
 
 
+# CPU flags of native bf16 arithmetic; without one, autocast to bf16 is emulated and slower than fp32
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+@lru_cache(maxsize=None)
+def cpu_has_native_bf16() -> bool | None:
+    """Whether this CPU computes bf16 natively (Linux: from /proc/cpuinfo); None where it
+    cannot be told."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    flags = {f for line in text.splitlines() if line.startswith("flags") for f in line.split(":", 1)[1].split()}
+    return any(f in flags for f in BF16_CPU_FLAGS) if flags else None
+
+
 @contextmanager
 def module_mode(model: torch.nn.Module, train: bool):
     """``model.train(train)`` for the block, then every submodule's own flag back as it

@@ -47,7 +47,7 @@ from .lock import FolderLock
 from .outputs import save_record
 from .methods import TrainMethod, ValMetric, build_method
 from .results import ResultsStore, wilson_interval
-from .runtime import (configure_backends, environment, epoch_seed, is_interactive, module_mode,
+from .runtime import (configure_backends, cpu_has_native_bf16, environment, epoch_seed, is_interactive, module_mode,
                       resolve_channels_last, seed_everything)
 from .specs import AUTO, TrainSpec
 from .text import acc_text, duration, method_label, pct, plural
@@ -869,6 +869,9 @@ def _train(run: Run, *, resume: bool, store: ResultsStore | None, console, progr
         + (f", {run.world_size} processes x {run.local_batch} images per step" if run.world_size > 1 else "")
         + (f", resuming after epoch {start_epoch}" if start_epoch else "")
     )
+    if run.precision.enabled and run.device.type == "cpu" and cpu_has_native_bf16() is False:
+        reporter.say("warning: this CPU has no native bf16 instructions (avx512_bf16 or AMX), so --amp emulates "
+                     "bf16 and is usually several times slower than fp32 here; drop --amp")
     stopped: str | None = None
     try:
         for epoch in range(start_epoch, spec.epochs):

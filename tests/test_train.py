@@ -176,13 +176,17 @@ def test_patience_stops_early_and_resume_says_finished(tree, tmp_path):
     assert fit(spec, resume=True, quiet=True).already_finished
 
 
-def test_amp_and_channels_last_paths_run_on_cpu(tree, tmp_path):
+def test_amp_and_channels_last_paths_run_on_cpu(tree, tmp_path, monkeypatch):
+    import robustbench_local.train as train_module
+
+    monkeypatch.setattr(train_module, "cpu_has_native_bf16", lambda: False)  # as on a CPU without avx512_bf16
     spec = small_spec(tree, tmp_path / "run", amp=True, channels_last=True, optimizer="adamw", lr=2e-3,
                       warmup_epochs=0.5, grad_clip=1.0, method="ova", epochs=1)
     buf = io.StringIO()
     result = fit(spec, progress=True, console=Console(file=buf, force_terminal=True, width=120))
     shown = buf.getvalue()
     assert "\x1b[" in shown and "epoch 1/1" in shown and "test acc" in shown  # live bar, then the summary table
+    assert "no native bf16 instructions" in shown and "drop --amp" in shown
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["resolved"]["precision"] == "bf16" and config["resolved"]["channels_last"] is True
     assert math.isfinite(result.history[0]["train_loss"]) and 0 <= result.metrics["test_acc"] <= 1
