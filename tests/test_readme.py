@@ -29,7 +29,7 @@ README = ROOT / "README.md"
 BUDGET = {
     "train": ["--subset", "300", "--epochs", "1", "--val-fraction", "0.01"],
     "train-adv": ["--val-robust-n", "50"],
-    "eval": ["--n", "20"],
+    "eval": ["--n", "10"],  # AutoAttack spends a full Square run on any point it cannot break
     "visualize": ["--n", "4"],
     "analyze": ["--n", "50"],
     "run": ["--dry-run"],
