@@ -84,7 +84,7 @@ def benchmark(
     from .attacks import AttackSpec
     from .data import load_dataset
     from .evaluation import Target, evaluate
-    from .foreign import check_forward
+    from .foreign import check_forward, foreign_meta
     from .foreign import normalization as N
     from .models.normalize import NormalizedModel
     from .runtime import module_mode
@@ -122,12 +122,7 @@ def benchmark(
     wrapped = NormalizedModel(model, none.mean, none.std)
     arch = f"module:{type(model).__name__}"
     name = model_name or type(model).__name__
-    meta = {
-        "arch": arch, "arch_kwargs": {}, "num_classes": info.num_classes, "input_shape": list(shape),
-        **none.to_meta(), "dataset": info.name, "classes": list(info.classes),
-        "data": {"data_root": data_root, "image_size": None},
-        "source": {"route": "benchmark", "model_name": model_name},
-    }
+    meta = foreign_meta(arch, {}, info, none, {"route": "benchmark", "model_name": model_name}, data_root, None)
     n = n_examples if n_examples < len(bundle.test) else None  # RobustBench takes all when asked for more
 
     log = None

@@ -136,18 +136,25 @@ def load_foreign(req: ModelRequest, device: str | torch.device = "cpu"):
         model = NormalizedModel(net, norm.mean, norm.std)
         arch_kwargs = {}
     check_forward(model, arch, shape, info)
-    meta = {
-        "arch": arch, "arch_kwargs": arch_kwargs, "num_classes": k, "input_shape": list(shape),
-        **norm.to_meta(), "dataset": info.name, "classes": list(info.classes),
-        "data": {"data_root": req.data_root, "image_size": req.image_size},
-        "source": source,
-    }
+    meta = foreign_meta(arch, arch_kwargs, info, norm, source, req.data_root, req.image_size)
     if file is not None:
         source["file"] = str(file)
     model.to(device).eval()
     name = _display_name(req, route, file)
     return Target(model, meta, name, str(file) if file else None,
                   file_sha256(file) if file and Path(file).is_file() else None, data=bundle)
+
+
+def foreign_meta(arch: str, arch_kwargs: dict, info, norm: N.Normalization, source: dict,
+                 data_root: str | None, image_size: int | None) -> dict:
+    """The metadata a Target of a foreign model carries: what a checkpoint of ours holds
+    (REQUIRED_META), the dataset it is evaluated on, and where it came from."""
+    return {
+        "arch": arch, "arch_kwargs": arch_kwargs, "num_classes": info.num_classes,
+        "input_shape": list(info.input_shape), **norm.to_meta(), "dataset": info.name,
+        "classes": list(info.classes), "data": {"data_root": data_root, "image_size": image_size},
+        "source": source,
+    }
 
 
 def _from_weights(req: ModelRequest, k: int, shape, stated, dataset: str):

@@ -22,8 +22,8 @@ from pathlib import Path
 import pandas as pd
 
 from ..results import wilson_interval
-from .load import ReportData, TrainRun, fmt_eps_255, match_train
-from .robustbench_info import STANDARD_EPS, _newest_largest, is_standard_eps, model_infos
+from .load import ReportData, TrainRun, fmt_eps_255, match_train, newest_largest
+from .robustbench_info import STANDARD_EPS, is_standard_eps, model_infos
 from .tables import method_text
 
 DATASET = "cifar10"
@@ -179,7 +179,7 @@ def _acc(pct, ci, n) -> Acc:
 def _clean(evals: pd.DataFrame, ckpt_key: str) -> Acc:
     """Clean accuracy from the model's test-set evaluation with the most points (it does
     not depend on the attack or radius, and RobustBench reports it on the whole test set)."""
-    r = _newest_largest(evals[evals["ckpt_key"] == ckpt_key])
+    r = newest_largest(evals[evals["ckpt_key"] == ckpt_key])
     return Acc(100 * r["clean_acc"], 100 * r["clean_lo"], 100 * r["clean_hi"], int(r["n"]))
 
 

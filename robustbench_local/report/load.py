@@ -545,3 +545,8 @@ def _newest_only(df: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[str, str]]]
     kept_by_key = dict(zip(key[keep], df.loc[keep, "record"]))
     superseded = sorted((r, kept_by_key[k]) for r, k in zip(df.loc[~keep, "record"], key[~keep]))
     return df[keep].reset_index(drop=True), superseded
+
+
+def newest_largest(rows: pd.DataFrame) -> pd.Series:
+    """The row of the record with the largest n, the newest among equals (ties: file name)."""
+    return rows.sort_values(["n", "created", "record"], kind="stable").iloc[-1]

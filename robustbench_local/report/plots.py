@@ -22,7 +22,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from .load import ReportData, TrainRun, eps_first, eps_key, robust_key
+from .load import ReportData, TrainRun, eps_first, eps_key, newest_largest, robust_key
 from .tables import WORST, Comparison, _split_sources, _threat_key, attack_order, column_name
 
 DPI = 110
@@ -103,9 +103,9 @@ def _eps_figure(dataset: str, norm: str, ratio: str, g: pd.DataFrame) -> ReportF
                 continue
             pts = []
             for e, eg in line.groupby(line[xcol].map(lambda v: eps_first(eps_key(v))), sort=True):
-                r = eg.sort_values(["n", "created", "record"], kind="stable").iloc[-1]
+                r = newest_largest(eg)
                 pts.append((e, r["robust_acc"], r["robust_lo"], r["robust_hi"]))
-            ref = line.sort_values(["n", "created", "record"], kind="stable").iloc[-1]
+            ref = newest_largest(line)
             pts.insert(0, (0.0, ref["clean_acc"], ref["clean_lo"], ref["clean_hi"]))
             x, acc, lo, hi = (np.array(v, dtype=float) for v in zip(*pts))
             ax.errorbar(x, 100 * acc, yerr=_pct_err(acc, lo, hi), color=colors[ckpt],
@@ -316,10 +316,6 @@ def _space_eps(row) -> float | None:
     return None if isinstance(v, str) or v is None or math.isnan(v) else float(v)
 
 
-def _newest_largest(rows: pd.DataFrame) -> pd.Series:
-    return rows.sort_values(["n", "created", "record"], kind="stable").iloc[-1]
-
-
 def min_norm_series(data: ReportData) -> list[MinNormCurve]:
     """One curve per (checkpoint, minimal-norm attack, norm, space), from its record
     with the largest n (then the newest), with the checkpoint's fixed-radius records
@@ -336,7 +332,7 @@ def min_norm_series(data: ReportData) -> list[MinNormCurve]:
     groups = mn.groupby(["ckpt_key", "_col", "norm", "eps_space"], sort=False)
     for _, g in sorted(groups, key=lambda kv: (str(kv[1]["dataset"].iloc[0]), str(kv[1]["checkpoint"].iloc[0]),
                                                 tuple(str(k) for k in kv[0]))):
-        r = _newest_largest(g)
+        r = newest_largest(g)
         eps = _space_eps(r)
         if eps is None:
             continue
@@ -366,7 +362,7 @@ def _markers(fixed: pd.DataFrame, r: pd.Series) -> list[Marker]:
     out = []
     for (col, _), g in sorted(same.groupby(["_col", same["_e"].map(eps_key)], sort=False),
                               key=lambda kv: (attack_order(kv[0][0]), kv[1]["_e"].iloc[0])):
-        m = _newest_largest(g)
+        m = newest_largest(g)
         out.append(Marker(col, float(m["_e"]), float(m["robust_acc"]), float(m["robust_lo"]), float(m["robust_hi"]),
                           int(m["n"]), m["indices_sha256"] == r["indices_sha256"] and int(m["n"]) == int(r["n"]),
                           m["record"]))

@@ -28,7 +28,7 @@ import pandas as pd
 
 from ..errors import RobustError
 from ..results import unpack_flags, wilson_interval
-from .load import ReportData, eps_key, fmt_eps
+from .load import ReportData, eps_key, fmt_eps, newest_largest
 from .tables import WORST, attack_order, column_name
 
 RB_DIR = "robustbench"
@@ -132,10 +132,6 @@ def _is_standard_aa(row: pd.Series) -> bool:
     return row["attack_name"] == "aa-native" and row["attack"] == "AutoAttack-native"  # its standard settings
 
 
-def _newest_largest(rows: pd.DataFrame) -> pd.Series:
-    return rows.sort_values(["n", "created", "record"], kind="stable").iloc[-1]
-
-
 # ----------------------------------------------------------------------------- one radius
 
 
@@ -151,7 +147,7 @@ def _summary(rows: pd.DataFrame, threat: str) -> dict:
     if not aa_rows.empty:  # pyautoattack's own run first: it is the number the leaderboard reports
         aa = aa_rows.assign(_aa=aa_rows["attack_name"] == "autoattack").sort_values(
             ["_aa", "n", "created", "record"], kind="stable").iloc[-1]
-    ref = aa if aa is not None else _newest_largest(attacks)
+    ref = aa if aa is not None else newest_largest(attacks)
     sha, n = ref["indices_sha256"], int(ref["n"])
     same_points = attacks.apply(lambda r: _given(sha) and r["indices_sha256"] == sha and int(r["n"]) == n, axis=1)
     same = attacks[same_points] if same_points.any() else attacks.loc[[ref.name]]
@@ -173,7 +169,7 @@ def _summary(rows: pd.DataFrame, threat: str) -> dict:
         wanted = set(same["attack"])
         cover = rows[(rows["attack_name"] == WORST) & (rows["indices_sha256"] == sha) & (rows["n"] == n)
                      & rows["attack_members"].map(lambda m: _given(m) and wanted <= set(m.split("+")))]
-        low = _newest_largest(cover) if not cover.empty else same.sort_values("robust_acc", kind="stable").iloc[0]
+        low = newest_largest(cover) if not cover.empty else same.sort_values("robust_acc", kind="stable").iloc[0]
         per_example = not cover.empty
         acc, lo, hi = low["robust_acc"], low["robust_lo"], low["robust_hi"]
         used.append(low["record"])
@@ -279,7 +275,7 @@ def model_infos(data: ReportData) -> ModelInfoSet:
         by_eps = {k: eg for k, eg in g.groupby("_ek", sort=False)}
         main = _pick_eps(by_eps, dataset, threat)
         s = _summary(by_eps[main], threat)
-        first = _newest_largest(g)
+        first = newest_largest(g)
         others = [_summary(eg, threat) for k, eg in sorted(by_eps.items(), key=lambda kv: float(kv[1]["eps_pixel"]
                                                                                                .iloc[0])) if k != main]
         source = {  # "checkpoint": one of ours, from robust train

@@ -12,7 +12,8 @@ from pathlib import Path
 import pandas as pd
 
 from ..results import wilson_interval
-from .load import ReportData, TrainRun, eps_first, eps_key, fmt_eps, fmt_eps_255, match_train, threat_label
+from .load import (ReportData, TrainRun, eps_first, eps_key, fmt_eps, fmt_eps_255, match_train, newest_largest,
+                   threat_label)
 from ..text import method_label  # noqa: F401  (the report's method column; tests import it here)
 
 WORST = "worst-case"
@@ -160,11 +161,6 @@ def _threat_key(row) -> tuple:
     return (str(row["norm"]), eps_key(row["eps_normalized"]), eps_key(row["eps_pixel"]))
 
 
-def _pick(rows: pd.DataFrame) -> pd.Series:
-    """The evaluation a cell shows among several (different n or points): the
-    largest n, then the newest."""
-    return rows.sort_values(["n", "created", "record"], kind="stable").iloc[-1]
-
 
 def _pct(v: float) -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}"
@@ -225,7 +221,7 @@ def build_comparison(data: ReportData) -> Comparison:
 
 
 def _build_row(comp: Comparison, cg: pd.DataFrame, trains: list[TrainRun]) -> Row:
-    ref = _pick(cg)
+    ref = newest_largest(cg)
     dataset, model, method, adv = _describe_model(ref)
     cells: dict[str, Cell] = {"clean": Cell(ref["clean_acc"], ref["clean_lo"], ref["clean_hi"], int(ref["n"]),
                                             record=ref["record"])}
@@ -234,7 +230,7 @@ def _build_row(comp: Comparison, cg: pd.DataFrame, trains: list[TrainRun]) -> Ro
     clean_seconds = 0.0
     shown: dict[str, pd.Series] = {}
     for col, ag in sorted(cg.groupby("_col", sort=False), key=lambda kv: attack_order(kv[0])):
-        r = shown[col] = _pick(ag)
+        r = shown[col] = newest_largest(ag)
         cell = Cell(r["robust_acc"], r["robust_lo"], r["robust_hi"], int(r["n"]), record=r["record"])
         source = provenance_note(r, col)
         if source:
