@@ -34,6 +34,7 @@ from . import checks as C
 from . import distributed
 from .attacks import AttackSpec
 from .errors import RobustError
+from .partial import PartialRun, run_key
 from .progress import ProgressDisplay
 from .results import pack_flags, wilson_interval
 from .runtime import environment, module_mode, resolve_channels_last
@@ -212,15 +213,19 @@ class AttackRun(NamedTuple):
 
 
 def run_attack(target: Target, spec: AttackSpec, x: torch.Tensor, y: torch.Tensor, todo: torch.Tensor, *,
-               batch_size: int, seed: int, keep_adv: bool = False, progress: ProgressDisplay | None = None
-               ) -> "AttackRun":
+               batch_size: int, seed: int, keep_adv: bool = False, progress: ProgressDisplay | None = None,
+               partial: PartialRun | None = None) -> "AttackRun":
     """Attacks the points flagged in ``todo``; returns an AttackRun: fooled over all
     points, adversarial predictions and images, the last two only with ``keep_adv``
     (else None: the predictions cost a forward pass that only --save-adv needs).
     Untouched points keep their clean image. ``progress`` shows points done and
     robust so far (AutoAttack: its sub-attacks and the points still robust).
     Minimal-norm attacks also give each point's smallest adversarial norm (NaN where
-    not attacked, inf where none was found)."""
+    not attacked, inf where none was found).
+
+    partial: where finished batches are kept so that a cut-off run resumes (single
+    process, without ``keep_adv``); attacks that batch internally (AutoAttack) are
+    then called once per ``batch_size`` points, so that there are batches to keep."""
     from .attacks.base import make_ball
 
     info = spec.info
@@ -239,10 +244,17 @@ def run_attack(target: Target, spec: AttackSpec, x: torch.Tensor, y: torch.Tenso
     x_adv = torch.zeros_like(x) if keep_adv else None
     adv_pred = torch.zeros_like(y) if keep_adv else None  # prediction + 1 on attacked points, 0 elsewhere
     ids = todo.nonzero().squeeze(1)
-    if info.one_batch:  # e.g. AutoAttack: batches internally and keeps its own bookkeeping
+    if keep_adv or distributed.world_size() > 1:
+        partial = None
+    if info.one_batch and partial is None:  # e.g. AutoAttack: batches internally and keeps its own bookkeeping
         batch_size = max(batch_size, len(ids))
     starts = range(0, len(ids), batch_size)
     mine = list(distributed.my_chunks(len(starts)))  # every batch in a single process
+    if partial is not None and partial.load(len(y), y.device):
+        fooled = partial.fooled
+        if norms is not None and partial.norms is not None:
+            norms = partial.norms
+        mine = [j for j in mine if j not in partial.done]
     shown = _AttackProgress(progress, target, spec, x, sum(min(batch_size, len(ids) - starts[j]) for j in mine))
     with shown:
         for j in mine:
@@ -258,9 +270,13 @@ def run_attack(target: Target, spec: AttackSpec, x: torch.Tensor, y: torch.Tenso
             if norms is not None:
                 norms[b] = res.norms.to(norms.dtype)
             shown.batch_done(res.fooled)
+            if partial is not None:
+                partial.save(j, fooled, norms)
             if keep_adv:
                 adv_pred[b] = predict(target.model, res.x_adv, batch_size).argmax(1) + 1
                 x_adv[b] = res.x_adv
+    if partial is not None:
+        partial.finish()
     # each point was filled by one rank and is zero on the others: sums combine them exactly
     distributed.all_reduce_sum(fooled)
     if norms is not None:
@@ -405,6 +421,7 @@ def evaluate(
     channels_last: bool | str = "auto",
     progress: ProgressDisplay | None = None,
     transfer_from=None,
+    resume_dir: str | Path | None = None,
 ) -> list[dict]:
     """Evaluates one model or checkpoint; returns one record per (attack, eps) plus
     a worst-case record per eps when the suite has several attacks.
@@ -417,7 +434,11 @@ def evaluate(
 
     transfer_from: a surrogate (checkpoint path or model, as model_or_checkpoint): each
     attack is crafted on the surrogate and scored on the model (a transfer attack);
-    records name both models under ``checkpoint`` and ``transfer_from``."""
+    records name both models under ``checkpoint`` and ``transfer_from``.
+
+    resume_dir: a folder where each attack keeps its finished batches while it runs
+    (partial.py), so that the same call after a cut-off resumes where it stopped
+    (checkpoints only: an in-memory model has no sha256 to key them by)."""
     if not attacks:
         raise RobustError("no attack given; use --attack fgsm|pgd|autoattack")
     dev = distributed.init(device) if isinstance(device, str) or distributed.launched() else device
@@ -483,8 +504,13 @@ def evaluate(
             todo = robust_all if cascade else clean_ok
             t1 = time.perf_counter()
             if source is None:
+                partial = None
+                if resume_dir is not None and target.sha256:
+                    partial = PartialRun(resume_dir, run_key(
+                        checkpoint=target.sha256, attack=spec.to_dict(), threat=spec.threat.describe(std),
+                        points=points.describe()["indices_sha256"], todo=todo, seed=seed, batch_size=batch_size))
                 run = run_attack(target, spec, x, y, todo, batch_size=batch_size, seed=seed,
-                                 keep_adv=save_adv is not None, progress=progress)
+                                 keep_adv=save_adv is not None, progress=progress, partial=partial)
             else:
                 run = _transfer(source, target, spec, x, y, todo, batch_size, seed, progress)
             fooled, adv_pred, x_adv = run.fooled, run.adv_pred, run.x_adv

@@ -61,8 +61,9 @@ What a run does, in order: check the whole file and everything it names (one lin
 naming the file, the key and where possible the line; nothing is written), then
 per cell: train (a run whose last.pth says it finished is skipped; a cut-off one
 resumes from last.pth), evaluate each attack and radius whose record (same
-checkpoint sha256, attack, eps, n, split, seed) is not yet in the store, then write
-the report (only if its bytes changed).
+checkpoint sha256, attack, eps, n, split, seed) is not yet in the store (an attack
+cut off part-way resumes at its last finished batch, kept in the cell's
+eval-partial/ folder), then write the report (only if its bytes changed).
 """
 from __future__ import annotations
 
@@ -1075,7 +1076,8 @@ def _run_cell(exp: Experiment, p: CellPlan, bundle, store, log: RunLog, summary:
         records = evaluate(str(best), [u.spec for u in units], bundle, n=n, split=split, seed=seed,
                            batch_size=batch_size, cascade=exp.cascade, device=exp.eval_device,
                            run_checks=exp.checks, check_convergence=exp.check_convergence, log=log, name=cell.name,
-                           progress=ProgressDisplay())  # on the screen only: the log keeps the plain lines
+                           progress=ProgressDisplay(),  # on the screen only: the log keeps the plain lines
+                           resume_dir=out / "eval-partial")  # a cut-off attack resumes at its last finished batch
         for rec in records:
             rec["experiment"] = {"name": exp.name, "file": str(exp.file), "cell": cell.name}
             if distributed.is_main():  # under torchrun only rank 0 writes
