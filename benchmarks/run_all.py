@@ -3,7 +3,7 @@ results/bench/summary.json with every target and whether it was met.
 
     python benchmarks/run_all.py                  # all default benchmarks (make bench), ~15 min
     python benchmarks/run_all.py attack_step data # some of them
-    python benchmarks/run_all.py --long           # also fast_model (up to 20 more minutes) and torch_compile
+    python benchmarks/run_all.py --long           # also fast_model (up to 20 more minutes), torch_compile, speed_run
     python benchmarks/run_all.py --quick          # tiny sizes: checks that they run, measures nothing
     python benchmarks/run_all.py --summary        # only collect the targets of the JSON already there
 
@@ -22,7 +22,7 @@ if __package__ in (None, ""):
 from benchmarks import common
 
 DEFAULT = ("attack_step", "eval_cascade", "apgd", "aa_native", "train_throughput", "data", "layout", "memory")
-LONG = ("fast_model", "torch_compile")  # opt-in: 20 minutes, and a few minutes of C++ builds
+LONG = ("fast_model", "torch_compile", "speed_run")  # opt-in: 20 minutes, a few minutes of C++ builds, 5 minutes
 ALL = DEFAULT + LONG + ("gpu_fast_at",)  # by name only: GPU work, refused on a CPU without --quick
 PARTS = {"eval_cascade": ("eval_cascade-a", "eval_cascade-b")}
 

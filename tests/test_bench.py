@@ -155,6 +155,18 @@ def test_fast_model_quick(tmp_path):
     assert saved["verdict"]
 
 
+def test_speed_run_quick_times_both_recipes_of_the_experiment(tmp_path):
+    from benchmarks import speed_run
+
+    data = speed_run.run(quick=True, out_dir=tmp_path)
+    saved = json.loads((tmp_path / "speed_run-quick.json").read_text())
+    assert set(saved["images_per_s"]) == {speed_run.SPEED, speed_run.PGD}
+    assert all(v > 0 for runs in saved["images_per_s"].values() for v in runs)
+    # PGD-10 takes ten attack steps where FGSM-RS takes one: it cannot be the faster
+    assert data["speedup_vs_pgd10"] > 1.5
+    assert set(saved["reached"]) == {speed_run.SPEED, speed_run.PGD}
+
+
 def test_jpeg_tree_holds_exactly_the_chosen_images(tmp_path):
     """The plain loop's ImageFolder sees the same images, in the same label order, as
     the decoded tensors at those train positions."""
