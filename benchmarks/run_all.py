@@ -21,7 +21,8 @@ if __package__ in (None, ""):
 
 from benchmarks import common
 
-DEFAULT = ("attack_step", "eval_cascade", "apgd", "aa_native", "train_throughput", "data", "layout", "memory")
+DEFAULT = ("attack_step", "eval_cascade", "apgd", "aa_native", "train_throughput", "data", "layout", "memory",
+           "corruptions")
 LONG = ("fast_model", "torch_compile", "speed_run")  # opt-in: 20 minutes, a few minutes of C++ builds, 5 minutes
 ALL = DEFAULT + LONG + ("gpu_fast_at",)  # by name only: GPU work, refused on a CPU without --quick
 PARTS = {"eval_cascade": ("eval_cascade-a", "eval_cascade-b")}

@@ -134,24 +134,31 @@ def resolve_target(obj, device: torch.device, name: str | None = None) -> Target
     raise TypeError(f"cannot evaluate a {type(obj).__name__}")
 
 
+def model_dataset(meta: dict | None, data_root: str | None = None):
+    """The DatasetBundle a model was trained on, split as its training run split it."""
+    from .data import load_dataset
+
+    if not meta or not _dataset_name(meta):
+        raise RobustError("no data given and the model's metadata names no dataset; pass data")
+    dmeta = (meta.get("spec") or {}).get("data") or meta.get("data") or {}  # the training DataSpec
+    return load_dataset(
+        _dataset_name(meta), data_root=data_root or dmeta.get("data_root"),
+        image_size=dmeta.get("image_size"), val_fraction=dmeta.get("val_fraction", 0.1),
+        split_seed=dmeta.get("split_seed", 0),
+    )
+
+
 def select_points(data, *, n: int | None, split: str, seed: int, device, meta: dict | None = None,
                   data_root: str | None = None) -> Points:
     """``data``: a DatasetBundle, a Split, an (x, y) pair, or None to load the
     checkpoint's own dataset. The subset is the first n of a permutation seeded
     by ``seed``, so the same n and seed give the same points everywhere."""
-    from .data import DatasetBundle, Split, load_dataset
+    from .data import DatasetBundle, Split
 
     classes: tuple[str, ...] = tuple(meta.get("classes", ())) if meta else ()
     dataset = _dataset_name(meta or {}) or "tensors"
     if data is None:
-        if not meta or not _dataset_name(meta):
-            raise RobustError("no data given and the model's metadata names no dataset; pass data")
-        dmeta = (meta.get("spec") or {}).get("data") or meta.get("data") or {}  # the training DataSpec
-        data = load_dataset(
-            _dataset_name(meta), data_root=data_root or dmeta.get("data_root"),
-            image_size=dmeta.get("image_size"), val_fraction=dmeta.get("val_fraction", 0.1),
-            split_seed=dmeta.get("split_seed", 0),
-        )
+        data = model_dataset(meta, data_root)
     if isinstance(data, DatasetBundle):
         classes, dataset = data.info.classes, data.info.name
         data = data.split(split)

@@ -13,7 +13,7 @@ from .errors import RobustError
 from .fileio import dumps_json, non_finite_field, write_json
 
 SCHEMA_VERSION = 1
-KINDS = ("eval", "train")
+KINDS = ("eval", "train", "corruption")
 
 
 def pack_flags(flags) -> str:

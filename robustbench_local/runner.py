@@ -79,7 +79,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from . import distributed
+from . import corruption_runs, distributed
+from .corruption_runs import CorruptionPlan
 from .errors import RobustError
 from .lock import FolderLock
 from .specs import DataSpec, TrainSpec
@@ -100,7 +101,7 @@ COMMON_ATTACK_KEYS = ("name", "norm", "eps", "eta", "eps_space", "sweep", "eot",
 EVAL_ONLY_KEYS = ("cascade", "checks", "check_convergence", "device")
 REPORT_KEYS = ("enabled", "out", "dataset", "attack", "checkpoint", "skip_bad")
 TOP_KEYS = ("name", "notes", "runs", "results", "log", "outside_paths", "data", "train", "grid", "cells", "eval",
-            "attacks", "report")
+            "attacks", "corruptions", "report")
 # the defaults `robust eval` uses, so a file and the CLI mean the same thing
 # (eta None: each attack derives its step from eps, PGD 2.5*eps/k; see AttackSpec.step_rule)
 # (an attack option not given takes the attack's own default, as on the CLI)
@@ -400,6 +401,7 @@ class Experiment:
     eval_device: str
     report: dict
     names: dict[tuple, str] = field(default_factory=dict)  # entry path -> cell name, for messages
+    corruptions: CorruptionPlan | None = None  # the [corruptions] table: one record per cell
 
     def cell_dir(self, cell: Cell) -> Path:
         return self.runs / cell.name
@@ -509,6 +511,9 @@ def _parse(raw: dict, source: Source, names: dict, device: str | None) -> Experi
             raise Problem(("eval", "device") if "device" in eval_raw else ("train", "device"),
                           f"unknown device '{eval_device}'; valid: {', '.join(DEVICES)}")
 
+    corruptions = corruption_runs.parse(raw.get("corruptions"), {k: eval_raw.get(k, EVAL_DEFAULTS[k]) for k in (
+        "n", "split", "seed", "batch_size")}, Problem)
+
     # --- report
     rep_raw = _table(("report",), raw.get("report", {}))
     _known(("report",), rep_raw, REPORT_KEYS)
@@ -519,7 +524,7 @@ def _parse(raw: dict, source: Source, names: dict, device: str | None) -> Experi
         **{k: _strings(("report", k), rep_raw[k]) if k in rep_raw else () for k in ("dataset", "attack", "checkpoint")},
     }
     return Experiment(name, file, source, notes, runs, results, log, data, cells, list(units.values()), cascade,
-                      checks, convergence, eval_device, report, names)
+                      checks, convergence, eval_device, report, names, corruptions)
 
 
 def _build_blamed(build: Callable[..., Any], d: dict, order: Sequence[str], where: Callable[[str], Path_]):
@@ -790,6 +795,7 @@ class CellPlan:
     done: list[EvalUnit]
     todo: list[EvalUnit]
     train_record: bool  # a training record for best.pth is in the store
+    corruptions: str | None = None  # the [corruptions] record: 'done', 'todo' or None (none asked)
 
     @property
     def name(self) -> str:
@@ -797,7 +803,7 @@ class CellPlan:
 
     @property
     def finished(self) -> bool:
-        return self.train == "done" and self.train_record and not self.todo
+        return self.train == "done" and self.train_record and not self.todo and self.corruptions != "todo"
 
     def train_text(self) -> str:
         e = self.cell.spec.epochs
@@ -813,6 +819,8 @@ class CellPlan:
             parts.append(f"train {plural(self.cell.spec.epochs - self.epochs_done, 'epoch')}")
         if self.todo:
             parts.append(f"{plural(len(self.todo), 'evaluation')}: " + ", ".join(u.label for u in self.todo))
+        if self.corruptions == "todo":
+            parts.append("corruptions")
         return "; ".join(parts) or "nothing"
 
 
@@ -833,6 +841,10 @@ class EvalIndex:
             key = (ck.get("sha256"), data.get("n"), data.get("split"), data.get("seed"), bool(rec.get("cascade")))
             self.by_key.setdefault(key, []).append(rec)
         self.train_shas = {(r.get("checkpoint") or {}).get("sha256") for r in store.find("train")}
+        self.corruption_records = list(store.find("corruption"))
+
+    def corruptions_done(self, sha: str, plan: CorruptionPlan, n: int) -> bool:
+        return any(plan.matches(r, sha, n) for r in self.corruption_records)
 
     def done(self, sha: str, unit: EvalUnit, n: int, cascade: bool) -> bool:
         recs = self.by_key.get((sha, n, unit.split, unit.seed, cascade), [])
@@ -870,7 +882,12 @@ def plan_cell(exp: Experiment, cell: Cell, index: EvalIndex, split_sizes: dict[s
         (done if sha and index.done(sha, u, n, exp.cascade) else todo).append(u)
     if exp.cascade and todo:  # a cascade's numbers depend on the whole suite: run it whole
         todo, done = list(exp.units), []
-    return CellPlan(cell, state, epochs_done, stopped, sha, done, todo, bool(sha) and sha in index.train_shas)
+    corr = None
+    if exp.corruptions is not None:
+        c = exp.corruptions
+        n = c.n if c.n is not None else split_sizes[c.split]
+        corr = "done" if sha and index.corruptions_done(sha, c, n) else "todo"
+    return CellPlan(cell, state, epochs_done, stopped, sha, done, todo, bool(sha) and sha in index.train_shas, corr)
 
 
 def select_cells(exp: Experiment, only: Sequence[str]) -> list[Cell]:
@@ -888,12 +905,14 @@ def select_attacks(exp: Experiment, attacks: Sequence[str]) -> None:
     ones for every cell before AutoAttack; the rest stay to do for a later run."""
     if not attacks:
         return
-    names = sorted({u.spec.name for u in exp.units})
+    names = sorted({u.spec.name for u in exp.units}) + (["corruptions"] if exp.corruptions is not None else [])
     unknown = [a for a in attacks if a not in names]
     if unknown:
         raise RobustError(f"--attack {' '.join(unknown)}: {exp.file} evaluates no such attack; its attacks: "
                           f"{', '.join(names)}")
     exp.units = [u for u in exp.units if u.spec.name in attacks]
+    if "corruptions" not in attacks:
+        exp.corruptions = None
 
 
 def make_plan(exp: Experiment, bundle, cells: Sequence[Cell]) -> list[CellPlan]:
@@ -1016,8 +1035,6 @@ def _execute(exp: Experiment, plan: list[CellPlan], bundle, log: RunLog, summary
 
 def _run_cell(exp: Experiment, p: CellPlan, bundle, store, log: RunLog, summary: RunSummary) -> None:
     from .checkpoint import file_sha256
-    from .evaluation import evaluate
-    from .progress import ProgressDisplay
     from .train import duration_text, fit
 
     cell, out = p.cell, exp.cell_dir(p.cell)
@@ -1060,8 +1077,29 @@ def _run_cell(exp: Experiment, p: CellPlan, bundle, store, log: RunLog, summary:
                 if not index.done(sha, u, u.n if u.n is not None else sizes[u.split], exp.cascade)]
         if exp.cascade and todo:
             todo = list(exp.units)
+        corr = exp.corruptions
+        corruptions_todo = corr is not None and not index.corruptions_done(
+            sha, corr, corr.n if corr.n is not None else sizes[corr.split])
     else:
         todo = p.todo
+        corruptions_todo = p.corruptions == "todo"
+    _evaluate_cell(exp, cell, out, todo, bundle, store, log, summary)
+    if corruptions_todo:
+        t = time.perf_counter()
+        rec = corruption_runs.run(exp.corruptions, out / "best.pth", bundle, device=exp.eval_device, log=log,
+                                  name=cell.name)
+        rec["experiment"] = {"name": exp.name, "file": str(exp.file), "cell": cell.name}
+        if distributed.is_main():
+            store.add(rec)
+        summary.evaluated[cell.name] = summary.evaluated.get(cell.name, 0) + 1
+        log(f"{cell.name}: wrote the corruption record in {time.perf_counter() - t:.0f} s")
+
+
+def _evaluate_cell(exp: Experiment, cell: Cell, out: Path, todo: list, bundle, store, log: RunLog,
+                   summary: RunSummary) -> None:
+    from .evaluation import evaluate
+    from .progress import ProgressDisplay
+
     if not todo:
         return
     best = out / "best.pth"
@@ -1087,7 +1125,7 @@ def _run_cell(exp: Experiment, p: CellPlan, bundle, store, log: RunLog, summary:
         for w in warnings:
             log(f"{cell.name}: sanity check failed: {w}")
         log(f"{cell.name}: wrote {plural(len(records), 'record')} in {time.perf_counter() - t:.0f} s")
-    summary.evaluated[cell.name] = written
+    summary.evaluated[cell.name] = summary.evaluated.get(cell.name, 0) + written
 
 
 def _write_report(exp: Experiment, log: RunLog, summary: RunSummary, worked: bool) -> None:

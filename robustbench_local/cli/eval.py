@@ -9,7 +9,7 @@ from ..errors import RobustError
 from .common import device_options
 from .model_source import foreign_model_options, pop_request, split_positional
 from .suite import build_specs, suite_options
-from .tables import console, print_eval_table
+from .tables import console, print_corruption_table, print_eval_table
 
 
 @click.command("eval")
@@ -45,10 +45,21 @@ from .tables import console, print_eval_table
 @click.option("--data-root", type=click.Path(file_okay=False), default=None, help="Folder searched first for the data.")
 @click.option("--channels-last/--no-channels-last", default=None,
               help="NHWC memory layout for the attacks. Default: on for CUDA and CPU (faster there), off on MPS.")
+@click.option("--corruptions", "corruptions", default=None, metavar="all|FAMILY|NAME,...",
+              help="Also measure accuracy under common corruptions (CIFAR-10-C's 15: all, a family noise|blur|"
+                   "weather|digital, or names such as gaussian_noise,fog), on the same points; without --attack "
+                   "only the corruptions run.")
+@click.option("--severity", "severity", default="all", show_default=True, metavar="all|1-5|LIST",
+              help="Corruption severities: all, one level 1-5, a range (2-4) or a list (1,3,5).")
+@click.option("--corruption-source", type=click.Choice(["auto", "generated", "real"]), default="auto",
+              show_default=True,
+              help="auto: the real CIFAR-10-C / CIFAR-100-C .npy files where the data search path has them "
+                   "(<root>/CIFAR-10-C/), else generated locally (seeded by --seed, cached in the data cache).")
 @device_options
-def command(checkpoints, suite, n, split, batch_size, cascade, ensemble, transfer_from, replay_file, checks,
-            check_convergence, save_adv, results_dir,
-            record, data_root, channels_last, device, seed, **foreign):
+@click.pass_context
+def command(ctx, checkpoints, suite, n, split, batch_size, cascade, ensemble, transfer_from, replay_file, checks,
+            check_convergence, save_adv, results_dir, record, data_root, channels_last, corruptions, severity,
+            corruption_source, device, seed, **foreign):
     """Attack CHECKPOINTS (or a model of your own) and record clean and robust accuracy.
 
     \b
@@ -62,6 +73,8 @@ def command(checkpoints, suite, n, split, batch_size, cascade, ensemble, transfe
       robust eval --attack autoattack --eps 8/255 --eps-space pixel --robustbench Carmon2019Unlabeled --weights c.pt
       robust eval --attack pgd --trust-code model.ts --dataset cifar10
       robust eval --attack pgd --trust-code --model-fn mymodel.py:build --dataset cifar10
+      robust eval --corruptions all runs/NAME/best.pth
+      robust eval --attack pgd --corruptions noise,fog --severity 3-5 runs/NAME/best.pth
     """
     from ..distributed import is_main
     from ..evaluation import evaluate
@@ -84,6 +97,20 @@ def command(checkpoints, suite, n, split, batch_size, cascade, ensemble, transfe
     for c in checkpoints + ((transfer_from,) if transfer_from else ()):
         if not Path(c).is_file():
             raise RobustError(f"checkpoint {c} does not exist; train one with `robust train` or check the path")
+    names = severities = None
+    attacks_asked = ctx.get_parameter_source("attack_names") != click.core.ParameterSource.DEFAULT
+    if corruptions is not None:
+        from ..corruptions import parse_names, parse_severities, require_extra
+
+        names, severities = parse_names(corruptions), parse_severities(severity)
+        require_extra()
+        if replay_file or transfer_from:
+            raise RobustError("--corruptions measures the model on corrupted images; run it without --replay "
+                              "and --transfer-from")
+        if save_adv and not attacks_asked:
+            raise RobustError("--save-adv keeps adversarial examples; with --corruptions alone no attack runs "
+                              "(add --attack NAME, or drop --save-adv)")
+    run_attacks = corruptions is None or attacks_asked
     checkpoints, torchscript = split_positional(checkpoints, foreign["trust_code"])
     request = pop_request(foreign, torchscript, data_root)
     if not checkpoints and request is None:
@@ -116,16 +143,24 @@ def command(checkpoints, suite, n, split, batch_size, cascade, ensemble, transfe
         made = make_dirs(adv_path.parent) if adv_path is not None else []
         adv_failed = None
         try:
+            records = []
             if replay_file:
                 from ..replay import replay
 
                 records = replay(replay_file, target, batch_size=batch_size, device=device, log=log)
-            else:
-                    records = evaluate(target, specs, n=n, split=split, seed=seed, batch_size=batch_size,
+            elif run_attacks:
+                records = evaluate(target, specs, n=n, split=split, seed=seed, batch_size=batch_size,
                                    cascade=cascade, device=device, run_checks=checks,
                                    check_convergence=check_convergence, data_root=data_root, save_adv=adv_path,
                                    log=log, channels_last="auto" if channels_last is None else channels_last,
                                    progress=ProgressDisplay(console()), transfer_from=transfer_from)
+            if names is not None:
+                from ..corruptions import evaluate_corruptions
+
+                records.append(evaluate_corruptions(target, names, severities, n=n, split=split, seed=seed,
+                                                    batch_size=batch_size, device=device, data_root=data_root,
+                                                    source=corruption_source, log=log,
+                                                    progress=ProgressDisplay(console())))
         except UnsavedWork as e:  # the attacks ran; only the --save-adv file could not be written
             records, adv_failed = e.records, str(e)
         finally:
@@ -133,7 +168,11 @@ def command(checkpoints, suite, n, split, batch_size, cascade, ensemble, transfe
                 remove_empty(made)
         if not is_main():  # under torchrun only rank 0 prints and writes
             continue
-        print_eval_table(records)
+        if any(r["kind"] == "eval" for r in records):
+            print_eval_table([r for r in records if r["kind"] == "eval"])
+        for r in records:
+            if r["kind"] == "corruption":
+                print_corruption_table(r)
         if record:
             paths = []
             for r in records:

@@ -68,3 +68,29 @@ def degenerate_reason(rec: dict) -> str | None:
     if isinstance(d, dict):
         return str(d.get("reason") or "degenerate model")
     return d if isinstance(d, str) else "model predicts one class or guesses at chance"
+
+
+def print_corruption_table(rec: dict) -> None:
+    """One model's corruption record: accuracy per corruption (rows) and severity
+    (columns), the mean over severities, and the summary below."""
+    m, about = rec["metrics"], rec["corruptions"]
+    sevs = about["severities"]
+    cells = {(r["corruption"], r["severity"]): r["acc"] for r in m["results"]}
+    differs = about.get("differs_from_cifar10c", {})
+    table = Table(title=f"{escape(rec['checkpoint']['name'] or '')}: accuracy under common corruptions "
+                        f"({about['source']}, n={m['n']:,} per cell)")
+    table.add_column("corruption")
+    for s in sevs:
+        table.add_column(f"sev {s}", justify="right")
+    table.add_column("mean", justify="right")
+    for c in about["names"]:
+        table.add_row(c + (" *" if c in differs else ""), *[pct(cells[(c, s)]) for s in sevs],
+                      pct(m["by_corruption"][c]))
+    console().print(table)
+    lo, hi = m["mean_ci95"]
+    drop = m["relative_drop"]
+    console().print(f"clean {pct(m['clean_acc'])}; mean corruption accuracy {pct(m['mean_acc'])} "
+                    f"(95% CI {pct(lo)}-{pct(hi)} over test points); relative drop from clean "
+                    + (pct(drop) if drop is not None else "-"))
+    for c, why in differs.items():
+        console().print(f"* {c}: {escape(why)}")
