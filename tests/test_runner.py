@@ -351,6 +351,29 @@ def test_cli_help_and_missing_file(tmp_path):
     assert res.exit_code == 2 and "nope.toml does not exist" in res.output
 
 
+@pytest.mark.parametrize("name", ["leaderboard_cifar10.toml", "resnets_cifar10.toml"])
+def test_leaderboard_experiments_use_robustbenchs_threat_model(name, monkeypatch):
+    """L-inf 8/255 in pixels for training and every evaluation, 1,000 validation images
+    to choose the checkpoint, clean accuracy on the whole test set, AutoAttack standard."""
+    monkeypatch.chdir(REPO)
+    exp = load_experiment(REPO / "experiments" / name)
+    assert exp.data.val_fraction * 50_000 == 1000 and exp.data.subset is None
+    for cell in exp.cells:
+        if cell.spec.adv != "none":
+            kw = cell.spec.adv_kwargs
+            assert kw["eps_space"] == "pixel" and kw["eps"] == pytest.approx(8 / 255)
+    for u in exp.units:
+        assert u.spec.threat.space == "pixel" and u.spec.threat.eps == pytest.approx(8 / 255)
+        assert u.spec.threat.norm == "linf" and u.split == "test"
+    assert max(u.n or 10_000 for u in exp.units) == 10_000
+    aa = [u for u in exp.units if u.spec.name == "autoattack"]
+    assert aa and aa[0].spec.options.get("version", "standard") == "standard"
+    assert aa[0].n >= (1000 if name == "leaderboard_cifar10.toml" else 500)
+    if name == "leaderboard_cifar10.toml":
+        speed = exp.cells[0].spec
+        assert speed.adv == "fgsm-rs" and speed.model.arch == "fast" and speed.epochs <= 15
+
+
 @pytest.mark.parametrize("name", ["quick.toml", "seed_suite_cifar10.toml", "seed_suite_cifar100.toml"])
 def test_shipped_experiments_parse(name, monkeypatch):
     monkeypatch.chdir(REPO)  # paths resolve against experiments/ and are shown relative to the root
