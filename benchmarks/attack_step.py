@@ -13,7 +13,7 @@ Side by side on the same checkpoint, points, batch and threads:
 - plain loop:      a hand-written seed-style loop: model in eval mode, parameter
                    gradients left on, loss.backward() for the input gradient.
 
-Targets (issue 7): ours <= 1.10x the limit, and >= 1.3x faster than torchattacks."""
+Targets: ours <= 1.10x the limit, and >= 1.3x faster than torchattacks."""
 from __future__ import annotations
 
 import sys

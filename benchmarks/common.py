@@ -3,7 +3,7 @@ the machine description, checkpoints trained for benchmarking, the JPEG subset
 tree for torchvision baselines, peak-memory probes, rich tables and the JSON
 written to results/bench/<name>.json.
 
-Timing rules (issue 7): every case is warmed up before it is timed; cases that
+Timing rules: every case is warmed up before it is timed; cases that
 are compared run in the same process, interleaved round-robin (the order rotates
 each repeat) so a burst of load from other users hits all of them alike; figures
 are medians over repeats, with min and max kept; comparisons are ratios of
@@ -31,7 +31,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "results" / "bench"
 TMP = RESULTS / "tmp"  # git-ignored: checkpoints and the extracted JPEG subsets live here
-THREADS = 2  # issue 7: every figure is taken with torch.set_num_threads(2)
+THREADS = 2  # every figure is taken with torch.set_num_threads(2)
 JPEG_TAR = "cifar10-jpeg.tar.gz"
 PEERS = {  # distribution names whose versions go into every JSON
     "torch": "torch", "torchvision": "torchvision", "numpy": "numpy", "pillow": "pillow",

@@ -1,6 +1,6 @@
-"""Benchmark 2, robust-accuracy evaluation, plus the figures issue 4 closes on.
+"""Benchmark 2, robust-accuracy evaluation, plus the figures of a whole suite on one checkpoint.
 
-Part A (issue 7): on a standard and on an adversarially trained checkpoint (both
+Part A: on a standard and on an adversarially trained checkpoint (both
 trained here by fit()), the time to a PGD-20 robust accuracy on the same test
 points, side by side:
 
@@ -16,7 +16,7 @@ Robust accuracies are shown side by side; ours must be no higher (it judges ever
 iterate; torchattacks judges the last). Target: >= 5x faster than torchattacks on
 the standard checkpoint.
 
-Part B (issue 4's closing note): on a standard CIFAR-10 checkpoint from `robust
+Part B: on a standard CIFAR-10 checkpoint from `robust
 train` (the default cnn), clean, FGSM, PGD-20 (eps 0.0313 normalized, eta 0.002) and
 AutoAttack accuracy on >= 1000 test images with 95% intervals and seconds, and the
 PGD-20 wall-time ratio against torchattacks on the same points."""
@@ -159,7 +159,7 @@ def part_a(quick: bool) -> tuple[dict, list, list]:
 
 
 def robust_train_checkpoint(quick: bool, given: Path | None) -> tuple[Path, str]:
-    """The issue-4 checkpoint: a given one, else `robust train`'s default output if it
+    """The suite's checkpoint: a given one, else `robust train`'s default output if it
     exists, else a short `robust train` run (default cnn, standard method) made here.
     The smoke run (quick) reuses the quick standard checkpoint instead."""
     if given is not None:
@@ -178,7 +178,7 @@ def robust_train_checkpoint(quick: bool, given: Path | None) -> tuple[Path, str]
             import shutil
 
             shutil.rmtree(out)
-        print(f"training the issue-4 checkpoint: {' '.join(cmd[1:])}", file=sys.stderr, flush=True)
+        print(f"training the suite's checkpoint: {' '.join(cmd[1:])}", file=sys.stderr, flush=True)
         subprocess.run(cmd, check=True, cwd=common.ROOT, stdout=subprocess.DEVNULL)
     return out / "best.pth", "`robust " + " ".join(cmd[3:]) + "`"
 
@@ -238,10 +238,10 @@ def part_b(quick: bool, checkpoint: Path | None, suite_n: int | None = None) -> 
     out = {"checkpoint": str(ckpt), "checkpoint_origin": origin, "checkpoint_val_acc": (meta.get("metrics") or {}).get("val_acc"),
            "points": records[0]["data"], "threat": records[0]["attack"], "figures": figures,
            "pgd20_vs_torchattacks": comparison}
-    common.print_table(f"issue 4: {ckpt} on {clean['n']} CIFAR-10 test images (linf eps 0.0313 normalized = "
+    common.print_table(f"{ckpt} on {clean['n']} CIFAR-10 test images (linf eps 0.0313 normalized = "
                        f"{px.eps:.4g} px, eta 0.002 = {px.step:.4g} px)",
                        ["attack", "accuracy", "95% CI", "n", "seconds"], rows)
-    common.print_table("issue 4: PGD-20 evaluation against torchattacks, same checkpoint and points",
+    common.print_table("PGD-20 evaluation against torchattacks, same checkpoint and points",
                        ["case", "median s", "min s", "max s", "robust acc", "torchattacks / ours"],
                        [["ours evaluate PGD-20", times["ours"]["median"], times["ours"]["min"], times["ours"]["max"],
                          acc_ours, comparison["torchattacks_over_ours"]],
@@ -270,7 +270,7 @@ def run(quick: bool = False, out_dir=None, checkpoint: Path | None = None, suite
         report.data.update({"part_a": results, "targets": targets})
     if "b" in parts:
         suite, _ = part_b(quick, checkpoint, suite_n)
-        report.data["issue4"] = suite
+        report.data["suite"] = suite
     if parts != "ab":  # a partial run keeps its own file, so the full one is not overwritten
         report.name = f"{NAME}-{parts}"
     return report.save(out_dir)
@@ -279,12 +279,12 @@ def run(quick: bool = False, out_dir=None, checkpoint: Path | None = None, suite
 def main(argv=None) -> None:
     p = common.arg_parser(__doc__)
     p.add_argument("--checkpoint", type=Path, default=None,
-                   help=f"checkpoint for the issue-4 figures (default {DEFAULT_TRAIN_OUT} if present, "
+                   help=f"checkpoint for the suite's figures (default {DEFAULT_TRAIN_OUT} if present, "
                         "else a short `robust train` run made here)")
     p.add_argument("--suite-n", type=int, default=None,
-                   help=f"test images for the issue-4 figures (default {FULL['suite_n']})")
+                   help=f"test images for the suite's figures (default {FULL['suite_n']})")
     p.add_argument("--parts", choices=["ab", "a", "b"], default="ab",
-                   help="a: evaluation against torchattacks on two checkpoints; b: the issue-4 figures")
+                   help="a: evaluation against torchattacks on two checkpoints; b: the suite's figures on one checkpoint")
     a = p.parse_args(argv)
     run(a.quick, a.out, a.checkpoint, a.suite_n, a.parts)
 

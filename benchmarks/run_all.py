@@ -1,4 +1,4 @@
-"""Runs the benchmarks of issue 7 and writes results/bench/<name>.json for each, plus
+"""Runs the benchmarks and writes results/bench/<name>.json for each, plus
 results/bench/summary.json with every target and whether it was met.
 
     python benchmarks/run_all.py                  # all default benchmarks (make bench), ~15 min
@@ -87,7 +87,7 @@ def summarize(*, quick: bool = False, out_dir: Path | None = None, seconds: dict
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description="Run the issue-7 benchmarks.")
+    p = argparse.ArgumentParser(description="Run the benchmarks.")
     p.add_argument("names", nargs="*", help=f"benchmarks to run (default: {', '.join(DEFAULT)})")
     p.add_argument("--quick", action="store_true", help="tiny sizes, one repeat: checks they run, measures nothing")
     p.add_argument("--long", action="store_true", help="also run fast_model (up to 20 more minutes)")

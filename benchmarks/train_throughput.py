@@ -13,8 +13,7 @@ same model, the same images and the same optimizer settings.
 
 The two run interleaved: one plain epoch after each fit() epoch (fit's on_epoch_end
 hook), so load from other users falls on both alike; the first epoch of each is a
-warm-up and is not counted. Targets: standard >= 2x, PGD-10 AT >= 1.5x faster.
-Also serves issue 3's "benchmarks script that times images/s against a plain loop"."""
+warm-up and is not counted. Targets: standard >= 2x, PGD-10 AT >= 1.5x faster."""
 from __future__ import annotations
 
 import shutil

@@ -68,7 +68,7 @@ def test_attack_step_compares_every_peer(quick_results):
     assert data["settings"]["n"] == data["settings"]["batch_size"]
 
 
-def test_eval_cascade_reports_both_checkpoints_and_issue4_figures(quick_results):
+def test_eval_cascade_reports_both_checkpoints_and_the_suite_figures(quick_results):
     data = _load(quick_results[0], "eval_cascade")
     for which in ("standard", "adversarial"):
         entry = data["part_a"][which]
@@ -78,14 +78,14 @@ def test_eval_cascade_reports_both_checkpoints_and_issue4_figures(quick_results)
         # ours is bounded by clean accuracy (only clean-correct points can be robust)
         assert entry["cases"]["ours"]["robust_acc"] <= entry["clean_acc"]
         assert entry["cases"]["ours_cascade"]["robust_acc"] <= entry["clean_acc"]
-    figures = {f["attack"]: f for f in data["issue4"]["figures"]}
+    figures = {f["attack"]: f for f in data["suite"]["figures"]}
     assert {"clean", "FGSM", "PGD-20", "worst-case"} <= set(figures)  # AutoAttack only at full size
     for f in figures.values():
         lo, hi = f["ci95"]
         assert 0.0 <= lo <= f["acc"] <= hi <= 1.0
     assert figures["PGD-20"]["acc"] <= figures["clean"]["acc"]
     assert figures["worst-case"]["acc"] <= min(figures[a]["acc"] for a in ("FGSM", "PGD-20"))
-    assert data["issue4"]["pgd20_vs_torchattacks"]["torchattacks_over_ours"] > 0
+    assert data["suite"]["pgd20_vs_torchattacks"]["torchattacks_over_ours"] > 0
 
 
 def test_train_throughput_times_both_loops(quick_results):

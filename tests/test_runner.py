@@ -392,7 +392,7 @@ def test_shipped_experiments_parse(name, monkeypatch):
         assert mix["alpha"] == 0.2 and cut["alpha"] == 1.0
         labels = {u.spec.label for u in exp.units}
         assert {"FGSM", "PGD-20", "AutoAttack"} <= labels
-        assert all(u.n is None or u.n >= 2000 for u in exp.units)  # issue 6: every evaluation on >= 2,000
+        assert all(u.n is None or u.n >= 2000 for u in exp.units)  # every evaluation on >= 2,000 points
         pgd20 = [u for u in exp.units if u.spec.label == "PGD-20" and u.spec.threat.eps == 0.0313]
         assert pgd20 and pgd20[0].spec.threat.step == 0.002
         assert len({u.spec.threat.eps for u in exp.units}) >= 3  # an eps sweep

@@ -1,4 +1,4 @@
-"""`robust bench`: the issue-7 benchmarks (benchmarks/run_all.py of the source checkout)."""
+"""`robust bench`: the benchmarks (benchmarks/run_all.py of the source checkout)."""
 from __future__ import annotations
 
 import sys

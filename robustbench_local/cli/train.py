@@ -75,9 +75,8 @@ def optimization_options(f):
                      help="Images per optimizer step: the global batch; under torchrun each of N processes takes batch/N."),
         click.option("--compile/--no-compile", "compile_model", default=False, show_default=True,
                      help="torch.compile the model for training steps and their attacks (inductor). Validation runs "
-                          "uncompiled. On a 2-core CPU it did not pay off for the seed CNN: 27 s of compiling, "
-                          "then training steps 0.94x and attack steps 0.75x the speed of eager channels-last "
-                          "(benchmarks/torch_compile.py); it is meant for GPUs."),
+                          "uncompiled. Meant for GPUs: on small CPU models compiling rarely pays for itself "
+                          "(measure yours with benchmarks/torch_compile.py)."),
         click.option("--attack-precision", type=click.Choice(ATTACK_PRECISIONS), default="fp32", show_default=True,
                      help="Precision of adversarial training's inner attack: fp32 even with --amp, or amp (the training "
                           "forward's bf16/fp16)."),
