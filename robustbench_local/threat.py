@@ -33,14 +33,20 @@ GEOMETRY_NORMS = ("linf", "l2", "l1")  # what Ball can start, step and project i
 
 
 def parse_number(text: str | float | int, what: str = "value") -> float:
-    """Accepts 0.0313, '8/255' or '1e-3'; refuses inf and nan, which no radius, step
-    or rate can be (and which JSON records cannot hold)."""
+    """Accepts 0.0313, '8/255', '0.4/255' or '1e-3'; refuses inf and nan, which no
+    radius, step or rate can be (and which JSON records cannot hold)."""
     if isinstance(text, (int, float)) and not isinstance(text, bool):
         v = float(text)
     else:
         s = str(text).strip()
         try:
-            v = float(Fraction(s)) if "/" in s else float(s)
+            if "/" in s:
+                num, den = s.split("/", 1)
+                # exact for integer fractions (8/255 is the float nearest 8/255), else a float division
+                v = float(Fraction(int(num), int(den))) if num.strip().isdigit() and den.strip().isdigit() \
+                    else float(num) / float(den)
+            else:
+                v = float(s)
         except (ValueError, ZeroDivisionError):
             raise RobustError(f"{what} '{text}' is not a number; write e.g. 0.0313 or 8/255") from None
     if not math.isfinite(v):

@@ -22,9 +22,12 @@ def test_seed_convention_normalized_to_pixel():
 
 
 def test_fractions_and_per_channel_std():
-    assert parse_number("8/255") == pytest.approx(8 / 255)
-    with pytest.raises(RobustError):
-        parse_number("eight")
+    assert parse_number("8/255") == 8 / 255 and parse_number(" 8 / 255 ") == 8 / 255
+    assert parse_number("0.4/255") == pytest.approx(0.4 / 255)  # a step of 0.4 pixel levels
+    assert parse_number("1e-1/2") == pytest.approx(0.05)
+    for bad in ("eight", "1/0", "1/", "/255", "0.4/x"):
+        with pytest.raises(RobustError):
+            parse_number(bad)
     t = ThreatModel("linf", parse_number("8/255"), 0.002, "pixel")
     std = [0.247, 0.243, 0.261]
     d = t.describe(std)
