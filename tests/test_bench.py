@@ -163,7 +163,7 @@ def test_speed_run_quick_times_both_recipes_of_the_experiment(tmp_path):
     assert set(saved["images_per_s"]) == {speed_run.SPEED, speed_run.PGD}
     assert all(v > 0 for runs in saved["images_per_s"].values() for v in runs)
     # PGD-10 takes ten attack steps where FGSM-RS takes one: it cannot be the faster
-    assert data["speedup_vs_pgd10"] > 1.5
+    assert data["speedup_vs_pgd10"] > 1.2
     assert set(saved["reached"]) == {speed_run.SPEED, speed_run.PGD}
 
 

@@ -145,6 +145,9 @@ def test_robust_eval_corruptions_through_the_cli(ckpt, tmp_path, monkeypatch):
     rec = json.loads(path.read_text())
     assert len(rec["metrics"]["results"]) == 4 and rec["metrics"]["n"] == 16
     assert "mean corruption accuracy" in res.output
+    rep = CliRunner().invoke(main, ["report", "--results", str(tmp_path / "res")])  # corruption records alone
+    assert rep.exit_code == 0, rep.output
+    assert "corruption" in (tmp_path / "res" / "REPORT.md").read_text().lower()
     both = CliRunner().invoke(main, ["eval", "--attack", "fgsm", "--corruptions", "fog", "--severity", "1",
                                      "--n", "16", "--results", str(tmp_path / "res2"), str(ckpt)])
     assert both.exit_code == 0, both.output

@@ -28,6 +28,7 @@ import pandas as pd
 from ..errors import RobustError
 from ..fileio import write_files
 from ..outputs import cannot_write
+from .corruptions import CorruptionSection, build_corruptions
 from .html import render_html
 from .examples import OWN, Example, find_examples
 from .leaderboard import Leaderboard, build_leaderboard
@@ -56,6 +57,7 @@ class Report:
     sources: dict[str, str] = field(default_factory=dict)  # record file name -> sha256, at build time
     note: str | None = None  # after write(): what was replaced, when something was
     leaderboard: Leaderboard | None = None  # our models beside published RobustBench entries
+    corruptions: CorruptionSection | None = None  # accuracy under common corruptions
 
     def csv_bytes(self) -> bytes:
         buf = io.StringIO()
@@ -66,6 +68,8 @@ class Report:
         """Relative path -> content, everything the report writes."""
         out = {f"{FIG_DIR}/{f.name}": f.png for f in self.figures}
         out["report.csv"] = self.csv_bytes()
+        if self.corruptions is not None:
+            out.update(self.corruptions.files())
         out["report.html"] = self.html.encode("utf-8")
         out["REPORT.md"] = self.markdown.encode("utf-8")
         if self.results is not None:  # last: it vouches for the files before it
@@ -112,9 +116,10 @@ def build_report(
     figures = all_figures(data, comp)
     examples = find_examples(results, out, data)
     board = build_leaderboard(data, results)
-    return Report(data, comp, csv_frame(data), render_markdown(data, comp, figures, examples, FIG_DIR, board),
-                  render_html(data, comp, figures, examples, board), figures, examples, out, Path(results), sources,
-                  leaderboard=board)
+    corr = build_corruptions(data, comp, results, skip_bad=skip_bad, warn=warn)
+    return Report(data, comp, csv_frame(data), render_markdown(data, comp, figures, examples, FIG_DIR, board, corr),
+                  render_html(data, comp, figures, examples, board, corr), figures + corr.figures, examples, out,
+                  Path(results), sources, leaderboard=board, corruptions=corr)
 
 
 def write_report(results: str | Path = "results", out: str | Path | None = None, *, force: bool = False,

@@ -11,7 +11,7 @@ from pathlib import Path
 from .load import ReportData
 
 # figure names the report writes itself (never shown as examples)
-OWN = ("eps-curves-", "training-curves", "per-class-")
+OWN = ("eps-curves-", "training-curves", "per-class-", "corruption-")
 
 
 @dataclass

@@ -8,6 +8,7 @@ from html import escape
 from .load import ReportData
 from .markdown import EXPLAIN, MIN_NORM_EXPLAIN, TRAIN_HEAD, header_lines, training_rows
 from .examples import Example
+from .corruptions import CorruptionSection, corruptions_html
 from .leaderboard import LEADERBOARD_CSS, Leaderboard, leaderboard_html
 from .plots import MIN_NORM, ReportFigure
 from .tables import Comparison, Table, adv_text, cell_text, checkpoint_text, minutes_text, table_notes
@@ -50,7 +51,7 @@ def _img(f: ReportFigure) -> str:
 
 
 def render_html(data: ReportData, comp: Comparison, figures: list[ReportFigure], examples: list[Example] = (),
-                leaderboard: Leaderboard | None = None) -> str:
+                leaderboard: Leaderboard | None = None, corruptions: CorruptionSection | None = None) -> str:
     body = ["<h1>Robustness report</h1>"] + [f"<p>{escape(s)}</p>" for s in header_lines(data)]
     body.append(f'<p class="small">{escape(EXPLAIN)}</p>')
     for i, t in enumerate(comp.tables):
@@ -70,6 +71,7 @@ def render_html(data: ReportData, comp: Comparison, figures: list[ReportFigure],
         body.append("<p>No evaluation records match; only training records are shown.</p>")
     if leaderboard is not None:
         body += leaderboard_html(leaderboard)
+    body += corruptions_html(corruptions)
     curves = [f for f in figures if f.name.startswith("eps-curves") and not f.name.startswith(MIN_NORM)]
     if curves:
         body.append("<h2>Accuracy vs eps</h2>")

@@ -502,7 +502,7 @@ def load_report_data(
     if checkpoint:
         trains = [t for t in trains if any(_glob_any(p, [t.name, *t.paths]) for p in checkpoint)]
     filters = {"dataset": dataset, "attack": attack, "checkpoint": checkpoint}
-    if not rows and not trains:
+    if not rows and not trains and not any(r.get("kind") == "corruption" for r in records):
         active = ", ".join(f"--{k} {' '.join(v)}" for k, v in filters.items() if v)
         raise RobustError(f"no records in {Path(results) / 'records'} match {active}" if active
                           else f"no usable evaluation or training records in {Path(results) / 'records'}"

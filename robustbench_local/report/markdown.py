@@ -6,6 +6,7 @@ import math
 
 from .load import ReportData, TrainRun, robust_key
 from .examples import Example
+from .corruptions import CorruptionSection, corruptions_markdown
 from .leaderboard import Leaderboard, leaderboard_markdown
 from .plots import MIN_NORM, ReportFigure
 from .tables import Comparison, markdown_table, method_label, table_notes
@@ -81,7 +82,8 @@ def _md_row(vals) -> str:
 
 
 def render_markdown(data: ReportData, comp: Comparison, figures: list[ReportFigure], examples: list[Example] = (),
-                    fig_dir: str = "figures", leaderboard: Leaderboard | None = None) -> str:
+                    fig_dir: str = "figures", leaderboard: Leaderboard | None = None,
+                    corruptions: CorruptionSection | None = None) -> str:
     out = ["# Robustness report", ""]
     out += header_lines(data) + ["", EXPLAIN, ""]
     for i, t in enumerate(comp.tables):
@@ -99,6 +101,7 @@ def render_markdown(data: ReportData, comp: Comparison, figures: list[ReportFigu
         out += ["No evaluation records match; only training records are shown.", ""]
     if leaderboard is not None:
         out += leaderboard_markdown(leaderboard)
+    out += corruptions_markdown(corruptions, fig_dir)
 
     curves = [f for f in figures if f.name.startswith("eps-curves") and not f.name.startswith(MIN_NORM)]
     if curves:
