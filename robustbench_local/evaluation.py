@@ -217,6 +217,7 @@ class AttackRun(NamedTuple):
     adv_pred: torch.Tensor | None
     x_adv: torch.Tensor | None
     norms: torch.Tensor | None  # minimal-norm attacks: NaN not attacked, inf none found
+    resumed_seconds: float = 0.0  # spent by earlier, cut-off runs on the batches this one resumed from
 
 
 def run_attack(target: Target, spec: AttackSpec, x: torch.Tensor, y: torch.Tensor, todo: torch.Tensor, *,
@@ -257,7 +258,9 @@ def run_attack(target: Target, spec: AttackSpec, x: torch.Tensor, y: torch.Tenso
         batch_size = max(batch_size, len(ids))
     starts = range(0, len(ids), batch_size)
     mine = list(distributed.my_chunks(len(starts)))  # every batch in a single process
+    resumed_seconds = 0.0
     if partial is not None and partial.load(len(y), y.device):
+        resumed_seconds = partial.seconds
         fooled = partial.fooled
         if norms is not None and partial.norms is not None:
             norms = partial.norms
@@ -295,7 +298,7 @@ def run_attack(target: Target, spec: AttackSpec, x: torch.Tensor, y: torch.Tenso
         distributed.all_reduce_sum(x_adv)
         untouched = ~todo
         x_adv[untouched] = x[untouched]  # untouched points keep their clean image
-    return AttackRun(fooled, adv_pred, x_adv, norms)
+    return AttackRun(fooled, adv_pred, x_adv, norms, resumed_seconds)
 
 
 def _gather_norms(norms: torch.Tensor) -> torch.Tensor:
@@ -521,7 +524,7 @@ def evaluate(
             else:
                 run = _transfer(source, target, spec, x, y, todo, batch_size, seed, progress)
             fooled, adv_pred, x_adv = run.fooled, run.adv_pred, run.x_adv
-            seconds = time.perf_counter() - t1
+            seconds = time.perf_counter() - t1 + run.resumed_seconds
             robust_ok = todo & ~fooled
             robust_all &= robust_ok
             metrics = _metrics(points, clean_ok, robust_all.clone() if cascade else robust_ok, seconds, int(todo.sum()))

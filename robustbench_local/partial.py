@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from pathlib import Path
 
 import torch
@@ -36,8 +37,9 @@ def run_key(**parts) -> str:
 
 class PartialRun:
     """Batches done so far of one attack run: ``done`` (batch numbers), ``fooled`` and
-    ``norms`` over all points. ``save`` after each batch; ``finish`` when the attack
-    has run through, which removes the file."""
+    ``norms`` over all points, and ``seconds`` the earlier runs spent on them (so a
+    resumed attack's record counts its whole cost). ``save`` after each batch; ``finish``
+    when the attack has run through, which removes the file."""
 
     def __init__(self, folder: str | Path, key: str):
         self.key = key
@@ -45,6 +47,8 @@ class PartialRun:
         self.done: set[int] = set()
         self.fooled: torch.Tensor | None = None
         self.norms: torch.Tensor | None = None
+        self.seconds = 0.0  # spent on the done batches by earlier, cut-off runs
+        self._started = time.perf_counter()
 
     def load(self, n_points: int, device: torch.device) -> bool:
         """Reads what an earlier, cut-off run finished; False when there is nothing to resume."""
@@ -61,12 +65,15 @@ class PartialRun:
         self.fooled = state["fooled"].to(device)
         norms = state.get("norms")
         self.norms = None if norms is None else norms.to(device)
+        self.seconds = float(state.get("seconds", 0.0))
+        self._started = time.perf_counter()
         return True
 
     def save(self, batch: int, fooled: torch.Tensor, norms: torch.Tensor | None) -> None:
         self.done.add(batch)
         state = {"key": self.key, "done": sorted(self.done), "fooled": fooled.detach().cpu().clone(),
-                 "norms": None if norms is None else norms.detach().cpu().clone()}
+                 "norms": None if norms is None else norms.detach().cpu().clone(),
+                 "seconds": self.seconds + time.perf_counter() - self._started}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(self.path) as tmp:
             torch.save(state, tmp)

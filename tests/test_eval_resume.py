@@ -53,13 +53,19 @@ def test_cut_off_pgd_resumes_at_its_batch_and_matches_an_uninterrupted_run(ckpt,
         cut_after(m, 1)
         with pytest.raises(KeyboardInterrupt):
             run(ckpt, attack, tmp_path)
-    assert len(list(tmp_path.glob("partial-*.pt"))) == 1
+    (part,) = tmp_path.glob("partial-*.pt")
+    state = torch.load(part, weights_only=True)
+    assert state["seconds"] > 0
+    state["seconds"] = 1000.0  # as if the cut-off batch had taken that long
+    torch.save(state, part)
     with monkeypatch.context() as m:
         saved = cut_after(m, batches + 1)  # never fires: counts the batches the resumed run attacks
         resumed = run(ckpt, attack, tmp_path)
     assert saved == list(range(1, batches))  # batch 0 was kept by the cut-off run
     assert resumed["metrics"]["robust_flags"] == whole["metrics"]["robust_flags"]
     assert resumed["metrics"]["robust_correct"] == whole["metrics"]["robust_correct"]
+    # the record counts the cut-off run's batch too: a resumed attack is not made to look cheaper
+    assert resumed["metrics"]["seconds"] >= 1000.0
     assert not list(tmp_path.glob("partial-*.pt"))  # removed once the attack has run through
 
 
