@@ -315,9 +315,7 @@ def test_filters_and_models_without_an_adversarial_evaluation(store):
 
 def test_real_evaluations_and_corruption_records_make_the_section(tmp_path):
     """The real evaluate() and evaluate_corruptions() on 16 points of a trained CNN."""
-    pytest.importorskip("robustbench_local.corruptions.functions")
-    pytest.importorskip("skimage")
-    pytest.importorskip("cv2")
+    pytest.importorskip("skimage")  # the corruptions extra
     from support import cifar10, trained_cnn
 
     from robustbench_local.attacks import AttackSpec
