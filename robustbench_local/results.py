@@ -36,7 +36,24 @@ def unpack_flags(text: str, n: int):
     return bits[:n].astype(bool)
 
 
-def wilson_interval(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+Z95 = 1.959963984540054  # the two-sided 95% normal quantile
+
+
+def mean_interval(scores, z: float = Z95) -> tuple[float, tuple[float, float]]:
+    """Mean of per-point scores in [0, 1] and its normal 95% interval over the points
+    (mean +- z standard errors), clipped to [0, 1]; (0, 1) bounds below 2 points."""
+    import numpy as np
+
+    v = np.asarray(scores, dtype=np.float64)
+    n = len(v)
+    mean = float(v.mean()) if n else 0.0
+    if n < 2:
+        return mean, (0.0, 1.0)
+    half = z * float(v.std(ddof=1)) / n ** 0.5
+    return mean, (max(0.0, mean - half), min(1.0, mean + half))
+
+
+def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float]:
     """95% Wilson score interval for k successes out of n (well-behaved at 0 and n)."""
     if n <= 0:
         return (0.0, 1.0)

@@ -11,30 +11,16 @@ run), per corruption, per severity and per family, and the relative drop from cl
 share of corrupted versions it got right, mean +- 1.96 standard errors."""
 from __future__ import annotations
 
-import math
 import time
 
 import torch
 
-from ..results import pack_flags, wilson_interval
+from ..results import mean_interval, pack_flags, wilson_interval
 from ..runtime import environment
 from . import SOURCES
 from ..text import acc_text
 from .functions import DIFFERS, FAMILIES
 from .sets import GENERATOR_VERSION, SetKey, find_real_folder, generated_set, real_set
-
-Z95 = 1.959963984540054
-
-
-def _mean_interval(scores: torch.Tensor) -> tuple[float, list[float]]:
-    """Mean of per-point scores in [0,1] and its normal 95% interval, clipped to [0,1]."""
-    n = len(scores)
-    mean = float(scores.mean()) if n else 0.0
-    if n < 2:
-        return mean, [0.0, 1.0]
-    half = Z95 * float(scores.std(unbiased=True)) / math.sqrt(n)
-    return mean, [max(0.0, mean - half), min(1.0, mean + half)]
-
 
 def _choose_source(source: str, info, split: str, data_root) -> tuple[str, object]:
     from ..errors import RobustError
@@ -109,7 +95,8 @@ def evaluate_corruptions(model_or_checkpoint, names, severities, data=None, *, n
     if task is not None:
         task.close(ok=True)
     scores = torch.stack(flags).float().mean(0) if flags else torch.zeros(0)
-    mean_acc, mean_ci = _mean_interval(scores)
+    mean_acc, mean_ci = mean_interval(scores.numpy())
+    mean_ci = list(mean_ci)
 
     def mean_of(key: str, value) -> float:
         accs = [r["acc"] for r in results if r[key] == value]

@@ -33,7 +33,7 @@ from matplotlib.figure import Figure
 
 from ..corruptions import CORRUPTIONS
 from ..errors import RobustError
-from ..results import ResultsStore, unpack_flags
+from ..results import ResultsStore, mean_interval, unpack_flags
 from .load import ReportData, _dataset_matches, _glob_any, newest_largest, source_label
 from .plots import MARKERS, RC, STYLES, ReportFigure, png_bytes, slug
 from .robustbench_info import _is_standard_aa
@@ -45,7 +45,6 @@ HEATMAP_CMAP = "cividis"  # sequential and readable with every common colour-vis
 # Okabe & Ito's colour-blind-safe palette; black first and yellow last (weakest on white)
 OKABE_ITO = ("#000000", "#E69F00", "#56B4E9", "#009E73", "#0072B2", "#D55E00", "#CC79A7", "#F0E442")
 PER_FIGURE = 8  # models per heatmap or curve figure: one Okabe-Ito colour each
-Z95 = 1.959963984540054
 DEDUP = ("ckpt_key", "dataset", "split", "n", "seed", "indices_sha256", "names", "severities", "source")
 
 CONTEXT = (
@@ -323,8 +322,7 @@ def _severity_ci(results: list[dict], s: int, n: int) -> tuple[float, float] | N
         scores = np.mean([unpack_flags(r["flags"], n) for r in at], axis=0)
     except (RobustError, ValueError):
         return None
-    mean, half = float(scores.mean()), Z95 * float(scores.std(ddof=1)) / math.sqrt(n)
-    return max(0.0, mean - half), min(1.0, mean + half)
+    return mean_interval(scores)[1]
 
 
 def _model_row(f: dict, evals: pd.DataFrame, adv: dict[str, tuple[Row, str, bool]]) -> ModelRow:
