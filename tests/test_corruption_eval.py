@@ -158,6 +158,27 @@ def test_robust_eval_corruptions_through_the_cli(ckpt, tmp_path, monkeypatch):
     assert not (tmp_path / "res3").exists()
 
 
+def test_a_degenerate_model_is_named_in_the_record_and_the_output(tmp_path, monkeypatch):
+    model, meta = trained_cnn(epochs=1, n_train=256)
+    last = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():  # every input goes to class 3
+        last.weight.zero_()
+        last.bias.copy_(torch.nn.functional.one_hot(torch.tensor(3), 10).float())
+    path = save_checkpoint(tmp_path / "one-class.pth", model, meta)
+    monkeypatch.setenv("ROBUST_CACHE", str(tmp_path / "cache"))
+    res = CliRunner().invoke(main, ["eval", "--corruptions", "fog", "--severity", "1", "--n", "40",
+                                    "--results", str(tmp_path / "res"), str(path)])
+    assert res.exit_code == 0, res.output
+    (rec_path,) = (tmp_path / "res" / "records").glob("corruption-*.json")
+    rec = json.loads(rec_path.read_text())
+    assert "one class" in rec["degenerate"]["reason"] and rec["checks"][0]["ok"] is False
+    assert rec["metrics"]["relative_drop"] == 0.0  # what the warning is for: a flat line that measures nothing
+    assert "is degenerate" in " ".join(res.output.split()) and "meaningless" in res.output
+    good = evaluate_corruptions(trained_cnn(epochs=2, n_train=2000), ("fog",), (1,), small_bundle(48), n=None,
+                                device="cpu", cache_dir=tmp_path, source="generated")
+    assert good["degenerate"] is None and good["checks"][0]["ok"] is True
+
+
 def test_robust_run_measures_corruptions_once_per_cell(tmp_path, monkeypatch):
     from support import TINY_EXPERIMENT, image_tree
 

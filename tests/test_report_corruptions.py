@@ -23,8 +23,11 @@ import pytest
 from robustbench_local.corruptions import GROUPS
 from robustbench_local.errors import RobustError
 from robustbench_local.report import build_report
-from robustbench_local.report.corruptions import (CSV_NAME, FIG_PREFIX, HEATMAP_CMAP, OKABE_ITO, build_corruptions,
-                                                  corruptions_markdown, heatmap_figure, severity_figure)
+from robustbench_local.report.corruption_figures import (FIG_PREFIX, HEATMAP_CMAP, OKABE_ITO, heatmap_figure,
+                                                         severity_figure)
+from robustbench_local.report.corruption_pages import corruptions_markdown
+from robustbench_local.report.corruption_published import PUBLISHED
+from robustbench_local.report.corruptions import CSV_NAME, build_corruptions
 from robustbench_local.report.html import render_html
 from robustbench_local.report.load import load_report_data
 from robustbench_local.report.markdown import render_markdown
@@ -35,6 +38,7 @@ FIXTURES = Path(__file__).parent / "fixtures" / "records"
 STANDARD = "cifar10-cnn-standard-s0/best.pth"  # no AutoAttack record: worst case over FGSM, PGD-20
 ADVERSARIAL = "cifar10-cnn-standard-pgd-s0/best.pth"  # AutoAttack (standard) at the main radius
 FAMILY = {c: fam for fam, names in GROUPS.items() for c in names}
+GROUPS_ALL = [c for names in GROUPS.values() for c in names]
 FROST_WHY = "A procedural, seeded ice texture replaces the benchmark's frost photographs."
 Z95 = 1.959963984540054
 
@@ -187,6 +191,39 @@ def test_table_rows_hold_the_records_numbers_beside_adversarial_accuracy(built):
     assert "<h2>Common corruptions</h2>" in html and '<table class="corruptions">' in html
     assert f'<td class="num">{_row(sec, ADVERSARIAL)[8]}</td>' in html
     assert html.count("data:image/png;base64,") == 2  # heatmap and severity curve, embedded
+
+
+def test_published_cifar10c_figures_sit_beside_ours_with_each_models_drop(built):
+    _, recs, report = built
+    sec = _section(report.markdown)
+    for p in PUBLISHED:  # the per-corruption means reproduce the mean the source lists
+        assert sum(p.by_corruption.values()) / 15 == pytest.approx(p.mean, abs=0.01)
+        assert sum(p.by_severity.values()) / 5 == pytest.approx(p.mean, abs=0.01)
+        assert sorted(p.by_corruption) == sorted(GROUPS_ALL)
+    assert ("| Standard | WideResNet-28-10 | standard | 94.78 | 73.46 | 22.5% | "
+            "gaussian noise 47.0, glass blur 51.0, impulse noise 55.3 |") in sec
+    assert "| Gowal2020Uncovering_70_16 (L-inf) | WideResNet-70-16 | adversarial, L-inf 8/255 | 85.29 | 76.37 |" in sec
+    for name, rec in recs.items():
+        m = rec["metrics"]
+        worst = sorted(m["by_corruption"].items(), key=lambda kv: kv[1])[0][0].replace("_", " ")
+        line = next(x for x in sec.splitlines() if x.startswith(f"- {name} ("))
+        assert f"loses {100 * m['relative_drop']:.1f}% of its clean {_pct(m['clean_acc'])}% (n=500)" in line
+        assert f"worst under {worst} " in line
+    assert "Why ours differ:" in sec
+    html = _section_html(report.html)
+    assert '<td class="num">94.78</td>' in html and "Why ours differ:" in html
+
+
+def test_a_degenerate_models_corruption_row_is_marked(store):
+    root, _ = store
+    rec = corruption_record(_evals(root)[STANDARD], NAMES, SEVERITIES, seed=3, created="2025-03-01T00:00:00+00:00")
+    rec["degenerate"] = {"reason": "predicts one class for 97% of the points"}
+    ResultsStore(root).add(rec)
+    sec = "\n".join(corruptions_markdown(_section_only(root)[2]))
+    assert _row(sec, STANDARD + " (degenerate)")
+    assert (f"- {STANDARD}: degenerate model (predicts one class for 97% of the points): its corruption accuracies "
+            "and drop are meaningless") in sec
+    assert not any(x.startswith(f"- {STANDARD} (") for x in sec.splitlines())  # no drop sentence for it
 
 
 def _section_html(html: str) -> str:

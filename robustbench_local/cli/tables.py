@@ -94,3 +94,7 @@ def print_corruption_table(rec: dict) -> None:
                     + (pct(drop) if drop is not None else "-"))
     for c, why in differs.items():
         console().print(f"* {c}: {escape(why)}")
+    why = degenerate_reason(rec)
+    if why:
+        console().print(f"[yellow]warning:[/yellow] {escape(rec['checkpoint']['name'] or 'the model')} is "
+                        f"degenerate ({escape(why)}); its corruption accuracies and drop are meaningless")

@@ -15,6 +15,7 @@ import time
 
 import torch
 
+from ..checks import not_degenerate
 from ..results import mean_interval, pack_flags, wilson_interval
 from ..runtime import environment
 from . import SOURCES
@@ -60,13 +61,21 @@ def evaluate_corruptions(model_or_checkpoint, names, severities, data=None, *, n
     clean_u8 = (points.x * 255).round().to(torch.uint8).cpu()  # exactly the split's uint8 images
     index = points.index.cpu()
 
-    def correct(x_u8: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        logits = predict(model, x_u8.to(dev).float().div_(255), batch_size)
-        return (logits.argmax(1) == y.to(dev)).cpu()
+    def predicted(x_u8: torch.Tensor) -> torch.Tensor:
+        return predict(model, x_u8.to(dev).float().div_(255), batch_size).argmax(1).cpu()
 
-    clean_ok = correct(clean_u8, points.y)
+    def correct(x_u8: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return predicted(x_u8) == y.cpu()
+
+    clean_pred = predicted(clean_u8)
+    clean_ok = clean_pred == points.y.cpu()
     n_pts, kc = len(clean_ok), int(clean_ok.sum())
     say(f"{target.name}: clean accuracy {acc_text(kc / n_pts, n_pts, wilson_interval(kc, n_pts))}")
+    # a model that guesses or predicts one class keeps its accuracy under every corruption:
+    # a zero drop that measures nothing, so the record says so
+    degenerate = not_degenerate(clean_pred, points.y, bundle.info.num_classes, points.classes)
+    if not degenerate.ok:
+        say(f"  warning: degenerate model ({degenerate.detail}); its corruption accuracies are meaningless")
     total = len(names) * len(severities)
     task = progress.task(f"corruptions ({kind})", total, "sets") if progress is not None else None
     results, flags, labels_match = [], [], True
@@ -130,4 +139,6 @@ def evaluate_corruptions(model_or_checkpoint, names, severities, data=None, *, n
         "environment": environment(dev, seed),
         "corruptions": about,
         "metrics": metrics,
+        "degenerate": None if degenerate.ok else {"reason": degenerate.detail},
+        "checks": [degenerate.to_dict()],
     }

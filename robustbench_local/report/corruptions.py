@@ -17,49 +17,28 @@ Nothing here is drawn or written when the store holds no corruption record, so s
 report is byte-identical to one made without this section."""
 from __future__ import annotations
 
-import base64
 import io
 import math
 from dataclasses import dataclass, field
-from html import escape
 from pathlib import Path
 from typing import Callable
 
 import matplotlib
 import numpy as np
 import pandas as pd
-from matplotlib.colors import Normalize
-from matplotlib.figure import Figure
 
 from ..corruptions import CORRUPTIONS
 from ..errors import RobustError
 from ..results import ResultsStore, mean_interval, unpack_flags
-from .load import ReportData, _dataset_matches, _glob_any, newest_largest, source_label
-from .plots import MARKERS, RC, STYLES, ReportFigure, png_bytes, slug
-from .robustbench_info import _is_standard_aa
-from .tables import WORST, Cell, Comparison, Row, attack_order, cell_text, method_text
+from .load import ReportData, dataset_matches, glob_any, newest_largest, source_label
+from .corruption_figures import section_figures
+from .plots import RC, ReportFigure
+from .robustbench_info import is_standard_aa
+from .tables import WORST, Cell, Comparison, Row, attack_order, method_text
 
 CSV_NAME = "corruptions.csv"
-FIG_PREFIX = "corruption-"  # figure names this section owns
-HEATMAP_CMAP = "cividis"  # sequential and readable with every common colour-vision deficiency
-# Okabe & Ito's colour-blind-safe palette; black first and yellow last (weakest on white)
-OKABE_ITO = ("#000000", "#E69F00", "#56B4E9", "#009E73", "#0072B2", "#D55E00", "#CC79A7", "#F0E442")
-PER_FIGURE = 8  # models per heatmap or curve figure: one Okabe-Ito colour each
 DEDUP = ("ckpt_key", "dataset", "split", "n", "seed", "indices_sha256", "names", "severities", "source")
 
-CONTEXT = (
-    "Hendrycks & Dietterich (\"Benchmarking Neural Network Robustness to Common Corruptions and Perturbations\", "
-    "ICLR 2019) defined these 15 corruptions at 5 severities (ImageNet-C, and CIFAR-10-C for 32x32 images) and "
-    "found that standard classifiers lose a large part of their clean accuracy under them, noise and blur among "
-    "the most damaging. No published figure is compared here, because ours differ: {differ}. The numbers rank "
-    "our models against each other, not against published CIFAR-10-C results."
-)
-EXPLAIN = (
-    "Accuracy in %. Each corruption column is the mean over the severities evaluated. clean: the same test points "
-    "uncorrupted, from the corruption record. mean corruption: over every corruption and severity evaluated, with "
-    "a 95% interval over test points (each point's share of corrupted versions classified correctly, mean ± 1.96 "
-    "standard errors) and n. relative drop: (clean - mean corruption) / clean. adversarial: {adv}"
-)
 
 
 # ----------------------------------------------------------------------------- what the section holds
@@ -242,9 +221,9 @@ def _load(results, data: ReportData, skip_bad: bool, warn: Callable[[str], None]
             continue
         row = _flat(rec)
         wanted_ds, wanted_ck = data.filters.get("dataset") or (), data.filters.get("checkpoint") or ()
-        if wanted_ds and not _dataset_matches(row["dataset"], tuple(wanted_ds)):
+        if wanted_ds and not dataset_matches(row["dataset"], tuple(wanted_ds)):
             continue
-        if wanted_ck and not any(_glob_any(p, [row["checkpoint"], row["checkpoint_path"]]) for p in wanted_ck):
+        if wanted_ck and not any(glob_any(p, [row["checkpoint"], row["checkpoint_path"]]) for p in wanted_ck):
             continue
         out.append(row)
     return out
@@ -272,7 +251,7 @@ def _adversarial(row: Row, evals: pd.DataFrame, radius: str, main: bool) -> Adve
     attacks = {c: cell for c, cell in row.cells.items() if c != "clean"}
     by_record = {r: evals[evals["record"] == r].iloc[0] for r in {c.record for c in attacks.values() if c.record}}
     aa = [(by_record[c.record]["attack_name"] == "autoattack", c.n, col) for col, c in attacks.items()
-          if c.record and _is_standard_aa(by_record[c.record])]
+          if c.record and is_standard_aa(by_record[c.record])]
     if aa:
         col = max(aa)[2]
         return Adversarial(attacks[col], col, True, radius, main)
@@ -351,18 +330,22 @@ def _model_row(f: dict, evals: pd.DataFrame, adv: dict[str, tuple[Row, str, bool
         grid={(r["corruption"], int(r["severity"])): float(r["acc"]) for r in results},
         differs=dict(about.get("differs_from_cifar10c") or {}) if f["source"] == "generated" else {},
     )
+    own = (rec.get("degenerate") or {}).get("reason") if isinstance(rec.get("degenerate"), dict) else None
+    if own:  # a model that guesses or predicts one class keeps its accuracy under any corruption
+        row.degenerate = True
+        row.notes.append(f"degenerate model ({own}): its corruption accuracies and drop are meaningless")
     hit = adv.get(f["ckpt_key"])
     if hit is None:
         row.notes.append("no adversarial evaluation of this model in this report")
     else:
         table_row, title, main = hit
-        row.degenerate = bool(table_row.degenerate)
+        row.degenerate = row.degenerate or bool(table_row.degenerate)
         row.adversarial = _adversarial(table_row, evals, title, main)
         if row.adversarial is None:
             row.notes.append(f"no attack at {title}")
         elif not main:
             row.notes.append(f"not evaluated at the main radius; adversarial accuracy at {title}")
-        if row.degenerate:
+        if table_row.degenerate:
             row.notes.append(f"degenerate model ({table_row.degenerate}): its adversarial accuracy is meaningless")
     return row
 
@@ -409,7 +392,7 @@ def build_corruptions(data: ReportData, comp: Comparison, results, *, skip_bad: 
     section.csv = _csv(rows, section)
     with matplotlib.rc_context(RC):
         for t in section.tables:
-            t.figures = _figures(t)
+            t.figures = section_figures(t)
             section.figures += t.figures
     return section
 
@@ -444,254 +427,3 @@ def _csv(rows: list[dict], section: CorruptionSection) -> pd.DataFrame:
     df["_c"] = df["corruption"].map(lambda c: -1 if c == "clean" else rank.get(c, len(rank)))
     df = df.sort_values(["dataset", "split", "model", "record", "_c", "corruption", "severity"], kind="stable")
     return df.drop(columns="_c").reset_index(drop=True)
-
-
-# ----------------------------------------------------------------------------- figures
-
-
-def _short(name: str) -> str:
-    """A legend's model name: 'runs/seed0/best.pth' -> 'runs/seed0'."""
-    for tail in ("/best.pth", "/last.pth"):
-        if name.endswith(tail) and len(name) > len(tail):
-            return name[: -len(tail)]
-    return name
-
-
-def _label(c: str, differs: dict[str, str]) -> str:
-    return c.replace("_", " ") + (f" †{list(differs).index(c) + 1}" if c in differs else "")
-
-
-def _chunks(rows: list[ModelRow]) -> list[list[ModelRow]]:
-    return [rows[i:i + PER_FIGURE] for i in range(0, len(rows), PER_FIGURE)]
-
-
-def _figures(t: CorruptionTable) -> list[ReportFigure]:
-    base = slug(t.dataset) + ("" if t.split == "test" else f"-{slug(t.split)}")
-    out = []
-    parts = _chunks(t.rows)
-    for i, rows in enumerate(parts, 1):
-        part = "" if len(parts) == 1 else f"-{i}"
-        of = "" if len(parts) == 1 else f" ({i} of {len(parts)})"
-        title = f"{t.title}: accuracy by corruption and severity{of}"
-        out.append(ReportFigure(f"{FIG_PREFIX}heatmap-{base}{part}.png", title,
-                                png_bytes(heatmap_figure(rows, t.names, t.severities, t.differs, title))))
-    for i, rows in enumerate(parts, 1):
-        part = "" if len(parts) == 1 else f"-{i}"
-        of = "" if len(parts) == 1 else f" ({i} of {len(parts)})"
-        title = f"{t.title}: mean corruption accuracy vs severity{of}"
-        out.append(ReportFigure(f"{FIG_PREFIX}severity-{base}{part}.png", title,
-                                png_bytes(severity_figure(rows, title))))
-    return out
-
-
-def _fitted(lo: float, hi: float, step: float) -> tuple[float, float]:
-    """A range around [lo, hi] on multiples of ``step`` within [0, 100], never empty."""
-    a, b = max(0.0, math.floor(lo / step) * step), min(100.0, math.ceil(hi / step) * step)
-    if b <= a:
-        a, b = max(0.0, a - step), min(100.0, b + step)
-    return a, b
-
-
-def heatmap_figure(rows: list[ModelRow], names: list[str], severities: list[int], differs: dict[str, str],
-                   title: str) -> Figure:
-    """One panel per model: corruptions (rows) by severity (columns), accuracy in % written
-    in each cell, on one colour scale (cividis) fitted to the values shown."""
-    grids = [np.array([[100 * r.grid.get((c, s), math.nan) for s in severities] for c in names]) for r in rows]
-    values = np.concatenate([g.ravel() for g in grids])
-    values = values[~np.isnan(values)]
-    vmin, vmax = _fitted(float(values.min()), float(values.max()), 10.0) if values.size else (0.0, 100.0)
-    norm = Normalize(vmin, vmax)
-    cmap = matplotlib.colormaps[HEATMAP_CMAP]
-    ncols = min(4, len(rows))
-    nrows = math.ceil(len(rows) / ncols)
-    fig = Figure(figsize=(2.2 + (0.3 * len(severities) + 0.5) * ncols, 0.6 + nrows * (0.24 * len(names) + 1.1)))
-    axes = fig.subplots(nrows, ncols, squeeze=False, gridspec_kw={"hspace": 0.35})
-    im = None
-    for k, ax in enumerate(axes.ravel()):
-        if k >= len(rows):
-            ax.set_visible(False)
-            continue
-        r, g = rows[k], grids[k]
-        ax.grid(False)
-        im = ax.imshow(g, cmap=cmap, norm=norm, aspect="auto", interpolation="nearest")
-        for i in range(g.shape[0]):
-            for j in range(g.shape[1]):
-                v = g[i, j]
-                dark = not math.isnan(v) and norm(v) < 0.5  # cividis is dark at the low end
-                ax.text(j, i, "-" if math.isnan(v) else f"{v:.0f}", ha="center", va="center", fontsize=6.5,
-                        color="white" if dark else "black")
-        ax.set_xticks(range(len(severities)), labels=[str(s) for s in severities])
-        ax.set_yticks(range(len(names)), labels=[_label(c, differs) if k % ncols == 0 else "" for c in names])
-        ax.tick_params(length=0)
-        ax.set_xlabel("severity", fontsize=8)
-        ax.set_title(f"{_short(r.name)}\nclean {100 * r.clean.acc:.1f}, mean {100 * r.mean.acc:.1f}", fontsize=8)
-    fig.colorbar(im, ax=axes.ravel().tolist(), label="accuracy (%)", fraction=0.03, pad=0.02)
-    fig.suptitle(title, fontsize=10)
-    return fig
-
-
-def severity_figure(rows: list[ModelRow], title: str) -> Figure:
-    """Mean accuracy over corruptions against severity per model, severity 0 being clean
-    accuracy; a line joins only the severities measured, error bars are 95% intervals,
-    the y-axis is fitted to the data."""
-    fig = Figure(figsize=(6.8, 4.0))
-    ax = fig.add_subplot(1, 1, 1)
-    lows, highs = [], []
-    for i, r in enumerate(rows):
-        xs = [0] + sorted(r.by_severity)
-        ys = [r.clean.acc] + [r.by_severity[s] for s in xs[1:]]
-        cis = [(r.clean.lo, r.clean.hi)] + [r.severity_ci[s] or (r.by_severity[s],) * 2 for s in xs[1:]]
-        acc = np.array(ys, dtype=float)
-        lo, hi = np.array([c[0] for c in cis], dtype=float), np.array([c[1] for c in cis], dtype=float)
-        err = np.maximum(100 * np.array([acc - lo, hi - acc]), 0.0)
-        ax.errorbar(xs, 100 * acc, yerr=err, color=OKABE_ITO[i % len(OKABE_ITO)], marker=MARKERS[i % len(MARKERS)],
-                    linestyle=STYLES[(i // len(OKABE_ITO)) % len(STYLES)], markersize=4.5, capsize=2.5,
-                    linewidth=1.4, label=_short(r.name))
-        lows.append(100 * float(lo.min()))
-        highs.append(100 * float(hi.max()))
-    a, b = _fitted(min(lows) - 2, max(highs) + 2, 5.0)
-    ax.set_ylim(a, b)
-    ax.set_xticks(range(6), labels=["clean", "1", "2", "3", "4", "5"])
-    ax.set_xlim(-0.3, 5.3)
-    ax.set_xlabel("severity (clean = uncorrupted); points only where measured")
-    ax.set_ylabel("mean accuracy over corruptions (%)")
-    ax.set_title(title, fontsize=10)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)
-    return fig
-
-
-# ----------------------------------------------------------------------------- words
-
-
-def context(section: CorruptionSection) -> str:
-    rows = [r for t in section.tables for r in t.rows]
-    differ = []
-    if any(r.dataset == "cifar10" for r in rows):
-        differ.append("our models are small and trained briefly on this machine (see Training), on this project's "
-                      "JPEG (quality 75) copy of CIFAR-10 rather than the original images")
-    else:
-        differ.append("our models are small and trained briefly on this machine (see Training)")
-    if any(r.source == "generated" for r in rows):
-        differ.append("the corrupted images are generated here by our own implementation of CIFAR-10-C's "
-                      "parameters, seeded, not read from the released files")
-    if any("frost" in r.differs for r in rows):
-        differ.append("frost uses a procedural ice texture in place of the benchmark's frost photographs")
-    return CONTEXT.format(differ="; ".join(differ))
-
-
-def explain(section: CorruptionSection) -> str:
-    adv = ("at the report's main radius, " + section.radius if section.radius else "none in this report")
-    adv += (": AutoAttack where the model has a standard AutoAttack record there, else the per-example worst "
-            "case over the attacks run, as each cell says." if section.radius else ".")
-    return EXPLAIN.format(adv=adv)
-
-
-def source_text(t: CorruptionTable) -> str:
-    by: dict[str, list[str]] = {}
-    for r in t.rows:
-        by.setdefault(r.source, []).append(r.name)
-    words = {"generated": "generated here (seeded, from the clean test images)",
-             "real": "read from real CIFAR-10-C files (RobustBench's layout)"}
-    if len(by) == 1:
-        return f"Corrupted images: {words[next(iter(by))]} for every model."
-    parts = [f"{words[s]} for {', '.join(names)}" for s, names in sorted(by.items())]
-    return "Corrupted images: " + "; ".join(parts) + "."
-
-
-def _adv_text(a: Adversarial | None) -> str:
-    if a is None:
-        return "-"
-    return f"{cell_text(a.cell)} ({a.label}" + ("" if a.main else f", at {a.radius}") + ")"
-
-
-def _drop(v: float | None) -> str:
-    return "-" if v is None else f"{100 * v:.1f}%"
-
-
-def _pct(v: float | None) -> str:
-    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}"
-
-
-def table_cells(t: CorruptionTable) -> tuple[list[str], list[list[str]]]:
-    """The header and each row's cells (text), shared by markdown and HTML."""
-    head = ["model", "method", "clean %"] + [_label(c, t.differs) for c in t.names]
-    head += ["mean corruption %", "relative drop", "adversarial %"]
-    rows = []
-    for r in t.rows:
-        rows.append([r.name + (" (degenerate)" if r.degenerate else ""), r.method,
-                     f"{_pct(r.clean.acc)} [{_pct(r.clean.lo)}, {_pct(r.clean.hi)}]"]
-                    + [_pct(r.by_corruption.get(c)) for c in t.names]
-                    + [cell_text(r.mean), _drop(r.relative_drop), _adv_text(r.adversarial)])
-    return head, rows
-
-
-def _footnotes(t: CorruptionTable) -> list[str]:
-    return [f"†{i} {c.replace('_', ' ')} differs from CIFAR-10-C: {why}"
-            for i, (c, why) in enumerate(t.differs.items(), 1)]
-
-
-def _row_notes(t: CorruptionTable) -> list[str]:
-    return [f"{r.name}: {n}" for r in t.rows for n in r.notes]
-
-
-def _superseded(section: CorruptionSection) -> list[str]:
-    return [f"{old} is superseded by the newer {new} (same model, points, corruptions and severities); the newer "
-            "one is used." for old, new in section.superseded]
-
-
-def _md(v: str) -> str:
-    return str(v).replace("|", "\\|").replace("\n", " ")
-
-
-def corruptions_markdown(section: CorruptionSection | None, fig_dir: str = "figures") -> list[str]:
-    """REPORT.md's lines for the section ([] when there is no corruption record)."""
-    if section is None or section.empty:
-        return []
-    out = ["## Common corruptions", "", context(section), "", explain(section), ""]
-    for t in section.tables:
-        if len(section.tables) > 1:
-            out += [f"### {t.title}", ""]
-        out += [source_text(t), ""]
-        head, rows = table_cells(t)
-        out.append("| " + " | ".join(_md(h) for h in head) + " |")
-        out.append("| " + " | ".join(["---"] * 2 + ["---:"] * (len(head) - 2)) + " |")
-        out += ["| " + " | ".join(_md(c) for c in cells) + " |" for cells in rows]
-        out.append("")
-        notes = _footnotes(t) + _row_notes(t)
-        out += [f"- {n}" for n in notes] + ([""] if notes else [])
-        out += [f"![{f.title}]({fig_dir}/{f.name})" for f in t.figures] + ([""] if t.figures else [])
-    out += [f"- {s}" for s in _superseded(section)] + ([""] if section.superseded else [])
-    out += [f"Every corruption and severity of every record, with its interval: [{CSV_NAME}]({CSV_NAME}).", ""]
-    return out
-
-
-def _img(f: ReportFigure) -> str:
-    data = base64.b64encode(f.png).decode("ascii")
-    return f'<figure><img alt="{escape(f.title)}" src="data:image/png;base64,{data}"></figure>'
-
-
-def corruptions_html(section: CorruptionSection | None) -> list[str]:
-    """report.html's elements for the section ([] when there is no corruption record)."""
-    if section is None or section.empty:
-        return []
-    out = ["<h2>Common corruptions</h2>", f"<p>{escape(context(section))}</p>",
-           f'<p class="small">{escape(explain(section))}</p>']
-    for t in section.tables:
-        if len(section.tables) > 1:
-            out.append(f"<h3>{escape(t.title)}</h3>")
-        out.append(f"<p>{escape(source_text(t))}</p>")
-        head, rows = table_cells(t)
-        trs = ["<tr>" + "".join(f"<th>{escape(h)}</th>" for h in head) + "</tr>"]
-        for cells in rows:
-            tds = [f"<td>{escape(c)}</td>" if j < 2 else f'<td class="num">{escape(c)}</td>'
-                   for j, c in enumerate(cells)]
-            trs.append("<tr>" + "".join(tds) + "</tr>")
-        out.append('<table class="corruptions">\n' + "\n".join(trs) + "\n</table>")
-        notes = _footnotes(t) + _row_notes(t)
-        if notes:
-            out.append('<ul class="notes">' + "".join(f'<li class="info">{escape(n)}</li>' for n in notes) + "</ul>")
-        out += [_img(f) for f in t.figures]
-    if section.superseded:
-        out.append("<ul>" + "".join(f"<li>{escape(s)}</li>" for s in _superseded(section)) + "</ul>")
-    out.append(f'<p class="small">Every corruption and severity of every record, with its interval: {CSV_NAME}.</p>')
-    return out

@@ -8,7 +8,8 @@ from html import escape
 from .load import ReportData
 from .markdown import EXPLAIN, MIN_NORM_EXPLAIN, TRAIN_HEAD, header_lines, training_rows
 from .examples import Example
-from .corruptions import CorruptionSection, corruptions_html
+from .corruption_pages import corruptions_html
+from .corruptions import CorruptionSection
 from .leaderboard import LEADERBOARD_CSS, Leaderboard, leaderboard_html
 from .plots import MIN_NORM, ReportFigure
 from .tables import Comparison, Table, adv_text, cell_text, checkpoint_text, minutes_text, table_notes

@@ -425,7 +425,7 @@ def train_problem(rec: dict) -> str | None:
 # ----------------------------------------------------------------------------- filters
 
 
-def _glob_any(pattern: str, values: Iterable) -> bool:
+def glob_any(pattern: str, values: Iterable) -> bool:
     return any(isinstance(v, str) and (fnmatch.fnmatchcase(v, pattern) or fnmatch.fnmatchcase(Path(v).as_posix(), pattern))
                for v in values)
 
@@ -435,7 +435,7 @@ def _attack_matches(row: dict, wanted: tuple[str, ...]) -> bool:
     return any(w.lower() in (label, name) or fnmatch.fnmatchcase(label, w.lower()) for w in wanted)
 
 
-def _dataset_matches(value, wanted: tuple[str, ...]) -> bool:
+def dataset_matches(value, wanted: tuple[str, ...]) -> bool:
     return isinstance(value, str) and any(fnmatch.fnmatchcase(value.lower(), w.lower()) for w in wanted)
 
 
@@ -488,7 +488,7 @@ def load_report_data(
 
     rows, per_class = [], {}
     for rec, row in evals:
-        if dataset and not _dataset_matches(row["dataset"], dataset):
+        if dataset and not dataset_matches(row["dataset"], dataset):
             continue
         if attack and not _attack_matches(row, attack):
             continue
@@ -498,9 +498,9 @@ def load_report_data(
         per_class[row["record"]] = (rec.get("metrics") or {}).get("per_class") or {}
 
     if dataset:
-        trains = [t for t in trains if _dataset_matches(t.dataset, dataset)]
+        trains = [t for t in trains if dataset_matches(t.dataset, dataset)]
     if checkpoint:
-        trains = [t for t in trains if any(_glob_any(p, [t.name, *t.paths]) for p in checkpoint)]
+        trains = [t for t in trains if any(glob_any(p, [t.name, *t.paths]) for p in checkpoint)]
     filters = {"dataset": dataset, "attack": attack, "checkpoint": checkpoint}
     if not rows and not trains and not any(r.get("kind") == "corruption" for r in records):
         active = ", ".join(f"--{k} {' '.join(v)}" for k, v in filters.items() if v)
@@ -525,7 +525,7 @@ def load_report_data(
 
 
 def _glob_any_ckpt(row: dict, patterns: tuple[str, ...]) -> bool:
-    return any(_glob_any(p, [row["checkpoint"], row["checkpoint_path"]]) for p in patterns)
+    return any(glob_any(p, [row["checkpoint"], row["checkpoint_path"]]) for p in patterns)
 
 
 def _eval_row_columns() -> list[str]:

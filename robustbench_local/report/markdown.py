@@ -6,7 +6,8 @@ import math
 
 from .load import ReportData, TrainRun, robust_key
 from .examples import Example
-from .corruptions import CorruptionSection, corruptions_markdown
+from .corruption_pages import corruptions_markdown
+from .corruptions import CorruptionSection
 from .leaderboard import Leaderboard, leaderboard_markdown
 from .plots import MIN_NORM, ReportFigure
 from .tables import Comparison, markdown_table, method_label, table_notes

@@ -122,7 +122,7 @@ def _model_id(row: pd.Series) -> str:
     return _slug(name.replace("/", "_"))
 
 
-def _is_standard_aa(row: pd.Series) -> bool:
+def is_standard_aa(row: pd.Series) -> bool:
     """AutoAttack's standard version run on this model itself, as its own number (not
     cumulative in a cascade, not transferred or replayed from another model)."""
     if row["cumulative"] or _given(row["transfer_from"]) or _given(row["replayed_from"]):
@@ -142,7 +142,7 @@ def _summary(rows: pd.DataFrame, threat: str) -> dict:
     attacks = rows[rows["attack_name"] != WORST]
     if attacks.empty:
         attacks = rows
-    aa_rows = attacks[attacks.apply(_is_standard_aa, axis=1)]
+    aa_rows = attacks[attacks.apply(is_standard_aa, axis=1)]
     aa = None
     if not aa_rows.empty:  # pyautoattack's own run first: it is the number the leaderboard reports
         aa = aa_rows.assign(_aa=aa_rows["attack_name"] == "autoattack").sort_values(
@@ -247,7 +247,7 @@ def _pick_eps(by_eps: dict[str, pd.DataFrame], dataset: str, threat: str) -> str
     """The radius the file shows: the leaderboard's own, else one with a standard
     AutoAttack number, else the one with the most evaluations (the smallest on a tie)."""
     std = {k: g for k, g in by_eps.items() if is_standard_eps(dataset, threat, g["eps_pixel"].iloc[0])}
-    return min(std or by_eps, key=lambda k: (not by_eps[k].apply(_is_standard_aa, axis=1).any(), -len(by_eps[k]),
+    return min(std or by_eps, key=lambda k: (not by_eps[k].apply(is_standard_aa, axis=1).any(), -len(by_eps[k]),
                                              float(by_eps[k]["eps_pixel"].iloc[0])))
 
 
