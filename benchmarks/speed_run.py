@@ -36,7 +36,7 @@ QUICK = {"subset": 64, "rounds": 1, "epochs": 1, "batch_size": 32, "widths": "16
 def recipes(cfg: dict) -> dict:
     """The two cells' TrainSpecs, cut to the benchmark's subset (validation kept small:
     it is outside the timed epoch)."""
-    from robustbench_local.runner import load_experiment
+    from robustbench_local.experiment import load_experiment
 
     exp = load_experiment(EXPERIMENT, device="cpu")
     cells = {c.name: c.spec for c in exp.cells}
@@ -70,7 +70,7 @@ def throughput(spec) -> float:
 def recorded(cell: str) -> dict:
     """Clean and AutoAttack accuracy, training minutes and AutoAttack seconds per 100
     points of one cell, from the experiment's records (None where missing)."""
-    from robustbench_local.runner import load_experiment
+    from robustbench_local.experiment import load_experiment
     from robustbench_local.results import ResultsStore
 
     exp = load_experiment(EXPERIMENT, device="cpu")

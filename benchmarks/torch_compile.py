@@ -41,7 +41,7 @@ QUICK = {"backend": "aot_eager", "batch": 8, "repeats": 1, "maps": "8,16"}
 def build(cfg: dict, backend: str | None):
     from robustbench_local.attacks import frozen_params
     from robustbench_local.models import build_model
-    from robustbench_local.train import Precision, build_training_model
+    from robustbench_local.precision import Precision, build_training_model
 
     torch.manual_seed(0)
     model = build_model("cnn", num_classes=10, input_shape=(3, 32, 32), mean=(0.5,) * 3, std=(0.5,) * 3,

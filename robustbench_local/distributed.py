@@ -17,16 +17,18 @@ from __future__ import annotations
 
 import atexit
 import os
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from .errors import RobustError
-from .runtime import resolve_device
+from .runtime import epoch_seed, resolve_device
 
 # long enough for rank 0 to run work the others wait for (robust validation, AutoAttack)
 TIMEOUT = timedelta(hours=2)
@@ -185,14 +187,37 @@ def my_slice(n: int) -> slice:
     return slice(r * n // w, (r + 1) * n // w)
 
 
+# ----------------------------------------------------------------------------- randomness
+class RankStreams:
+    """The loader's augment step under DDP. Every rank must draw the same permutation
+    (the loader shards it), so all share the epoch seed; the loader draws it just
+    before augmenting the epoch's first batch, and at that call each rank reseeds the
+    global RNG with its own seed. From there augmentation, MixUp/CutMix, dropout and
+    attack starts differ between ranks, as between examples of one batch, and stay
+    reproducible (the seed depends only on seed, epoch and rank)."""
+
+    def __init__(self, augment: Callable[[torch.Tensor], torch.Tensor] | None, seed: int, rank: int):
+        self.augment = augment
+        self.seed = seed
+        self.rank = rank
+        self._pending: int | None = None
+
+    def start_epoch(self, epoch: int) -> None:
+        self._pending = (epoch_seed(self.seed, epoch) + 1_000_033 * (self.rank + 1)) % (2**63 - 1)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self._pending is not None:
+            torch.manual_seed(self._pending)
+            self._pending = None
+        return self.augment(x) if self.augment is not None else x
+
+
 # ----------------------------------------------------------------------------- models
 def wrap_ddp(module: nn.Module, device: torch.device) -> nn.Module:
     """DistributedDataParallel around ``module`` (a no-op in a single process). DDP
     broadcasts rank 0's weights and buffers when it is built, so all ranks start equal."""
     if not active():
         return module
-    from torch.nn.parallel import DistributedDataParallel
-
     ids = [device.index] if device.type == "cuda" else None
     return DistributedDataParallel(module, device_ids=ids, output_device=ids[0] if ids else None)
 

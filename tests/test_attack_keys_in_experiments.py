@@ -6,7 +6,7 @@ import pytest
 
 from robustbench_local.attacks import AttackSpec, info
 from robustbench_local.errors import RobustError
-from robustbench_local.runner import load_experiment
+from robustbench_local.experiment import load_experiment
 from robustbench_local.threat import ThreatModel
 
 HEAD = """\
@@ -67,7 +67,7 @@ def test_bad_attack_options_are_named_with_their_line(tmp_path, entry, msg):
 
 
 def test_every_registered_option_is_a_key(tmp_path):
-    from robustbench_local.runner import attack_keys
+    from robustbench_local.experiment import attack_keys
 
     keys = attack_keys()
     from robustbench_local.attacks import names

@@ -183,7 +183,7 @@ def test_robust_run_measures_corruptions_once_per_cell(tmp_path, monkeypatch):
     from support import TINY_EXPERIMENT, image_tree
 
     from robustbench_local.results import ResultsStore
-    from robustbench_local.runner import load_experiment, run_experiment
+    from robustbench_local.experiment import load_experiment, run_experiment
 
     tree = image_tree(tmp_path / "tree", cifar10(), 10, 4)
     monkeypatch.chdir(tmp_path)

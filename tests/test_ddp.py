@@ -254,7 +254,7 @@ def test_global_batch_is_split_evenly():
 def test_sync_bn_on_the_cpu_is_refused_before_any_data_is_read(tmp_path):
     from robustbench_local.errors import RobustError
     from robustbench_local.specs import DataSpec, TrainSpec
-    from robustbench_local.train import prepare_run
+    from robustbench_local.train_setup import prepare_run
 
     spec = TrainSpec(data=DataSpec(dataset=str(tmp_path / "nowhere")), sync_bn=True, device="cpu",
                      out=str(tmp_path / "run"))
@@ -267,8 +267,8 @@ def test_ranks_share_the_permutation_and_draw_their_own_randomness(cifar10_small
     """Two ranks' loaders (no process group needed): the single-process permutation
     split rank::2, then per-rank random draws, reproducible."""
     from robustbench_local.data import TensorLoader
+    from robustbench_local.distributed import RankStreams
     from robustbench_local.runtime import epoch_seed
-    from robustbench_local.train import RankStreams
 
     def epoch(rank: int) -> tuple[list[int], list[float]]:
         draws: list[float] = []

@@ -19,9 +19,10 @@ from robustbench_local.attacks.base import make_ball
 from robustbench_local.attacks.pgd import run_pgd
 from robustbench_local.errors import RobustError
 from robustbench_local.models import build_model
+from robustbench_local.precision import Precision, build_training_model, resolve_compile
 from robustbench_local.specs import DataSpec, ModelSpec, TrainSpec
 from robustbench_local.threat import ThreatModel
-from robustbench_local.train import Precision, build_training_model, fit, resolve_compile
+from robustbench_local.train import fit
 
 THREAT = ThreatModel(norm="linf", eps=0.0313, step=0.0313 / 4, space="normalized")
 FP32 = Precision(None, "cpu")
@@ -169,7 +170,7 @@ def test_only_the_loss_forward_goes_through_the_training_wrapper(batch):
     """What DDP would see: PGD-AT's k attack steps run on the plain module, the loss
     forward through the wrapper (DDP in a torchrun run), under autocast with AMP."""
     from robustbench_local.methods import build_method
-    from robustbench_local.train import TrainingModel
+    from robustbench_local.precision import TrainingModel
 
     x, y = batch
     model = cnn()

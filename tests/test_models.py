@@ -522,8 +522,8 @@ def test_fast_net_tta_averages_mirrored_and_shifted_views(images):
 
 
 def test_fast_net_optimizer_groups_scale_the_shifts_learning_rate():
+    from robustbench_local.optim import LRSchedule, build_optimizer, param_groups
     from robustbench_local.specs import TrainSpec
-    from robustbench_local.train import LRSchedule, build_optimizer, param_groups
 
     model = make("fast", widths="8,8,8", bias_lr_scale="64")
     spec = TrainSpec(lr=0.5, weight_decay=0.002)

@@ -151,7 +151,7 @@ def test_outside_paths_must_be_true_or_false(study):
 def test_shipped_experiments_write_where_the_readme_says(monkeypatch, name, runs, results, log):
     """From the repository root (as `make demo` runs it), quick.toml still writes to
     runs/quick/; the seed study reads and writes its own committed folder."""
-    from robustbench_local.runner import load_experiment
+    from robustbench_local.experiment import load_experiment
 
     monkeypatch.chdir(REPO)
     exp = load_experiment(f"experiments/{name}")

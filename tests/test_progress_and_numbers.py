@@ -208,7 +208,7 @@ def test_eval_table_marks_a_degenerate_model(capsys):
 
 # ----------------------------------------------------------------------------- robust run
 def test_run_reports_the_training_duration_of_the_training_summary(tmp_path, monkeypatch, cifar10, capsys):
-    from robustbench_local.runner import run_experiment
+    from robustbench_local.experiment import run_experiment
 
     tree = image_tree(tmp_path / "data", cifar10, 20, 10)
     monkeypatch.chdir(tmp_path)

@@ -23,8 +23,8 @@ import robustbench_local.train as train_module
 from robustbench_local.checkpoint import file_sha256, read_checkpoint
 from robustbench_local.cli import main
 from robustbench_local.errors import RobustError
+from robustbench_local.experiment import load_experiment, run_experiment
 from robustbench_local.results import ResultsStore
-from robustbench_local.runner import load_experiment, run_experiment
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -17,7 +17,7 @@ from robustbench_local.checkpoint import save_checkpoint
 from robustbench_local.cli import main
 from robustbench_local.errors import RobustError
 from robustbench_local.evaluation import _sweep_checks, evaluate
-from robustbench_local.runner import load_experiment
+from robustbench_local.experiment import load_experiment
 from robustbench_local.threat import ThreatModel
 
 from support import cifar10, image_tree, trained_cnn

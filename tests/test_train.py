@@ -26,9 +26,10 @@ from robustbench_local.cli import main
 from robustbench_local.data import load_dataset
 from robustbench_local.errors import CheckpointError, RobustError
 from robustbench_local.methods import ValMetric
+from robustbench_local.optim import LRSchedule
 from robustbench_local.results import ResultsStore
 from robustbench_local.specs import DataSpec, ModelSpec, TrainSpec
-from robustbench_local.train import LRSchedule, fit
+from robustbench_local.train import fit
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = {"maps": "8,8,16"}

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import click
 
-from .tables import console
 from ..text import plural
+from .tables import console
 
 
 @click.command("report")
@@ -29,7 +29,12 @@ from ..text import plural
 @click.option("--force", is_flag=True, default=False,
               help="Overwrite a report in --out that `robust report` did not write from --results, or that was "
                    "changed since (without it such a folder is refused).")
-def command(results_dir, out, dataset, attack, checkpoint, skip_bad, fmt, force):
+@click.option("--compare", nargs=2, metavar="A B", default=None,
+              help="Compare two models point by point instead of writing the report: for every attack and radius "
+                   "both were evaluated at on the same points, their accuracies, the difference with its paired 95% "
+                   "interval and McNemar's exact test. A and B as the report's tables name them (an experiment's "
+                   "cell name), or a checkpoint path or run folder. Writes nothing.")
+def command(results_dir, out, dataset, attack, checkpoint, skip_bad, fmt, force, compare):
     """Write REPORT.md, report.csv, a self-contained report.html and PNG figures
     from the records in the results store (and nothing else).
 
@@ -38,11 +43,12 @@ def command(results_dir, out, dataset, attack, checkpoint, skip_bad, fmt, force)
       robust report --attack pgd --attack autoattack --out /tmp/report
       robust report --checkpoint 'runs/*pgd*' --dataset cifar10
       robust report --format robustbench
+      robust report --compare pgd-at trades
     """
     from pathlib import Path
 
     from ..outputs import ensure_writable_dir
-    from ..report import check_target, record_digests, build_report
+    from ..report import build_report, check_target, record_digests
 
     con = console()
 
@@ -53,6 +59,13 @@ def command(results_dir, out, dataset, attack, checkpoint, skip_bad, fmt, force)
     def warn(msg: str) -> None:
         say(f"warning: {msg}", style="yellow")
 
+    if compare:
+        given = [flag for flag, v in (("--out", out), ("--checkpoint", checkpoint), ("--format", fmt != "default"),
+                                          ("--force", force)) if v]
+        if given:
+            raise click.UsageError(f"--compare prints to the terminal and writes nothing; drop {', '.join(given)}")
+        _print_comparison(results_dir, compare, dataset, attack, skip_bad, warn)
+        return
     # the folder is checked before the records are read and the figures drawn
     target_dir = Path(out if out is not None else results_dir)
     ensure_writable_dir(target_dir, "--out")
@@ -82,3 +95,32 @@ def command(results_dir, out, dataset, attack, checkpoint, skip_bad, fmt, force)
             say(note)
         infos.write(target)
         say(f"wrote {plural(len(infos.files), 'RobustBench model_info file')} to {target / RB_DIR}")
+
+
+def _print_comparison(results_dir, names, dataset, attack, skip_bad, warn) -> None:
+    """One table per attack both models were evaluated with: a row per radius."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from ..report.compare import compare_models, fmt_p
+    from ..report.load import load_report_data
+    from ..text import pct
+
+    data = load_report_data(results_dir, dataset=dataset, attack=attack, skip_bad=skip_bad, warn=warn)
+    cmp = compare_models(data, *names)
+    a, b = escape(cmp.checkpoint_a), escape(cmp.checkpoint_b)
+    con = console()
+    for label, pairs in cmp.by_attack().items():
+        t = Table(title=f"{escape(label)}: {a} (A) against {b} (B), point by point",
+                  caption="A - B: difference in robust accuracy, 95% interval: Newcombe's paired score interval; "
+                          "b: points only A keeps robust, c: only B; p: McNemar's exact test (two-sided)")
+        for col in ("threat", "points", "A", "B", "A - B [95% CI]", "b", "c", "McNemar p"):
+            t.add_column(col, justify="left" if col in ("threat", "points") else "right")
+        for p in pairs:
+            r, s = p.row_a, p.test
+            t.add_row(escape(p.threat), f"{s.n:,} {escape(str(r['split']))} (seed {r['data_seed']})", pct(s.acc_a),
+                      pct(s.acc_b), f"{100 * s.diff:+.1f} pp [{100 * s.diff_lo:+.1f}, {100 * s.diff_hi:+.1f}]",
+                      f"{s.b:,}", f"{s.c:,}", fmt_p(s.p_value))
+        con.print(t)
+    for note in cmp.not_paired:
+        warn(f"not compared: {note}")

@@ -4,23 +4,8 @@ from __future__ import annotations
 import click
 
 from ..runtime import DEVICES
-from ..text import method_label, plural
+from ..text import plural
 from .tables import console
-
-
-def print_plan(plan, title: str) -> None:
-    from rich.table import Table
-
-    t = Table(title=title)
-    for col in ("cell", "model", "method", "training", "evaluations done", "to do"):
-        t.add_column(col, overflow="fold")
-    for p in plan:
-        s = p.cell.spec
-        method = method_label(s.method, s.adv)
-        n_eval = len(p.done) + len(p.todo)
-        t.add_row(p.name, s.model.arch, method, p.train_text(), f"{len(p.done)}/{n_eval}", p.todo_text(),
-                  style=None if not p.finished else "dim")
-    console().print(t)
 
 
 @click.command("run")
@@ -49,7 +34,8 @@ def command(file, dry_run, only, attacks, device):
       robust run experiments/seed_suite_cifar10.toml --only 'pgd*' --device cuda
       robust run experiments/seed_suite_cifar10.toml --attack fgsm --attack pgd
     """
-    from ..runner import run_experiment
+    # imported when the command runs: it loads training and evaluation, which `robust --help` does not need
+    from ..experiment import plan_table, run_experiment
 
     con = console()
 
@@ -58,13 +44,16 @@ def command(file, dry_run, only, attacks, device):
 
     def on_plan(plan) -> None:
         done = sum(p.finished for p in plan)
-        print_plan(plan, f"plan: {plural(len(plan), 'cell')}, {done} done, {len(plan) - done} with work to do")
+        title = f"plan: {plural(len(plan), 'cell')}, {done} done, {len(plan) - done} with work to do"
+        con.print(plan_table(plan, title))
 
-    summary = run_experiment(file, only=only, attacks=attacks, device=device, dry_run=dry_run, say=say, on_plan=on_plan)
+    summary = run_experiment(file, only=only, attacks=attacks, device=device, dry_run=dry_run, say=say,
+                             on_plan=on_plan)
     exp = summary.experiment
     if dry_run:
         say(f"dry run: nothing was done. Checkpoints go to {exp.runs}, records to {exp.results / 'records'}, "
             f"the log to {exp.log}" + (f", the report to {exp.report['out']}" if exp.report["enabled"] else ""))
         return
     say(f"done in {summary.seconds / 60:.1f} min: trained {plural(len(summary.trained), 'cell')}, wrote "
-        f"{plural(sum(summary.evaluated.values()), 'evaluation record')}; report {summary.report_status}; log {exp.log}")
+        f"{plural(sum(summary.evaluated.values()), 'evaluation record')}; report {summary.report_status}; "
+        f"log {exp.log}")

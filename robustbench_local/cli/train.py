@@ -6,16 +6,21 @@ options into TrainSpec fields; a new group (e.g. adversarial training) adds one
 of each to OPTION_GROUPS and SPEC_FIELDS."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import click
 
 from ..data import AUGMENT_POLICIES
+from ..methods import ADV_METHODS, METHODS
 from ..models import MODELS, NORMALIZATIONS
+from ..outputs import ensure_writable_dir
+from ..results import ResultsStore
 from ..specs import ATTACK_PRECISIONS, OPTIMIZERS, SCHEDULES, DataSpec, ModelSpec, TrainSpec
 from ..threat import NORMS, SPACES
-from .model_source import parse_model_options
+from ..train import fit
 from .common import NUMBER, compose, data_options, device_options
+from .model_source import parse_model_options
 
 _DEFAULT = TrainSpec.__dataclass_fields__  # defaults shown in --help come from the spec itself
 
@@ -25,8 +30,6 @@ def _default(name: str) -> Any:
 
 
 def _method_names() -> str:
-    from ..methods import METHODS
-
     return ", ".join(METHODS.names())
 
 
@@ -37,11 +40,13 @@ def model_options(f):
         click.option("--maps", default=None,
                      help="cnn: feature maps per block, comma list (cnn default 16,32,64)."),
         click.option("--blocks", default=None,
-                     help="ResNets: residual blocks per stage, comma list (e.g. 5,5,5,5 for the seed's deeper resnet18)."),
+                     help="ResNets: residual blocks per stage, comma list (e.g. 5,5,5,5 for the seed's deeper "
+                          "resnet18)."),
         click.option("--dropout", type=float, default=None,
                      help="Dropout probability after each block (model's default if not given; cnn: 0.1)."),
         click.option("--bn/--no-bn", default=None, help="cnn: batch norm after each conv (default on)."),
-        click.option("--skip/--no-skip", default=None, help="cnn: 1x1 stride-2 conv skip around each block (default off)."),
+        click.option("--skip/--no-skip", default=None,
+                     help="cnn: 1x1 stride-2 conv skip around each block (default off)."),
         click.option("--model-option", "model_option", multiple=True, metavar="KEY=VALUE",
                      help="Any other model option, e.g. width=64; repeat for several."),
         click.option("--normalize", type=click.Choice(NORMALIZATIONS), default="seed", show_default=True,
@@ -72,14 +77,15 @@ def optimization_options(f):
         click.option("--epochs", type=int, default=_default("epochs"), show_default=True,
                      help="Passes over the training split."),
         click.option("--batch-size", type=int, default=_default("batch_size"), show_default=True,
-                     help="Images per optimizer step: the global batch; under torchrun each of N processes takes batch/N."),
+                     help="Images per optimizer step: the global batch; under torchrun each of N processes takes "
+                          "batch/N."),
         click.option("--compile/--no-compile", "compile_model", default=False, show_default=True,
                      help="torch.compile the model for training steps and their attacks (inductor). Validation runs "
                           "uncompiled. Meant for GPUs: on small CPU models compiling rarely pays for itself "
                           "(measure yours with benchmarks/torch_compile.py)."),
         click.option("--attack-precision", type=click.Choice(ATTACK_PRECISIONS), default="fp32", show_default=True,
-                     help="Precision of adversarial training's inner attack: fp32 even with --amp, or amp (the training "
-                          "forward's bf16/fp16)."),
+                     help="Precision of adversarial training's inner attack: fp32 even with --amp, or amp (the "
+                          "training forward's bf16/fp16)."),
         click.option("--sync-bn/--no-sync-bn", default=False, show_default=True,
                      help="Under torchrun on GPUs: batch-norm statistics over the global batch. CUDA only."),
         click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=_default("optimizer"), show_default=True,
@@ -113,7 +119,8 @@ def optimization_options(f):
 def run_options(f):
     return compose(
         click.option("--subset", type=int, default=None,
-                     help="Train on this many training examples (a fixed random choice by --split-seed). Default: all."),
+                     help="Train on this many training examples (a fixed random choice by --split-seed). "
+                          "Default: all."),
         click.option("--val-fraction", type=float, default=0.1, show_default=True,
                      help="Share of the training split held out for validation (model selection; test is never used)."),
         click.option("--split-seed", type=int, default=0, show_default=True,
@@ -141,8 +148,6 @@ def run_options(f):
 
 
 def _adv_names() -> list[str]:
-    from ..methods import ADV_METHODS
-
     return ADV_METHODS.names()
 
 
@@ -160,8 +165,8 @@ def adversarial_options(f):
                      help=f"Adversarial training: {', '.join(_adv_names())}. pgd = PGD-AT (Madry et al. 2018), "
                           "trades = TRADES (Zhang et al. 2019), fgsm-rs = FGSM from a random start (Wong et al. "
                           "2020; pair it with --schedule onecycle), free = free AT (Shafahi et al. 2019; each batch "
-                          "replayed --replays times, so train epochs / replays). Combines with --method (ova: OVA loss inside "
-                          "and outside the attack; mixup/cutmix: the mixed images are attacked)."),
+                          "replayed --replays times, so train epochs / replays). Combines with --method (ova: OVA "
+                          "loss inside and outside the attack; mixup/cutmix: the mixed images are attacked)."),
         click.option("--eps", type=NUMBER, default=None,
                      help="Threat radius in --eps-space units; 8/255 style fractions work. Default 0.0313 "
                           "(normalized = 0.0157 pixel, about 4/255, with --normalize seed)."),
@@ -174,7 +179,8 @@ def adversarial_options(f):
         click.option("--eps-space", type=click.Choice(SPACES), default=None,
                      help="normalized (default): eps measured after the model's (x-mean)/std, the seeds' "
                           "convention; pixel: eps on [0,1] pixels, RobustBench's convention."),
-        click.option("--norm", type=click.Choice(NORMS), default=None, help="Threat-model norm: linf (default) or l2 (l1 is for robust eval --attack autoattack)."),
+        click.option("--norm", type=click.Choice(NORMS), default=None,
+                     help="Threat-model norm: linf (default) or l2 (l1 is for robust eval --attack autoattack)."),
         click.option("--random-start/--no-random-start", default=None,
                      help="Start the attack at a uniform random point of the ball. Default on (trades: always, "
                           "from x + 0.001 N(0,1) pixels)."),
@@ -278,10 +284,6 @@ def command(**options):
       robust train --adv fgsm-rs --schedule onecycle # fast AT; stops on catastrophic overfitting
       robust train --adv trades --beta 6 --init runs/<name>/best.pth --epochs 3
     """
-    from ..outputs import ensure_writable_dir
-    from ..results import ResultsStore
-    from ..train import fit
-
     spec = build_spec(options)
     store = ResultsStore(options["results"])
     ensure_writable_dir(store.records_dir, "--results", shown=store.root)  # before any training, not after it

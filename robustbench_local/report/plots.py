@@ -36,6 +36,7 @@ RC = {
 }
 STYLES = ["-", "--", ":", "-."]
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
+CLEAN_MARKER = "h"  # clean accuracy at eps 0: hollow, and no attack's marker
 
 
 @dataclass
@@ -73,9 +74,18 @@ def _ratio(row) -> str:
 
 
 def eps_curves(data: ReportData) -> list[ReportFigure]:
-    """One figure per (dataset, norm, normalization): a line per checkpoint and
-    attack through its eps values, anchored at eps 0 by clean accuracy, with 95%
-    intervals as error bars."""
+    """One figure per (dataset, norm, normalization): per checkpoint and attack the
+    radii it was evaluated at, joined by a line only between measured radii, each
+    checkpoint's clean accuracy a marker of its own at eps 0; 95% intervals as error
+    bars. A single radius stays a lone marker: nothing joins it to clean accuracy."""
+    out = []
+    for name, title, fig in eps_curve_figures(data):
+        out.append(ReportFigure(name, title, png_bytes(fig)))
+    return out
+
+
+def eps_curve_figures(data: ReportData) -> list[tuple[str, str, Figure]]:
+    """eps_curves' figures before they are drawn to PNG: (file name, title, Figure)."""
     df = data.evals
     if df.empty:
         return []
@@ -88,7 +98,7 @@ def eps_curves(data: ReportData) -> list[ReportFigure]:
     return out
 
 
-def _eps_figure(dataset: str, norm: str, ratio: str, g: pd.DataFrame) -> ReportFigure:
+def _eps_figure(dataset: str, norm: str, ratio: str, g: pd.DataFrame) -> tuple[str, str, Figure]:
     use_pixel = g["eps_normalized"].map(lambda v: isinstance(v, str)).any()
     xcol = "eps_pixel" if use_pixel else "eps_normalized"
     fig = Figure(figsize=(7.5, 4.2))
@@ -97,26 +107,32 @@ def _eps_figure(dataset: str, norm: str, ratio: str, g: pd.DataFrame) -> ReportF
     attacks = sorted(set(g["_col"]), key=attack_order)
     colors = dict(zip(ckpts, _colors(len(ckpts))))
     for ckpt in ckpts:
+        rows = g[g["checkpoint"] == ckpt]
+        degenerate = " (degenerate)" if rows["degenerate"].notna().any() else ""
+        ref = newest_largest(rows)
+        ax.errorbar([0.0], [100 * ref["clean_acc"]], yerr=_pct_err(ref["clean_acc"], ref["clean_lo"], ref["clean_hi"]),
+                    color=colors[ckpt], linestyle="none", marker=CLEAN_MARKER, markerfacecolor="white", markersize=6,
+                    capsize=2.5, label=f"{ckpt}{degenerate} · clean")
         for ai, att in enumerate(attacks):
-            line = g[(g["checkpoint"] == ckpt) & (g["_col"] == att)]
+            line = rows[rows["_col"] == att]
             if line.empty:
                 continue
             pts = []
             for e, eg in line.groupby(line[xcol].map(lambda v: eps_first(eps_key(v))), sort=True):
                 r = newest_largest(eg)
                 pts.append((e, r["robust_acc"], r["robust_lo"], r["robust_hi"]))
-            ref = newest_largest(line)
-            pts.insert(0, (0.0, ref["clean_acc"], ref["clean_lo"], ref["clean_hi"]))
             x, acc, lo, hi = (np.array(v, dtype=float) for v in zip(*pts))
+            # a line only between radii that were measured; one radius is a marker alone
             ax.errorbar(x, 100 * acc, yerr=_pct_err(acc, lo, hi), color=colors[ckpt],
-                        linestyle=STYLES[ai % len(STYLES)], marker=MARKERS[ai % len(MARKERS)], markersize=4,
-                        capsize=2.5, linewidth=1.3,
-                        label=f"{ckpt}{' (degenerate)' if line['degenerate'].notna().any() else ''} · {att}")
+                        linestyle=STYLES[ai % len(STYLES)] if len(pts) > 1 else "none",
+                        marker=MARKERS[ai % len(MARKERS)], markersize=4, capsize=2.5, linewidth=1.3,
+                        label=f"{ckpt}{degenerate} · {att}")
     ax.set_ylim(0, 100)
-    ax.set_xlim(left=0)
+    right = ax.get_xlim()[1]
+    ax.set_xlim(-0.03 * right, right)  # the clean markers at eps 0 whole, not cut by the axis
     ax.set_ylabel("accuracy (%), 95% interval")
     space = "pixel space ([0,1] images)" if use_pixel else "normalized space ((x - mean) / std)"
-    ax.set_xlabel(f"{norm} eps, {space}; eps 0 = clean accuracy")
+    ax.set_xlabel(f"{norm} eps, {space}; markers: measured radii, eps 0 = clean accuracy")
     if ratio not in ("per-channel", "?"):
         f = float(ratio)
         if use_pixel:
@@ -130,7 +146,7 @@ def _eps_figure(dataset: str, norm: str, ratio: str, g: pd.DataFrame) -> ReportF
     fig.suptitle(f"{dataset}: accuracy vs {norm} eps", fontsize=10, y=1.06)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)
     name = f"eps-curves-{slug(dataset)}-{slug(norm)}" + ("" if ratio in ("per-channel", "?") else f"-px{slug(ratio)}")
-    return ReportFigure(name + ".png", f"{dataset}: accuracy vs {norm} eps", png_bytes(fig))
+    return name + ".png", f"{dataset}: accuracy vs {norm} eps", fig
 
 
 # ----------------------------------------------------------------------------- training curves

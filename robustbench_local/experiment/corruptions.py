@@ -12,9 +12,11 @@ as the attacks when n, split and seed are the same."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
-from .errors import RobustError
+from ..corruptions import SOURCES, evaluate_corruptions, parse_names, parse_severities, require_extra
+from ..errors import RobustError
+from .source import Problem
 
 KEYS = ("names", "severity", "n", "split", "seed", "batch_size", "source")
 
@@ -43,60 +45,56 @@ class CorruptionPlan:
                 and tuple(about.get("severities") or ()) == self.severities)
 
 
-def parse(raw: Any, eval_defaults: dict, problem: Callable[[tuple, str], Exception]) -> CorruptionPlan | None:
+def parse(raw: Any, eval_defaults: dict) -> CorruptionPlan | None:
     """The [corruptions] table (None when absent); ``eval_defaults`` holds [eval]'s n,
-    split, seed and batch_size; ``problem(path, msg)`` makes the error for a bad key."""
-    from .corruptions import SOURCES, parse_names, parse_severities, require_extra
-
+    split, seed and batch_size."""
     if raw is None:
         return None
     try:
         require_extra()
     except RobustError as e:
-        raise problem(("corruptions",), str(e)) from None
+        raise Problem(("corruptions",), str(e)) from None
     if not isinstance(raw, dict):
-        raise problem(("corruptions",), "must be a table: [corruptions] with names = \"all\"")
+        raise Problem(("corruptions",), "must be a table: [corruptions] with names = \"all\"")
     for k in raw:
         if k not in KEYS:
-            raise problem(("corruptions", k), f"unknown key '{k}'; valid: {', '.join(KEYS)}")
+            raise Problem(("corruptions", k), f"unknown key '{k}'; valid: {', '.join(KEYS)}")
 
     def text(key: str, default: str) -> str:
         v = raw.get(key, default)
         if isinstance(v, list):
             v = ",".join(str(x) for x in v)
         if not isinstance(v, (str, int)) or isinstance(v, bool):
-            raise problem(("corruptions", key), f"must be a string or a list, got {v!r}")
+            raise Problem(("corruptions", key), f"must be a string or a list, got {v!r}")
         return str(v)
 
     try:
         names = parse_names(text("names", "all"))
     except RobustError as e:
-        raise problem(("corruptions", "names"), str(e)) from None
+        raise Problem(("corruptions", "names"), str(e)) from None
     try:
         severities = parse_severities(text("severity", "all"))
     except RobustError as e:
-        raise problem(("corruptions", "severity"), str(e)) from None
+        raise Problem(("corruptions", "severity"), str(e)) from None
     source = raw.get("source", "auto")
     if source not in SOURCES:
-        raise problem(("corruptions", "source"), f"unknown source {source!r}; valid: {', '.join(SOURCES)}")
+        raise Problem(("corruptions", "source"), f"unknown source {source!r}; valid: {', '.join(SOURCES)}")
     n = raw.get("n", eval_defaults["n"])
     if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
-        raise problem(("corruptions", "n"), f"must be a positive integer, got {n!r}")
+        raise Problem(("corruptions", "n"), f"must be a positive integer, got {n!r}")
     split = raw.get("split", eval_defaults["split"])
     if split not in ("test", "val"):
-        raise problem(("corruptions", "split"), f"must be test or val, got {split!r}")
+        raise Problem(("corruptions", "split"), f"must be test or val, got {split!r}")
     seed = raw.get("seed", eval_defaults["seed"])
     batch = raw.get("batch_size", eval_defaults["batch_size"])
     for key, v, low in (("seed", seed, 0), ("batch_size", batch, 1)):
         if isinstance(v, bool) or not isinstance(v, int) or v < low:
-            raise problem(("corruptions", key), f"must be an integer >= {low}, got {v!r}")
+            raise Problem(("corruptions", key), f"must be an integer >= {low}, got {v!r}")
     return CorruptionPlan(names, severities, n, split, seed, batch, source)
 
 
 def run(plan: CorruptionPlan, checkpoint, bundle, *, device: str, log, name: str) -> dict:
     """Measures one cell's checkpoint; returns its record."""
-    from .corruptions import evaluate_corruptions
-
     log(f"{name}: {plan.label} on {plan.n or 'all'} {plan.split} points (seed {plan.seed})")
     return evaluate_corruptions(str(checkpoint), plan.names, plan.severities, bundle, n=plan.n, split=plan.split,
                                 seed=plan.seed, batch_size=plan.batch_size, device=device, source=plan.source,
