@@ -7,7 +7,7 @@ ROBUST := $(VENV)/bin/robust
 # torch/torchvision pinned to the release this project is tested with; CUDA builds work the same
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install demo test bench clean
+.PHONY: install demo lint test bench clean
 
 install: $(VENV)/.installed
 
@@ -21,7 +21,11 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(ROBUST) run experiments/quick.toml
 
-test: install
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+test: lint
 	$(PY) -m pytest -q --durations=15
 
 bench: install

@@ -19,6 +19,7 @@ one; pyautoattack is given the pixel eps. Both sides seed 0 before each batch
 (pyautoattack does so itself), so their random starts coincide and the robust
 accuracies differ only where the algorithms do. Targets: pyautoattack / ours >= 1.5x,
 robust accuracy within 0.5 points or lower."""
+
 from __future__ import annotations
 
 import copy
@@ -36,8 +37,11 @@ NAME = "apgd"
 FULL = {"n": 1000, "batch_size": 256, "k": 100, "repeats": 3}
 QUICK = {"n": 32, "batch_size": 16, "k": 5, "repeats": 1}
 DEFAULT_EPS = 0.0313  # normalized, the suite's default threat
-CASES = {"ours": "ours APGD-CE (NCHW)", "ours_nhwc": "ours APGD-CE (NHWC, as robust eval runs it)",
-         "pyautoattack": "pyautoattack APGDAttack ce (NCHW)"}
+CASES = {
+    "ours": "ours APGD-CE (NCHW)",
+    "ours_nhwc": "ours APGD-CE (NHWC, as robust eval runs it)",
+    "pyautoattack": "pyautoattack APGDAttack ce (NCHW)",
+}
 
 
 def prepare(quick: bool, which: str) -> dict:
@@ -52,8 +56,16 @@ def prepare(quick: bool, which: str) -> dict:
     model, meta = load_checkpoint(ckpt)
     model.eval()
     points = select_points(common.cifar10(), n=cfg["n"], split="test", seed=0, device=torch.device("cpu"))
-    return {"cfg": cfg, "which": which, "spec": spec, "ckpt": ckpt, "model": model, "meta": meta,
-            "x": points.x, "y": points.y}
+    return {
+        "cfg": cfg,
+        "which": which,
+        "spec": spec,
+        "ckpt": ckpt,
+        "model": model,
+        "meta": meta,
+        "x": points.x,
+        "y": points.y,
+    }
 
 
 def ours_accuracy(model, x, y, threat, k: int, batch_size: int) -> float:
@@ -62,7 +74,7 @@ def ours_accuracy(model, x, y, threat, k: int, batch_size: int) -> float:
     robust = 0
     for i in range(0, len(y), batch_size):
         torch.manual_seed(0)  # as pyautoattack seeds each perturb() call
-        res = apgd(model, x[i:i + batch_size], y[i:i + batch_size], threat, k=k, loss="ce")
+        res = apgd(model, x[i : i + batch_size], y[i : i + batch_size], threat, k=k, loss="ce")
         robust += int((~res.fooled).sum())
     return robust / len(y)
 
@@ -70,11 +82,12 @@ def ours_accuracy(model, x, y, threat, k: int, batch_size: int) -> float:
 def pyautoattack_accuracy(model, x, y, eps_px: float, k: int, batch_size: int) -> float:
     from pyautoattack.autopgd_base import APGDAttack
 
-    attack = APGDAttack(model, n_iter=k, norm="Linf", n_restarts=1, eps=eps_px, seed=0, loss="ce",
-                        device=torch.device("cpu"))
+    attack = APGDAttack(
+        model, n_iter=k, norm="Linf", n_restarts=1, eps=eps_px, seed=0, loss="ce", device=torch.device("cpu")
+    )
     correct = 0
     for i in range(0, len(y), batch_size):
-        xb, yb = x[i:i + batch_size], y[i:i + batch_size]
+        xb, yb = x[i : i + batch_size], y[i : i + batch_size]
         adv = attack.perturb(xb, yb)
         with torch.no_grad():
             correct += int((model(adv).argmax(1) == yb).sum())
@@ -95,6 +108,7 @@ def cases(ctx: dict, eps_px: float) -> tuple[dict, dict]:
     def recorded(name, fn):
         def case():
             accs[name] = fn()
+
         return case
 
     fns = {
@@ -109,14 +123,24 @@ def run(quick: bool = False, out_dir=None) -> dict:
     from robustbench_local.threat import ThreatModel, find_std
 
     cfg = QUICK if quick else FULL
-    report = common.Report(NAME, quick, settings={
-        "n": cfg["n"], "batch_size": cfg["batch_size"], "k": cfg["k"], "restarts": 1, "loss": "ce",
-        "repeats": cfg["repeats"], "warmup_calls": 1, "threads": common.setup_threads(),
-        "points": "select_points(cifar10, n, split='test', seed=0)",
-        "seeding": "torch.manual_seed(0) before each batch on both sides (pyautoattack seeds each perturb call)",
-        "timing": "interleaved round-robin, rotating order; seconds for all n points, batch by batch",
-        "robust_acc": "fraction of all n points not fooled (clean-wrong points count as fooled), from the timed calls",
-    })
+    report = common.Report(
+        NAME,
+        quick,
+        settings={
+            "n": cfg["n"],
+            "batch_size": cfg["batch_size"],
+            "k": cfg["k"],
+            "restarts": 1,
+            "loss": "ce",
+            "repeats": cfg["repeats"],
+            "warmup_calls": 1,
+            "threads": common.setup_threads(),
+            "points": "select_points(cifar10, n, split='test', seed=0)",
+            "seeding": "torch.manual_seed(0) before each batch on both sides (pyautoattack seeds each perturb call)",
+            "timing": "interleaved round-robin, rotating order; seconds for all n points, batch by batch",
+            "robust_acc": "fraction of all n points not fooled (clean-wrong points count as fooled), from the timed calls",
+        },
+    )
     results, rows, targets = {}, [], []
     for which, eps_list in (("standard", ("default",)), ("adversarial", ("default", "8/255"))):
         ctx = prepare(quick, which)
@@ -130,28 +154,55 @@ def run(quick: bool = False, out_dir=None) -> dict:
             times = common.time_cases(fns, cfg["repeats"])
             key = f"{which} eps {eps_px * 255:.3g}/255"
             pa = times["pyautoattack"]
-            entry = {"checkpoint": str(ctx["ckpt"].relative_to(common.ROOT)),
-                     "train_spec": common.spec_summary(ctx["spec"]), "clean_acc": clean,
-                     "threat": ThreatModel("linf", eps_px, space="pixel").describe(std), "cases": {}}
+            entry = {
+                "checkpoint": str(ctx["ckpt"].relative_to(common.ROOT)),
+                "train_spec": common.spec_summary(ctx["spec"]),
+                "clean_acc": clean,
+                "threat": ThreatModel("linf", eps_px, space="pixel").describe(std),
+                "cases": {},
+            }
             for name, label in CASES.items():
                 t = times[name]
-                entry["cases"][name] = {**t, "robust_acc": accs[name], "pyautoattack_over_this": common.ratio(pa, t),
-                                        "images_per_s": len(y) / t["median"]}
-                rows.append([f"{key}: {label}", clean, accs[name], t["median"], t["min"], t["max"],
-                             common.ratio(pa, t)])
+                entry["cases"][name] = {
+                    **t,
+                    "robust_acc": accs[name],
+                    "pyautoattack_over_this": common.ratio(pa, t),
+                    "images_per_s": len(y) / t["median"],
+                }
+                rows.append(
+                    [f"{key}: {label}", clean, accs[name], t["median"], t["min"], t["max"], common.ratio(pa, t)]
+                )
             results[key] = entry
-            targets.append(common.target_line(f"{key}: pyautoattack / ours (both NCHW)",
-                                              common.ratio(pa, times["ours"]), ">=", 1.5))
-            targets.append(common.target_line(f"{key}: pyautoattack as loaded / ours as robust eval runs it (NHWC)",
-                                              common.ratio(pa, times["ours_nhwc"]), ">=", 1.5))
-            targets.append(common.target_line(f"{key}: ours robust acc - pyautoattack robust acc (points)",
-                                              100 * (accs["ours"] - accs["pyautoattack"]), "<=", 0.5, unit=""))
+            targets.append(
+                common.target_line(
+                    f"{key}: pyautoattack / ours (both NCHW)", common.ratio(pa, times["ours"]), ">=", 1.5
+                )
+            )
+            targets.append(
+                common.target_line(
+                    f"{key}: pyautoattack as loaded / ours as robust eval runs it (NHWC)",
+                    common.ratio(pa, times["ours_nhwc"]),
+                    ">=",
+                    1.5,
+                )
+            )
+            targets.append(
+                common.target_line(
+                    f"{key}: ours robust acc - pyautoattack robust acc (points)",
+                    100 * (accs["ours"] - accs["pyautoattack"]),
+                    "<=",
+                    0.5,
+                    unit="",
+                )
+            )
     common.print_table(
         f"APGD-CE-{cfg['k']} (L-inf) on {cfg['n']} CIFAR-10 test images, batch {cfg['batch_size']}, "
         f"{torch.get_num_threads()} threads",
-        ["case", "clean acc", "robust acc", "median s", "min s", "max s", "x pyautoattack"], rows,
+        ["case", "clean acc", "robust acc", "median s", "min s", "max s", "x pyautoattack"],
+        rows,
         caption="x pyautoattack: pyautoattack's median time over this case's. Both attack the clean-correct "
-                "points only; ours drops a point at its first fooling iterate.")
+        "points only; ours drops a point at its first fooling iterate.",
+    )
     common.print_targets(targets)
     report.data.update({"results": results, "targets": targets})
     return report.save(out_dir)

@@ -14,6 +14,7 @@ Side by side on the same checkpoint, points, batch and threads:
                    gradients left on, loss.backward() for the input gradient.
 
 Targets: ours <= 1.10x the limit, and >= 1.3x faster than torchattacks."""
+
 from __future__ import annotations
 
 import sys
@@ -58,8 +59,17 @@ def prepare(quick: bool) -> dict:
     threat = ThreatModel(step=0.002)  # linf, eps 0.0313 normalized, the seeds' step 0.002 normalized
     std = find_std(model, 3)
     px = threat.in_space("pixel", std)
-    return {"cfg": cfg, "model": model, "meta": meta, "ckpt": ckpt, "x": x, "y": y, "threat": threat,
-            "eps_px": px.eps, "step_px": px.step}
+    return {
+        "cfg": cfg,
+        "model": model,
+        "meta": meta,
+        "ckpt": ckpt,
+        "x": x,
+        "y": y,
+        "threat": threat,
+        "eps_px": px.eps,
+        "step_px": px.step,
+    }
 
 
 def layout_cases(ctx: dict, model, x, suffix: str = "") -> dict:
@@ -81,10 +91,12 @@ def layout_cases(ctx: dict, model, x, suffix: str = "") -> dict:
 
         return torchattacks.PGD(model, eps=ctx["eps_px"], alpha=ctx["step_px"], steps=k, random_start=True)(x, y)
 
-    return {f"limit{suffix}": limit,
-            f"ours{suffix}": lambda: pgd(model, x, y, threat, k=k, early_stop=False).x_adv,
-            f"ours{suffix}_early_exit": lambda: pgd(model, x, y, threat, k=k, early_stop=True).x_adv,
-            f"torchattacks{suffix}": torchattacks_pgd}
+    return {
+        f"limit{suffix}": limit,
+        f"ours{suffix}": lambda: pgd(model, x, y, threat, k=k, early_stop=False).x_adv,
+        f"ours{suffix}_early_exit": lambda: pgd(model, x, y, threat, k=k, early_stop=True).x_adv,
+        f"torchattacks{suffix}": torchattacks_pgd,
+    }
 
 
 def cases(ctx: dict) -> dict:
@@ -116,10 +128,17 @@ def cases(ctx: dict) -> dict:
         from art.attacks.evasion import ProjectedGradientDescentPyTorch
         from art.estimators.classification import PyTorchClassifier
 
-        clf = PyTorchClassifier(model, loss=torch.nn.CrossEntropyLoss(), input_shape=tuple(x.shape[1:]),
-                                nb_classes=int(ctx["meta"]["num_classes"]), clip_values=(0.0, 1.0), device_type="cpu")
-        attack = ProjectedGradientDescentPyTorch(clf, norm=np.inf, eps=eps, eps_step=step, max_iter=k,
-                                                 num_random_init=1, batch_size=len(x), verbose=False)
+        clf = PyTorchClassifier(
+            model,
+            loss=torch.nn.CrossEntropyLoss(),
+            input_shape=tuple(x.shape[1:]),
+            nb_classes=int(ctx["meta"]["num_classes"]),
+            clip_values=(0.0, 1.0),
+            device_type="cpu",
+        )
+        attack = ProjectedGradientDescentPyTorch(
+            clf, norm=np.inf, eps=eps, eps_step=step, max_iter=k, num_random_init=1, batch_size=len(x), verbose=False
+        )
         xn, yn = x.numpy(), y.numpy()
 
         def art_pgd():
@@ -137,16 +156,28 @@ def _robust_acc(model, x_adv, y) -> float:
 def run(quick: bool = False, out_dir=None) -> dict:
     ctx = prepare(quick)
     cfg, model, x, y = ctx["cfg"], ctx["model"], ctx["x"], ctx["y"]
-    report = common.Report(NAME, quick, settings={
-        "checkpoint": str(ctx["ckpt"].relative_to(common.ROOT)), "arch": ctx["meta"]["arch"],
-        "train_spec": {k: (v.to_dict() if hasattr(v, "to_dict") else v) for k, v in common.standard_spec(quick).items()},
-        "n": len(y), "batch_size": len(y), "k": cfg["k"], "repeats": cfg["repeats"], "warmup_calls": 1,
-        "threads": torch.get_num_threads(), "threat": ctx["threat"].describe(model.std.cpu()),
-        "points": "first n of a permutation of the CIFAR-10 (JPEG copy) test split, torch.Generator seed 0",
-        "timing": "interleaved round-robin, rotating order; seconds per attack call on the whole batch",
-        "limit": "k x (forward + input-gradient backward), params frozen, eval mode, measured as k such passes",
-        "plain_loop": "eval mode, parameter gradients on, loss.backward() for the input gradient, sign step, clamp",
-    })
+    report = common.Report(
+        NAME,
+        quick,
+        settings={
+            "checkpoint": str(ctx["ckpt"].relative_to(common.ROOT)),
+            "arch": ctx["meta"]["arch"],
+            "train_spec": {
+                k: (v.to_dict() if hasattr(v, "to_dict") else v) for k, v in common.standard_spec(quick).items()
+            },
+            "n": len(y),
+            "batch_size": len(y),
+            "k": cfg["k"],
+            "repeats": cfg["repeats"],
+            "warmup_calls": 1,
+            "threads": torch.get_num_threads(),
+            "threat": ctx["threat"].describe(model.std.cpu()),
+            "points": "first n of a permutation of the CIFAR-10 (JPEG copy) test split, torch.Generator seed 0",
+            "timing": "interleaved round-robin, rotating order; seconds per attack call on the whole batch",
+            "limit": "k x (forward + input-gradient backward), params frozen, eval mode, measured as k such passes",
+            "plain_loop": "eval mode, parameter gradients on, loss.backward() for the input gradient, sign step, clamp",
+        },
+    )
     fns = cases(ctx)
     art_reason = art_status()
     times = common.time_cases(fns, cfg["repeats"])
@@ -163,11 +194,18 @@ def run(quick: bool = False, out_dir=None) -> dict:
 
     ours = times["ours"]
     rows, table = [], {}
-    labels = {"limit": "limit: k x (fwd + input-grad bwd)", "ours": "ours pgd (early_stop=False)",
-              "ours_early_exit": "ours pgd (early exit)", "torchattacks": "torchattacks PGD",
-              "art": "ART ProjectedGradientDescent", "plain_loop": "plain loop (param grads on)",
-              "limit_nhwc": "NHWC: limit", "ours_nhwc": "NHWC: ours pgd (early_stop=False)",
-              "ours_nhwc_early_exit": "NHWC: ours pgd (early exit)", "torchattacks_nhwc": "NHWC: torchattacks PGD"}
+    labels = {
+        "limit": "limit: k x (fwd + input-grad bwd)",
+        "ours": "ours pgd (early_stop=False)",
+        "ours_early_exit": "ours pgd (early exit)",
+        "torchattacks": "torchattacks PGD",
+        "art": "ART ProjectedGradientDescent",
+        "plain_loop": "plain loop (param grads on)",
+        "limit_nhwc": "NHWC: limit",
+        "ours_nhwc": "NHWC: ours pgd (early_stop=False)",
+        "ours_nhwc_early_exit": "NHWC: ours pgd (early exit)",
+        "torchattacks_nhwc": "NHWC: torchattacks PGD",
+    }
     for name in ("limit", "ours", "ours_early_exit", "torchattacks", "art", "plain_loop", *NHWC_CASES):
         if name not in times:
             rows.append([labels[name], None, None, None, None, None, None, "skipped: " + (art_reason or "")])
@@ -177,33 +215,62 @@ def run(quick: bool = False, out_dir=None) -> dict:
         nhwc = name in NHWC_CASES  # compared within their layout
         r_limit = common.ratio(t, times["limit_nhwc" if nhwc else "limit"])
         r_ours = common.ratio(t, times["ours_nhwc"] if nhwc else ours)
-        table[name] = {**t, "images_per_s": len(y) / t["median"], "vs_limit": r_limit, "vs_ours": r_ours,
-                       "robust_acc": accs.get(name)}
-        rows.append([labels[name], t["median"], t["min"], t["max"], len(y) / t["median"], r_limit, r_ours,
-                     "-" if name.startswith("limit") else f"{accs[name]:.1%}"])
+        table[name] = {
+            **t,
+            "images_per_s": len(y) / t["median"],
+            "vs_limit": r_limit,
+            "vs_ours": r_ours,
+            "robust_acc": accs.get(name),
+        }
+        rows.append(
+            [
+                labels[name],
+                t["median"],
+                t["min"],
+                t["max"],
+                len(y) / t["median"],
+                r_limit,
+                r_ours,
+                "-" if name.startswith("limit") else f"{accs[name]:.1%}",
+            ]
+        )
     common.print_table(
         f"PGD-{cfg['k']} on {len(y)} CIFAR-10 test images, batch {len(y)}, {torch.get_num_threads()} threads "
         f"(clean acc {clean:.1%})",
-        ["case", "median s", "min s", "max s", "img/s", "x limit", "x ours", "robust acc"], rows,
+        ["case", "median s", "min s", "max s", "img/s", "x limit", "x ours", "robust acc"],
+        rows,
         caption="x limit / x ours: median time over the limit's / ours (early_stop=False)'s, each within its "
-                "layout (NHWC rows against the NHWC limit and ours). "
-                "Ours judges every iterate (a point counts as broken if any iterate fooled it); peers judge the last.")
+        "layout (NHWC rows against the NHWC limit and ours). "
+        "Ours judges every iterate (a point counts as broken if any iterate fooled it); peers judge the last.",
+    )
     targets = [
         common.target_line("ours (all points, all steps) / limit", table["ours"]["vs_limit"], "<=", 1.10),
-        common.target_line("torchattacks / ours (all points, all steps)", table["torchattacks"]["vs_ours"],
-                           ">=", 1.3),
-        common.target_line("torchattacks / ours (early exit)",
-                           common.ratio(times["torchattacks"], times["ours_early_exit"]), ">=", 1.3),
-        common.target_line("NHWC: ours (all points, all steps) / NHWC limit", table["ours_nhwc"]["vs_limit"],
-                           "<=", 1.10),
-        common.target_line("torchattacks as loaded (NCHW) / ours as robust eval runs it (NHWC, early exit)",
-                           common.ratio(times["torchattacks"], times["ours_nhwc_early_exit"]), ">=", 1.3),
-        common.target_line("NHWC: torchattacks / ours (all points, all steps)",
-                           table["torchattacks_nhwc"]["vs_ours"], ">=", 1.3),
+        common.target_line("torchattacks / ours (all points, all steps)", table["torchattacks"]["vs_ours"], ">=", 1.3),
+        common.target_line(
+            "torchattacks / ours (early exit)", common.ratio(times["torchattacks"], times["ours_early_exit"]), ">=", 1.3
+        ),
+        common.target_line(
+            "NHWC: ours (all points, all steps) / NHWC limit", table["ours_nhwc"]["vs_limit"], "<=", 1.10
+        ),
+        common.target_line(
+            "torchattacks as loaded (NCHW) / ours as robust eval runs it (NHWC, early exit)",
+            common.ratio(times["torchattacks"], times["ours_nhwc_early_exit"]),
+            ">=",
+            1.3,
+        ),
+        common.target_line(
+            "NHWC: torchattacks / ours (all points, all steps)", table["torchattacks_nhwc"]["vs_ours"], ">=", 1.3
+        ),
     ]
     common.print_targets(targets)
-    report.data.update({"clean_acc": clean, "cases": table, "targets": targets,
-                        "art": {"used": art_reason is None, "reason": art_reason}})
+    report.data.update(
+        {
+            "clean_acc": clean,
+            "cases": table,
+            "targets": targets,
+            "art": {"used": art_reason is None, "reason": art_reason},
+        }
+    )
     return report.save(out_dir)
 
 

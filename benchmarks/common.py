@@ -8,6 +8,7 @@ are compared run in the same process, interleaved round-robin (the order rotates
 each repeat) so a burst of load from other users hits all of them alike; figures
 are medians over repeats, with min and max kept; comparisons are ratios of
 medians."""
+
 from __future__ import annotations
 
 import argparse
@@ -21,10 +22,11 @@ import subprocess
 import sys
 import tarfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -34,8 +36,13 @@ TMP = RESULTS / "tmp"  # git-ignored: checkpoints and the extracted JPEG subsets
 THREADS = 2  # every figure is taken with torch.set_num_threads(2)
 JPEG_TAR = "cifar10-jpeg.tar.gz"
 PEERS = {  # distribution names whose versions go into every JSON
-    "torch": "torch", "torchvision": "torchvision", "numpy": "numpy", "pillow": "pillow",
-    "robustbench_local": "robustbench_local", "torchattacks": "torchattacks", "pyautoattack": "pyautoattack",
+    "torch": "torch",
+    "torchvision": "torchvision",
+    "numpy": "numpy",
+    "pillow": "pillow",
+    "robustbench_local": "robustbench_local",
+    "torchattacks": "torchattacks",
+    "pyautoattack": "pyautoattack",
     "adversarial-robustness-toolbox": "adversarial-robustness-toolbox",
 }
 
@@ -89,8 +96,13 @@ def machine() -> dict:
 
 # ----------------------------------------------------------------------------- timing
 def stats(values: list[float]) -> dict:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values),
-            "repeats": len(values), "values": values}
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "repeats": len(values),
+        "values": values,
+    }
 
 
 def time_cases(cases: dict[str, Callable[[], Any]], repeats: int, warmup: int = 1) -> dict[str, dict]:
@@ -102,7 +114,7 @@ def time_cases(cases: dict[str, Callable[[], Any]], repeats: int, warmup: int = 
             cases[name]()
     times: dict[str, list[float]] = {n: [] for n in names}
     for r in range(repeats):
-        order = names[r % len(names):] + names[:r % len(names)]
+        order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
             t0 = time.perf_counter()
             cases[name]()
@@ -186,8 +198,15 @@ def target_line(label: str, value: float | None, op: str, goal: float, unit: str
 
 
 def print_targets(targets: list[dict]) -> None:
-    rows = [[t["target"], t["value"], f"{t['op']} {t['goal']}{t['unit']}",
-             "yes" if t["met"] else ("n/a" if t["met"] is None else "NO")] for t in targets]
+    rows = [
+        [
+            t["target"],
+            t["value"],
+            f"{t['op']} {t['goal']}{t['unit']}",
+            "yes" if t["met"] else ("n/a" if t["met"] is None else "NO"),
+        ]
+        for t in targets
+    ]
     print_table("targets", ["target", "measured", "goal", "met"], rows)
 
 
@@ -219,10 +238,18 @@ def adversarial_spec(quick: bool) -> dict:
     from robustbench_local.specs import DataSpec
 
     if quick:
-        return {"data": DataSpec(subset=256, val_fraction=0.002), "epochs": 1, "adv": "pgd",
-                "adv_kwargs": {"k": 1, "val_n": 16, "val_k": 1}}
-    return {"data": DataSpec(subset=10000), "epochs": 4, "adv": "pgd",
-            "adv_kwargs": {"eps": 0.0313, "k": 5, "eta": 0.0125, "val_n": 200}}
+        return {
+            "data": DataSpec(subset=256, val_fraction=0.002),
+            "epochs": 1,
+            "adv": "pgd",
+            "adv_kwargs": {"k": 1, "val_n": 16, "val_k": 1},
+        }
+    return {
+        "data": DataSpec(subset=10000),
+        "epochs": 4,
+        "adv": "pgd",
+        "adv_kwargs": {"eps": 0.0313, "k": 5, "eta": 0.0125, "val_n": 200},
+    }
 
 
 def spec_summary(spec: dict) -> dict:
@@ -343,8 +370,9 @@ def measure_memory(module: str, case: str, quick: bool, timeout: float = 1800) -
     return json.loads(lines[-1])
 
 
-def arg_parser(doc: str, quick_help: str = "tiny sizes, one repeat (a smoke run, not a measurement)"
-               ) -> argparse.ArgumentParser:
+def arg_parser(
+    doc: str, quick_help: str = "tiny sizes, one repeat (a smoke run, not a measurement)"
+) -> argparse.ArgumentParser:
     """The options every benchmark script takes: --quick and --out."""
     p = argparse.ArgumentParser(description=doc.splitlines()[0])
     p.add_argument("--quick", action="store_true", help=quick_help)

@@ -9,6 +9,7 @@ N corrupted images of every corruption and severity, forward passes only. The fu
 evaluation's cost is extrapolated from these measured rates to the 750,000 images of
 CIFAR-10-C: generation (once, then cached) and evaluation, each stated with the n it
 was measured on."""
+
 from __future__ import annotations
 
 import sys
@@ -29,10 +30,10 @@ FULL_SET = 10_000  # CIFAR-10-C: the whole test set per corruption and severity
 
 
 def run(quick: bool = False, out_dir=None) -> dict:
+    from robustbench_local.checkpoint import load_checkpoint
     from robustbench_local.corruptions import CORRUPTIONS, SEVERITIES, require_extra
     from robustbench_local.corruptions.sets import corrupt_images
     from robustbench_local.evaluation import predict
-    from robustbench_local.checkpoint import load_checkpoint
 
     require_extra()
     cfg = dict(QUICK if quick else FULL)
@@ -54,22 +55,36 @@ def run(quick: bool = False, out_dir=None) -> dict:
             accs.append(float((logits.argmax(1) == y).float().mean()))
         eval_s = time.perf_counter() - t1
         images = len(SEVERITIES) * len(x)
-        per[name] = {"images": images, "generate_seconds": gen_s, "generate_images_per_s": images / gen_s,
-                     "eval_seconds": eval_s, "eval_images_per_s": images / eval_s, "acc_by_severity": accs}
+        per[name] = {
+            "images": images,
+            "generate_seconds": gen_s,
+            "generate_images_per_s": images / gen_s,
+            "eval_seconds": eval_s,
+            "eval_images_per_s": images / eval_s,
+            "acc_by_severity": accs,
+        }
         rows.append([name, images, images / gen_s, images / eval_s, " ".join(f"{100 * a:.0f}" for a in accs)])
     total_images = FULL_SET * len(SEVERITIES) * len(CORRUPTIONS)
     gen_full = sum(FULL_SET * len(SEVERITIES) / p["generate_images_per_s"] for p in per.values())
     eval_full = sum(FULL_SET * len(SEVERITIES) / p["eval_images_per_s"] for p in per.values())
     common.print_table(
         f"corruption generation and seed-CNN evaluation, {cfg['n']} test images x 5 severities each",
-        ["corruption", "images", "generated / s", "evaluated / s", "accuracy % (sev 1-5)"], rows,
+        ["corruption", "images", "generated / s", "evaluated / s", "accuracy % (sev 1-5)"],
+        rows,
         caption=f"full CIFAR-10-C ({total_images:,} images), extrapolated from these rates: generation "
-                f"{gen_full / 60:.1f} min once (then cached), evaluation {eval_full / 60:.1f} min per model")
-    report.data.update({
-        "per_corruption": per,
-        "full_cifar10c": {"images": total_images, "generate_minutes": gen_full / 60, "eval_minutes": eval_full / 60,
-                          "how": f"extrapolated from {cfg['n']} images x 5 severities per corruption"},
-    })
+        f"{gen_full / 60:.1f} min once (then cached), evaluation {eval_full / 60:.1f} min per model",
+    )
+    report.data.update(
+        {
+            "per_corruption": per,
+            "full_cifar10c": {
+                "images": total_images,
+                "generate_minutes": gen_full / 60,
+                "eval_minutes": eval_full / 60,
+                "how": f"extrapolated from {cfg['n']} images x 5 severities per corruption",
+            },
+        }
+    )
     return report.save(out_dir)
 
 

@@ -12,6 +12,7 @@ throughput.
   ImageFolder.__getitem__), all in this process.
 - a full pass over the same images: our TensorLoader (with augmentation) against a
   DataLoader over ImageFolder with 2 workers."""
+
 from __future__ import annotations
 
 import sys
@@ -41,8 +42,14 @@ def prepare(quick: bool) -> dict:
     sub = bundle.train.subset(cfg["n"], seed=0)
     tree = common.jpeg_tree(sub.index.tolist())
     pil = [Image.fromarray(img.permute(1, 2, 0).numpy()) for img in sub.x]
-    return {"cfg": cfg, "bundle": bundle, "sub": sub, "tree": tree, "pil": pil,
-            "folder": ImageFolder(str(tree / "train"), transform=common.seed_transforms())}
+    return {
+        "cfg": cfg,
+        "bundle": bundle,
+        "sub": sub,
+        "tree": tree,
+        "pil": pil,
+        "folder": ImageFolder(str(tree / "train"), transform=common.seed_transforms()),
+    }
 
 
 def cases(ctx: dict) -> dict:
@@ -59,7 +66,7 @@ def cases(ctx: dict) -> dict:
 
     def ours_augment():
         for i in range(0, len(xs), bs):
-            augment(xs[i:i + bs].float().div_(255))
+            augment(xs[i : i + bs].float().div_(255))
 
     def pil_transforms():
         for img in ctx["pil"]:
@@ -75,48 +82,72 @@ def cases(ctx: dict) -> dict:
             pass
 
     def dataloader_pass():
-        loader = torch.utils.data.DataLoader(ctx["folder"], batch_size=bs, shuffle=True,
-                                             num_workers=cfg["num_workers"])
+        loader = torch.utils.data.DataLoader(ctx["folder"], batch_size=bs, shuffle=True, num_workers=cfg["num_workers"])
         for _ in loader:
             pass
 
-    return {"load_cifar10": load, "ours_augment": ours_augment, "pil_transforms": pil_transforms,
-            "imagefolder_getitem": folder_getitem, "tensor_loader_pass": tensor_loader_pass,
-            "dataloader_pass": dataloader_pass}
+    return {
+        "load_cifar10": load,
+        "ours_augment": ours_augment,
+        "pil_transforms": pil_transforms,
+        "imagefolder_getitem": folder_getitem,
+        "tensor_loader_pass": tensor_loader_pass,
+        "dataloader_pass": dataloader_pass,
+    }
 
 
 def run(quick: bool = False, out_dir=None) -> dict:
     ctx = prepare(quick)
     cfg, n = ctx["cfg"], len(ctx["sub"])
-    report = common.Report(NAME, quick, settings={
-        **cfg, "threads": torch.get_num_threads(),
-        "images": f"{n} CIFAR-10 (JPEG copy) train images, 32x32 RGB",
-        "ours_augment": "build_augment('basic'): random_crop(pad=4) + hflip(p=0.5), batched, incl. uint8->float",
-        "pil": "torchvision RandomCrop(32, 4), RandomHorizontalFlip, ToTensor, Normalize(0.5, 0.5) per PIL image",
-        "dataloader": f"ImageFolder + the PIL transforms, DataLoader num_workers={cfg['num_workers']}, "
-                      f"batch {cfg['batch_size']}",
-    })
+    report = common.Report(
+        NAME,
+        quick,
+        settings={
+            **cfg,
+            "threads": torch.get_num_threads(),
+            "images": f"{n} CIFAR-10 (JPEG copy) train images, 32x32 RGB",
+            "ours_augment": "build_augment('basic'): random_crop(pad=4) + hflip(p=0.5), batched, incl. uint8->float",
+            "pil": "torchvision RandomCrop(32, 4), RandomHorizontalFlip, ToTensor, Normalize(0.5, 0.5) per PIL image",
+            "dataloader": f"ImageFolder + the PIL transforms, DataLoader num_workers={cfg['num_workers']}, "
+            f"batch {cfg['batch_size']}",
+        },
+    )
     fns = cases(ctx)
     load = common.time_cases({"load_cifar10": fns.pop("load_cifar10")}, cfg["load_repeats"])["load_cifar10"]
     times = common.time_cases(fns, cfg["repeats"])
     b = ctx["bundle"]
     n_all = len(b.train) + len(b.val) + len(b.test)
     ours = times["ours_augment"]
-    rows = [["load_dataset('cifar10') from the cache", n_all, load["median"], load["min"], load["max"],
-             n_all / load["median"], None]]
-    labels = {"ours_augment": "ours: build_augment('basic'), batched", "pil_transforms": "torchvision PIL transforms",
-              "imagefolder_getitem": "ImageFolder[i]: JPEG decode + PIL transforms",
-              "tensor_loader_pass": "ours: TensorLoader pass (+ augment)",
-              "dataloader_pass": f"DataLoader(ImageFolder), {cfg['num_workers']} workers"}
+    rows = [
+        [
+            "load_dataset('cifar10') from the cache",
+            n_all,
+            load["median"],
+            load["min"],
+            load["max"],
+            n_all / load["median"],
+            None,
+        ]
+    ]
+    labels = {
+        "ours_augment": "ours: build_augment('basic'), batched",
+        "pil_transforms": "torchvision PIL transforms",
+        "imagefolder_getitem": "ImageFolder[i]: JPEG decode + PIL transforms",
+        "tensor_loader_pass": "ours: TensorLoader pass (+ augment)",
+        "dataloader_pass": f"DataLoader(ImageFolder), {cfg['num_workers']} workers",
+    }
     table = {"load_cifar10": {**load, "images": n_all, "images_per_s": n_all / load["median"]}}
     for name, t in times.items():
         ref = ours if name in ("pil_transforms", "imagefolder_getitem", "ours_augment") else times["tensor_loader_pass"]
         table[name] = {**t, "images": n, "images_per_s": n / t["median"], "slower_than_ours": common.ratio(t, ref)}
         rows.append([labels[name], n, t["median"], t["min"], t["max"], n / t["median"], common.ratio(t, ref)])
-    common.print_table(f"data: load and augmentation, {torch.get_num_threads()} threads",
-                       ["case", "images", "median s", "min s", "max s", "img/s", "x ours"], rows,
-                       caption="x ours: median time over ours (augment rows: over build_augment; "
-                               "pass rows: over the TensorLoader pass)")
+    common.print_table(
+        f"data: load and augmentation, {torch.get_num_threads()} threads",
+        ["case", "images", "median s", "min s", "max s", "img/s", "x ours"],
+        rows,
+        caption="x ours: median time over ours (augment rows: over build_augment; "
+        "pass rows: over the TensorLoader pass)",
+    )
     report.data.update({"cases": table})
     return report.save(out_dir)
 

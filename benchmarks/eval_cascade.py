@@ -20,6 +20,7 @@ Part B: on a standard CIFAR-10 checkpoint from `robust
 train` (the default cnn), clean, FGSM, PGD-20 (eps 0.0313 normalized, eta 0.002) and
 AutoAttack accuracy on >= 1000 test images with 95% intervals and seconds, and the
 PGD-20 wall-time ratio against torchattacks on the same points."""
+
 from __future__ import annotations
 
 import copy
@@ -57,7 +58,7 @@ def torchattacks_accuracy(model, x, y, k: int, eps_px: float, step_px: float, ba
     attack = torchattacks.PGD(model, eps=eps_px, alpha=step_px, steps=k, random_start=True)
     correct = 0
     for i in range(0, len(y), batch_size):
-        xb, yb = x[i:i + batch_size], y[i:i + batch_size]
+        xb, yb = x[i : i + batch_size], y[i : i + batch_size]
         xa = attack(xb, yb)
         with torch.no_grad():
             correct += int((model(xa).argmax(1) == yb).sum())
@@ -78,8 +79,19 @@ def prepare(quick: bool, which: str = "standard") -> dict:
     bundle = common.cifar10()
     points = select_points(bundle, n=cfg["n"], split="test", seed=0, device=torch.device("cpu"))
     px = ThreatModel(step=0.002).in_space("pixel", find_std(model, 3))
-    return {"cfg": cfg, "which": which, "spec": spec, "ckpt": ckpt, "model": model, "meta": meta, "bundle": bundle,
-            "x": points.x, "y": points.y, "eps_px": px.eps, "step_px": px.step}
+    return {
+        "cfg": cfg,
+        "which": which,
+        "spec": spec,
+        "ckpt": ckpt,
+        "model": model,
+        "meta": meta,
+        "bundle": bundle,
+        "x": points.x,
+        "y": points.y,
+        "eps_px": px.eps,
+        "step_px": px.step,
+    }
 
 
 def cases(ctx: dict) -> dict:
@@ -96,19 +108,33 @@ def cases(ctx: dict) -> dict:
     x_nhwc = x.contiguous(memory_format=torch.channels_last)
 
     def ours():
-        return evaluate((ours_model, meta, "bench"), [pgd], (x, y), n=None, batch_size=cfg["batch_size"],
-                        device="cpu", run_checks=False)[-1]["metrics"]["robust_acc"]
+        return evaluate(
+            (ours_model, meta, "bench"),
+            [pgd],
+            (x, y),
+            n=None,
+            batch_size=cfg["batch_size"],
+            device="cpu",
+            run_checks=False,
+        )[-1]["metrics"]["robust_acc"]
 
     def ours_cascade():
-        return evaluate((ours_model, meta, "bench"), cascade, (x, y), n=None, batch_size=cfg["batch_size"],
-                        device="cpu", run_checks=False, cascade=True)[-1]["metrics"]["robust_acc"]
+        return evaluate(
+            (ours_model, meta, "bench"),
+            cascade,
+            (x, y),
+            n=None,
+            batch_size=cfg["batch_size"],
+            device="cpu",
+            run_checks=False,
+            cascade=True,
+        )[-1]["metrics"]["robust_acc"]
 
     def ta():
         return torchattacks_accuracy(model, x, y, cfg["k"], ctx["eps_px"], ctx["step_px"], cfg["batch_size"])
 
     def ta_nhwc():
-        return torchattacks_accuracy(nhwc_model, x_nhwc, y, cfg["k"], ctx["eps_px"], ctx["step_px"],
-                                     cfg["batch_size"])
+        return torchattacks_accuracy(nhwc_model, x_nhwc, y, cfg["k"], ctx["eps_px"], ctx["step_px"], cfg["batch_size"])
 
     return {"ours": ours, "ours_cascade": ours_cascade, "torchattacks": ta, "torchattacks_nhwc": ta_nhwc}
 
@@ -126,35 +152,80 @@ def part_a(quick: bool) -> tuple[dict, list, list]:
         with torch.no_grad():
             clean = float((ctx["model"](ctx["x"]).argmax(1) == ctx["y"]).float().mean())
         ta = times["torchattacks"]
-        entry = {"checkpoint": str(ctx["ckpt"].relative_to(common.ROOT)), "train_spec": common.spec_summary(ctx["spec"]),
-                 "clean_acc": clean, "cases": {}}
+        entry = {
+            "checkpoint": str(ctx["ckpt"].relative_to(common.ROOT)),
+            "train_spec": common.spec_summary(ctx["spec"]),
+            "clean_acc": clean,
+            "cases": {},
+        }
         k = ctx["cfg"]["k"]
-        for name, label in (("ours", f"ours evaluate PGD-{k} (early exit)"),
-                            ("ours_cascade", f"ours evaluate cascade FGSM > PGD-{k} (worst case)"),
-                            ("torchattacks", f"torchattacks PGD-{k}, whole batch"),
-                            ("torchattacks_nhwc", f"torchattacks PGD-{k}, whole batch, NHWC model")):
+        for name, label in (
+            ("ours", f"ours evaluate PGD-{k} (early exit)"),
+            ("ours_cascade", f"ours evaluate cascade FGSM > PGD-{k} (worst case)"),
+            ("torchattacks", f"torchattacks PGD-{k}, whole batch"),
+            ("torchattacks_nhwc", f"torchattacks PGD-{k}, whole batch, NHWC model"),
+        ):
             t = times[name]
             speedup = common.ratio(ta, t)
-            entry["cases"][name] = {**t, "robust_acc": accs[name], "torchattacks_over_this": speedup,
-                                    "torchattacks_nhwc_over_this": common.ratio(times["torchattacks_nhwc"], t),
-                                    "images_per_s": len(ctx["y"]) / t["median"]}
-            rows.append([f"{which}: {label}", clean, accs[name], t["median"], t["min"], t["max"], speedup,
-                         common.ratio(times["torchattacks_nhwc"], t)])
+            entry["cases"][name] = {
+                **t,
+                "robust_acc": accs[name],
+                "torchattacks_over_this": speedup,
+                "torchattacks_nhwc_over_this": common.ratio(times["torchattacks_nhwc"], t),
+                "images_per_s": len(ctx["y"]) / t["median"],
+            }
+            rows.append(
+                [
+                    f"{which}: {label}",
+                    clean,
+                    accs[name],
+                    t["median"],
+                    t["min"],
+                    t["max"],
+                    speedup,
+                    common.ratio(times["torchattacks_nhwc"], t),
+                ]
+            )
         entry["ours_no_higher_than_torchattacks"] = accs["ours"] <= accs["torchattacks"]
         results[which] = entry
         if which == "standard":
             # the target is on evaluating the model; both ways ours can do it are shown: PGD-k alone
             # (bounded by the points that survive all k steps) and the FGSM > PGD-k cascade, whose
             # worst-case accuracy is never above PGD-k's
-            targets.append(common.target_line(f"standard ckpt: torchattacks PGD-{k} / ours evaluate",
-                                              entry["cases"]["ours"]["torchattacks_over_this"], ">=", 5.0))
-            targets.append(common.target_line(f"standard ckpt: torchattacks PGD-{k} / ours cascade (worst case)",
-                                              entry["cases"]["ours_cascade"]["torchattacks_over_this"], ">=", 5.0))
-            targets.append(common.target_line(
-                f"standard ckpt: ours cascade worst-case acc - torchattacks PGD-{k} acc (points)",
-                100 * (accs["ours_cascade"] - accs["torchattacks"]), "<=", 0.0, unit=""))
-        targets.append(common.target_line(f"{which} ckpt: ours robust acc - torchattacks robust acc (points)",
-                                          100 * (accs["ours"] - accs["torchattacks"]), "<=", 0.0, unit=""))
+            targets.append(
+                common.target_line(
+                    f"standard ckpt: torchattacks PGD-{k} / ours evaluate",
+                    entry["cases"]["ours"]["torchattacks_over_this"],
+                    ">=",
+                    5.0,
+                )
+            )
+            targets.append(
+                common.target_line(
+                    f"standard ckpt: torchattacks PGD-{k} / ours cascade (worst case)",
+                    entry["cases"]["ours_cascade"]["torchattacks_over_this"],
+                    ">=",
+                    5.0,
+                )
+            )
+            targets.append(
+                common.target_line(
+                    f"standard ckpt: ours cascade worst-case acc - torchattacks PGD-{k} acc (points)",
+                    100 * (accs["ours_cascade"] - accs["torchattacks"]),
+                    "<=",
+                    0.0,
+                    unit="",
+                )
+            )
+        targets.append(
+            common.target_line(
+                f"{which} ckpt: ours robust acc - torchattacks robust acc (points)",
+                100 * (accs["ours"] - accs["torchattacks"]),
+                "<=",
+                0.0,
+                unit="",
+            )
+        )
     return results, rows, targets
 
 
@@ -171,8 +242,22 @@ def robust_train_checkpoint(quick: bool, given: Path | None) -> tuple[Path, str]
         return common.ROOT / DEFAULT_TRAIN_OUT, "runs/ of a plain `robust train` (default options)"
     subset, epochs = 5000, 5
     out = common.TMP / f"robust-train-cnn-{subset}-{epochs}"
-    cmd = [sys.executable, "-m", "robustbench_local", "train", "--subset", str(subset), "--epochs", str(epochs),
-           "--out", str(out), "--results", str(common.TMP / "records"), "--device", "cpu"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "robustbench_local",
+        "train",
+        "--subset",
+        str(subset),
+        "--epochs",
+        str(epochs),
+        "--out",
+        str(out),
+        "--results",
+        str(common.TMP / "records"),
+        "--device",
+        "cpu",
+    ]
     if not (out / "best.pth").is_file():
         if out.exists():
             import shutil
@@ -200,29 +285,61 @@ def part_b(quick: bool, checkpoint: Path | None, suite_n: int | None = None) -> 
     if not quick:  # AutoAttack's FAB and Square take minutes even on a handful of points
         suite.append(AttackSpec("autoattack"))
     torch.manual_seed(0)
-    records = evaluate((model, meta, str(ckpt)), suite, bundle, n=cfg["suite_n"], batch_size=256, device="cpu",
-                       seed=0, run_checks=True)
+    records = evaluate(
+        (model, meta, str(ckpt)), suite, bundle, n=cfg["suite_n"], batch_size=256, device="cpu", seed=0, run_checks=True
+    )
     rows, figures = [], []
     clean = records[0]["metrics"]
-    rows.append(["clean", clean["clean_acc"], f"{clean['clean_ci95'][0]:.1%}-{clean['clean_ci95'][1]:.1%}",
-                 clean["n"], clean["clean_seconds"]])
-    figures.append({"attack": "clean", "acc": clean["clean_acc"], "ci95": clean["clean_ci95"], "n": clean["n"],
-                    "seconds": clean["clean_seconds"]})
+    rows.append(
+        [
+            "clean",
+            clean["clean_acc"],
+            f"{clean['clean_ci95'][0]:.1%}-{clean['clean_ci95'][1]:.1%}",
+            clean["n"],
+            clean["clean_seconds"],
+        ]
+    )
+    figures.append(
+        {
+            "attack": "clean",
+            "acc": clean["clean_acc"],
+            "ci95": clean["clean_ci95"],
+            "n": clean["n"],
+            "seconds": clean["clean_seconds"],
+        }
+    )
     for r in records:
         m = r["metrics"]
         label = r["attack"]["label"]
-        rows.append([label, m["robust_acc"], f"{m['robust_ci95'][0]:.1%}-{m['robust_ci95'][1]:.1%}", m["n"], m["seconds"]])
-        figures.append({"attack": label, "acc": m["robust_acc"], "ci95": m["robust_ci95"], "n": m["n"],
-                        "seconds": m["seconds"], "attacked": m["attacked"],
-                        "warnings": [c["detail"] for c in r.get("checks", []) if not c["ok"]]})
+        rows.append(
+            [label, m["robust_acc"], f"{m['robust_ci95'][0]:.1%}-{m['robust_ci95'][1]:.1%}", m["n"], m["seconds"]]
+        )
+        figures.append(
+            {
+                "attack": label,
+                "acc": m["robust_acc"],
+                "ci95": m["robust_ci95"],
+                "n": m["n"],
+                "seconds": m["seconds"],
+                "attacked": m["attacked"],
+                "warnings": [c["detail"] for c in r.get("checks", []) if not c["ok"]],
+            }
+        )
     # PGD-20 wall time against torchattacks on the same points
     points = select_points(bundle, n=cfg["suite_n"], split="test", seed=0, device=torch.device("cpu"))
     px = ThreatModel(step=0.002).in_space("pixel", find_std(model, 3))
     pgd20 = AttackSpec("pgd", ThreatModel(step=0.002), k=20)
 
     def ours():
-        return evaluate((model, meta, "bench"), [pgd20], (points.x, points.y), n=None, batch_size=256, device="cpu",
-                        run_checks=False)[-1]["metrics"]["robust_acc"]
+        return evaluate(
+            (model, meta, "bench"),
+            [pgd20],
+            (points.x, points.y),
+            n=None,
+            batch_size=256,
+            device="cpu",
+            run_checks=False,
+        )[-1]["metrics"]["robust_acc"]
 
     def ta():
         return torchattacks_accuracy(ta_model, points.x, points.y, 20, px.eps, px.step, 256)
@@ -232,40 +349,84 @@ def part_b(quick: bool, checkpoint: Path | None, suite_n: int | None = None) -> 
     acc_ours = ours()
     torch.manual_seed(0)
     acc_ta = ta()
-    comparison = {"ours": {**times["ours"], "robust_acc": acc_ours},
-                  "torchattacks": {**times["torchattacks"], "robust_acc": acc_ta},
-                  "torchattacks_over_ours": common.ratio(times["torchattacks"], times["ours"])}
-    out = {"checkpoint": str(ckpt), "checkpoint_origin": origin, "checkpoint_val_acc": (meta.get("metrics") or {}).get("val_acc"),
-           "points": records[0]["data"], "threat": records[0]["attack"], "figures": figures,
-           "pgd20_vs_torchattacks": comparison}
-    common.print_table(f"{ckpt} on {clean['n']} CIFAR-10 test images (linf eps 0.0313 normalized = "
-                       f"{px.eps:.4g} px, eta 0.002 = {px.step:.4g} px)",
-                       ["attack", "accuracy", "95% CI", "n", "seconds"], rows)
-    common.print_table("PGD-20 evaluation against torchattacks, same checkpoint and points",
-                       ["case", "median s", "min s", "max s", "robust acc", "torchattacks / ours"],
-                       [["ours evaluate PGD-20", times["ours"]["median"], times["ours"]["min"], times["ours"]["max"],
-                         acc_ours, comparison["torchattacks_over_ours"]],
-                        ["torchattacks PGD-20", times["torchattacks"]["median"], times["torchattacks"]["min"],
-                         times["torchattacks"]["max"], acc_ta, 1.0]])
+    comparison = {
+        "ours": {**times["ours"], "robust_acc": acc_ours},
+        "torchattacks": {**times["torchattacks"], "robust_acc": acc_ta},
+        "torchattacks_over_ours": common.ratio(times["torchattacks"], times["ours"]),
+    }
+    out = {
+        "checkpoint": str(ckpt),
+        "checkpoint_origin": origin,
+        "checkpoint_val_acc": (meta.get("metrics") or {}).get("val_acc"),
+        "points": records[0]["data"],
+        "threat": records[0]["attack"],
+        "figures": figures,
+        "pgd20_vs_torchattacks": comparison,
+    }
+    common.print_table(
+        f"{ckpt} on {clean['n']} CIFAR-10 test images (linf eps 0.0313 normalized = "
+        f"{px.eps:.4g} px, eta 0.002 = {px.step:.4g} px)",
+        ["attack", "accuracy", "95% CI", "n", "seconds"],
+        rows,
+    )
+    common.print_table(
+        "PGD-20 evaluation against torchattacks, same checkpoint and points",
+        ["case", "median s", "min s", "max s", "robust acc", "torchattacks / ours"],
+        [
+            [
+                "ours evaluate PGD-20",
+                times["ours"]["median"],
+                times["ours"]["min"],
+                times["ours"]["max"],
+                acc_ours,
+                comparison["torchattacks_over_ours"],
+            ],
+            [
+                "torchattacks PGD-20",
+                times["torchattacks"]["median"],
+                times["torchattacks"]["min"],
+                times["torchattacks"]["max"],
+                acc_ta,
+                1.0,
+            ],
+        ],
+    )
     return out, rows
 
 
-def run(quick: bool = False, out_dir=None, checkpoint: Path | None = None, suite_n: int | None = None,
-        parts: str = "ab") -> dict:
+def run(
+    quick: bool = False, out_dir=None, checkpoint: Path | None = None, suite_n: int | None = None, parts: str = "ab"
+) -> dict:
     cfg = QUICK if quick else FULL
-    report = common.Report(NAME, quick, settings={
-        **cfg, "threads": torch.get_num_threads(),
-        "attack": "PGD-k linf, eps 0.0313 normalized (0.01565 px), step 0.002 normalized (0.001 px), random start",
-        "timing": "whole evaluation to a robust accuracy (clean forward, attack, judging forward), interleaved",
-        "checks": "part A runs evaluate(run_checks=False): the sanity checks are timed apart in part B",
-    })
+    report = common.Report(
+        NAME,
+        quick,
+        settings={
+            **cfg,
+            "threads": torch.get_num_threads(),
+            "attack": "PGD-k linf, eps 0.0313 normalized (0.01565 px), step 0.002 normalized (0.001 px), random start",
+            "timing": "whole evaluation to a robust accuracy (clean forward, attack, judging forward), interleaved",
+            "checks": "part A runs evaluate(run_checks=False): the sanity checks are timed apart in part B",
+        },
+    )
     common.setup_threads()
     if "a" in parts:
         results, rows, targets = part_a(quick)
-        common.print_table(f"robust-accuracy evaluation, n={cfg['n']} CIFAR-10 test images, batch "
-                           f"{cfg['batch_size']}, {torch.get_num_threads()} threads",
-                           ["checkpoint: case", "clean acc", "robust acc", "median s", "min s", "max s",
-                            "torchattacks / this", "torchattacks NHWC / this"], rows)
+        common.print_table(
+            f"robust-accuracy evaluation, n={cfg['n']} CIFAR-10 test images, batch "
+            f"{cfg['batch_size']}, {torch.get_num_threads()} threads",
+            [
+                "checkpoint: case",
+                "clean acc",
+                "robust acc",
+                "median s",
+                "min s",
+                "max s",
+                "torchattacks / this",
+                "torchattacks NHWC / this",
+            ],
+            rows,
+        )
         common.print_targets(targets)
         report.data.update({"part_a": results, "targets": targets})
     if "b" in parts:
@@ -278,13 +439,22 @@ def run(quick: bool = False, out_dir=None, checkpoint: Path | None = None, suite
 
 def main(argv=None) -> None:
     p = common.arg_parser(__doc__)
-    p.add_argument("--checkpoint", type=Path, default=None,
-                   help=f"checkpoint for the suite's figures (default {DEFAULT_TRAIN_OUT} if present, "
-                        "else a short `robust train` run made here)")
-    p.add_argument("--suite-n", type=int, default=None,
-                   help=f"test images for the suite's figures (default {FULL['suite_n']})")
-    p.add_argument("--parts", choices=["ab", "a", "b"], default="ab",
-                   help="a: evaluation against torchattacks on two checkpoints; b: the suite's figures on one checkpoint")
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help=f"checkpoint for the suite's figures (default {DEFAULT_TRAIN_OUT} if present, "
+        "else a short `robust train` run made here)",
+    )
+    p.add_argument(
+        "--suite-n", type=int, default=None, help=f"test images for the suite's figures (default {FULL['suite_n']})"
+    )
+    p.add_argument(
+        "--parts",
+        choices=["ab", "a", "b"],
+        default="ab",
+        help="a: evaluation against torchattacks on two checkpoints; b: the suite's figures on one checkpoint",
+    )
     a = p.parse_args(argv)
     run(a.quick, a.out, a.checkpoint, a.suite_n, a.parts)
 

@@ -20,6 +20,7 @@ this machine, and the number of epochs is chosen so that the whole fit() run
 budget is read as wall-clock minutes on this 2-core machine (2 x 20 = 40 CPU-core
 minutes at most). The JSON records the accuracy reached and the time it took,
 whether or not 90% was reached. Anchor: airbench94 reaches 94% in 2.6 s on an A100."""
+
 from __future__ import annotations
 
 import shutil
@@ -40,16 +41,43 @@ NAME = "fast_model"
 # lr = 10 / (1 + 1 / (1 - momentum)), weight decay such that lr x wd = 0.0153 / (1 + 1 / (1 - momentum))
 MOMENTUM = 0.85
 KILOSTEP = 1 + 1 / (1 - MOMENTUM)
-RECIPE = {"batch_size": 1024, "lr": 10.0 / KILOSTEP, "momentum": MOMENTUM, "weight_decay": 0.0153 / 10.0,
-          "label_smoothing": 0.2, "augment": "light", "schedule": "onecycle", "amp": True}
+RECIPE = {
+    "batch_size": 1024,
+    "lr": 10.0 / KILOSTEP,
+    "momentum": MOMENTUM,
+    "weight_decay": 0.0153 / 10.0,
+    "label_smoothing": 0.2,
+    "augment": "light",
+    "schedule": "onecycle",
+    "amp": True,
+}
 ARCH = {"widths": "64,256,256", "bias_lr_scale": "64", "bn_momentum": "0.1"}
 # test-time augmentation is applied to best.pth after fit(): inside the model during training it
 # would make every epoch's validation 6x dearer
 TTA = "flip-translate"
-FULL = {"budget_minutes": 20.0, **RECIPE, "arch": ARCH, "tta": TTA, "whiten_images": 5000, "calibration_batches": 8,
-        "safety": 0.9, "eval_batch": 256}
-QUICK = {"budget_minutes": 1.0, **RECIPE, "batch_size": 64, "arch": {**ARCH, "widths": "16,32,32"}, "tta": TTA,
-         "whiten_images": 256, "calibration_batches": 2, "safety": 0.85, "subset": 256, "epochs": 1, "eval_batch": 64}
+FULL = {
+    "budget_minutes": 20.0,
+    **RECIPE,
+    "arch": ARCH,
+    "tta": TTA,
+    "whiten_images": 5000,
+    "calibration_batches": 8,
+    "safety": 0.9,
+    "eval_batch": 256,
+}
+QUICK = {
+    "budget_minutes": 1.0,
+    **RECIPE,
+    "batch_size": 64,
+    "arch": {**ARCH, "widths": "16,32,32"},
+    "tta": TTA,
+    "whiten_images": 256,
+    "calibration_batches": 2,
+    "safety": 0.85,
+    "subset": 256,
+    "epochs": 1,
+    "eval_batch": 64,
+}
 TARGET_ACC = 0.90
 
 
@@ -61,14 +89,20 @@ def whitened_init(bundle, cfg: dict, path: Path) -> Path:
 
     mean, std = resolve_normalization("seed", bundle.info)
     torch.manual_seed(0)
-    model = build_model("fast", num_classes=10, input_shape=bundle.info.input_shape, mean=mean, std=std,
-                        **cfg["arch"])
+    model = build_model("fast", num_classes=10, input_shape=bundle.info.input_shape, mean=mean, std=std, **cfg["arch"])
     imgs = bundle.train.subset(min(cfg["whiten_images"], len(bundle.train)), seed=0).x.float().div(255)
     with torch.no_grad():
         model.net.init_whitening(model.normalize(imgs))
-    meta = {"arch": "fast", "arch_kwargs": dict(cfg["arch"]), "num_classes": 10,
-            "input_shape": list(bundle.info.input_shape), "mean": list(mean), "std": list(std),
-            "normalization": "seed", "method": "whitening-init"}
+    meta = {
+        "arch": "fast",
+        "arch_kwargs": dict(cfg["arch"]),
+        "num_classes": 10,
+        "input_shape": list(bundle.info.input_shape),
+        "mean": list(mean),
+        "std": list(std),
+        "normalization": "seed",
+        "method": "whitening-init",
+    }
     return save_checkpoint(path, model, meta)
 
 
@@ -84,8 +118,14 @@ def calibrate(init: Path, bundle, cfg: dict) -> dict:
     model.to(memory_format=torch.channels_last)  # as fit() lays it out on CPU by default
     model.train()
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=cfg["momentum"], nesterov=True)
-    loader = TensorLoader(bundle.train, cfg["batch_size"], device="cpu", shuffle=True,
-                          augment=build_augment(cfg["augment"], bundle.info), channels_last=True)
+    loader = TensorLoader(
+        bundle.train,
+        cfg["batch_size"],
+        device="cpu",
+        shuffle=True,
+        augment=build_augment(cfg["augment"], bundle.info),
+        channels_last=True,
+    )
     it = iter(loader)
     times = []
     for i in range(cfg["calibration_batches"] + 1):
@@ -122,8 +162,15 @@ def run(quick: bool = False, out_dir=None, epochs: int | None = None) -> dict:
 
     cfg = dict(QUICK if quick else FULL)
     common.setup_threads()
-    report = common.Report(NAME, quick, settings={**cfg, "threads": torch.get_num_threads(),
-                                                  "budget": "wall-clock minutes of the whole fit() run on this machine"})
+    report = common.Report(
+        NAME,
+        quick,
+        settings={
+            **cfg,
+            "threads": torch.get_num_threads(),
+            "budget": "wall-clock minutes of the whole fit() run on this machine",
+        },
+    )
     bundle = common.cifar10()
     work = common.scratch("fast-")
     try:
@@ -134,13 +181,26 @@ def run(quick: bool = False, out_dir=None, epochs: int | None = None) -> dict:
         spec = TrainSpec(
             data=DataSpec(subset=cfg.get("subset"), augment=cfg["augment"], val_fraction=0.002 if quick else 0.02),
             model=ModelSpec(arch="fast", kwargs=dict(cfg["arch"])),
-            method="standard", method_kwargs={"label_smoothing": cfg["label_smoothing"]}, epochs=chosen,
-            batch_size=cfg["batch_size"], lr=cfg["lr"], momentum=cfg["momentum"], nesterov=True,
-            weight_decay=cfg["weight_decay"], schedule=cfg["schedule"], device="cpu", seed=0,
-            amp=cfg["amp"], init=str(init), out=str(work / "run"),
+            method="standard",
+            method_kwargs={"label_smoothing": cfg["label_smoothing"]},
+            epochs=chosen,
+            batch_size=cfg["batch_size"],
+            lr=cfg["lr"],
+            momentum=cfg["momentum"],
+            nesterov=True,
+            weight_decay=cfg["weight_decay"],
+            schedule=cfg["schedule"],
+            device="cpu",
+            seed=0,
+            amp=cfg["amp"],
+            init=str(init),
+            out=str(work / "run"),
         )
-        print(f"fast model: {chosen} epochs chosen for a {cfg['budget_minutes']:g}-minute budget "
-              f"(calibration: {cal['train_images_per_s']:.0f} train img/s)", flush=True)
+        print(
+            f"fast model: {chosen} epochs chosen for a {cfg['budget_minutes']:g}-minute budget "
+            f"(calibration: {cal['train_images_per_s']:.0f} train img/s)",
+            flush=True,
+        )
         t0 = time.perf_counter()
         res = fit(spec, store=None, quiet=False, progress=False)
         fit_minutes = (time.perf_counter() - t0) / 60
@@ -153,25 +213,69 @@ def run(quick: bool = False, out_dir=None, epochs: int | None = None) -> dict:
     m = res.metrics
     best_val = max(r["val_acc"] for r in res.history)
     reached = tta["acc"] >= TARGET_ACC and minutes <= cfg["budget_minutes"]
-    verdict = ("reached" if reached else
-               f"not reached: {tta['acc']:.2%} test accuracy (TTA) after {minutes:.1f} min "
-               f"({chosen} epochs at {cal['train_images_per_s']:.0f} img/s on {torch.get_num_threads()} threads"
-               f"{', bf16 autocast' if cfg['amp'] else ''})")
-    common.print_table(f"fast model on CIFAR-10 (JPEG copy), budget {cfg['budget_minutes']:g} min",
-                       ["epochs", "train img/s", "fit() min", "total min", "best val acc", "test acc (1 view)",
-                        f"test acc ({cfg['tta']} TTA)", "95% CI", "target"],
-                       [[chosen, cal["train_images_per_s"], fit_minutes, minutes, best_val, m["test_acc"], tta["acc"],
-                         f"{tta['ci95'][0]:.1%}-{tta['ci95'][1]:.1%}", verdict]])
-    report.data.update({
-        "calibration": cal, "epochs": chosen, "spec": spec.to_dict(), "minutes": minutes, "fit_minutes": fit_minutes,
-        "history": res.history, "test_acc_one_view": m["test_acc"], "test_ci95_one_view": m["test_ci95"],
-        "test_n": m["test_n"], "test_tta": tta, "test_acc": tta["acc"], "val_acc_best": best_val,
-        "targets": [common.target_line(f"test accuracy ({cfg['tta']} TTA) within {cfg['budget_minutes']:g} min",
-                                       tta["acc"], ">=", TARGET_ACC, unit=""),
-                    common.target_line("minutes for the whole run (fit + TTA test)", minutes, "<=",
-                                       cfg["budget_minutes"], unit=" min")],
-        "verdict": verdict,
-    })
+    verdict = (
+        "reached"
+        if reached
+        else f"not reached: {tta['acc']:.2%} test accuracy (TTA) after {minutes:.1f} min "
+        f"({chosen} epochs at {cal['train_images_per_s']:.0f} img/s on {torch.get_num_threads()} threads"
+        f"{', bf16 autocast' if cfg['amp'] else ''})"
+    )
+    common.print_table(
+        f"fast model on CIFAR-10 (JPEG copy), budget {cfg['budget_minutes']:g} min",
+        [
+            "epochs",
+            "train img/s",
+            "fit() min",
+            "total min",
+            "best val acc",
+            "test acc (1 view)",
+            f"test acc ({cfg['tta']} TTA)",
+            "95% CI",
+            "target",
+        ],
+        [
+            [
+                chosen,
+                cal["train_images_per_s"],
+                fit_minutes,
+                minutes,
+                best_val,
+                m["test_acc"],
+                tta["acc"],
+                f"{tta['ci95'][0]:.1%}-{tta['ci95'][1]:.1%}",
+                verdict,
+            ]
+        ],
+    )
+    report.data.update(
+        {
+            "calibration": cal,
+            "epochs": chosen,
+            "spec": spec.to_dict(),
+            "minutes": minutes,
+            "fit_minutes": fit_minutes,
+            "history": res.history,
+            "test_acc_one_view": m["test_acc"],
+            "test_ci95_one_view": m["test_ci95"],
+            "test_n": m["test_n"],
+            "test_tta": tta,
+            "test_acc": tta["acc"],
+            "val_acc_best": best_val,
+            "targets": [
+                common.target_line(
+                    f"test accuracy ({cfg['tta']} TTA) within {cfg['budget_minutes']:g} min",
+                    tta["acc"],
+                    ">=",
+                    TARGET_ACC,
+                    unit="",
+                ),
+                common.target_line(
+                    "minutes for the whole run (fit + TTA test)", minutes, "<=", cfg["budget_minutes"], unit=" min"
+                ),
+            ],
+            "verdict": verdict,
+        }
+    )
     return report.save(out_dir)
 
 
@@ -189,8 +293,13 @@ def tta_test(best: Path, bundle, cfg: dict) -> dict:
     x = bundle.test.x.float().div(255).contiguous(memory_format=torch.channels_last)
     correct = int((predict(model, x, cfg["eval_batch"]).argmax(1) == bundle.test.y).sum())
     n = len(bundle.test.y)
-    return {"tta": cfg["tta"], "acc": correct / n, "n": n, "ci95": list(wilson_interval(correct, n)),
-            "seconds": time.perf_counter() - t0}
+    return {
+        "tta": cfg["tta"],
+        "acc": correct / n,
+        "n": n,
+        "ci95": list(wilson_interval(correct, n)),
+        "seconds": time.perf_counter() - t0,
+    }
 
 
 def main(argv=None) -> None:

@@ -13,6 +13,7 @@ Cases, per model, on random CIFAR-shaped inputs with fixed seeds, run interleave
 Each ratio is NCHW-fp32 time over the case's time (> 1: faster). The same-result
 check beside it: max |difference| of logits and of the input gradient between the two
 layouts in fp32, from identical weights and inputs."""
+
 from __future__ import annotations
 
 import sys
@@ -27,8 +28,7 @@ import torch.nn.functional as F
 from benchmarks import common
 
 NAME = "layout"
-FULL = {"models": [("cnn", {}, 128), ("fast", {"widths": "64,256,256"}, 256), ("resnet18", {}, 64)],
-        "repeats": 7}
+FULL = {"models": [("cnn", {}, 128), ("fast", {"widths": "64,256,256"}, 256), ("resnet18", {}, 64)], "repeats": 7}
 QUICK = {"models": [("cnn", {"maps": "8,16"}, 8)], "repeats": 1}
 LAYOUTS = {"nchw": torch.contiguous_format, "nhwc": torch.channels_last}
 
@@ -80,21 +80,33 @@ def model_cases(arch: str, kwargs: dict, batch: int) -> dict:
 def same_result(arch: str, kwargs: dict, batch: int) -> dict:
     """Logits and input gradients of NCHW and NHWC copies of the same weights, fp32."""
     x, y = inputs(batch, 1)
-    (l0, g0), (l1, g1) = [input_grad(build(arch, kwargs, layout).eval().requires_grad_(False),
-                                     x.contiguous(memory_format=fmt), y) for layout, fmt in LAYOUTS.items()]
-    return {"logits_max_abs_diff": float((l0 - l1).abs().max()), "logits_max_abs": float(l0.abs().max()),
-            "input_grad_max_abs_diff": float((g0 - g1).abs().max()), "input_grad_max_abs": float(g0.abs().max())}
+    (l0, g0), (l1, g1) = [
+        input_grad(build(arch, kwargs, layout).eval().requires_grad_(False), x.contiguous(memory_format=fmt), y)
+        for layout, fmt in LAYOUTS.items()
+    ]
+    return {
+        "logits_max_abs_diff": float((l0 - l1).abs().max()),
+        "logits_max_abs": float(l0.abs().max()),
+        "input_grad_max_abs_diff": float((g0 - g1).abs().max()),
+        "input_grad_max_abs": float(g0.abs().max()),
+    }
 
 
 def run(quick: bool = False, out_dir=None) -> dict:
     cfg = QUICK if quick else FULL
     common.setup_threads()
-    report = common.Report(NAME, quick, settings={
-        "models": [{"arch": a, "kwargs": k, "batch": b} for a, k, b in cfg["models"]], "repeats": cfg["repeats"],
-        "threads": torch.get_num_threads(), "inputs": "torch.rand CIFAR-shaped batches, seed 0",
-        "timing": "one call = one step on the batch; interleaved round-robin, 1 warm-up call each; medians",
-        "optimizer": "SGD lr 1e-3 momentum 0.9 (train steps)",
-    })
+    report = common.Report(
+        NAME,
+        quick,
+        settings={
+            "models": [{"arch": a, "kwargs": k, "batch": b} for a, k, b in cfg["models"]],
+            "repeats": cfg["repeats"],
+            "threads": torch.get_num_threads(),
+            "inputs": "torch.rand CIFAR-shaped batches, seed 0",
+            "timing": "one call = one step on the batch; interleaved round-robin, 1 warm-up call each; medians",
+            "optimizer": "SGD lr 1e-3 momentum 0.9 (train steps)",
+        },
+    )
     results, rows = {}, []
     for arch, kwargs, batch in cfg["models"]:
         times = common.time_cases(model_cases(arch, kwargs, batch), cfg["repeats"])
@@ -104,13 +116,28 @@ def run(quick: bool = False, out_dir=None) -> dict:
         for name, t in times.items():
             kind = name.split()[0]
             base = times[f"{kind} nchw fp32"]
-            entry["cases"][name] = {**t, "images_per_s": batch / t["median"], "speedup_vs_nchw_fp32": common.ratio(base, t)}
+            entry["cases"][name] = {
+                **t,
+                "images_per_s": batch / t["median"],
+                "speedup_vs_nchw_fp32": common.ratio(base, t),
+            }
             rows.append([label, batch, name, t["median"] * 1e3, batch / t["median"], common.ratio(base, t)])
-        rows.append([label, batch, "NCHW vs NHWC, fp32: max |logit diff| / max |input-grad diff|", None, None,
-                     f"{check['logits_max_abs_diff']:.1e} / {check['input_grad_max_abs_diff']:.1e}"])
+        rows.append(
+            [
+                label,
+                batch,
+                "NCHW vs NHWC, fp32: max |logit diff| / max |input-grad diff|",
+                None,
+                None,
+                f"{check['logits_max_abs_diff']:.1e} / {check['input_grad_max_abs_diff']:.1e}",
+            ]
+        )
         results[label] = entry
-    common.print_table(f"layout and precision, {torch.get_num_threads()} threads",
-                       ["model", "batch", "case", "median ms/step", "img/s", "vs NCHW fp32"], rows)
+    common.print_table(
+        f"layout and precision, {torch.get_num_threads()} threads",
+        ["model", "batch", "case", "median ms/step", "img/s", "vs NCHW fp32"],
+        rows,
+    )
     report.data.update({"results": results})
     return report.save(out_dir)
 

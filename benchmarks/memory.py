@@ -10,6 +10,7 @@ WORKER_CASES) the largest worker's peak is reported apart (getrusage RUSAGE_CHIL
 not added; a forked worker's RSS counts the pages it shares copy-on-write with the
 main process, so that figure is an upper bound. Where the reset is refused, the delta is
 taken against the setup's own high-water mark and says so."""
+
 from __future__ import annotations
 
 import importlib
@@ -48,20 +49,29 @@ def run_case(module: str, case: str, quick: bool) -> dict:
     peak = common.maxrss_mib()
     # only meaningful where the case itself starts workers (setup forks none)
     children = common.maxrss_mib(resource.RUSAGE_CHILDREN) if case in getattr(mod, "WORKER_CASES", ()) else None
-    return {"case": f"{module}:{case}", "peak_rss_mib": peak, "rss_before_case_mib": before,
-            "setup_peak_rss_mib": setup_peak, "case_added_mib": max(peak - baseline, 0.0),
-            "largest_child_peak_rss_mib": children,
-            "method": "clear_refs reset + ru_maxrss" if reset else "ru_maxrss minus the setup's high-water mark"}
+    return {
+        "case": f"{module}:{case}",
+        "peak_rss_mib": peak,
+        "rss_before_case_mib": before,
+        "setup_peak_rss_mib": setup_peak,
+        "case_added_mib": max(peak - baseline, 0.0),
+        "largest_child_peak_rss_mib": children,
+        "method": "clear_refs reset + ru_maxrss" if reset else "ru_maxrss minus the setup's high-water mark",
+    }
 
 
 def run(quick: bool = False, out_dir=None, modules=MODULES) -> dict:
-    report = common.Report(NAME, quick, settings={
-        "method": "fresh subprocess per case; setup, then /proc/self/clear_refs 5 (reset of the RSS high-water "
-                  "mark), then one call of the case; getrusage ru_maxrss (RUSAGE_SELF) for the process, "
-                  "RUSAGE_CHILDREN for the largest DataLoader worker (upper bound: counts pages shared "
-                  "copy-on-write with the main process); psutil is not used",
-        "threads": common.THREADS,
-    })
+    report = common.Report(
+        NAME,
+        quick,
+        settings={
+            "method": "fresh subprocess per case; setup, then /proc/self/clear_refs 5 (reset of the RSS high-water "
+            "mark), then one call of the case; getrusage ru_maxrss (RUSAGE_SELF) for the process, "
+            "RUSAGE_CHILDREN for the largest DataLoader worker (upper bound: counts pages shared "
+            "copy-on-write with the main process); psutil is not used",
+            "threads": common.THREADS,
+        },
+    )
     rows, table = [], {}
     for module in modules[:2] if quick else modules:  # quick: a smoke run of the probe, two cases
         mod = importlib.import_module(f"benchmarks.{module}")
@@ -71,10 +81,20 @@ def run(quick: bool = False, out_dir=None, modules=MODULES) -> dict:
             if "error" in r:
                 rows.append([f"{module}:{case}", None, None, None, "failed: " + r["error"]])
             else:
-                rows.append([f"{module}:{case}", r["peak_rss_mib"], r["case_added_mib"],
-                             r["largest_child_peak_rss_mib"], r["method"]])
-    common.print_table("peak resident memory per case (MiB), each in a fresh process",
-                       ["case", "peak RSS", "added by the case", "largest worker", "method"], rows)
+                rows.append(
+                    [
+                        f"{module}:{case}",
+                        r["peak_rss_mib"],
+                        r["case_added_mib"],
+                        r["largest_child_peak_rss_mib"],
+                        r["method"],
+                    ]
+                )
+    common.print_table(
+        "peak resident memory per case (MiB), each in a fresh process",
+        ["case", "peak RSS", "added by the case", "largest worker", "method"],
+        rows,
+    )
     report.data.update({"cases": table})
     return report.save(out_dir)
 

@@ -8,6 +8,7 @@ results/bench/summary.json with every target and whether it was met.
     python benchmarks/run_all.py --summary        # only collect the targets of the JSON already there
 
 `robust bench [NAME...] [--quick] [--long]` runs the same code."""
+
 from __future__ import annotations
 
 import argparse
@@ -21,8 +22,17 @@ if __package__ in (None, ""):
 
 from benchmarks import common
 
-DEFAULT = ("attack_step", "eval_cascade", "apgd", "aa_native", "train_throughput", "data", "layout", "memory",
-           "corruptions")
+DEFAULT = (
+    "attack_step",
+    "eval_cascade",
+    "apgd",
+    "aa_native",
+    "train_throughput",
+    "data",
+    "layout",
+    "memory",
+    "corruptions",
+)
 LONG = ("fast_model", "torch_compile", "speed_run")  # opt-in: 20 minutes, a few minutes of C++ builds, 5 minutes
 ALL = DEFAULT + LONG + ("gpu_fast_at",)  # by name only: GPU work, refused on a CPU without --quick
 PARTS = {"eval_cascade": ("eval_cascade-a", "eval_cascade-b")}
@@ -44,8 +54,10 @@ def run(names=(), *, quick: bool = False, long: bool = False, out_dir: Path | No
     chosen = resolve(names, long)
     common.setup_threads()
     con = common.console()
-    con.print(f"benchmarks: {', '.join(chosen)}{' (quick: smoke sizes, not measurements)' if quick else ''}; "
-              f"torch threads {common.THREADS}; load average now {common.load_average()}")
+    con.print(
+        f"benchmarks: {', '.join(chosen)}{' (quick: smoke sizes, not measurements)' if quick else ''}; "
+        f"torch threads {common.THREADS}; load average now {common.load_average()}"
+    )
     seconds = {}
     for name in chosen:
         con.rule(name)
@@ -69,9 +81,12 @@ def summarize(*, quick: bool = False, out_dir: Path | None = None, seconds: dict
         if not path.is_file():
             continue
         data = json.loads(path.read_text())
-        summary[name] = {"date_utc": data.get("date_utc"), "wall_seconds": data.get("wall_seconds"),
-                         "load_average_1_5_15min": data.get("load_average_1_5_15min"),
-                         "targets": data.get("targets", [])}
+        summary[name] = {
+            "date_utc": data.get("date_utc"),
+            "wall_seconds": data.get("wall_seconds"),
+            "load_average_1_5_15min": data.get("load_average_1_5_15min"),
+            "targets": data.get("targets", []),
+        }
         if seconds and name in seconds:
             summary[name]["seconds_this_run"] = seconds[name]
     targets = [dict(t, benchmark=n) for n, s in summary.items() for t in s["targets"]]
@@ -92,8 +107,11 @@ def main(argv=None) -> None:
     p.add_argument("--quick", action="store_true", help="tiny sizes, one repeat: checks they run, measures nothing")
     p.add_argument("--long", action="store_true", help="also run fast_model (up to 20 more minutes)")
     p.add_argument("--out", type=Path, default=None, help="folder for the JSON (default results/bench)")
-    p.add_argument("--summary", action="store_true",
-                   help="run nothing: collect the targets of the JSON files already there into summary.json")
+    p.add_argument(
+        "--summary",
+        action="store_true",
+        help="run nothing: collect the targets of the JSON files already there into summary.json",
+    )
     a = p.parse_args(argv)
     from robustbench_local.errors import RobustError
 

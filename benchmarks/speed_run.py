@@ -13,6 +13,7 @@ warm-up; the figure is fit()'s own training images/s (validation excluded).
 Robustness and AutoAttack's cost are read from the experiment's records (clean accuracy
 on 10,000 test images, AutoAttack on 1,000, with n and 95% intervals); a cell not yet
 trained or evaluated is reported as missing, never guessed."""
+
 from __future__ import annotations
 
 import shutil
@@ -44,13 +45,18 @@ def recipes(cfg: dict) -> dict:
     for name in (SPEED, PGD):
         spec = cells[name]
         adv_kwargs = {**spec.adv_kwargs, "val_n": 16, "val_k": 1}
-        changes = {"data": spec.data.__class__(**{**spec.data.__dict__, "subset": cfg["subset"]}),
-                   "adv_kwargs": adv_kwargs, "device": "cpu", "epochs": cfg["epochs"]}
+        changes = {
+            "data": spec.data.__class__(**{**spec.data.__dict__, "subset": cfg["subset"]}),
+            "adv_kwargs": adv_kwargs,
+            "device": "cpu",
+            "epochs": cfg["epochs"],
+        }
         if "batch_size" in cfg:
             changes["batch_size"] = cfg["batch_size"]
         if "widths" in cfg:
-            changes["model"] = spec.model.__class__(spec.model.arch, {**spec.model.kwargs, "widths": cfg["widths"]},
-                                                    spec.model.normalize)
+            changes["model"] = spec.model.__class__(
+                spec.model.arch, {**spec.model.kwargs, "widths": cfg["widths"]}, spec.model.normalize
+            )
         out[name] = spec.replace(**changes)
     return out
 
@@ -86,8 +92,14 @@ def recorded(cell: str) -> dict:
         key = {"autoattack": "autoattack", "aa-native": "aa_native", "pgd": "pgd50"}.get(a.get("name"))
         if key is None:
             continue
-        out[key] = {"acc": m["robust_acc"], "n": m["n"], "ci95": m["robust_ci95"], "seconds": m["seconds"],
-                    "attacked": m["attacked"], "s_per_100_points": 100 * m["seconds"] / m["n"]}
+        out[key] = {
+            "acc": m["robust_acc"],
+            "n": m["n"],
+            "ci95": m["robust_ci95"],
+            "seconds": m["seconds"],
+            "attacked": m["attacked"],
+            "s_per_100_points": 100 * m["seconds"] / m["n"],
+        }
         if key == "pgd50":
             out["clean"] = {"acc": m["clean_acc"], "n": m["n"], "ci95": m["clean_ci95"]}
     return out
@@ -96,8 +108,11 @@ def recorded(cell: str) -> dict:
 def run(quick: bool = False, out_dir=None) -> dict:
     cfg = dict(QUICK if quick else FULL)
     common.setup_threads()
-    report = common.Report(NAME, quick, settings={**cfg, "experiment": str(EXPERIMENT.relative_to(common.ROOT)),
-                                                  "threads": torch.get_num_threads()})
+    report = common.Report(
+        NAME,
+        quick,
+        settings={**cfg, "experiment": str(EXPERIMENT.relative_to(common.ROOT)), "threads": torch.get_num_threads()},
+    )
     specs = recipes(cfg)
     ips: dict[str, list[float]] = {SPEED: [], PGD: []}
     for _ in range(cfg["rounds"]):
@@ -111,26 +126,46 @@ def run(quick: bool = False, out_dir=None) -> dict:
     aa_ratio = aa["seconds"] / native["seconds"] if aa and native else None
 
     def acc(d: dict | None):
-        return None if d is None else f"{100 * d['acc']:.1f}% [{100 * d['ci95'][0]:.1f}, {100 * d['ci95'][1]:.1f}] " \
-                                      f"n={d['n']}"
+        return (
+            None
+            if d is None
+            else f"{100 * d['acc']:.1f}% [{100 * d['ci95'][0]:.1f}, {100 * d['ci95'][1]:.1f}] n={d['n']}"
+        )
 
     common.print_table(
         "training throughput on this machine (fit(), images/s, median of the timed epochs)",
         ["recipe", "images/s", "ratio", "train min (full run)", "clean", "AutoAttack"],
-        [[name, stats[name]["median"], stats[name]["median"] / stats[PGD]["median"],
-          reached[name].get("train_minutes"), acc(reached[name].get("clean")), acc(reached[name].get("autoattack"))]
-         for name in (SPEED, PGD)],
+        [
+            [
+                name,
+                stats[name]["median"],
+                stats[name]["median"] / stats[PGD]["median"],
+                reached[name].get("train_minutes"),
+                acc(reached[name].get("clean")),
+                acc(reached[name].get("autoattack")),
+            ]
+            for name in (SPEED, PGD)
+        ],
         caption=f"{cfg['subset']} training images, {cfg['rounds']} round(s) in turn; accuracies from the "
-                "experiment's records (missing: not yet run)")
+        "experiment's records (missing: not yet run)",
+    )
     if aa:
         common.print_table(
             "AutoAttack (standard) on the speed-run model, seconds per 100 test points",
             ["implementation", "s / 100 points", "points attacked", "robust"],
             [["pyautoattack", aa["s_per_100_points"], aa["attacked"], acc(aa)]]
             + ([["aa-native", native["s_per_100_points"], native["attacked"], acc(native)]] if native else []),
-            caption=None if aa_ratio is None else f"pyautoattack / native time: {aa_ratio:.2f}x")
-    report.data.update({"images_per_s": ips, "stats": stats, "speedup_vs_pgd10": speedup, "reached": reached,
-                        "autoattack_time_ratio_reference_over_native": aa_ratio})
+            caption=None if aa_ratio is None else f"pyautoattack / native time: {aa_ratio:.2f}x",
+        )
+    report.data.update(
+        {
+            "images_per_s": ips,
+            "stats": stats,
+            "speedup_vs_pgd10": speedup,
+            "reached": reached,
+            "autoattack_time_ratio_reference_over_native": aa_ratio,
+        }
+    )
     return report.save(out_dir)
 
 

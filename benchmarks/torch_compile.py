@@ -16,6 +16,7 @@ For each kind, the benchmark records:
 - the break-even point: how many steps the compile time takes to pay back.
 
 --quick uses the 'aot_eager' backend (no C++ build): a smoke run, not a measurement."""
+
 from __future__ import annotations
 
 import os
@@ -44,8 +45,9 @@ def build(cfg: dict, backend: str | None):
     from robustbench_local.precision import Precision, build_training_model
 
     torch.manual_seed(0)
-    model = build_model("cnn", num_classes=10, input_shape=(3, 32, 32), mean=(0.5,) * 3, std=(0.5,) * 3,
-                        maps=cfg["maps"]).to(memory_format=torch.channels_last)
+    model = build_model(
+        "cnn", num_classes=10, input_shape=(3, 32, 32), mean=(0.5,) * 3, std=(0.5,) * 3, maps=cfg["maps"]
+    ).to(memory_format=torch.channels_last)
     net = build_training_model(model, torch.device("cpu"), Precision(None, "cpu"), compile_backend=backend)
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
     g = torch.Generator().manual_seed(0)
@@ -77,11 +79,17 @@ def first_call(fn) -> float:
 def run(quick: bool = False, out_dir=None) -> dict:
     cfg = QUICK if quick else FULL
     common.setup_threads()
-    report = common.Report(NAME, quick, settings={
-        **cfg, "threads": torch.get_num_threads(), "model": f"cnn maps {cfg['maps']}, channels_last, fp32",
-        "timing": "first call of each (compile included, fresh TORCHINDUCTOR_CACHE_DIR), then interleaved repeats "
-                  "after one more warm-up; medians",
-    })
+    report = common.Report(
+        NAME,
+        quick,
+        settings={
+            **cfg,
+            "threads": torch.get_num_threads(),
+            "model": f"cnn maps {cfg['maps']}, channels_last, fp32",
+            "timing": "first call of each (compile included, fresh TORCHINDUCTOR_CACHE_DIR), then interleaved repeats "
+            "after one more warm-up; medians",
+        },
+    )
     torch._dynamo.reset()
     # a fresh inductor cache, so the first call pays the whole compile as a user's first run does
     cache = common.scratch("inductor-")
@@ -89,15 +97,21 @@ def run(quick: bool = False, out_dir=None) -> dict:
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache)
     try:
         eager, compiled = build(cfg, None), build(cfg, cfg["backend"])
-        firsts = {f"{kind} {who}": first_call(fns[kind]) for kind in ("train", "attack")
-                  for who, fns in (("eager", eager), ("compiled", compiled))}
+        firsts = {
+            f"{kind} {who}": first_call(fns[kind])
+            for kind in ("train", "attack")
+            for who, fns in (("eager", eager), ("compiled", compiled))
+        }
     finally:
         if old_cache is None:
             os.environ.pop("TORCHINDUCTOR_CACHE_DIR", None)
         else:
             os.environ["TORCHINDUCTOR_CACHE_DIR"] = old_cache
-    cases = {f"{kind} {who}": fns[kind] for kind in ("train", "attack")
-             for who, fns in (("eager", eager), ("compiled", compiled))}
+    cases = {
+        f"{kind} {who}": fns[kind]
+        for kind in ("train", "attack")
+        for who, fns in (("eager", eager), ("compiled", compiled))
+    }
     times = common.time_cases(cases, cfg["repeats"])
     results, rows = {}, []
     for kind in ("train", "attack"):
@@ -105,15 +119,37 @@ def run(quick: bool = False, out_dir=None) -> dict:
         overhead = firsts[f"{kind} compiled"] - firsts[f"{kind} eager"]
         gain = e["median"] - c["median"]
         break_even = overhead / gain if gain > 0 else None
-        results[kind] = {"eager": {**e, "first_call_s": firsts[f"{kind} eager"]},
-                         "compiled": {**c, "first_call_s": firsts[f"{kind} compiled"]},
-                         "speedup": common.ratio(e, c), "compile_overhead_s": overhead, "break_even_steps": break_even}
-        rows.append([kind, firsts[f"{kind} eager"], firsts[f"{kind} compiled"], e["median"] * 1e3, c["median"] * 1e3,
-                     common.ratio(e, c), None if break_even is None else round(break_even)])
-    common.print_table(f"torch.compile ({cfg['backend']}) on the seed CNN, batch {cfg['batch']}, "
-                       f"{torch.get_num_threads()} threads",
-                       ["step", "first call eager s", "first call compiled s", "eager ms/step", "compiled ms/step",
-                        "eager / compiled", "steps to pay back the compile"], rows)
+        results[kind] = {
+            "eager": {**e, "first_call_s": firsts[f"{kind} eager"]},
+            "compiled": {**c, "first_call_s": firsts[f"{kind} compiled"]},
+            "speedup": common.ratio(e, c),
+            "compile_overhead_s": overhead,
+            "break_even_steps": break_even,
+        }
+        rows.append(
+            [
+                kind,
+                firsts[f"{kind} eager"],
+                firsts[f"{kind} compiled"],
+                e["median"] * 1e3,
+                c["median"] * 1e3,
+                common.ratio(e, c),
+                None if break_even is None else round(break_even),
+            ]
+        )
+    common.print_table(
+        f"torch.compile ({cfg['backend']}) on the seed CNN, batch {cfg['batch']}, {torch.get_num_threads()} threads",
+        [
+            "step",
+            "first call eager s",
+            "first call compiled s",
+            "eager ms/step",
+            "compiled ms/step",
+            "eager / compiled",
+            "steps to pay back the compile",
+        ],
+        rows,
+    )
     report.data.update({"results": results})
     shutil.rmtree(cache, ignore_errors=True)
     return report.save(out_dir)

@@ -14,6 +14,7 @@ same model, the same images and the same optimizer settings.
 The two run interleaved: one plain epoch after each fit() epoch (fit's on_epoch_end
 hook), so load from other users falls on both alike; the first epoch of each is a
 warm-up and is not counted. Targets: standard >= 2x, PGD-10 AT >= 1.5x faster."""
+
 from __future__ import annotations
 
 import shutil
@@ -30,10 +31,18 @@ import torch.nn.functional as F
 from benchmarks import common
 
 NAME = "train_throughput"
-FULL = {"standard": {"subset": 5000, "epochs": 3}, "pgd": {"subset": 2000, "epochs": 2, "k": 10},
-        "batch_size": 128, "num_workers": 2}
-QUICK = {"standard": {"subset": 128, "epochs": 1}, "pgd": {"subset": 64, "epochs": 1, "k": 1},
-         "batch_size": 32, "num_workers": 2}
+FULL = {
+    "standard": {"subset": 5000, "epochs": 3},
+    "pgd": {"subset": 2000, "epochs": 2, "k": 10},
+    "batch_size": 128,
+    "num_workers": 2,
+}
+QUICK = {
+    "standard": {"subset": 128, "epochs": 1},
+    "pgd": {"subset": 64, "epochs": 1, "k": 1},
+    "batch_size": 32,
+    "num_workers": 2,
+}
 MEMORY_CASES = ("ours_standard", "plain_standard", "ours_pgd", "plain_pgd")
 WORKER_CASES = ("plain_standard", "plain_pgd")  # DataLoader worker processes
 EPS, ETA = 0.0313, 0.002  # normalized space (mean = std = 0.5): the seeds' PGD-AT settings
@@ -63,8 +72,9 @@ def plain_setup(cfg: dict, method: str, bundle):
     index = bundle.train.subset(part["subset"], seed=0).index.tolist()  # what DataSpec(subset, split_seed=0) takes
     tree = common.jpeg_tree(index)
     dataset = ImageFolder(str(tree / "train"), transform=common.seed_transforms())
-    loader = torch.utils.data.DataLoader(dataset, batch_size=cfg["batch_size"], shuffle=True,
-                                         num_workers=cfg["num_workers"])
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=cfg["batch_size"], shuffle=True, num_workers=cfg["num_workers"]
+    )
     torch.manual_seed(0)
     net = build_model("cnn", num_classes=10, input_shape=(3, 32, 32), mean=(0.5,) * 3, std=(0.5,) * 3).net
     opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
@@ -109,8 +119,13 @@ def measure(cfg: dict, method: str, quick: bool, bundle) -> dict:
     k = cfg[method].get("k", 0)
     out = common.scratch(f"fit-{method}-")
     try:
-        res = fit(train_spec(cfg, method, epochs, quick, str(out / "run")), store=None, quiet=True, progress=False,
-                  on_epoch_end=lambda row: plain.append(plain_epoch(net, opt, loader, k)))
+        res = fit(
+            train_spec(cfg, method, epochs, quick, str(out / "run")),
+            store=None,
+            quiet=True,
+            progress=False,
+            on_epoch_end=lambda row: plain.append(plain_epoch(net, opt, loader, k)),
+        )
     finally:
         shutil.rmtree(out, ignore_errors=True)
     ours_s = [cfg[method]["subset"] / r["images_per_s"] for r in res.history][1:]
@@ -118,10 +133,16 @@ def measure(cfg: dict, method: str, quick: bool, bundle) -> dict:
     ours, pl = common.stats(ours_s), common.stats(plain_s)
     n = cfg[method]["subset"]
     return {
-        "images": n, "plain_images": n_plain, "epochs_timed": len(ours_s), "warmup_epochs": 1,
-        "ours": {**ours, "images_per_s": n / ours["median"],
-                 "attack_seconds": [r["attack_seconds"] for r in res.history][1:],
-                 "train_acc": [r["train_acc"] for r in res.history]},
+        "images": n,
+        "plain_images": n_plain,
+        "epochs_timed": len(ours_s),
+        "warmup_epochs": 1,
+        "ours": {
+            **ours,
+            "images_per_s": n / ours["median"],
+            "attack_seconds": [r["attack_seconds"] for r in res.history][1:],
+            "train_acc": [r["train_acc"] for r in res.history],
+        },
         "plain": {**pl, "images_per_s": n_plain / pl["median"], "train_acc": [p["acc"] for p in plain]},
         "speedup": pl["median"] / ours["median"],
     }
@@ -145,28 +166,39 @@ def cases(ctx: dict) -> dict:
                 fit(train_spec(cfg, method, 1, quick, str(out / "run")), store=None, quiet=True, progress=False)
             finally:
                 shutil.rmtree(out, ignore_errors=True)
+
         return f
 
     def plain(method):
         net, opt, loader, _ = plain_setup(cfg, method, bundle)
         return lambda: plain_epoch(net, opt, loader, cfg[method].get("k", 0))
 
-    return {"ours_standard": ours("standard"), "plain_standard": plain("standard"),
-            "ours_pgd": ours("pgd"), "plain_pgd": plain("pgd")}
+    return {
+        "ours_standard": ours("standard"),
+        "plain_standard": plain("standard"),
+        "ours_pgd": ours("pgd"),
+        "plain_pgd": plain("pgd"),
+    }
 
 
 def run(quick: bool = False, out_dir=None) -> dict:
     ctx = prepare(quick)
     cfg = ctx["cfg"]
-    report = common.Report(NAME, quick, settings={
-        **cfg, "threads": torch.get_num_threads(), "model": "cnn (default maps 16,32,64), seed 0 initial weights",
-        "optimizer": "SGD lr 0.05, momentum 0.9, nesterov, weight decay 5e-4 (ours: cosine schedule per step)",
-        "pgd_at": f"linf eps {EPS} normalized, eta {ETA}, random start, attack in eval-mode BN (both)",
-        "data": "the same CIFAR-10 (JPEG copy) train images: first `subset` of the seeded permutation fit() uses",
-        "plain_loader": f"ImageFolder + PIL transforms, DataLoader num_workers={cfg['num_workers']} "
-                        "(2 cores here), workers restarted each epoch (persistent_workers=False, the default)",
-        "timing": "one plain epoch after each fit() epoch; first epoch of each is warm-up; medians of the rest",
-    })
+    report = common.Report(
+        NAME,
+        quick,
+        settings={
+            **cfg,
+            "threads": torch.get_num_threads(),
+            "model": "cnn (default maps 16,32,64), seed 0 initial weights",
+            "optimizer": "SGD lr 0.05, momentum 0.9, nesterov, weight decay 5e-4 (ours: cosine schedule per step)",
+            "pgd_at": f"linf eps {EPS} normalized, eta {ETA}, random start, attack in eval-mode BN (both)",
+            "data": "the same CIFAR-10 (JPEG copy) train images: first `subset` of the seeded permutation fit() uses",
+            "plain_loader": f"ImageFolder + PIL transforms, DataLoader num_workers={cfg['num_workers']} "
+            "(2 cores here), workers restarted each epoch (persistent_workers=False, the default)",
+            "timing": "one plain epoch after each fit() epoch; first epoch of each is warm-up; medians of the rest",
+        },
+    )
     results, rows = {}, []
     for method in ("standard", "pgd"):
         r = measure(cfg, method, quick, ctx["bundle"])
@@ -174,12 +206,26 @@ def run(quick: bool = False, out_dir=None) -> dict:
         label = "standard" if method == "standard" else f"PGD-{cfg['pgd']['k']} AT"
         for who in ("ours", "plain"):
             t = r[who]
-            rows.append([f"{label}: {'ours fit()' if who == 'ours' else 'plain loop'}", r["images"], t["median"],
-                         t["min"], t["max"], t["images_per_s"], r["speedup"] if who == "ours" else 1.0])
-    common.print_table(f"training epochs, batch {cfg['batch_size']}, {torch.get_num_threads()} threads",
-                       ["case", "images", "median s/epoch", "min", "max", "img/s", "speedup vs plain"], rows)
-    targets = [common.target_line("standard epoch: plain / ours", results["standard"]["speedup"], ">=", 2.0),
-               common.target_line(f"PGD-{cfg['pgd']['k']} AT epoch: plain / ours", results["pgd"]["speedup"], ">=", 1.5)]
+            rows.append(
+                [
+                    f"{label}: {'ours fit()' if who == 'ours' else 'plain loop'}",
+                    r["images"],
+                    t["median"],
+                    t["min"],
+                    t["max"],
+                    t["images_per_s"],
+                    r["speedup"] if who == "ours" else 1.0,
+                ]
+            )
+    common.print_table(
+        f"training epochs, batch {cfg['batch_size']}, {torch.get_num_threads()} threads",
+        ["case", "images", "median s/epoch", "min", "max", "img/s", "speedup vs plain"],
+        rows,
+    )
+    targets = [
+        common.target_line("standard epoch: plain / ours", results["standard"]["speedup"], ">=", 2.0),
+        common.target_line(f"PGD-{cfg['pgd']['k']} AT epoch: plain / ours", results["pgd"]["speedup"], ">=", 1.5),
+    ]
     common.print_targets(targets)
     report.data.update({"results": results, "targets": targets})
     return report.save(out_dir)

@@ -4,6 +4,7 @@ Public API (imported lazily so that ``import robustbench_local`` stays cheap)::
 
     from robustbench_local import load_checkpoint, evaluate, ThreatModel, pgd, fgsm
 """
+
 from __future__ import annotations
 
 __version__ = "0.1.0"

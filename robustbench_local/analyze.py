@@ -10,6 +10,7 @@ a predictions table and a grid of misclassified examples.
 Under an attack, points the model already gets wrong clean are not attacked
 (they are counted with their clean prediction), as robust accuracy counts them;
 top-5 accuracy is measured on the same adversarial inputs, which target top-1."""
+
 from __future__ import annotations
 
 import io
@@ -48,7 +49,7 @@ class Analysis:
     top_k: int  # 5, or the number of classes when there are fewer
     x_wrong: torch.Tensor  # up to MISCLASSIFIED_SHOWN misclassified images (float [0,1], CPU)
     wrong_rows: pd.DataFrame  # their rows of ``predictions``
-    gradcam: "GradCAMResult | None" = None
+    gradcam: GradCAMResult | None = None
 
     @property
     def n(self) -> int:
@@ -72,9 +73,19 @@ class Analysis:
             k, n = int(self.confusion[c, c]), int(self.confusion[c].sum())
             predicted = int(self.confusion[:, c].sum())
             lo, hi = wilson_interval(k, n) if n else (math.nan, math.nan)
-            rows.append({"class": c, "name": name, "n": n, "correct": k, "accuracy": k / n if n else math.nan,
-                         "ci95_lo": lo, "ci95_hi": hi, "predicted": predicted,
-                         "precision": k / predicted if predicted else math.nan})
+            rows.append(
+                {
+                    "class": c,
+                    "name": name,
+                    "n": n,
+                    "correct": k,
+                    "accuracy": k / n if n else math.nan,
+                    "ci95_lo": lo,
+                    "ci95_hi": hi,
+                    "predicted": predicted,
+                    "precision": k / predicted if predicted else math.nan,
+                }
+            )
         return pd.DataFrame(rows)
 
     def confused_pairs(self, top: int = 10) -> pd.DataFrame:
@@ -85,15 +96,33 @@ class Analysis:
         pairs = [(int(cm[i, j]), i, j) for i in range(len(cm)) for j in range(len(cm)) if i != j and cm[i, j] > 0]
         pairs.sort(key=lambda t: (-t[0], t[1], t[2]))
         return pd.DataFrame(
-            [{"true": i, "true_name": self.classes[i], "predicted": j, "predicted_name": self.classes[j], "count": k,
-              "share_of_true_class": k / counts[i]} for k, i, j in pairs[:top]],
-            columns=["true", "true_name", "predicted", "predicted_name", "count", "share_of_true_class"])
+            [
+                {
+                    "true": i,
+                    "true_name": self.classes[i],
+                    "predicted": j,
+                    "predicted_name": self.classes[j],
+                    "count": k,
+                    "share_of_true_class": k / counts[i],
+                }
+                for k, i, j in pairs[:top]
+            ],
+            columns=["true", "true_name", "predicted", "predicted_name", "count", "share_of_true_class"],
+        )
 
     def summary(self) -> dict:
         k = int(self.predictions["correct"].sum())
-        return {"checkpoint": self.name, "mode": self.mode, "threat": self.threat, "n": self.n,
-                "selection": self.selection, "top1": self.top1, "top1_ci95": list(wilson_interval(k, self.n)),
-                f"top{self.top_k}": self.top5, "classes": list(self.classes)}
+        return {
+            "checkpoint": self.name,
+            "mode": self.mode,
+            "threat": self.threat,
+            "n": self.n,
+            "selection": self.selection,
+            "top1": self.top1,
+            "top1_ci95": list(wilson_interval(k, self.n)),
+            f"top{self.top_k}": self.top5,
+            "classes": list(self.classes),
+        }
 
     def files(self) -> dict[str, bytes]:
         """File name -> content, everything ``write`` puts in the folder."""
@@ -131,10 +160,22 @@ def confusion_counts(y: np.ndarray, pred: np.ndarray, num_classes: int) -> np.nd
     return np.bincount(y * num_classes + pred, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
 
 
-def analyze(model_or_checkpoint, spec: AttackSpec | None = None, *, n: int | None = None, seed: int = 0,
-            split: str = "test", data=None, device: str | torch.device = "auto", batch_size: int = 256,
-            data_root: str | None = None, name: str | None = None, gradcam_layer: str | None = None,
-            gradcam_n: int = 8, progress=None) -> Analysis:
+def analyze(
+    model_or_checkpoint,
+    spec: AttackSpec | None = None,
+    *,
+    n: int | None = None,
+    seed: int = 0,
+    split: str = "test",
+    data=None,
+    device: str | torch.device = "auto",
+    batch_size: int = 256,
+    data_root: str | None = None,
+    name: str | None = None,
+    gradcam_layer: str | None = None,
+    gradcam_n: int = 8,
+    progress=None,
+) -> Analysis:
     """Predictions of the model on ``split`` (all of it, or n points chosen with
     ``seed``), clean or under ``spec``. ``model_or_checkpoint``: a path, a
     (model, meta) pair or a module. ``gradcam_layer`` (a module name, or 'auto'
@@ -144,8 +185,15 @@ def analyze(model_or_checkpoint, spec: AttackSpec | None = None, *, n: int | Non
     dev = resolve_device(device) if isinstance(device, str) else device
     target = resolve_target(model_or_checkpoint, dev, name)
     model: nn.Module = target.model.eval()
-    points = select_points(data if data is not None else target.data, n=n, split=split, seed=seed, device=dev,
-                           meta=target.meta, data_root=data_root)
+    points = select_points(
+        data if data is not None else target.data,
+        n=n,
+        split=split,
+        seed=seed,
+        device=dev,
+        meta=target.meta,
+        data_root=data_root,
+    )
     x, y = points.x, points.y
     logits = predict(model, x, batch_size)
     num_classes = logits.shape[1]
@@ -154,8 +202,9 @@ def analyze(model_or_checkpoint, spec: AttackSpec | None = None, *, n: int | Non
     threat, mode, x_used = None, "clean", x
     if spec is not None:
         clean_ok = logits.argmax(1) == y
-        x_adv = run_attack(target, spec, x, y, clean_ok, batch_size=batch_size, seed=seed, keep_adv=True,
-                                 progress=progress).x_adv
+        x_adv = run_attack(
+            target, spec, x, y, clean_ok, batch_size=batch_size, seed=seed, keep_adv=True, progress=progress
+        ).x_adv
         logits = predict(model, x_adv, batch_size)
         x_used = x_adv
         threat = spec.threat.label(find_std(model, x.shape[1]))
@@ -165,24 +214,33 @@ def analyze(model_or_checkpoint, spec: AttackSpec | None = None, *, n: int | Non
     top_k = min(5, num_classes)
     in_top = (logits.topk(top_k, dim=1).indices == y[:, None]).any(1)
     y_np, pred_np = y.cpu().numpy(), pred.cpu().numpy()
-    preds = pd.DataFrame({
-        "index": points.index.cpu().numpy().astype(np.int64),
-        "true": y_np.astype(np.int64),
-        "true_name": [classes[i] for i in y_np],
-        "pred": pred_np.astype(np.int64),
-        "pred_name": [classes[i] for i in pred_np],
-        "confidence": conf.cpu().numpy().astype(np.float64),
-        "correct": pred_np == y_np,
-    })
+    preds = pd.DataFrame(
+        {
+            "index": points.index.cpu().numpy().astype(np.int64),
+            "true": y_np.astype(np.int64),
+            "true_name": [classes[i] for i in y_np],
+            "pred": pred_np.astype(np.int64),
+            "pred_name": [classes[i] for i in pred_np],
+            "confidence": conf.cpu().numpy().astype(np.float64),
+            "correct": pred_np == y_np,
+        }
+    )
     wrong = np.flatnonzero(pred_np != y_np)[:MISCLASSIFIED_SHOWN]
     cam = None
     if layer is not None:
         k = min(gradcam_n, len(y))
         cam = gradcam_maps(model, layer, x[:k], y[:k], x_used[:k] if spec is not None else None)
     return Analysis(
-        name=target.name, mode=mode, threat=threat, classes=classes, selection=points.selection, predictions=preds,
-        confusion=confusion_counts(y_np, pred_np, num_classes), top1=float((pred_np == y_np).mean()),
-        top5=float(in_top.cpu().numpy().mean()), top_k=top_k,
+        name=target.name,
+        mode=mode,
+        threat=threat,
+        classes=classes,
+        selection=points.selection,
+        predictions=preds,
+        confusion=confusion_counts(y_np, pred_np, num_classes),
+        top1=float((pred_np == y_np).mean()),
+        top5=float(in_top.cpu().numpy().mean()),
+        top_k=top_k,
         x_wrong=x_used[torch.as_tensor(wrong, device=x_used.device)].detach().cpu(),
         wrong_rows=preds.iloc[wrong].reset_index(drop=True),
         gradcam=cam,
@@ -227,11 +285,20 @@ def confusion_png(a: Analysis) -> bytes:
             for i in range(k):
                 for j in range(k):
                     if a.confusion[i, j]:
-                        ax.text(j, i, f"{cm[i, j]:.2f}", ha="center", va="center", fontsize=6.5,
-                                color="white" if cm[i, j] > 0.5 else "black")
+                        ax.text(
+                            j,
+                            i,
+                            f"{cm[i, j]:.2f}",
+                            ha="center",
+                            va="center",
+                            fontsize=6.5,
+                            color="white" if cm[i, j] > 0.5 else "black",
+                        )
         fig.colorbar(im, ax=ax, fraction=0.046, label="share of the true class")
-        ax.set_title(f"confusion matrix, rows normalized\n{_heading(a)}; top-1 {a.top1:.2%}, top-{a.top_k} {a.top5:.2%}",
-                     fontsize=8)
+        ax.set_title(
+            f"confusion matrix, rows normalized\n{_heading(a)}; top-1 {a.top1:.2%}, top-{a.top_k} {a.top5:.2%}",
+            fontsize=8,
+        )
         return _png(fig)
 
 
@@ -256,13 +323,19 @@ def misclassified_png(a: Analysis) -> bytes:
             else:
                 ax.imshow(np.clip(img, 0, 1), interpolation="nearest")
             r = a.wrong_rows.iloc[i]
-            ax.set_title(f"{r['true_name']} -> {r['pred_name']}\n{r['confidence']:.0%} (#{int(r['index'])})",
-                         color="#cf222e", fontsize=6.5, pad=2)
+            ax.set_title(
+                f"{r['true_name']} -> {r['pred_name']}\n{r['confidence']:.0%} (#{int(r['index'])})",
+                color="#cf222e",
+                fontsize=6.5,
+                pad=2,
+            )
             ax.set_xticks([])
             ax.set_yticks([])
         total = int((~a.predictions["correct"]).sum())
-        fig.suptitle(f"misclassified: first {m} of {total} (in evaluation order); true -> predicted, confidence\n"
-                     f"{_heading(a)}", fontsize=8)
+        fig.suptitle(
+            f"misclassified: first {m} of {total} (in evaluation order); true -> predicted, confidence\n{_heading(a)}",
+            fontsize=8,
+        )
         return _png(fig)
 
 
@@ -294,10 +367,17 @@ def last_feature_map(model: nn.Module, x: torch.Tensor) -> str | None:
     """The module whose (N, C, h, w) output (h * w > 1) is computed last in a
     forward pass: the usual GradCAM layer, the last feature map before pooling."""
     seen: list[str] = []
-    handles = [m.register_forward_hook(lambda _m, _i, out, name=name: seen.append(name)
-                                       if isinstance(out, torch.Tensor) and out.dim() == 4
-                                       and out.shape[-1] * out.shape[-2] > 1 else None)
-               for name, m in model.named_modules() if name]
+    handles = [
+        m.register_forward_hook(
+            lambda _m, _i, out, name=name: (
+                seen.append(name)
+                if isinstance(out, torch.Tensor) and out.dim() == 4 and out.shape[-1] * out.shape[-2] > 1
+                else None
+            )
+        )
+        for name, m in model.named_modules()
+        if name
+    ]
     try:
         with torch.no_grad():
             model(x[:1])
@@ -320,7 +400,9 @@ def resolve_layer(model: nn.Module, name: str, x: torch.Tensor) -> str:
     return name
 
 
-def gradcam(model: nn.Module, layer: str, x: torch.Tensor, target: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def gradcam(
+    model: nn.Module, layer: str, x: torch.Tensor, target: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(maps (N, H, W) in [0,1], the class each map explains: ``target`` or the
     prediction). The layer's output must be (N, C, h, w)."""
 
@@ -332,14 +414,16 @@ def gradcam(model: nn.Module, layer: str, x: torch.Tensor, target: torch.Tensor 
             logits = model(x.detach().clone().requires_grad_(True))
             act = store.get("act")
             if not isinstance(act, torch.Tensor) or act.dim() != 4:
-                raise RobustError(f"layer '{layer}' gives no (N, C, h, w) feature map for GradCAM; "
-                                  f"pick a convolution layer")
+                raise RobustError(
+                    f"layer '{layer}' gives no (N, C, h, w) feature map for GradCAM; pick a convolution layer"
+                )
             cls = logits.argmax(1) if target is None else target.to(logits.device)
             # gradients w.r.t. the feature map only: the model's parameter grads stay untouched
             (grad,) = torch.autograd.grad(logits.gather(1, cls[:, None]).sum(), act)
     except RuntimeError as e:
-        raise RobustError(f"GradCAM cannot use layer '{layer}' ({str(e).splitlines()[0][:120]}); "
-                          "pick a convolution layer") from None
+        raise RobustError(
+            f"GradCAM cannot use layer '{layer}' ({str(e).splitlines()[0][:120]}); pick a convolution layer"
+        ) from None
     finally:
         handle.remove()
     weights = grad.mean(dim=(2, 3), keepdim=True)
@@ -349,8 +433,9 @@ def gradcam(model: nn.Module, layer: str, x: torch.Tensor, target: torch.Tensor 
     return (cam / top).detach().cpu(), cls.detach().cpu()
 
 
-def gradcam_maps(model: nn.Module, layer: str, x: torch.Tensor, y: torch.Tensor,
-                 x_adv: torch.Tensor | None = None) -> GradCAMResult:
+def gradcam_maps(
+    model: nn.Module, layer: str, x: torch.Tensor, y: torch.Tensor, x_adv: torch.Tensor | None = None
+) -> GradCAMResult:
     cam, pred = gradcam(model, layer, x)
     res = GradCAMResult(layer, x.detach().cpu(), y.cpu(), pred, cam)
     if x_adv is not None:
@@ -372,12 +457,20 @@ def gradcam_png(a: Analysis) -> bytes:
         for i in range(k):
             panels = [(g.x[i], None, g.pred[i], "clean"), (g.x[i], g.cam[i], g.pred[i], "GradCAM")]
             if g.x_adv is not None:
-                panels += [(g.x_adv[i], None, g.adv_pred[i], "adv"), (g.x_adv[i], g.cam_adv[i], g.adv_pred[i], "GradCAM")]
+                panels += [
+                    (g.x_adv[i], None, g.adv_pred[i], "adv"),
+                    (g.x_adv[i], g.cam_adv[i], g.adv_pred[i], "GradCAM"),
+                ]
             for j, (img, cam, pred, what) in enumerate(panels):
                 ax = fig.add_subplot(k, cols, i * cols + j + 1)
                 im = img.permute(1, 2, 0).numpy()
-                ax.imshow(im[:, :, 0] if im.shape[2] == 1 else im, cmap="gray" if im.shape[2] == 1 else None,
-                          vmin=0, vmax=1, interpolation="nearest")
+                ax.imshow(
+                    im[:, :, 0] if im.shape[2] == 1 else im,
+                    cmap="gray" if im.shape[2] == 1 else None,
+                    vmin=0,
+                    vmax=1,
+                    interpolation="nearest",
+                )
                 if cam is not None:
                     ax.imshow(cam.numpy(), cmap="jet", alpha=0.45, vmin=0, vmax=1, interpolation="bilinear")
                 ok = int(pred) == int(g.y[i])

@@ -16,11 +16,12 @@ and (clean accuracy, robust accuracy) come back as fractions. Where it differs:
   back afterwards;
 - not supported: the corruptions threat models, ``preprocessing`` (ImageNet's resizing:
   give an imagefolder of images at the model's size) and ``aa_state_path``."""
+
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from torch import nn
@@ -49,8 +50,10 @@ def _threat_norm(threat_model) -> str:
 def _dataset_name(dataset) -> str:
     name = _value(dataset)
     if name.lower() == "imagenet":
-        raise RobustError("ImageNet is read from a folder of its validation images: pass "
-                          "dataset='imagefolder:PATH' (one subfolder per class)")
+        raise RobustError(
+            "ImageNet is read from a folder of its validation images: pass "
+            "dataset='imagefolder:PATH' (one subfolder per class)"
+        )
     return name
 
 
@@ -96,15 +99,18 @@ def benchmark(
         raise RobustError(f"benchmark() takes a torch nn.Module, got {type(model).__name__}")
     norm = _threat_norm(threat_model)
     if eps is None:
-        raise RobustError(f"eps must be given for the {_value(threat_model)} threat model, in [0,1] pixel units "
-                          "(e.g. eps=8/255)")
+        raise RobustError(
+            f"eps must be given for the {_value(threat_model)} threat model, in [0,1] pixel units (e.g. eps=8/255)"
+        )
     if to_disk and model_name is None:
         raise RobustError("to_disk=True needs model_name: the record names the model")
     if to_disk and results_dir is None:
         raise RobustError("to_disk=True writes the record to results_dir; give a folder, not None")
     if preprocessing is not None:
-        raise RobustError("preprocessing is not supported: the images are taken at the dataset's size (for "
-                          "ImageNet, give an imagefolder of images already at the model's size)")
+        raise RobustError(
+            "preprocessing is not supported: the images are taken at the dataset's size (for "
+            "ImageNet, give an imagefolder of images already at the model's size)"
+        )
     if aa_state_path is not None:
         raise RobustError("aa_state_path (resuming AutoAttack) is not supported by benchmark(); leave it None")
     if isinstance(n_examples, bool) or not isinstance(n_examples, int) or n_examples < 1:
@@ -143,8 +149,9 @@ def benchmark(
     dev = str(device) if device is not None else "cpu"
     with module_mode(wrapped, train=False):
         check_forward(wrapped, arch, shape, info)
-        records = evaluate(Target(wrapped, meta, name, data=bundle), [spec], n=n, seed=seed, batch_size=batch_size,
-                           device=dev, log=log)
+        records = evaluate(
+            Target(wrapped, meta, name, data=bundle), [spec], n=n, seed=seed, batch_size=batch_size, device=dev, log=log
+        )
     (rec,) = [r for r in records if r["attack"]["name"] == "autoattack"]
     clean, robust = float(rec["metrics"]["clean_acc"]), float(rec["metrics"]["robust_acc"])
     print(f"Clean accuracy: {clean:.2%}")

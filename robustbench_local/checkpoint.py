@@ -12,6 +12,7 @@ File layout (a dict of tensors and plain Python values only, so that
 A file that would need more than ``weights_only`` (a pickle that references code)
 is refused, never loaded with ``weights_only=False``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -57,18 +58,21 @@ def _plain(obj: Any, where: str, allow_tensors: bool) -> Any:
             return obj.detach()
         return _plain(to_jsonable(obj), where, allow_tensors)
     if isinstance(obj, dict):
-        return {(k if isinstance(k, (int, str)) else str(k)): _plain(v, f"{where}.{k}", allow_tensors)
-                for k, v in obj.items()}
+        return {
+            (k if isinstance(k, (int, str)) else str(k)): _plain(v, f"{where}.{k}", allow_tensors)
+            for k, v in obj.items()
+        }
     if isinstance(obj, (list, tuple)):
         return [_plain(v, f"{where}[{i}]", allow_tensors) for i, v in enumerate(obj)]
     converted = to_jsonable(obj)
     if converted is not obj:
         return _plain(converted, where, allow_tensors)
-    raise CheckpointError(f"cannot store {type(obj).__name__} at {where} in a checkpoint: only tensors and plain values")
+    raise CheckpointError(
+        f"cannot store {type(obj).__name__} at {where} in a checkpoint: only tensors and plain values"
+    )
 
 
-def save_checkpoint(path: str | os.PathLike, model: nn.Module, meta: dict, *,
-                    train_state: dict | None = None) -> Path:
+def save_checkpoint(path: str | os.PathLike, model: nn.Module, meta: dict, *, train_state: dict | None = None) -> Path:
     """Write ``model``'s weights with ``meta`` (and optionally the training state for
     resume) atomically to ``path``. meta must hold REQUIRED_META; versions, git
     commit and creation time are added when missing."""
@@ -98,8 +102,7 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}" + (" (it is a folder)" if path.is_dir() else ""))
-    ckpt = load_weights_only(path, label=str(path), what="checkpoint", error=CheckpointError,
-                             map_location=map_location)
+    ckpt = load_weights_only(path, label=str(path), what="checkpoint", error=CheckpointError, map_location=map_location)
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
         raise CheckpointError(
@@ -113,7 +116,6 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if missing:
         raise CheckpointError(f"{path} metadata lacks {', '.join(missing)}; the model cannot be rebuilt")
     return ckpt
-
 
 
 def build_from_meta(meta: dict) -> nn.Module:
@@ -144,7 +146,9 @@ def load_state(model: nn.Module, state_dict: dict, source: str | os.PathLike) ->
             parts.append(f"unexpected {', '.join(unexpected[:3])}" + (" ..." if len(unexpected) > 3 else ""))
         if wrong:
             k = wrong[0]
-            parts.append(f"shape of {k} is {tuple(state_dict[k].shape)} in the file but {tuple(own[k].shape)} in the model")
+            parts.append(
+                f"shape of {k} is {tuple(state_dict[k].shape)} in the file but {tuple(own[k].shape)} in the model"
+            )
         raise CheckpointError(f"the weights in {source} do not fit the model: {'; '.join(parts)}")
     model.load_state_dict(state_dict)
 

@@ -3,6 +3,7 @@ et al. 2019, "On Evaluating Adversarial Robustness", and AutoAttack's checks).
 
 Each check is a plain function returning a Finding; ``ok=False`` is a warning
 printed beside the numbers and stored in the record."""
+
 from __future__ import annotations
 
 import math
@@ -38,9 +39,11 @@ def fgsm_stronger_than_pgd(fgsm_acc: float, pgd_acc: float, n: int, label: str =
     margin = 1.0 / max(n, 1)
     bad = fgsm_acc + 1e-12 < pgd_acc - margin
     return Finding(
-        "fgsm_stronger_than_pgd", not bad,
+        "fgsm_stronger_than_pgd",
+        not bad,
         f"FGSM robust accuracy {fgsm_acc:.2%} is below {label}'s {pgd_acc:.2%} on the same {n} points: "
-        f"{label} is not converging (try a larger --eta or more --k)" if bad
+        f"{label} is not converging (try a larger --eta or more --k)"
+        if bad
         else f"FGSM {fgsm_acc:.2%} >= {label} {pgd_acc:.2%}",
         value=pgd_acc - fgsm_acc,
     )
@@ -59,7 +62,8 @@ def accuracy_rises_with_eps(sweep: list[tuple[float, float]], n: int, label: str
     bad = worst > 0.01
     detail = (
         f"{label}: robust accuracy rises by {worst:.2%} from eps {where[0]:.4g} to {where[1]:.4g} (n={n})"
-        if bad else f"{label}: robust accuracy does not rise with eps over {len(pts)} radii"
+        if bad
+        else f"{label}: robust accuracy does not rise with eps over {len(pts)} radii"
     )
     return Finding("accuracy_rises_with_eps", not bad, detail, value=worst)
 
@@ -75,13 +79,21 @@ def steps_reach_eps(k: int, step: float, eps: float, label: str = "PGD") -> Find
         f"{label}: {k} steps of {step:.4g} reach only {reach:.4g} < eps {eps:.4g}: the attack never gets to the "
         f"edge of the ball, so it is weaker than eps says; leave eta unset (2.5*eps/k = {2.5 * eps / k:.4g}) "
         f"or give at least eps/k = {eps / k:.4g}"
-        if bad else f"{label}: {k} steps of {step:.4g} reach {reach:.4g} >= eps {eps:.4g}"
+        if bad
+        else f"{label}: {k} steps of {step:.4g} reach {reach:.4g} >= eps {eps:.4g}"
     )
     return Finding("steps_reach_eps", not bad, detail, value=reach / eps)
 
 
-def no_collapse_at_large_eps(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps_pixel: float = 0.5,
-                             steps: int = 20, threshold: float = 0.10) -> Finding:
+def no_collapse_at_large_eps(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    eps_pixel: float = 0.5,
+    steps: int = 20,
+    threshold: float = 0.10,
+) -> Finding:
     """Within an L-inf ball of 0.5 on [0,1] pixels every image can be turned into
     mid-grey, so accuracy must collapse; if it does not, the attack's gradients
     are broken (masked, obfuscated or clipped)."""
@@ -90,9 +102,11 @@ def no_collapse_at_large_eps(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     acc = 1.0 - res.fooled.float().mean().item()
     bad = acc > threshold
     return Finding(
-        "no_collapse_at_large_eps", not bad,
+        "no_collapse_at_large_eps",
+        not bad,
         f"accuracy stays {acc:.2%} under PGD-{steps} at L-inf eps {eps_pixel} pixel (n={len(y)}): gradients look masked"
-        if bad else f"accuracy collapses to {acc:.2%} at L-inf eps {eps_pixel} pixel (n={len(y)})",
+        if bad
+        else f"accuracy collapses to {acc:.2%} at L-inf eps {eps_pixel} pixel (n={len(y)})",
         value=acc,
     )
 
@@ -112,7 +126,8 @@ def input_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, thres
     frac = (nonfinite | zero).float().mean().item()
     bad = frac > threshold
     return Finding(
-        "input_gradients", not bad,
+        "input_gradients",
+        not bad,
         f"{zero.sum().item()} zero and {nonfinite.sum().item()} non-finite input gradients among {len(y)} points"
         + (": gradient attacks cannot work here; add the gradient-free --attack square" if bad else ""),
         value=frac,
@@ -126,9 +141,11 @@ def outputs_look_like_probabilities(logits: torch.Tensor) -> Finding:
     sums_one = bool(torch.allclose(logits.sum(dim=1), torch.ones(logits.shape[0], device=logits.device), atol=1e-3))
     bad = in_unit and sums_one
     return Finding(
-        "outputs_are_logits", not bad,
+        "outputs_are_logits",
+        not bad,
         "model outputs are in [0,1] and sum to 1: they look like probabilities, not logits; remove the softmax"
-        if bad else "model outputs look like logits",
+        if bad
+        else "model outputs look like logits",
     )
 
 
@@ -141,9 +158,11 @@ def deterministic(model: nn.Module, x: torch.Tensor) -> Finding:
     diff = (a - b).abs().max().item()
     bad = diff > 1e-5 * max(1.0, a.abs().max().item())
     return Finding(
-        "deterministic", not bad,
+        "deterministic",
+        not bad,
         f"two forward passes differ by up to {diff:.3g}: the model is randomised; attack it with --eot 20 "
-        "(every gradient attack) or --attack autoattack --aa-version rand" if bad
+        "(every gradient attack) or --attack autoattack --aa-version rand"
+        if bad
         else "model is deterministic in eval mode",
         value=diff,
     )
@@ -155,9 +174,11 @@ def pgd_converged(acc_k: float, acc_2k: float, n: int, k: int, label: str) -> Fi
     drop = acc_k - acc_2k
     bad = drop > 0.01
     return Finding(
-        "pgd_converged", not bad,
+        "pgd_converged",
+        not bad,
         f"{label}: doubling k to {2 * k} lowers robust accuracy by {drop:.2%} (n={n}); the number is not converged"
-        if bad else f"{label}: PGD-{2 * k} is within 1 point of PGD-{k} ({drop:+.2%}, n={n})",
+        if bad
+        else f"{label}: PGD-{2 * k} is within 1 point of PGD-{k} ({drop:+.2%}, n={n})",
         value=drop,
     )
 
@@ -198,7 +219,8 @@ def degenerate_counts(correct: int, n: int, pred_counts, label_counts, classes=(
     name = f"class {top}" + (f" ({classes[top]})" if top < len(classes) else "")
     if share >= COLLAPSE_SHARE and label_share < COLLAPSE_LABEL_SHARE:
         return Finding(
-            "not_degenerate", False,
+            "not_degenerate",
+            False,
             f"predicts one class: {share:.1%} of the n={n:,} predictions are {name}, "
             f"which is {label_share:.1%} of the labels",
             value=share,
@@ -210,14 +232,19 @@ def degenerate_counts(correct: int, n: int, pred_counts, label_counts, classes=(
     if lo <= chance:
         how = "is indistinguishable from" if chance <= hi else "is below"
         return Finding(
-            "not_degenerate", False,
+            "not_degenerate",
+            False,
             f"accuracy {acc:.1%} (95% CI {lo:.1%}-{hi:.1%}, n={n:,}) {how} chance "
             f"({chance:.1%} for {num_classes} classes)",
             value=share,
         )
-    return Finding("not_degenerate", True,
-                   f"accuracy {acc:.1%} is above chance ({chance:.1%}, n={n:,}); the most frequent prediction, "
-                   f"{name}, takes {share:.1%}", value=share)
+    return Finding(
+        "not_degenerate",
+        True,
+        f"accuracy {acc:.1%} is above chance ({chance:.1%}, n={n:,}); the most frequent prediction, "
+        f"{name}, takes {share:.1%}",
+        value=share,
+    )
 
 
 def not_degenerate(pred: torch.Tensor, y: torch.Tensor, num_classes: int, classes=()) -> Finding:
@@ -227,8 +254,13 @@ def not_degenerate(pred: torch.Tensor, y: torch.Tensor, num_classes: int, classe
     nothing. ``pred`` and ``y`` are predicted and true labels of the same points. The
     detail of a failed finding says which, with the numbers and n."""
     pred, y = pred.flatten().cpu().long(), y.flatten().cpu().long()
-    return degenerate_counts(int((pred == y).sum()), len(y), torch.bincount(pred, minlength=num_classes).tolist(),
-                             torch.bincount(y, minlength=num_classes).tolist(), classes)
+    return degenerate_counts(
+        int((pred == y).sum()),
+        len(y),
+        torch.bincount(pred, minlength=num_classes).tolist(),
+        torch.bincount(y, minlength=num_classes).tolist(),
+        classes,
+    )
 
 
 def square_below_whitebox(square_acc: float, whitebox_acc: float, n: int, whitebox_label: str) -> Finding:
@@ -243,10 +275,12 @@ def square_below_whitebox(square_acc: float, whitebox_acc: float, n: int, whiteb
     lo, hi = wilson_interval(round(whitebox_acc * n), n)
     bad = square_acc + 1e-12 < lo
     return Finding(
-        "square_below_whitebox", not bad,
+        "square_below_whitebox",
+        not bad,
         f"Square robust accuracy {square_acc:.2%} is below {whitebox_label}'s {whitebox_acc:.2%} "
         f"(95% CI {lo:.2%}-{hi:.2%}, n={n}): the black-box attack breaks points the white-box attack misses, "
-        f"so the model likely masks its gradients and {whitebox_label} overstates its robustness" if bad
+        f"so the model likely masks its gradients and {whitebox_label} overstates its robustness"
+        if bad
         else f"Square {square_acc:.2%} is not below {whitebox_label}'s 95% interval ({lo:.2%}-{hi:.2%}, n={n})",
         value=whitebox_acc - square_acc,
     )

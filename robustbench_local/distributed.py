@@ -13,6 +13,7 @@ rank() == 0, world_size() == 1, so single-process code paths are untouched.
 The backend is NCCL when the processes train on CUDA GPUs (process i takes GPU
 LOCAL_RANK) and Gloo on CPU. MPS has no collective backend and is refused.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -73,22 +74,29 @@ def init(device: str | torch.device = "auto") -> torch.device:
         return resolve_device(device)
     missing = [v for v in ("RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT") if v not in os.environ]
     if missing:
-        raise RobustError(f"WORLD_SIZE is {os.environ['WORLD_SIZE']} but {', '.join(missing)} is not set; "
-                          "start distributed runs with torchrun")
+        raise RobustError(
+            f"WORLD_SIZE is {os.environ['WORLD_SIZE']} but {', '.join(missing)} is not set; "
+            "start distributed runs with torchrun"
+        )
     if device.startswith("cuda:") and device != f"cuda:{os.environ['LOCAL_RANK']}":
-        raise RobustError(f"--device {device} under torchrun: every process takes the GPU of its LOCAL_RANK; "
-                          "pass --device cuda (or auto)")
+        raise RobustError(
+            f"--device {device} under torchrun: every process takes the GPU of its LOCAL_RANK; "
+            "pass --device cuda (or auto)"
+        )
     if device.startswith("cuda:"):
         device = "cuda"
     dev = resolve_device(device)
     if dev.type == "mps":
-        raise RobustError("distributed runs need CUDA (NCCL) or the CPU (Gloo); MPS has no collective backend: "
-                          "pass --device cpu")
+        raise RobustError(
+            "distributed runs need CUDA (NCCL) or the CPU (Gloo); MPS has no collective backend: pass --device cpu"
+        )
     lr = int(os.environ["LOCAL_RANK"])
     if dev.type == "cuda":
         if lr >= torch.cuda.device_count():
-            raise RobustError(f"LOCAL_RANK {lr} but only {torch.cuda.device_count()} GPU(s) are visible on this "
-                              "node; --nproc_per_node must be at most the GPUs per node")
+            raise RobustError(
+                f"LOCAL_RANK {lr} but only {torch.cuda.device_count()} GPU(s) are visible on this "
+                "node; --nproc_per_node must be at most the GPUs per node"
+            )
         torch.cuda.set_device(lr)
         dev = torch.device("cuda", lr)
     if not dist.is_initialized():
@@ -170,8 +178,10 @@ def global_to_local_batch(global_batch: int, world: int | None = None) -> int:
     number of processes); each rank takes an equal share."""
     w = world_size() if world is None else world
     if global_batch % w:
-        raise RobustError(f"--batch-size {global_batch} is the global batch and must divide evenly over the {w} "
-                          f"processes; use a multiple of {w}")
+        raise RobustError(
+            f"--batch-size {global_batch} is the global batch and must divide evenly over the {w} "
+            f"processes; use a multiple of {w}"
+        )
     return global_batch // w
 
 

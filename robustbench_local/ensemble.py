@@ -1,9 +1,10 @@
 """Ensembles: several checkpoints as one model that averages their logits, so an
 attack on it targets the whole ensemble."""
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from torch import nn
@@ -37,13 +38,23 @@ def load_ensemble(paths: Sequence[str | Path], device: str | torch.device = "cpu
             if m.get(key) != ref.get(key):
                 raise RobustError(f"cannot ensemble {p} with {paths[0]}: their {key} differ")
     meta = dict(ref)
-    meta.update({
-        "arch": "ensemble",
-        "arch_kwargs": {},
-        "members": [{"path": str(p), "sha256": file_sha256(p), "arch": m.get("arch"), "method": m.get("method"),
-                     "adv": m.get("adv")} for p, m in zip(paths, metas)],
-        "method": "+".join(sorted({str(m.get("method")) for m in metas})),
-        "adv": "+".join(sorted({str(m.get("adv")) for m in metas})),
-    })
+    meta.update(
+        {
+            "arch": "ensemble",
+            "arch_kwargs": {},
+            "members": [
+                {
+                    "path": str(p),
+                    "sha256": file_sha256(p),
+                    "arch": m.get("arch"),
+                    "method": m.get("method"),
+                    "adv": m.get("adv"),
+                }
+                for p, m in zip(paths, metas)
+            ],
+            "method": "+".join(sorted({str(m.get("method")) for m in metas})),
+            "adv": "+".join(sorted({str(m.get("adv")) for m in metas})),
+        }
+    )
     name = "ensemble(" + ",".join(Path(p).parent.name or Path(p).stem for p in paths) + ")"
     return Ensemble(models).eval(), meta, name

@@ -19,4 +19,4 @@ def first_line(e: BaseException, limit: int = 200) -> str:
     ``limit`` characters with a visible mark."""
     text = str(e).strip().splitlines()
     line = text[0] if text else type(e).__name__
-    return line if len(line) <= limit else line[:limit - 3] + "..."
+    return line if len(line) <= limit else line[: limit - 3] + "..."

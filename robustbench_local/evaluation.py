@@ -19,13 +19,15 @@ all-reduce. The records are those of a single-process run, apart from timings an
 the environment. AutoAttack runs as one batch (its random draws depend on the
 batch), so it is not spread. Only rank 0 logs and saves --save-adv files.
 """
+
 from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, NamedTuple, Sequence
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -142,14 +144,17 @@ def model_dataset(meta: dict | None, data_root: str | None = None):
         raise RobustError("no data given and the model's metadata names no dataset; pass data")
     dmeta = (meta.get("spec") or {}).get("data") or meta.get("data") or {}  # the training DataSpec
     return load_dataset(
-        _dataset_name(meta), data_root=data_root or dmeta.get("data_root"),
-        image_size=dmeta.get("image_size"), val_fraction=dmeta.get("val_fraction", 0.1),
+        _dataset_name(meta),
+        data_root=data_root or dmeta.get("data_root"),
+        image_size=dmeta.get("image_size"),
+        val_fraction=dmeta.get("val_fraction", 0.1),
         split_seed=dmeta.get("split_seed", 0),
     )
 
 
-def select_points(data, *, n: int | None, split: str, seed: int, device, meta: dict | None = None,
-                  data_root: str | None = None) -> Points:
+def select_points(
+    data, *, n: int | None, split: str, seed: int, device, meta: dict | None = None, data_root: str | None = None
+) -> Points:
     """``data``: a DatasetBundle, a Split, an (x, y) pair, or None to load the
     checkpoint's own dataset. The subset is the first n of a permutation seeded
     by ``seed``, so the same n and seed give the same points everywhere."""
@@ -167,8 +172,11 @@ def select_points(data, *, n: int | None, split: str, seed: int, device, meta: d
         if n is not None and n > whole:
             raise RobustError(f"--n {n} is larger than the {whole} examples of the {split} split")
         sub = data.subset(n, seed=seed) if n is not None and n < whole else data
-        sel = (f"first {len(sub)} of a permutation of the {whole} {split} examples (torch.Generator seed {seed})"
-               if len(sub) < whole else f"all {whole} {split} examples")
+        sel = (
+            f"first {len(sub)} of a permutation of the {whole} {split} examples (torch.Generator seed {seed})"
+            if len(sub) < whole
+            else f"all {whole} {split} examples"
+        )
         x = sub.x.to(device).float().div_(255)
         return Points(x, sub.y.to(device), sub.index.clone(), classes, dataset, split, sel, seed)
     x, y = data
@@ -189,7 +197,7 @@ def select_points(data, *, n: int | None, split: str, seed: int, device, meta: d
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
     with module_mode(model, train=False):
-        return torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+        return torch.cat([model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
 
 
 @torch.no_grad()
@@ -202,10 +210,10 @@ def predict_sharded(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch
     out = None
     for j in distributed.my_chunks(len(starts)):
         i = starts[j]
-        logits = predict(model, x[i:i + batch_size], batch_size)
+        logits = predict(model, x[i : i + batch_size], batch_size)
         if out is None:
             out = logits.new_zeros((len(x), logits.shape[1]))
-        out[i:i + batch_size] = logits
+        out[i : i + batch_size] = logits
     if out is None:  # this rank got no batch: learn the output's width and dtype from one image
         one = predict(model, x[:1], 1)
         out = one.new_zeros((len(x), one.shape[1]))
@@ -220,9 +228,19 @@ class AttackRun(NamedTuple):
     resumed_seconds: float = 0.0  # spent by earlier, cut-off runs on the batches this one resumed from
 
 
-def run_attack(target: Target, spec: AttackSpec, x: torch.Tensor, y: torch.Tensor, todo: torch.Tensor, *,
-               batch_size: int, seed: int, keep_adv: bool = False, progress: ProgressDisplay | None = None,
-               partial: PartialRun | None = None) -> "AttackRun":
+def run_attack(
+    target: Target,
+    spec: AttackSpec,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    todo: torch.Tensor,
+    *,
+    batch_size: int,
+    seed: int,
+    keep_adv: bool = False,
+    progress: ProgressDisplay | None = None,
+    partial: PartialRun | None = None,
+) -> AttackRun:
     """Attacks the points flagged in ``todo``; returns an AttackRun: fooled over all
     points, adversarial predictions and images, the last two only with ``keep_adv``
     (else None: the predictions cost a forward pass that only --save-adv needs).
@@ -268,7 +286,7 @@ def run_attack(target: Target, spec: AttackSpec, x: torch.Tensor, y: torch.Tenso
     shown = _AttackProgress(progress, target, spec, x, sum(min(batch_size, len(ids) - starts[j]) for j in mine))
     with shown:
         for j in mine:
-            b = ids[starts[j]:starts[j] + batch_size]
+            b = ids[starts[j] : starts[j] + batch_size]
             # each batch's own random stream: a batch draws the same numbers whichever rank runs it
             torch.manual_seed(seed + 7919 * j)
             if init:
@@ -315,12 +333,12 @@ def _gather_norms(norms: torch.Tensor) -> torch.Tensor:
     return torch.where(filled > 0, out, torch.full_like(vals, float("nan")))
 
 
-def _transfer(source: Target, target: Target, spec: AttackSpec, x, y, todo, batch_size: int, seed: int,
-              progress) -> AttackRun:
+def _transfer(
+    source: Target, target: Target, spec: AttackSpec, x, y, todo, batch_size: int, seed: int, progress
+) -> AttackRun:
     """Crafts on the surrogate the points the target classifies correctly, then scores
     the adversarial images on the target."""
-    crafted = run_attack(source, spec, x, y, todo, batch_size=batch_size, seed=seed, keep_adv=True,
-                         progress=progress)
+    crafted = run_attack(source, spec, x, y, todo, batch_size=batch_size, seed=seed, keep_adv=True, progress=progress)
     adv_pred = predict_sharded(target.model, crafted.x_adv, batch_size).argmax(1)
     return AttackRun(todo & (adv_pred != y), adv_pred, crafted.x_adv, None)
 
@@ -331,9 +349,11 @@ def _same_eps_meaning(source: Target, target: Target, attacks, channels: int) ->
         return
     s1, s2 = find_std(source.model, channels), find_std(target.model, channels)
     if not torch.allclose(s1, s2):
-        raise RobustError(f"the surrogate's normalization std {[round(float(v), 4) for v in s1]} differs from the "
-                          f"target's {[round(float(v), 4) for v in s2]}, so a normalized-space eps means two balls; "
-                          "give eps with --eps-space pixel")
+        raise RobustError(
+            f"the surrogate's normalization std {[round(float(v), 4) for v in s1]} differs from the "
+            f"target's {[round(float(v), 4) for v in s2]}, so a normalized-space eps means two balls; "
+            "give eps with --eps-space pixel"
+        )
 
 
 class _AttackProgress:
@@ -341,8 +361,9 @@ class _AttackProgress:
     201 of 512'. AutoAttack, one long batch, instead shows its sub-attack and the points
     still robust (through its runner's on_progress; every runner takes one)."""
 
-    def __init__(self, progress: ProgressDisplay | None, target: Target, spec: AttackSpec, x: torch.Tensor,
-                 points: int):
+    def __init__(
+        self, progress: ProgressDisplay | None, target: Target, spec: AttackSpec, x: torch.Tensor, points: int
+    ):
         self.task, self.on_progress, self.done, self.robust = None, None, 0, 0
         if progress is None:
             return
@@ -360,7 +381,9 @@ class _AttackProgress:
         if self.task is not None:
             self.done += len(fooled)
             self.robust += int((~fooled).sum())
-            self.task.update(completed=self.done, total=self.total, info=f"robust so far: {self.robust:,} of {self.done:,}")
+            self.task.update(
+                completed=self.done, total=self.total, info=f"robust so far: {self.robust:,} of {self.done:,}"
+            )
 
     def __enter__(self):
         return self
@@ -456,8 +479,15 @@ def evaluate(
     progress = progress if distributed.is_main() else None
     target = resolve_target(model_or_checkpoint, dev, name)
     model = target.model.eval()
-    points = select_points(data if data is not None else target.data, n=n, split=split, seed=seed, device=dev,
-                           meta=target.meta, data_root=data_root)
+    points = select_points(
+        data if data is not None else target.data,
+        n=n,
+        split=split,
+        seed=seed,
+        device=dev,
+        meta=target.meta,
+        data_root=data_root,
+    )
     source = None
     if transfer_from is not None:
         source = resolve_target(transfer_from, dev)
@@ -516,11 +546,30 @@ def evaluate(
             if source is None:
                 partial = None
                 if resume_dir is not None and target.sha256:
-                    partial = PartialRun(resume_dir, run_key(
-                        checkpoint=target.sha256, attack=spec.to_dict(), threat=spec.threat.describe(std),
-                        points=points.describe()["indices_sha256"], todo=todo, seed=seed, batch_size=batch_size))
-                run = run_attack(target, spec, x, y, todo, batch_size=batch_size, seed=seed,
-                                 keep_adv=save_adv is not None, progress=progress, partial=partial)
+                    partial = PartialRun(
+                        resume_dir,
+                        run_key(
+                            checkpoint=target.sha256,
+                            attack=spec.to_dict(),
+                            threat=spec.threat.describe(std),
+                            points=points.describe()["indices_sha256"],
+                            todo=todo,
+                            seed=seed,
+                            batch_size=batch_size,
+                        ),
+                    )
+                run = run_attack(
+                    target,
+                    spec,
+                    x,
+                    y,
+                    todo,
+                    batch_size=batch_size,
+                    seed=seed,
+                    keep_adv=save_adv is not None,
+                    progress=progress,
+                    partial=partial,
+                )
             else:
                 run = _transfer(source, target, spec, x, y, todo, batch_size, seed, progress)
             fooled, adv_pred, x_adv = run.fooled, run.adv_pred, run.x_adv
@@ -530,8 +579,12 @@ def evaluate(
             metrics = _metrics(points, clean_ok, robust_all.clone() if cascade else robust_ok, seconds, int(todo.sum()))
             metrics["clean_seconds"] = clean_seconds
             rec = dict(base)
-            rec["attack"] = {**spec.to_dict(), **spec.threat.describe(std), "kind": spec.info.kind,
-                             "cumulative": cascade and len(eps_records) > 0}
+            rec["attack"] = {
+                **spec.to_dict(),
+                **spec.threat.describe(std),
+                "kind": spec.info.kind,
+                "cumulative": cascade and len(eps_records) > 0,
+            }
             if source is not None:  # its own column: a transfer number is not the white-box one
                 rec["attack"]["label"] = f"{spec.label} (transfer)"
             if spec.step_rule is None and not spec.threat.given:  # the attack sets its own steps
@@ -546,9 +599,11 @@ def evaluate(
             rec["_flags"] = robust_ok  # popped before returning
             eps_records.append(rec)
             crafted = "" if source is None else f" (crafted on {source.name})"
-            say(f"  {spec.label}{crafted} @ {spec.threat.label(std)}: robust "
+            say(
+                f"  {spec.label}{crafted} @ {spec.threat.label(std)}: robust "
                 f"{acc_text(metrics['robust_acc'], metrics['n'], metrics['robust_ci95'])}; "
-                f"{plural(int(todo.sum()), 'point')} attacked in {seconds:.1f} s")
+                f"{plural(int(todo.sum()), 'point')} attacked in {seconds:.1f} s"
+            )
             rec["metrics"] = metrics
             if save_adv is not None:
                 key = f"{spec.label}@{eps:g}"
@@ -562,10 +617,17 @@ def evaluate(
             _convergence_checks(target, eps_records, x, y, clean_ok, batch_size, seed)
         if len(specs) > 1:
             wc = dict(base)
-            wc["attack"] = {"name": "worst-case", "label": "worst-case", "members": [s.label for s in specs],
-                            **specs[0].threat.describe(std), "step_rule": None, "cumulative": True}
-            wc["metrics"] = _metrics(points, clean_ok, robust_all, sum(r["metrics"]["seconds"] for r in eps_records),
-                                     int(clean_ok.sum()))
+            wc["attack"] = {
+                "name": "worst-case",
+                "label": "worst-case",
+                "members": [s.label for s in specs],
+                **specs[0].threat.describe(std),
+                "step_rule": None,
+                "cumulative": True,
+            }
+            wc["metrics"] = _metrics(
+                points, clean_ok, robust_all, sum(r["metrics"]["seconds"] for r in eps_records), int(clean_ok.sum())
+            )
             wc["checks"] = [f.to_dict() for f in model_findings]
             eps_records.append(wc)
         records.extend(eps_records)
@@ -597,8 +659,11 @@ def _pairwise_checks(eps_records: list[dict], n: int) -> None:
         if s.info.kind != "white-box":
             continue
         acc = r["metrics"]["robust_acc"]
-        found = [] if s.info.single_step else [
-            C.fgsm_stronger_than_pgd(f["metrics"]["robust_acc"], acc, n, r["attack"]["label"]) for f in single]
+        found = (
+            []
+            if s.info.single_step
+            else [C.fgsm_stronger_than_pgd(f["metrics"]["robust_acc"], acc, n, r["attack"]["label"]) for f in single]
+        )
         found += [C.square_below_whitebox(b["metrics"]["robust_acc"], acc, n, r["attack"]["label"]) for b in black]
         r["checks"] = r["checks"] + [f.to_dict() for f in found]
 
@@ -678,19 +743,21 @@ def summary_rows(records: list[dict]) -> list[dict]:
     rows = []
     for r in records:
         a, m = r["attack"], r["metrics"]
-        rows.append({
-            "checkpoint": r["checkpoint"]["name"],
-            "attack": a["label"] + (" (cumulative)" if a.get("cumulative") else ""),
-            "norm": a.get("norm"),
-            "eps_normalized": a.get("eps_normalized"),
-            "eps_pixel": a.get("eps_pixel"),
-            "clean_acc": m["clean_acc"],
-            "robust_acc": m["robust_acc"],
-            "ci95": m["robust_ci95"],
-            "n": m["n"],
-            "seconds": m["seconds"],
-            "images_per_s": m["images_per_s"],
-            # a degenerate model is marked by its own column (r["degenerate"])
-            "warnings": [c["detail"] for c in r.get("checks", []) if not c["ok"] and c["name"] != "not_degenerate"],
-        })
+        rows.append(
+            {
+                "checkpoint": r["checkpoint"]["name"],
+                "attack": a["label"] + (" (cumulative)" if a.get("cumulative") else ""),
+                "norm": a.get("norm"),
+                "eps_normalized": a.get("eps_normalized"),
+                "eps_pixel": a.get("eps_pixel"),
+                "clean_acc": m["clean_acc"],
+                "robust_acc": m["robust_acc"],
+                "ci95": m["robust_ci95"],
+                "n": m["n"],
+                "seconds": m["seconds"],
+                "images_per_s": m["images_per_s"],
+                # a degenerate model is marked by its own column (r["degenerate"])
+                "warnings": [c["detail"] for c in r.get("checks", []) if not c["ok"] and c["name"] != "not_degenerate"],
+            }
+        )
     return rows

@@ -1,13 +1,15 @@
 """Atomic writes: a temp file in the same folder, then rename, so a crash never
 leaves a half-written checkpoint, record or report behind."""
+
 from __future__ import annotations
 
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 
 def _read_umask() -> int:
@@ -165,8 +167,9 @@ def dumps_json(obj: Any, **kw) -> str:
         found = non_finite_field(data)
         if found is None:
             raise
-        raise RobustError(f"{found[0]} is {found[1]!r}, which JSON cannot hold; only finite numbers are "
-                          "written") from None
+        raise RobustError(
+            f"{found[0]} is {found[1]!r}, which JSON cannot hold; only finite numbers are written"
+        ) from None
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

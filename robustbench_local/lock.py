@@ -5,6 +5,7 @@ The lock is an advisory flock on a file in the folder, holding the owner's pid f
 the message. The kernel drops it when the process dies, so a kill -9 leaves no stale
 lock; where flock is missing (Windows) an exclusive create with a liveness check of
 the pid stands in."""
+
 from __future__ import annotations
 
 import os
@@ -39,10 +40,12 @@ class FolderLock:
 
     def busy(self, pid: int) -> RobustError:
         who = f"pid {pid}" if pid else "pid unknown"
-        return RobustError(f"another `robust {self.command}` ({who}) is working in {self.folder}; wait for it, "
-                           f"or delete {self.path} if that process is gone")
+        return RobustError(
+            f"another `robust {self.command}` ({who}) is working in {self.folder}; wait for it, "
+            f"or delete {self.path} if that process is gone"
+        )
 
-    def __enter__(self) -> "FolderLock":
+    def __enter__(self) -> FolderLock:
         try:
             if self.folder.exists() and not self.folder.is_dir():
                 raise RobustError(f"{self.option + ' ' if self.option else ''}{self.folder} is a file, not a folder")

@@ -1,6 +1,7 @@
 """The optimizer and its learning-rate schedule: parameter groups, SGD / Adam / AdamW
 from a TrainSpec, and LRSchedule (warmup, then cosine, onecycle, step, plateau or
 constant), whose state saves in a weights_only checkpoint and resumes exactly."""
+
 from __future__ import annotations
 
 import math
@@ -24,8 +25,16 @@ class LRSchedule:
     optimizer before every batch. Its whole state is a few numbers, so it saves in
     a weights_only checkpoint and resumes exactly."""
 
-    def __init__(self, optimizer: torch.optim.Optimizer, kind: str, base_lr: float, epochs: int,
-                 steps_per_epoch: int, warmup_epochs: float = 0.0, minimize: bool = False):
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        kind: str,
+        base_lr: float,
+        epochs: int,
+        steps_per_epoch: int,
+        warmup_epochs: float = 0.0,
+        minimize: bool = False,
+    ):
         self.optimizer = optimizer
         self.kind = kind
         self.base_lr = base_lr
@@ -87,8 +96,12 @@ class LRSchedule:
             self.apply()
 
     def state_dict(self) -> dict:
-        return {"step_count": self.step_count, "plateau_scale": self.plateau_scale,
-                "plateau_best": self.plateau_best, "plateau_bad": self.plateau_bad}
+        return {
+            "step_count": self.step_count,
+            "plateau_scale": self.plateau_scale,
+            "plateau_best": self.plateau_best,
+            "plateau_bad": self.plateau_bad,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.step_count = int(state["step_count"])
@@ -110,20 +123,29 @@ def param_groups(model: nn.Module, spec: TrainSpec) -> list[dict]:
     out = []
     for g in groups:
         scale, wd_scale = float(g.get("lr_scale", 1.0)), float(g.get("wd_scale", 1.0))
-        out.append({"params": list(g["params"]), "lr": spec.lr * scale, "lr_scale": scale,
-                    "weight_decay": spec.weight_decay * wd_scale})
+        out.append(
+            {
+                "params": list(g["params"]),
+                "lr": spec.lr * scale,
+                "lr_scale": scale,
+                "weight_decay": spec.weight_decay * wd_scale,
+            }
+        )
     covered = sum(len(g["params"]) for g in out)
     trainable = sum(1 for p in model.parameters() if p.requires_grad)
     if covered != trainable:  # a group hook that drops or repeats parameters is a bug, not a choice
-        raise RobustError(f"{type(net).__name__}.optimizer_groups() covers {covered} of {trainable} trainable "
-                          f"parameters; every trainable parameter must be in exactly one group")
+        raise RobustError(
+            f"{type(net).__name__}.optimizer_groups() covers {covered} of {trainable} trainable "
+            f"parameters; every trainable parameter must be in exactly one group"
+        )
     return out
 
 
 def build_optimizer(spec: TrainSpec, params) -> torch.optim.Optimizer:
     if spec.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum, nesterov=spec.nesterov,
-                               weight_decay=spec.weight_decay)
+        return torch.optim.SGD(
+            params, lr=spec.lr, momentum=spec.momentum, nesterov=spec.nesterov, weight_decay=spec.weight_decay
+        )
     if spec.optimizer == "adam":
         return torch.optim.Adam(params, lr=spec.lr, weight_decay=spec.weight_decay)
     return torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay)

@@ -7,6 +7,7 @@ writing it fails at the end.
 
 Every failure is a RobustError of one line naming the path, the option and the
 system's reason."""
+
 from __future__ import annotations
 
 import os
@@ -32,13 +33,15 @@ def cannot_write(path: str | os.PathLike, option: str | None, err: OSError, meta
     reason = err.strerror or str(err)
     if option:
         where = "folder" if metavar == "DIR" else "file"
-        return RobustError(f"cannot write to {path} ({option}): {reason}; choose another {where} with "
-                           f"{option} {metavar}")
+        return RobustError(
+            f"cannot write to {path} ({option}): {reason}; choose another {where} with {option} {metavar}"
+        )
     return RobustError(f"cannot write to {path}: {reason}")
 
 
-def ensure_writable_dir(path: str | os.PathLike, option: str | None, metavar: str = "DIR",
-                        shown: str | os.PathLike | None = None) -> Path:
+def ensure_writable_dir(
+    path: str | os.PathLike, option: str | None, metavar: str = "DIR", shown: str | os.PathLike | None = None
+) -> Path:
     """Raise a one-line RobustError unless files can be created in folder ``path``.
     Tries for real (creating the folder and a temporary file), since permission bits
     do not tell the whole story (root, read-only mounts, /proc); leaves no trace.
@@ -51,8 +54,11 @@ def ensure_writable_dir(path: str | os.PathLike, option: str | None, metavar: st
     created: list[Path] = []
     try:
         if path.exists() and not path.is_dir():
-            raise RobustError(f"cannot write to {shown} ({option}): {path} is a file, not a folder" if option
-                              else f"cannot write to {shown}: {path} is a file, not a folder")
+            raise RobustError(
+                f"cannot write to {shown} ({option}): {path} is a file, not a folder"
+                if option
+                else f"cannot write to {shown}: {path} is a file, not a folder"
+            )
         created = make_dirs(path)
         fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=path)
         os.close(fd)
@@ -112,12 +118,23 @@ def save_record(store: Any, record: dict, option: str = "--results") -> Path:
             kept = ResultsStore(root).add(record)
         except OSError:
             continue
-        raise RobustError(f"could not write the record to {store.records_dir} ({option}): "
-                          f"{failure.strerror or failure}; it was kept in {kept}: move it into "
-                          f"{store.records_dir} once there is room") from None
-    raise RobustError(f"could not write the record to {store.records_dir} ({option}): {failure.strerror or failure}, "
-                      f"nor to {unsaved_root()}; free some space and run the command again") from None
+        raise RobustError(
+            f"could not write the record to {store.records_dir} ({option}): "
+            f"{failure.strerror or failure}; it was kept in {kept}: move it into "
+            f"{store.records_dir} once there is room"
+        ) from None
+    raise RobustError(
+        f"could not write the record to {store.records_dir} ({option}): {failure.strerror or failure}, "
+        f"nor to {unsaved_root()}; free some space and run the command again"
+    ) from None
 
 
-__all__ = ["UnsavedWork", "cannot_write", "ensure_writable_dir", "ensure_writable_file", "save_record",
-           "unsaved_root", "write_output"]
+__all__ = [
+    "UnsavedWork",
+    "cannot_write",
+    "ensure_writable_dir",
+    "ensure_writable_file",
+    "save_record",
+    "unsaved_root",
+    "write_output",
+]

@@ -7,6 +7,7 @@ resumed run gives exactly the numbers of an uninterrupted one. The file is keyed
 everything the result depends on (checkpoint sha256, attack and threat, points, which
 points are attacked, seed, batch size); a file with another key is ignored and
 replaced. It holds tensors and plain values only and is read with weights_only=True."""
+
 from __future__ import annotations
 
 import hashlib
@@ -71,9 +72,13 @@ class PartialRun:
 
     def save(self, batch: int, fooled: torch.Tensor, norms: torch.Tensor | None) -> None:
         self.done.add(batch)
-        state = {"key": self.key, "done": sorted(self.done), "fooled": fooled.detach().cpu().clone(),
-                 "norms": None if norms is None else norms.detach().cpu().clone(),
-                 "seconds": self.seconds + time.perf_counter() - self._started}
+        state = {
+            "key": self.key,
+            "done": sorted(self.done),
+            "fooled": fooled.detach().cpu().clone(),
+            "norms": None if norms is None else norms.detach().cpu().clone(),
+            "seconds": self.seconds + time.perf_counter() - self._started,
+        }
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(self.path) as tmp:
             torch.save(state, tmp)

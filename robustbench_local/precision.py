@@ -2,6 +2,7 @@
 the fp16 GradScaler, the torch.compile backend, and TrainingModel, which routes each
 forward through DDP / compile / autocast by what it is for. Validation and test
 always run in float32, on the unwrapped model."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -67,8 +68,13 @@ def resolve_compile(value: bool | str) -> str | None:
     return backend
 
 
-def scaled_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None,
-                params, clip: float | None) -> None:
+def scaled_step(
+    loss: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None,
+    params,
+    clip: float | None,
+) -> None:
     """One optimizer step on ``loss``: backward (scaled for fp16), optional gradient
     clipping of ``params`` (on unscaled gradients), step."""
     optimizer.zero_grad(set_to_none=True)
@@ -104,8 +110,7 @@ class TrainingModel(nn.Module):
     ``fast`` holds the same weights as the registered ``train_forward`` and is kept
     out of the module tree, so ``parameters()`` and ``train()`` see each weight once."""
 
-    def __init__(self, fast: nn.Module, train_forward: nn.Module, precision: Precision,
-                 attack_precision: str = "fp32"):
+    def __init__(self, fast: nn.Module, train_forward: nn.Module, precision: Precision, attack_precision: str = "fp32"):
         super().__init__()
         self.train_forward = train_forward
         self.__dict__["fast"] = fast
@@ -117,13 +122,20 @@ class TrainingModel(nn.Module):
         if torch.is_grad_enabled() and any(p.requires_grad for p in self._params):
             with self.precision.autocast():
                 return self.train_forward(x).float()
-        with torch.autocast(self.precision.device_type, dtype=self.precision.dtype or torch.bfloat16,
-                            enabled=self.attack_amp):
+        with torch.autocast(
+            self.precision.device_type, dtype=self.precision.dtype or torch.bfloat16, enabled=self.attack_amp
+        ):
             return self.fast(x).float()
 
 
-def build_training_model(model: nn.Module, device: torch.device, precision: Precision, *,
-                         compile_backend: str | None = None, attack_precision: str = "fp32") -> TrainingModel:
+def build_training_model(
+    model: nn.Module,
+    device: torch.device,
+    precision: Precision,
+    *,
+    compile_backend: str | None = None,
+    attack_precision: str = "fp32",
+) -> TrainingModel:
     """model -> [torch.compile] -> [DDP under torchrun] -> TrainingModel. ``model``
     keeps the weights (checkpoints and validation use it unwrapped)."""
     fast = torch.compile(model, backend=compile_backend) if compile_backend else model

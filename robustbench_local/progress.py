@@ -14,13 +14,14 @@ the same way everywhere.
         with p.task("PGD-20 @ L-inf 8/255", total=812, unit="points") as t:
             t.advance(256, info="robust so far: 120 of 256")
 """
+
 from __future__ import annotations
 
 import os
 import threading
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator
 
 from .text import clock as clock_text
 
@@ -33,7 +34,7 @@ class Task:
     """One piece of work with an optional total. ``info`` is a short status shown
     after the count (e.g. the loss, or how many points are still robust)."""
 
-    def __init__(self, display: "ProgressDisplay", description: str, total: int | None, unit: str, final: bool):
+    def __init__(self, display: ProgressDisplay, description: str, total: int | None, unit: str, final: bool):
         self.display = display
         self.description = description
         self.total = total
@@ -49,8 +50,14 @@ class Task:
     def advance(self, k: int = 1, info: str | None = None) -> None:
         self.update(completed=self.completed + k, info=info)
 
-    def update(self, *, completed: int | None = None, total: int | None = None, description: str | None = None,
-               info: str | None = None) -> None:
+    def update(
+        self,
+        *,
+        completed: int | None = None,
+        total: int | None = None,
+        description: str | None = None,
+        info: str | None = None,
+    ) -> None:
         if completed is not None:
             self.completed = completed
         if total is not None:
@@ -64,7 +71,7 @@ class Task:
     def close(self, ok: bool = True) -> None:
         self.display._close(self, ok)
 
-    def __enter__(self) -> "Task":
+    def __enter__(self) -> Task:
         return self
 
     def __exit__(self, exc_type, *exc) -> None:
@@ -96,9 +103,16 @@ class ProgressDisplay:
     'quiet'). ``interactive`` None: terminal mode when the console is a terminal
     and $CI is unset. ``clock`` and ``every`` are injectable for tests."""
 
-    def __init__(self, console=None, *, quiet: bool = False, interactive: bool | None = None,
-                 clock: Callable[[], float] = time.monotonic, every: float | None = None,
-                 heartbeat: float | None = HEARTBEAT):
+    def __init__(
+        self,
+        console=None,
+        *,
+        quiet: bool = False,
+        interactive: bool | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        every: float | None = None,
+        heartbeat: float | None = HEARTBEAT,
+    ):
         from rich.console import Console
 
         self.console = console or Console(highlight=False)
@@ -135,8 +149,14 @@ class ProgressDisplay:
             return
         with self._lock:
             if self.mode == "terminal":
-                self._progress.update(t.rich_id, completed=t.completed, total=t.total, description=t.description,
-                                      count=t.count_text(), info=t.info)
+                self._progress.update(
+                    t.rich_id,
+                    completed=t.completed,
+                    total=t.total,
+                    description=t.description,
+                    count=t.count_text(),
+                    info=t.info,
+                )
             else:
                 self._maybe_line(t)
 
@@ -181,10 +201,18 @@ class ProgressDisplay:
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
             self._progress = Progress(
-                TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[count]}"),
-                TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                console=self.console, transient=True, get_time=self.clock,
-                auto_refresh=True, refresh_per_second=REFRESH_PER_SECOND,
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TextColumn("{task.fields[count]}"),
+                TextColumn("{task.fields[info]}"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=self.console,
+                transient=True,
+                get_time=self.clock,
+                auto_refresh=True,
+                refresh_per_second=REFRESH_PER_SECOND,
             )
         return self._progress
 
@@ -197,8 +225,9 @@ class ProgressDisplay:
 
 
 @contextmanager
-def progress_display(console=None, *, quiet: bool = False, interactive: bool | None = None,
-                     **kwargs) -> Iterator[ProgressDisplay]:
+def progress_display(
+    console=None, *, quiet: bool = False, interactive: bool | None = None, **kwargs
+) -> Iterator[ProgressDisplay]:
     """A ProgressDisplay that is closed (live display stopped) however the block ends."""
     display = ProgressDisplay(console, quiet=quiet, interactive=interactive, **kwargs)
     try:

@@ -3,9 +3,11 @@
 Entries are plain callables registered by name; lookups of unknown names fail at
 once with the list of valid names (RobustBench's "strings become enums at the
 boundary")."""
+
 from __future__ import annotations
 
-from typing import Any, Callable, Generic, Iterator, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Any, Generic, TypeVar
 
 from .errors import RobustError
 
@@ -32,9 +34,7 @@ class Registry(Generic[T]):
         try:
             return self._items[name]
         except KeyError:
-            raise RobustError(
-                f"unknown {self.kind} '{name}'; valid {self.kind}s: {', '.join(self.names())}"
-            ) from None
+            raise RobustError(f"unknown {self.kind} '{name}'; valid {self.kind}s: {', '.join(self.names())}") from None
 
     def meta(self, name: str) -> dict[str, Any]:
         self.get(name)

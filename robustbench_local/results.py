@@ -1,13 +1,14 @@
 """ResultsStore: the only writer of records. One JSON file per record, written
 atomically, numbers as numbers; a pandas view for reports."""
+
 from __future__ import annotations
 
 import hashlib
 import json
 import time
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable
 
 from .errors import RobustError
 from .fileio import dumps_json, non_finite_field, write_json
@@ -49,7 +50,7 @@ def mean_interval(scores, z: float = Z95) -> tuple[float, tuple[float, float]]:
     mean = float(v.mean()) if n else 0.0
     if n < 2:
         return mean, (0.0, 1.0)
-    half = z * float(v.std(ddof=1)) / n ** 0.5
+    half = z * float(v.std(ddof=1)) / n**0.5
     return mean, (max(0.0, mean - half), min(1.0, mean + half))
 
 
@@ -100,7 +101,9 @@ class ResultsStore:
         NaN or Infinity, as older versions could write) or not a record is an error
         naming the file, or (skip_bad) a warning passed to ``warn``."""
         if not self.records_dir.is_dir():
-            raise RobustError(f"no results folder at {self.records_dir}; run `robust eval` or `robust train` first, or pass --results DIR")
+            raise RobustError(
+                f"no results folder at {self.records_dir}; run `robust eval` or `robust train` first, or pass --results DIR"
+            )
         out = []
         for p in self.paths():
             try:

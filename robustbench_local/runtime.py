@@ -1,4 +1,5 @@
 """Device choice, seeding and a description of the environment for records."""
+
 from __future__ import annotations
 
 import os
@@ -6,7 +7,7 @@ import platform
 import random
 import subprocess
 from contextlib import contextmanager
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +47,7 @@ def resolve_channels_last(value: bool | str, device: torch.device) -> bool:
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
-@lru_cache(maxsize=None)
+@cache
 def cpu_has_native_bf16() -> bool | None:
     """Whether this CPU computes bf16 natively (Linux: from /proc/cpuinfo); None where it
     cannot be told."""
@@ -94,9 +95,7 @@ def epoch_seed(seed: int, epoch: int) -> int:
 def git_commit() -> str | None:
     root = Path(__file__).resolve().parent.parent
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5
-        )
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
@@ -122,7 +121,9 @@ def environment(device: torch.device | str | None = None, seed: int | None = Non
         "versions": package_versions(),
         "device": str(dev) if dev is not None else None,
         "device_name": (
-            torch.cuda.get_device_name(dev) if dev is not None and dev.type == "cuda" else platform.processor() or platform.machine()
+            torch.cuda.get_device_name(dev)
+            if dev is not None and dev.type == "cuda"
+            else platform.processor() or platform.machine()
         ),
         "threads": torch.get_num_threads(),
         "hostname": platform.node(),

@@ -20,12 +20,14 @@ TOML layout (``TrainSpec.from_dict``)::
     arch = "cnn"
     kwargs = { maps = "16,32,64" }
 """
+
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any, Mapping
+from typing import Any
 
 from .errors import RobustError
 
@@ -60,8 +62,16 @@ def _int(name: str, value: Any, *, minimum: int | None = None, optional: bool = 
     return v
 
 
-def _float(name: str, value: Any, *, low: float | None = None, high: float | None = None,
-           low_open: bool = False, high_open: bool = False, optional: bool = False) -> float | None:
+def _float(
+    name: str,
+    value: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    optional: bool = False,
+) -> float | None:
     if value is None and optional:
         return None
     if isinstance(value, bool):
@@ -140,14 +150,17 @@ class DataSpec:
         _set(self, "image_size", _int("--image-size", self.image_size, minimum=1, optional=True))
         _set(self, "subset", _int("--subset", self.subset, minimum=1, optional=True))
         # a validation split is required: best.pth is chosen on it, never on test
-        _set(self, "val_fraction", _float("--val-fraction", self.val_fraction, low=0.0, high=1.0,
-                                          low_open=True, high_open=True))
+        _set(
+            self,
+            "val_fraction",
+            _float("--val-fraction", self.val_fraction, low=0.0, high=1.0, low_open=True, high_open=True),
+        )
         if self.augment is not None and not isinstance(self.augment, str):
             raise _fail(f"--augment must be a policy name, got {self.augment!r}")
         _set(self, "split_seed", _int("--split-seed", self.split_seed, minimum=0))
 
     @classmethod
-    def from_dict(cls, d: Mapping | None) -> "DataSpec":
+    def from_dict(cls, d: Mapping | None) -> DataSpec:
         return _from_dict(cls, d, "data")
 
     def to_dict(self) -> dict:
@@ -172,7 +185,7 @@ class ModelSpec:
             raise _fail(f"--normalize must be seed, dataset or none, got {self.normalize!r}")
 
     @classmethod
-    def from_dict(cls, d: Mapping | None) -> "ModelSpec":
+    def from_dict(cls, d: Mapping | None) -> ModelSpec:
         return _from_dict(cls, d, "model")
 
     def to_dict(self) -> dict:
@@ -279,7 +292,7 @@ class TrainSpec:
 
     # --- conversions -----------------------------------------------------------------
     @classmethod
-    def from_dict(cls, d: Mapping | None) -> "TrainSpec":
+    def from_dict(cls, d: Mapping | None) -> TrainSpec:
         return _from_dict(cls, d, "train")
 
     def to_dict(self) -> dict:
@@ -289,7 +302,7 @@ class TrainSpec:
             out[f.name] = v.to_dict() if hasattr(v, "to_dict") else (dict(v) if isinstance(v, dict) else v)
         return out
 
-    def replace(self, **changes: Any) -> "TrainSpec":
+    def replace(self, **changes: Any) -> TrainSpec:
         return replace(self, **changes)
 
     def run_name(self) -> str:

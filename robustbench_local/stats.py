@@ -4,6 +4,7 @@ method over training seeds.
 
 Accuracies are fractions in [0, 1]. Per-point flags are boolean vectors in the
 order of a record's points (results.unpack_flags gives them back)."""
+
 from __future__ import annotations
 
 import math
@@ -58,8 +59,10 @@ def discordant(flags_a, flags_b) -> tuple[int, int, int]:
     """(n, b, c) of two flag vectors on the same points."""
     a, b = _flags(flags_a, "flags_a"), _flags(flags_b, "flags_b")
     if len(a) != len(b):
-        raise RobustError(f"the two flag vectors cover {len(a)} and {len(b)} points; a paired test needs the "
-                          "same points in the same order")
+        raise RobustError(
+            f"the two flag vectors cover {len(a)} and {len(b)} points; a paired test needs the "
+            "same points in the same order"
+        )
     if len(a) == 0:
         raise RobustError("a paired test needs at least one point")
     return len(a), int((a & ~b).sum()), int((~a & b).sum())

@@ -1,5 +1,6 @@
 """How numbers read to a person: counts with their noun, accuracies as percents with
 their n. Records keep fractions; only what is printed goes through here."""
+
 from __future__ import annotations
 
 import math

@@ -12,12 +12,13 @@ eps * s_c in pixel space, and an L2 ball in normalized space is an ellipsoid in
 pixel space (a ball only when every s_c is equal). Clamping z to the image of
 [0,1] is clamping x to [0,1], so validity is always enforced on pixels.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
-from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -43,8 +44,11 @@ def parse_number(text: str | float | int, what: str = "value") -> float:
             if "/" in s:
                 num, den = s.split("/", 1)
                 # exact for integer fractions (8/255 is the float nearest 8/255), else a float division
-                v = float(Fraction(int(num), int(den))) if num.strip().isdigit() and den.strip().isdigit() \
+                v = (
+                    float(Fraction(int(num), int(den)))
+                    if num.strip().isdigit() and den.strip().isdigit()
                     else float(num) / float(den)
+                )
             else:
                 v = float(s)
         except (ValueError, ZeroDivisionError):
@@ -59,10 +63,10 @@ def parse_number(text: str | float | int, what: str = "value") -> float:
 GIVEN = "given"
 STEP_RULES: dict[str, Callable[[float, int], float]] = {
     "2.5*eps/k": lambda eps, k: 2.5 * eps / k,  # Madry et al. 2018: k steps cross the ball 2.5 times
-    "eps/4": lambda eps, k: eps / 4,             # a threat model alone: 2.5*eps/k at PGD-10
-    "eps": lambda eps, k: eps,                   # FGSM (Goodfellow et al.), free AT (Shafahi et al.)
-    "1.25*eps": lambda eps, k: 1.25 * eps,       # FGSM from a random start (Wong et al. 2020)
-    "2*eps": lambda eps, k: 2 * eps,             # APGD's first step, adapted afterwards (Croce & Hein 2020)
+    "eps/4": lambda eps, k: eps / 4,  # a threat model alone: 2.5*eps/k at PGD-10
+    "eps": lambda eps, k: eps,  # FGSM (Goodfellow et al.), free AT (Shafahi et al.)
+    "1.25*eps": lambda eps, k: 1.25 * eps,  # FGSM from a random start (Wong et al. 2020)
+    "2*eps": lambda eps, k: 2 * eps,  # APGD's first step, adapted afterwards (Croce & Hein 2020)
 }
 
 
@@ -112,7 +116,7 @@ class ThreatModel:
         """Whether the user chose the step (then no rule replaces it)."""
         return self.step_rule == GIVEN
 
-    def derived(self, rule: str, k: int = 1) -> "ThreatModel":
+    def derived(self, rule: str, k: int = 1) -> ThreatModel:
         """This threat with its step set by ``rule`` for an attack of ``k`` steps; a given
         step is kept."""
         if self.given:
@@ -133,7 +137,7 @@ class ThreatModel:
     def pixel_step(self, std: Sequence[float] | torch.Tensor) -> list[float]:
         return [float(v) for v in self.scale(std) * self.step]
 
-    def in_space(self, space: str, std: Sequence[float] | torch.Tensor) -> "ThreatModel":
+    def in_space(self, space: str, std: Sequence[float] | torch.Tensor) -> ThreatModel:
         """The same ball expressed in the other space. Exact only when the ball is a
         ball in both spaces: pixel -> normalized and back needs all s_c equal."""
         if space == self.space:
@@ -171,7 +175,9 @@ class ThreatModel:
             "eps_pixel": px_eps_v,
             "step_normalized": norm_step,
             "step_pixel": px_step_v,
-            "eps_pixel_255": [round(v * 255, 4) for v in px_eps] if isinstance(px_eps_v, list) else round(px_eps_v * 255, 4),
+            "eps_pixel_255": [round(v * 255, 4) for v in px_eps]
+            if isinstance(px_eps_v, list)
+            else round(px_eps_v * 255, 4),
             "step_rule": self.step_rule,
         }
 
@@ -196,10 +202,10 @@ class ThreatModel:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ThreatModel":
+    def from_dict(cls, d: dict) -> ThreatModel:
         return cls(**{k: d[k] for k in ("norm", "eps", "step", "space", "step_rule") if k in d})
 
-    def with_eps(self, eps: float) -> "ThreatModel":
+    def with_eps(self, eps: float) -> ThreatModel:
         """Same threat at another radius, keeping the step's ratio to eps: a given step
         scales with eps, and a derived one is its rule at the new radius."""
         eps = _finite_positive("eps", eps)
@@ -239,8 +245,9 @@ def l1_sparse_step(grad: torch.Tensor, sparsity: float | torch.Tensor) -> torch.
     return s / (_flat_l1(s) + 1e-10)
 
 
-def l1_box_project(u: torch.Tensor, lo: torch.Tensor | None = None, hi: torch.Tensor | None = None,
-                   eps: float = 1.0) -> torch.Tensor:
+def l1_box_project(
+    u: torch.Tensor, lo: torch.Tensor | None = None, hi: torch.Tensor | None = None, eps: float = 1.0
+) -> torch.Tensor:
     """Exact Euclidean projection of each example of u onto {v: ||v||_1 <= eps, lo <= v <= hi}
     (lo <= 0 <= hi element-wise; None: no box), as in "Mind the box" (Croce & Hein 2021).
 
@@ -299,8 +306,10 @@ class Ball:
     def _require_geometry(self) -> None:
         # the L2 formulas below would otherwise run silently for any other norm
         if self.threat.norm not in GEOMETRY_NORMS:
-            raise RobustError(f"the {self.threat.norm} ball has no random start, step or projection here "
-                              f"(only {', '.join(GEOMETRY_NORMS)})")
+            raise RobustError(
+                f"the {self.threat.norm} ball has no random start, step or projection here "
+                f"(only {', '.join(GEOMETRY_NORMS)})"
+            )
 
     def random(self, shape: torch.Size, device, dtype=torch.float32) -> torch.Tensor:
         self._require_geometry()
@@ -315,8 +324,9 @@ class Ball:
         r = torch.rand((shape[0],) + (1,) * (len(shape) - 1), device=device, dtype=dtype) ** (1.0 / d)
         return g / _flat_norm(g).clamp_min(1e-12) * r * eps
 
-    def ascend(self, u: torch.Tensor, grad_u: torch.Tensor, step: float | torch.Tensor,
-               sparsity: float | torch.Tensor = 0.2) -> torch.Tensor:
+    def ascend(
+        self, u: torch.Tensor, grad_u: torch.Tensor, step: float | torch.Tensor, sparsity: float | torch.Tensor = 0.2
+    ) -> torch.Tensor:
         """One steepest-ascent step of L-norm ``step`` (per example when a tensor). L1
         moves only the top ``sparsity`` fraction of coordinates by |gradient|, as
         APGD-L1 does (0.2 is its starting fraction)."""

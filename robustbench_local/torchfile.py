@@ -2,6 +2,7 @@
 told in one line of our own words. torch's own texts advise re-running with
 weights_only=False, which would run whatever code the file holds, and they run to a
 paragraph; they are never shown."""
+
 from __future__ import annotations
 
 import os
@@ -18,8 +19,14 @@ from .errors import RobustError
 _CODE_MARKERS = ("GLOBAL", "allowlist", "safe_globals", "reduce")
 
 
-def load_weights_only(path: str | os.PathLike, *, label: str, what: str, error: type[RobustError] = RobustError,
-                      map_location: str | torch.device = "cpu") -> Any:
+def load_weights_only(
+    path: str | os.PathLike,
+    *,
+    label: str,
+    what: str,
+    error: type[RobustError] = RobustError,
+    map_location: str | torch.device = "cpu",
+) -> Any:
     """``torch.load(path, weights_only=True)``. ``label`` names the file in messages
     (e.g. "weights file x.pth"), ``what`` is what it should have been (e.g.
     "checkpoint"); failures raise ``error`` with one line."""
@@ -42,16 +49,20 @@ def explain(path: Path, e: BaseException, *, label: str, what: str) -> str:
     from .foreign.code import TRUST_FLAG, is_torchscript
 
     if is_torchscript(path):
-        return (f"{label} is a TorchScript archive, whose code runs when it is loaded; to evaluate it, pass it to "
-                f"robust eval with {TRUST_FLAG} (and --dataset NAME)")
+        return (
+            f"{label} is a TorchScript archive, whose code runs when it is loaded; to evaluate it, pass it to "
+            f"robust eval with {TRUST_FLAG} (and --dataset NAME)"
+        )
     if _looks_like_text(head):
         first = head.decode("utf-8", "replace").strip().splitlines()[0][:40]
         return f"{label} is not a {what}: it holds text (it starts {first!r}), not the data torch.save writes"
     detail = str(e).split("WeightsUnpickler error:", 1)[-1]
     if isinstance(e, pickle.UnpicklingError) and any(k in detail for k in _CODE_MARKERS):
-        return (f"refused {label}: it holds Python objects beyond tensors and plain values (more than a "
-                "weights_only=True load reads), which could run code when loaded; only load it yourself if you "
-                "trust its source")
+        return (
+            f"refused {label}: it holds Python objects beyond tensors and plain values (more than a "
+            "weights_only=True load reads), which could run code when loaded; only load it yourself if you "
+            "trust its source"
+        )
     return f"{label} is corrupt or truncated ({_reason(e)})"
 
 

@@ -30,9 +30,11 @@ prints and writes. Every rank draws the same permutation (same seed); right afte
 each rank switches to its own random stream, so augmentation, MixUp/CutMix, dropout
 and attack starts differ between ranks as they would between examples of one batch.
 """
+
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -41,7 +43,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import distributed
+from . import distributed, tensorboard_log
 from .checkpoint import load_checkpoint, save_checkpoint
 from .checks import degenerate_counts
 from .data import TensorLoader
@@ -76,35 +78,70 @@ class FitResult:
     seconds: dict | None = None  # training and validation seconds of every session (see duration_text)
 
 
-def fit(spec: TrainSpec, *, resume: bool = False, store: ResultsStore | None = None, console=None,
-        progress: bool | None = None, quiet: bool = False, val_metrics: Sequence[ValMetric] = (),
-        on_epoch_end: Callable[[dict], None] | None = None) -> FitResult:
+def fit(
+    spec: TrainSpec,
+    *,
+    resume: bool = False,
+    store: ResultsStore | None = None,
+    console=None,
+    progress: bool | None = None,
+    quiet: bool = False,
+    val_metrics: Sequence[ValMetric] = (),
+    on_epoch_end: Callable[[dict], None] | None = None,
+    tensorboard: str | os.PathLike | None = None,
+) -> FitResult:
     """Train ``spec``; see the module docstring. ``store`` receives one training
     record at the end (None: no record). ``progress`` None = a live bar only on a
     terminal. ``val_metrics`` add validation columns (the method's own are added
     too); ``on_epoch_end(row)`` runs after each epoch's files are written. Under
     torchrun every rank calls fit() and gets the same FitResult; rank 0 alone prints,
     writes files and the record, and runs ``val_metrics`` and ``on_epoch_end``.
+    ``tensorboard``: a folder that receives each epoch's scalars (tensorboard_log.py).
 
     The run folder is locked from the first check of what it holds to the last write,
     so a second fit() into it is refused at once (one writer per folder)."""
+    board = tensorboard_log.EpochLog(tensorboard) if tensorboard is not None and distributed.is_main() else None
     with lock_folder(spec):
         run = prepare_run(spec, resume=resume, val_metrics=val_metrics)
         try:
-            return _train(run, resume=resume, store=store, console=console, progress=progress, quiet=quiet,
-                          on_epoch_end=on_epoch_end)
+            return _train(
+                run,
+                resume=resume,
+                store=store,
+                console=console,
+                progress=progress,
+                quiet=quiet,
+                on_epoch_end=on_epoch_end,
+                board=board,
+            )
         except OSError as e:  # a full disk or a revoked permission mid-run: every file was written atomically
             raise cannot_write(run.out_dir, e) from None
+        finally:
+            if board is not None:
+                board.close()
 
 
-def _train(run: Run, *, resume: bool, store: ResultsStore | None, console, progress: bool | None, quiet: bool,
-           on_epoch_end: Callable[[dict], None] | None) -> FitResult:
+def _train(
+    run: Run,
+    *,
+    resume: bool,
+    store: ResultsStore | None,
+    console,
+    progress: bool | None,
+    quiet: bool,
+    on_epoch_end: Callable[[dict], None] | None,
+    board: tensorboard_log.EpochLog | None = None,
+) -> FitResult:
     """fit() once its folder is locked and ``run`` is prepared."""
     main = distributed.is_main()
     reporter = Reporter(console, progress, quiet or not main)
     spec, model, method, data, selection = run.spec, run.model, run.method, run.data, run.selection
-    device, precision, channels_last, world = (run.placement.device, run.placement.precision,
-                                               run.placement.channels_last, run.placement.world_size)
+    device, precision, channels_last, world = (
+        run.placement.device,
+        run.placement.precision,
+        run.placement.channels_last,
+        run.placement.world_size,
+    )
     configure_backends(device)
     # every rank has validated its inputs (prepare_run) before rank 0 writes anything
     distributed.barrier()
@@ -119,33 +156,55 @@ def _train(run: Run, *, resume: bool, store: ResultsStore | None, console, progr
     if resume and (state.get("stopped") or start_epoch >= spec.epochs):
         why = state.get("stopped") or f"all {start_epoch} epochs done"
         # cut off during the final test pass, or its record never written: finish those now
-        unrecorded = bool(main and store is not None and best.get("epoch") is not None
-                          and run.best_path.is_file() and not is_recorded(store, run.best_path))
+        unrecorded = bool(
+            main
+            and store is not None
+            and best.get("epoch") is not None
+            and run.best_path.is_file()
+            and not is_recorded(store, run.best_path)
+        )
         if distributed.broadcast_object(unrecorded):
-            reporter.say(f"{run.out_dir} finished training ({why}) but its test pass and record are missing; "
-                         "finishing them")
+            reporter.say(
+                f"{run.out_dir} finished training ({why}) but its test pass and record are missing; finishing them"
+            )
             return _finish(run, history, best, seconds, state.get("stopped"), store, reporter)
         reporter.say(f"{run.out_dir} already finished ({why}); nothing to do")
-        return FitResult(run.out_dir, run.best_path, run.last_path, history, best.get("epoch"),
-                         {"selection": selection.metric, "selection_value": best.get("value")},
-                         stopped=state.get("stopped"), already_finished=True)
+        return FitResult(
+            run.out_dir,
+            run.best_path,
+            run.last_path,
+            history,
+            best.get("epoch"),
+            {"selection": selection.metric, "selection_value": best.get("value")},
+            stopped=state.get("stopped"),
+            already_finished=True,
+        )
 
     # from here on the run folder exists; every file in it is written atomically
     if main:
         if run.leftovers:
-            reporter.say(f"removing {', '.join(p.name for p in run.leftovers)} left by a first epoch that "
-                         "never finished")
+            reporter.say(
+                f"removing {', '.join(p.name for p in run.leftovers)} left by a first epoch that never finished"
+            )
             for f in run.leftovers:
                 f.unlink(missing_ok=True)
         run.out_dir.mkdir(parents=True, exist_ok=True)
         write_json(run.out_dir / "config.json", {"spec": spec.to_dict(), "resolved": run.resolved()})
 
-    run.net = build_training_model(model, device, precision, compile_backend=run.placement.compile_backend,
-                                   attack_precision=spec.attack_precision)
+    run.net = build_training_model(
+        model, device, precision, compile_backend=run.placement.compile_backend, attack_precision=spec.attack_precision
+    )
     streams = distributed.RankStreams(data.augment, spec.seed, distributed.rank()) if world > 1 else None
-    loader = TensorLoader(data.train, run.placement.local_batch, device=device, shuffle=True,
-                          augment=streams if streams is not None else data.augment,
-                          rank=distributed.rank(), world_size=world, channels_last=channels_last)
+    loader = TensorLoader(
+        data.train,
+        run.placement.local_batch,
+        device=device,
+        shuffle=True,
+        augment=streams if streams is not None else data.augment,
+        rank=distributed.rank(),
+        world_size=world,
+        channels_last=channels_last,
+    )
     extra_columns = [c for m in selection.val_metrics for c in m.columns]
     reporter.say(
         f"training {spec.model.arch} on {data.info.name} ({len(data.train)} train / {len(data.val)} val) "
@@ -155,8 +214,10 @@ def _train(run: Run, *, resume: bool, store: ResultsStore | None, console, progr
         + (f", resuming after epoch {start_epoch}" if start_epoch else "")
     )
     if precision.enabled and device.type == "cpu" and cpu_has_native_bf16() is False:
-        reporter.say("warning: this CPU has no native bf16 instructions (avx512_bf16 or AMX), so --amp emulates "
-                     "bf16 and is usually several times slower than fp32 here; drop --amp")
+        reporter.say(
+            "warning: this CPU has no native bf16 instructions (avx512_bf16 or AMX), so --amp emulates "
+            "bf16 and is usually several times slower than fp32 here; drop --amp"
+        )
     stopped: str | None = None
     try:
         for epoch in range(start_epoch, spec.epochs):
@@ -168,19 +229,35 @@ def _train(run: Run, *, resume: bool, store: ResultsStore | None, console, progr
             lr = run.optim.schedule.lr
             t = _train_epoch(run, loader, reporter)
             if not math.isfinite(t["loss"]):
-                raise RobustError(f"training diverged at epoch {epoch + 1} (train loss {t['loss']}); "
-                                  "lower --lr or set --grad-clip")
+                raise RobustError(
+                    f"training diverged at epoch {epoch + 1} (train loss {t['loss']}); lower --lr or set --grad-clip"
+                )
             v_start = time.perf_counter()
             distributed.broadcast_buffers(model)  # one model on every rank: rank 0's, the one saved
             with reporter.task("validation", len(data.val)) as task:
-                val = evaluate_split(model, data.val, device, batch_size=max(spec.batch_size, 256),
-                                     criterion=method.criterion, channels_last=channels_last, sharded=True,
-                                     progress=task, num_classes=data.info.num_classes)
-            row = {"epoch": epoch + 1, "train_loss": t["loss"], "train_acc": t["acc"], "val_loss": val["loss"],
-                   "val_acc": val["acc"], "lr": lr}
+                val = evaluate_split(
+                    model,
+                    data.val,
+                    device,
+                    batch_size=max(spec.batch_size, 256),
+                    criterion=method.criterion,
+                    channels_last=channels_last,
+                    sharded=True,
+                    progress=task,
+                    num_classes=data.info.num_classes,
+                )
+            row = {
+                "epoch": epoch + 1,
+                "train_loss": t["loss"],
+                "train_acc": t["acc"],
+                "val_loss": val["loss"],
+                "val_acc": val["acc"],
+                "lr": lr,
+            }
             # a model that guesses or predicts one class is no model: say so now, and keep it in the history
-            degenerate = degenerate_counts(val["correct"], val["n"], val["pred_counts"], val["label_counts"],
-                                           data.info.classes)
+            degenerate = degenerate_counts(
+                val["correct"], val["n"], val["pred_counts"], val["label_counts"], data.info.classes
+            )
             if not degenerate.ok:
                 row["warning"] = f"degenerate model on validation: {degenerate.detail}"
                 reporter.say(f"warning: epoch {epoch + 1}: {row['warning']}")
@@ -193,8 +270,13 @@ def _train(run: Run, *, resume: bool, store: ResultsStore | None, console, progr
                 finally:
                     model.train()
             v_seconds = time.perf_counter() - v_start
-            row.update({"seconds": t["seconds"] + v_seconds, "images_per_s": t["seen"] / max(t["seconds"], 1e-9),
-                        "attack_seconds": t["attack_seconds"]})
+            row.update(
+                {
+                    "seconds": t["seconds"] + v_seconds,
+                    "images_per_s": t["seen"] / max(t["seconds"], 1e-9),
+                    "attack_seconds": t["attack_seconds"],
+                }
+            )
             row = distributed.broadcast_object(row)  # rank 0's row everywhere: the same decisions below
             seconds["train"] += t["seconds"]  # each rank its own; rank 0's are the ones written
             seconds["attack"] += t["attack_seconds"]
@@ -217,14 +299,24 @@ def _train(run: Run, *, resume: bool, store: ResultsStore | None, console, progr
             elif spec.patience is not None and bad_epochs >= spec.patience and epoch + 1 < spec.epochs:
                 stopped = f"early stop: {selection.metric} did not improve for {plural(bad_epochs, 'epoch')}"
             if main:
-                train_state = {"epoch": epoch + 1, **run.optim.state_dict(), "history": history, "best": best,
-                               "bad_epochs": bad_epochs, "stopped": stopped, "seconds": seconds}
-                save_checkpoint(run.last_path, model, {**run.meta_base, "epoch": epoch + 1, "metrics": row},
-                                train_state=train_state)
+                train_state = {
+                    "epoch": epoch + 1,
+                    **run.optim.state_dict(),
+                    "history": history,
+                    "best": best,
+                    "bad_epochs": bad_epochs,
+                    "stopped": stopped,
+                    "seconds": seconds,
+                }
+                save_checkpoint(
+                    run.last_path, model, {**run.meta_base, "epoch": epoch + 1, "metrics": row}, train_state=train_state
+                )
                 write_history(run.out_dir / "history.csv", history)
                 reporter.epoch(row, spec.epochs, improved, extra_columns, t["seconds"], v_seconds, len(data.val))
                 if on_epoch_end is not None:
                     on_epoch_end(row)
+                if board is not None:
+                    board.epoch(row)
             if stopped:
                 reporter.say(stopped)
                 break
@@ -272,8 +364,13 @@ def _train_epoch(run: Run, loader, reporter: Reporter) -> dict:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start
-    return {"loss": loss_sum / judged, "acc": n_correct / judged, "seen": seen,
-            "seconds": seconds, "attack_seconds": attack_seconds}
+    return {
+        "loss": loss_sum / judged,
+        "acc": n_correct / judged,
+        "seen": seen,
+        "seconds": seconds,
+        "attack_seconds": attack_seconds,
+    }
 
 
 def _update(run: Run, loss: torch.Tensor) -> None:
@@ -285,10 +382,18 @@ def _update(run: Run, loss: torch.Tensor) -> None:
 
 
 @torch.no_grad()
-def evaluate_split(model: nn.Module, split, device: torch.device, *, batch_size: int = 512,
-                   criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-                   channels_last: bool = False, sharded: bool = False, progress=None,
-                   num_classes: int | None = None) -> dict:
+def evaluate_split(
+    model: nn.Module,
+    split,
+    device: torch.device,
+    *,
+    batch_size: int = 512,
+    criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    channels_last: bool = False,
+    sharded: bool = False,
+    progress=None,
+    num_classes: int | None = None,
+) -> dict:
     """Float32 loss (if a criterion is given), correct count and accuracy on a split,
     model in eval mode (restored afterwards); with ``num_classes`` also how often each
     class is predicted and labelled (pred_counts, label_counts: is the model
@@ -320,15 +425,26 @@ def evaluate_split(model: nn.Module, split, device: torch.device, *, batch_size:
         if num_classes:
             distributed.all_reduce_sum(counts)
     loss_sum, k = float(sums[0]), int(sums[1])
-    out = {"n": n, "correct": k, "acc": k / n if n else float("nan"),
-           "loss": loss_sum / n if n and criterion is not None else float("nan")}
+    out = {
+        "n": n,
+        "correct": k,
+        "acc": k / n if n else float("nan"),
+        "loss": loss_sum / n if n and criterion is not None else float("nan"),
+    }
     if num_classes:
         out.update(pred_counts=counts[0].tolist(), label_counts=counts[1].tolist())
     return out
 
 
-def _finish(run: Run, history: list[dict], best: dict, seconds: dict, stopped: str | None,
-            store: ResultsStore | None, reporter: Reporter) -> FitResult:
+def _finish(
+    run: Run,
+    history: list[dict],
+    best: dict,
+    seconds: dict,
+    stopped: str | None,
+    store: ResultsStore | None,
+    reporter: Reporter,
+) -> FitResult:
     """Test accuracy of best.pth (reported, never used for a choice; sharded under
     torchrun), summary, record (rank 0)."""
     spec, data, device, channels_last = run.spec, run.data, run.placement.device, run.placement.channels_last
@@ -336,30 +452,58 @@ def _finish(run: Run, history: list[dict], best: dict, seconds: dict, stopped: s
     if channels_last:
         best_model.to(memory_format=torch.channels_last)
     with reporter.task("test (best.pth)", len(data.test)) as task:
-        test = evaluate_split(best_model, data.test, device, batch_size=max(spec.batch_size, 256),
-                              criterion=run.method.criterion, channels_last=channels_last, sharded=True,
-                              progress=task)
+        test = evaluate_split(
+            best_model,
+            data.test,
+            device,
+            batch_size=max(spec.batch_size, 256),
+            criterion=run.method.criterion,
+            channels_last=channels_last,
+            sharded=True,
+            progress=task,
+        )
     row = next(r for r in history if r["epoch"] == best["epoch"])
     metrics = final_metrics(run, best, row, test)
     record_path, unsaved = None, None
     if store is not None and distributed.is_main():
-        record = train_record(run, best_model=best_model, best_meta=best_meta, history=history, best=best,
-                              stopped=stopped, metrics=metrics, seconds=seconds)
+        record = train_record(
+            run,
+            best_model=best_model,
+            best_meta=best_meta,
+            history=history,
+            best=best,
+            stopped=stopped,
+            metrics=metrics,
+            seconds=seconds,
+        )
         try:  # a full disk keeps the record in a place the error names
             record_path = save_record(store, record, "--results")
         except RobustError as e:
             unsaved = e
 
-    rows = [
-        ("best epoch", f"{best['epoch']} of {len(history)} (by {run.selection.metric} on validation)"),
-        ("val acc", acc_text(metrics["val_acc"], metrics["val_n"], metrics["val_ci95"])),
-        ("test acc", acc_text(metrics["test_acc"], test["n"], metrics["test_ci95"]) + " (best.pth, reported only)"),
-        ("time", duration_text(seconds, len(history))),
-        ("best.pth", str(run.best_path)),
-        ("last.pth", str(run.last_path)),
-    ] + ([("record", str(record_path))] if record_path else []) + ([("stopped", stopped)] if stopped else [])
+    rows = (
+        [
+            ("best epoch", f"{best['epoch']} of {len(history)} (by {run.selection.metric} on validation)"),
+            ("val acc", acc_text(metrics["val_acc"], metrics["val_n"], metrics["val_ci95"])),
+            ("test acc", acc_text(metrics["test_acc"], test["n"], metrics["test_ci95"]) + " (best.pth, reported only)"),
+            ("time", duration_text(seconds, len(history))),
+            ("best.pth", str(run.best_path)),
+            ("last.pth", str(run.last_path)),
+        ]
+        + ([("record", str(record_path))] if record_path else [])
+        + ([("stopped", stopped)] if stopped else [])
+    )
     reporter.summary(rows, f"{spec.model.arch} / {method_label(spec.method, spec.adv)} on {data.info.name}")
     if unsaved is not None:  # after the summary, so the numbers are on screen too
         raise unsaved
-    return FitResult(run.out_dir, run.best_path, run.last_path, history, best["epoch"], metrics, record_path, stopped,
-                     seconds=dict(seconds))
+    return FitResult(
+        run.out_dir,
+        run.best_path,
+        run.last_path,
+        history,
+        best["epoch"],
+        metrics,
+        record_path,
+        stopped,
+        seconds=dict(seconds),
+    )

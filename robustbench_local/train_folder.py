@@ -1,6 +1,7 @@
 """A training run's folder: its name, the checks before a new run or a resume writes
 into it (two runs never share a folder), the one-writer lock, history.csv, and the
 one-line error when it cannot be written."""
+
 from __future__ import annotations
 
 import csv
@@ -37,8 +38,9 @@ def first_epoch_leftovers(out: Path) -> list[Path]:
     if not out.is_dir() or (out / "last.pth").exists() or (out / "history.csv").exists():
         return []
     found = [out / n for n in ("best.pth", "config.json") if (out / n).exists()]
-    return found + sorted(p for n in ("best.pth", "last.pth", "config.json", "history.csv")
-                          for p in out.glob(f".{n}.*.tmp"))
+    return found + sorted(
+        p for n in ("best.pth", "last.pth", "config.json", "history.csv") for p in out.glob(f".{n}.*.tmp")
+    )
 
 
 def fresh_folder(out: Path, spec: TrainSpec) -> list[Path]:
@@ -52,13 +54,17 @@ def fresh_folder(out: Path, spec: TrainSpec) -> list[Path]:
         except RobustError:
             diffs = []
         if diffs:
-            raise RobustError(f"{out} holds a run trained with other options ({'; '.join(diffs[:4])}"
-                              f"{' ...' if len(diffs) > 4 else ''}); pass --out DIR for a new run, or delete "
-                              f"{out} to start over")
+            raise RobustError(
+                f"{out} holds a run trained with other options ({'; '.join(diffs[:4])}"
+                f"{' ...' if len(diffs) > 4 else ''}); pass --out DIR for a new run, or delete "
+                f"{out} to start over"
+            )
         raise RobustError(f"{out} already holds a run; pass --resume to continue it or --out DIR for a new one")
     if _holds_run(out) and (out / "history.csv").exists():
-        raise RobustError(f"{out} holds a run with no last.pth (deleted?), so nothing to resume, and its best.pth "
-                          f"is kept; pass --out DIR for a new run, or delete {out} to start over")
+        raise RobustError(
+            f"{out} holds a run with no last.pth (deleted?), so nothing to resume, and its best.pth "
+            f"is kept; pass --out DIR for a new run, or delete {out} to start over"
+        )
     return first_epoch_leftovers(out)
 
 

@@ -1,6 +1,7 @@
 """What fit() shows while it trains: Reporter (a progress task per epoch, validation
 and test pass, one line per epoch and a summary) on top of progress.py's generic
 display, and the one-line duration of a training run."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -21,8 +22,9 @@ class Reporter:
     def __init__(self, console=None, interactive: bool | None = None, quiet: bool = False):
         self.quiet = quiet
         self.console = console or Console(highlight=False)
-        self.display = ProgressDisplay(self.console, quiet=quiet,
-                                       interactive=is_interactive() if interactive is None else interactive)
+        self.display = ProgressDisplay(
+            self.console, quiet=quiet, interactive=is_interactive() if interactive is None else interactive
+        )
         self.interactive = self.display.mode == "terminal"
         self._epoch = None
 
@@ -54,12 +56,23 @@ class Reporter:
             self._epoch.close()
             self._epoch = None
 
-    def epoch(self, row: dict, epochs: int, best: bool, extra: Sequence[str], train_seconds: float | None = None,
-              val_seconds: float | None = None, n_val: int | None = None) -> None:
+    def epoch(
+        self,
+        row: dict,
+        epochs: int,
+        best: bool,
+        extra: Sequence[str],
+        train_seconds: float | None = None,
+        val_seconds: float | None = None,
+        n_val: int | None = None,
+    ) -> None:
         extras = "".join(f"  {c} {_column_text(c, row.get(c))}" for c in extra)
         n = f" (n={n_val:,})" if n_val is not None else ""
-        took = (f"train {train_seconds:.1f} s + val {val_seconds:.1f} s" if train_seconds is not None
-                else f"{row['seconds']:.1f} s")
+        took = (
+            f"train {train_seconds:.1f} s + val {val_seconds:.1f} s"
+            if train_seconds is not None
+            else f"{row['seconds']:.1f} s"
+        )
         self.say(
             f"epoch {row['epoch']}/{epochs}  train loss {row['train_loss']:.4f} acc {pct(row['train_acc'])}  "
             f"val loss {row['val_loss']:.4f} acc {pct(row['val_acc'])}{n}{extras}  lr {row['lr']:.4g}  "
@@ -100,5 +113,7 @@ def duration_text(seconds: dict | None, epochs: int) -> str:
     if not seconds or not epochs:
         return "unknown"
     train, val = seconds["train"], seconds["val"]
-    return (f"{duration(train + val)} over {plural(epochs, 'epoch')} "
-            f"(train {train / epochs:.1f} s + val {val / epochs:.1f} s per epoch)")
+    return (
+        f"{duration(train + val)} over {plural(epochs, 'epoch')} "
+        f"(train {train / epochs:.1f} s + val {val / epochs:.1f} s per epoch)"
+    )

@@ -3,6 +3,7 @@ validates the data, model, method, selection metric, --init checkpoint, resume s
 and run folder, and returns a Run made of named parts (where the numbers are
 computed, the data, the optimization, the selection), so a bad input leaves no trace
 on disk."""
+
 from __future__ import annotations
 
 import math
@@ -74,8 +75,11 @@ class Optimization:
     steps_per_epoch: int  # optimizer steps per epoch (batches x the method's replays)
 
     def state_dict(self) -> dict:
-        return {"optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
-                "scaler": self.scaler.state_dict() if self.scaler is not None else None}
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
@@ -128,11 +132,21 @@ class Run:
     def resolved(self) -> dict:
         """What the spec's automatic choices became (config.json's "resolved")."""
         p, d = self.placement, self.data
-        return {"device": str(p.device), "precision": p.precision.label, "channels_last": p.channels_last,
-                "compile": p.compile_backend, "attack_precision": self.spec.attack_precision,
-                "augment": d.augment_policy, "selection": self.selection.metric, "n_train": len(d.train),
-                "n_val": len(d.val), "n_test": len(d.test), "steps_per_epoch": self.optim.steps_per_epoch,
-                "world_size": p.world_size, "batch_per_rank": p.local_batch}
+        return {
+            "device": str(p.device),
+            "precision": p.precision.label,
+            "channels_last": p.channels_last,
+            "compile": p.compile_backend,
+            "attack_precision": self.spec.attack_precision,
+            "augment": d.augment_policy,
+            "selection": self.selection.metric,
+            "n_train": len(d.train),
+            "n_val": len(d.val),
+            "n_test": len(d.test),
+            "steps_per_epoch": self.optim.steps_per_epoch,
+            "world_size": p.world_size,
+            "batch_per_rank": p.local_batch,
+        }
 
 
 def prepare_run(spec: TrainSpec, *, resume: bool = False, val_metrics: Sequence[ValMetric] = ()) -> Run:
@@ -142,8 +156,14 @@ def prepare_run(spec: TrainSpec, *, resume: bool = False, val_metrics: Sequence[
     world = distributed.world_size()
     local_batch = distributed.global_to_local_batch(spec.batch_size, world)
     precision = resolve_precision(spec.amp, device)
-    placement = Placement(device, precision, resolve_channels_last(spec.channels_last, device),
-                          compile_backend=resolve_compile(spec.compile), world_size=world, local_batch=local_batch)
+    placement = Placement(
+        device,
+        precision,
+        resolve_channels_last(spec.channels_last, device),
+        compile_backend=resolve_compile(spec.compile),
+        world_size=world,
+        local_batch=local_batch,
+    )
     if spec.sync_bn and device.type != "cuda":
         raise RobustError("--sync-bn needs CUDA GPUs (PyTorch's SyncBatchNorm has no CPU kernels); drop it")
 
@@ -156,8 +176,13 @@ def prepare_run(spec: TrainSpec, *, resume: bool = False, val_metrics: Sequence[
 
     d = spec.data
     with distributed.main_first():  # rank 0 decodes the data cache once; the others then read it
-        bundle = load_dataset(d.dataset, data_root=d.data_root, image_size=d.image_size,
-                              val_fraction=d.val_fraction, split_seed=d.split_seed)
+        bundle = load_dataset(
+            d.dataset,
+            data_root=d.data_root,
+            image_size=d.image_size,
+            val_fraction=d.val_fraction,
+            split_seed=d.split_seed,
+        )
     info = bundle.info
     train = bundle.train if d.subset is None else bundle.train.subset(d.subset, seed=d.split_seed)
     if len(bundle.val) == 0:
@@ -167,8 +192,14 @@ def prepare_run(spec: TrainSpec, *, resume: bool = False, val_metrics: Sequence[
 
     seed_everything(spec.seed)  # model initialisation is part of the seeded run
     mean, std = resolve_normalization(spec.model.normalize, info)
-    model = build_model(spec.model.arch, num_classes=info.num_classes, input_shape=info.input_shape,
-                        mean=mean, std=std, **spec.model.kwargs)
+    model = build_model(
+        spec.model.arch,
+        num_classes=info.num_classes,
+        input_shape=info.input_shape,
+        mean=mean,
+        std=std,
+        **spec.model.kwargs,
+    )
     init_info = _load_init(spec.init, model) if spec.init and not resume else None
     model.to(device)
     if placement.channels_last:
@@ -189,8 +220,7 @@ def prepare_run(spec: TrainSpec, *, resume: bool = False, val_metrics: Sequence[
     steps = len(TensorLoader(train, local_batch, device="cpu", shuffle=False, world_size=world))
     steps *= method.replays  # optimizer steps per epoch
     optimizer = build_optimizer(spec, param_groups(model, spec))
-    schedule = LRSchedule(optimizer, spec.schedule, spec.lr, spec.epochs, steps, spec.warmup_epochs,
-                          selection.minimize)
+    schedule = LRSchedule(optimizer, spec.schedule, spec.lr, spec.epochs, steps, spec.warmup_epochs, selection.minimize)
     optim = Optimization(optimizer, schedule, placement.precision.grad_scaler(), steps)
 
     resume_state = None
@@ -217,9 +247,20 @@ def prepare_run(spec: TrainSpec, *, resume: bool = False, val_metrics: Sequence[
         "spec": spec.to_dict(),
         "init": init_info,
     }
-    return Run(spec=spec, out_dir=out_dir, placement=placement, data=data, model=model, method=method, optim=optim,
-               selection=selection, meta_base=meta_base, init_info=init_info, resume_state=resume_state,
-               leftovers=leftovers)
+    return Run(
+        spec=spec,
+        out_dir=out_dir,
+        placement=placement,
+        data=data,
+        model=model,
+        method=method,
+        optim=optim,
+        selection=selection,
+        meta_base=meta_base,
+        init_info=init_info,
+        resume_state=resume_state,
+        leftovers=leftovers,
+    )
 
 
 def _resume(out_dir: Path, spec: TrainSpec, model: nn.Module, optim: Optimization) -> tuple[dict, dict | None]:
@@ -252,8 +293,11 @@ def _load_init(path: str, model: nn.Module) -> dict:
     architecture, classes, input shape and normalization."""
     ckpt = read_checkpoint(path)
     meta = ckpt["meta"]
-    for key, ours in (("arch", model.arch), ("num_classes", model.num_classes),
-                      ("input_shape", list(model.input_shape))):
+    for key, ours in (
+        ("arch", model.arch),
+        ("num_classes", model.num_classes),
+        ("input_shape", list(model.input_shape)),
+    ):
         theirs = meta.get(key)
         if (list(theirs) if isinstance(theirs, (list, tuple)) else theirs) != ours:
             raise CheckpointError(f"--init {path} has {key} {theirs!r} but this run has {ours!r}")
@@ -264,5 +308,11 @@ def _load_init(path: str, model: nn.Module) -> dict:
                 f"({key} {meta[key]}); pass the same --normalize"
             )
     load_state(model, ckpt["state_dict"], path)
-    return {"path": str(path), "sha256": file_sha256(path), "arch": meta["arch"], "method": meta.get("method"),
-            "adv": meta.get("adv"), "epoch": meta.get("epoch")}
+    return {
+        "path": str(path),
+        "sha256": file_sha256(path),
+        "arch": meta["arch"],
+        "method": meta.get("method"),
+        "adv": meta.get("adv"),
+        "epoch": meta.get("epoch"),
+    }

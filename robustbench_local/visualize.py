@@ -8,6 +8,7 @@ Every image gets three panels: the clean image, the adversarial one, and the
 perturbation amplified x10 and centred at grey (0.5 + 10 * (x_adv - x), clipped
 to [0,1]), titled with the true label and both predictions with their
 confidence (green: correct, red: wrong)."""
+
 from __future__ import annotations
 
 import io
@@ -56,9 +57,20 @@ def softmax_top(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return pred, conf
 
 
-def adversarial_examples(model_or_checkpoint, spec: AttackSpec, *, n: int = 20, seed: int = 0, split: str = "test",
-                         data=None, device: str | torch.device = "auto", batch_size: int = 256,
-                         data_root: str | None = None, name: str | None = None, progress=None) -> Examples:
+def adversarial_examples(
+    model_or_checkpoint,
+    spec: AttackSpec,
+    *,
+    n: int = 20,
+    seed: int = 0,
+    split: str = "test",
+    data=None,
+    device: str | torch.device = "auto",
+    batch_size: int = 256,
+    data_root: str | None = None,
+    name: str | None = None,
+    progress=None,
+) -> Examples:
     """Attacks n test images chosen with ``seed`` (the same points `robust eval
     --n N --seed S` would use). Every image is attacked, including ones the model
     already gets wrong, so each panel shows what the attack does to it.
@@ -67,24 +79,43 @@ def adversarial_examples(model_or_checkpoint, spec: AttackSpec, *, n: int = 20, 
     dev = resolve_device(device) if isinstance(device, str) else device
     target = resolve_target(model_or_checkpoint, dev, name)
     model: nn.Module = target.model.eval()
-    points = select_points(data if data is not None else target.data, n=n, split=split, seed=seed, device=dev,
-                           meta=target.meta, data_root=data_root)
+    points = select_points(
+        data if data is not None else target.data,
+        n=n,
+        split=split,
+        seed=seed,
+        device=dev,
+        meta=target.meta,
+        data_root=data_root,
+    )
     x, y = points.x, points.y
     clean_pred, clean_conf = softmax_top(predict(model, x, batch_size))
     everything = torch.ones_like(y, dtype=torch.bool)
-    x_adv = run_attack(target, spec, x, y, everything, batch_size=batch_size, seed=seed, keep_adv=True,
-                             progress=progress).x_adv
+    x_adv = run_attack(
+        target, spec, x, y, everything, batch_size=batch_size, seed=seed, keep_adv=True, progress=progress
+    ).x_adv
     adv_pred, adv_conf = softmax_top(predict(model, x_adv, batch_size))
     std = find_std(model, x.shape[1])
     return Examples(
-        x=x.detach().cpu(), x_adv=x_adv.detach().cpu(), y=y.cpu(), index=points.index.cpu(),
-        clean_pred=clean_pred.cpu(), clean_conf=clean_conf.cpu(), adv_pred=adv_pred.cpu(), adv_conf=adv_conf.cpu(),
-        classes=tuple(points.classes), name=target.name, attack=spec.label, threat=spec.threat.label(std),
+        x=x.detach().cpu(),
+        x_adv=x_adv.detach().cpu(),
+        y=y.cpu(),
+        index=points.index.cpu(),
+        clean_pred=clean_pred.cpu(),
+        clean_conf=clean_conf.cpu(),
+        adv_pred=adv_pred.cpu(),
+        adv_conf=adv_conf.cpu(),
+        classes=tuple(points.classes),
+        name=target.name,
+        attack=spec.label,
+        threat=spec.threat.label(std),
         selection=points.selection,
     )
 
 
-def panel_arrays(x: torch.Tensor, x_adv: torch.Tensor, amplify: float = AMPLIFY) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def panel_arrays(
+    x: torch.Tensor, x_adv: torch.Tensor, amplify: float = AMPLIFY
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The three panels of one image as H x W x C float arrays in [0,1]: clean,
     adversarial, and 0.5 + amplify * (x_adv - x) clipped to [0,1]."""
     x = x.detach().float().cpu()
@@ -120,8 +151,9 @@ def grid_figure(ex: Examples, amplify: float = AMPLIFY):
     with matplotlib.rc_context({"font.size": 6.5, "axes.titlesize": 6.5}):
         fig = Figure(figsize=(per_row * 3 * 1.25, height))
         # a gap between images, panels of one image close together
-        outer = fig.add_gridspec(rows, per_row, left=0.01, right=0.99, bottom=0.01, top=1 - 0.75 / height,
-                                 wspace=0.12, hspace=0.3)
+        outer = fig.add_gridspec(
+            rows, per_row, left=0.01, right=0.99, bottom=0.01, top=1 - 0.75 / height, wspace=0.12, hspace=0.3
+        )
         for i in range(n):
             r, c = divmod(i, per_row)
             inner = outer[r, c].subgridspec(1, 3, wspace=0.04)
@@ -143,7 +175,8 @@ def grid_figure(ex: Examples, amplify: float = AMPLIFY):
             f"{n} images ({ex.selection}); clean correct {int((ex.clean_pred == ex.y).sum())}, "
             f"adversarial correct {int((ex.adv_pred == ex.y).sum())}, flipped {fooled}. "
             f"Panels: clean | adversarial | perturbation x{amplify:g} around grey",
-            fontsize=8)
+            fontsize=8,
+        )
     return fig
 
 

@@ -3,6 +3,7 @@
 The CIFAR-10 JPEG copy is decoded once per machine into the default cache
 (~/.cache/robustbench_local, or $ROBUST_CACHE when set): a per-session cache folder
 would decode 60,000 JPEGs on every run."""
+
 from __future__ import annotations
 
 import pytest

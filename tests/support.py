@@ -1,21 +1,22 @@
 """Shared, cached test assets: real CIFAR-10 subsets and a small model trained once
 per test session (a few seconds on 2 CPU cores)."""
+
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import torch
 import torch.nn.functional as F
 
 
-@lru_cache(maxsize=None)
+@cache
 def cifar10():
     from robustbench_local.data import load_dataset
 
     return load_dataset("cifar10")
 
 
-@lru_cache(maxsize=None)
+@cache
 def trained_cnn(epochs: int = 6, n_train: int = 4000, seed: int = 0):
     """The seed CNN trained plainly on a real CIFAR-10 subset; returns (model, meta).
     Clean test accuracy lands around 40-45%, plenty for attack tests."""
@@ -31,21 +32,29 @@ def trained_cnn(epochs: int = 6, n_train: int = 4000, seed: int = 0):
     for _ in range(epochs):
         perm = torch.randperm(len(y))
         for i in range(0, len(y), 128):
-            b = perm[i:i + 128]
+            b = perm[i : i + 128]
             loss = F.cross_entropy(model(x[b]), y[b])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
     model.eval()
     meta = {
-        "arch": "cnn", "arch_kwargs": {}, "num_classes": 10, "input_shape": list(ds.info.input_shape),
-        "mean": [0.5] * 3, "std": [0.5] * 3, "normalization": "seed", "dataset": {"name": "cifar10"},
-        "classes": list(ds.info.classes), "method": "standard", "adv": "none",
+        "arch": "cnn",
+        "arch_kwargs": {},
+        "num_classes": 10,
+        "input_shape": list(ds.info.input_shape),
+        "mean": [0.5] * 3,
+        "std": [0.5] * 3,
+        "normalization": "seed",
+        "dataset": {"name": "cifar10"},
+        "classes": list(ds.info.classes),
+        "method": "standard",
+        "adv": "none",
     }
     return model, meta
 
 
-@lru_cache(maxsize=None)
+@cache
 def eval_points(n: int = 400, seed: int = 0):
     """n fixed test images (float [0,1]) and labels."""
     sub = cifar10().test.subset(n, seed=seed)
@@ -71,7 +80,6 @@ def image_tree(root, bundle, train_per_class: int, test_per_class: int) -> str:
             for i in (split.y == label).nonzero().flatten()[:per_class].tolist():
                 Image.fromarray(split.x[i].permute(1, 2, 0).numpy()).save(folder / f"{i}.png")
     return f"imagefolder:{root}"
-
 
 
 # A two-attack experiment file on a tiny ImageFolder tree ({tree}: its imagefolder:PATH); cells come after it.

@@ -2,6 +2,7 @@
 stay in their balls, the TRADES loss, the robustness a short PGD-AT run buys, model
 selection by robust validation accuracy, exact resume, the catastrophic-overfitting
 guard, the threat record and clean failures (API and CLI)."""
+
 from __future__ import annotations
 
 import csv
@@ -11,10 +12,10 @@ import os
 from pathlib import Path
 
 import pytest
-from support import image_tree
 import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
+from support import image_tree
 
 from robustbench_local.attacks import pgd
 from robustbench_local.checkpoint import load_checkpoint, read_checkpoint
@@ -30,7 +31,7 @@ from robustbench_local.specs import DataSpec, ModelSpec, TrainSpec
 from robustbench_local.threat import Ball, ThreatModel
 from robustbench_local.train import fit
 
-EPS = 0.0313          # normalized space, std 0.5: 0.0157 pixels (4/255)
+EPS = 0.0313  # normalized space, std 0.5: 0.0157 pixels (4/255)
 ADV = ("pgd", "trades", "fgsm-rs")
 TINY = {"maps": "8,8,16"}
 
@@ -54,13 +55,17 @@ def tree(tmp_path_factory, cifar10) -> str:
 
 def make_model(cifar10, std=(0.5, 0.5, 0.5), mean=(0.5, 0.5, 0.5), **kwargs):
     torch.manual_seed(0)
-    return build_model("cnn", num_classes=10, input_shape=cifar10.info.input_shape, mean=mean, std=std,
-                       **dict(TINY, **kwargs))
+    return build_model(
+        "cnn", num_classes=10, input_shape=cifar10.info.input_shape, mean=mean, std=std, **dict(TINY, **kwargs)
+    )
 
 
 def method_for(adv: str, method: str = "standard", normalize: str = "seed", **adv_kwargs):
-    return build_method(TrainSpec(adv=adv, adv_kwargs=adv_kwargs, method=method,
-                                  model=ModelSpec(arch="cnn", kwargs=TINY, normalize=normalize)))
+    return build_method(
+        TrainSpec(
+            adv=adv, adv_kwargs=adv_kwargs, method=method, model=ModelSpec(arch="cnn", kwargs=TINY, normalize=normalize)
+        )
+    )
 
 
 PIXEL_EPS = 8 / 255  # the robustness-gain runs use RobustBench's threat
@@ -73,12 +78,18 @@ def short_runs(tmp_path_factory, cifar10):
     step eps/2 (k * eta = 1.5 eps, so the attack reaches the sphere)."""
     tmp = tmp_path_factory.mktemp("adv-runs")
     store = ResultsStore(tmp / "results")
-    common = dict(data=DataSpec(subset=2000, val_fraction=0.02), model=ModelSpec(kwargs=TINY), epochs=3,
-                  batch_size=64, device="cpu")
+    common = dict(
+        data=DataSpec(subset=2000, val_fraction=0.02),
+        model=ModelSpec(kwargs=TINY),
+        epochs=3,
+        batch_size=64,
+        device="cpu",
+    )
     standard = fit(TrainSpec(out=str(tmp / "standard"), **common), quiet=True)
     adv_kwargs = {"eps": PIXEL_EPS, "eps_space": "pixel", "k": 3, "eta": PIXEL_EPS / 2, "val_n": 300}
-    adversarial = fit(TrainSpec(out=str(tmp / "pgd"), adv="pgd", adv_kwargs=adv_kwargs, **common), quiet=True,
-                      store=store)
+    adversarial = fit(
+        TrainSpec(out=str(tmp / "pgd"), adv="pgd", adv_kwargs=adv_kwargs, **common), quiet=True, store=store
+    )
     return standard, adversarial, store
 
 
@@ -110,16 +121,24 @@ def _check_in_ball(x_adv, x, threat: ThreatModel, std):
 
 
 @pytest.mark.parametrize("adv", ADV)
-@pytest.mark.parametrize("norm, space, eps", [("linf", "normalized", EPS), ("linf", "pixel", 8 / 255),
-                                              ("l2", "normalized", 1.0), ("l2", "pixel", 0.5)])
+@pytest.mark.parametrize(
+    "norm, space, eps",
+    [("linf", "normalized", EPS), ("linf", "pixel", 8 / 255), ("l2", "normalized", 1.0), ("l2", "pixel", 0.5)],
+)
 def test_inner_attack_stays_in_the_ball_and_in_pixel_range(adv, norm, space, eps, cifar10, batch):
     # per-channel std differs, so a normalized-space ball is a box / ellipsoid in pixels
     std = (0.25, 0.2, 0.3)
     model = make_model(cifar10, std=std, mean=(0.49, 0.48, 0.45))
     model.train()
     x, y = batch
-    method = method_for(adv, normalize="dataset", norm=norm, eps_space=space, eps=eps,
-                        **({} if adv == "fgsm-rs" else {"k": 5, "eta": eps / 2}))
+    method = method_for(
+        adv,
+        normalize="dataset",
+        norm=norm,
+        eps_space=space,
+        eps=eps,
+        **({} if adv == "fgsm-rs" else {"k": 5, "eta": eps / 2}),
+    )
     torch.manual_seed(0)
     prepared = method.prepare(x, y)
     x_adv, seconds = method.inner(model, prepared)
@@ -142,7 +161,8 @@ def test_inner_attack_stays_in_the_ball_and_in_pixel_range(adv, norm, space, eps
         assert record["eps_pixel"] == pytest.approx([eps * s for s in std])
     else:
         assert record["eps_pixel"] == pytest.approx(eps) and record["eps_normalized"] == pytest.approx(
-            [eps / s for s in std])
+            [eps / s for s in std]
+        )
 
 
 def test_eps_warmup_shrinks_the_ball_early(cifar10, batch):
@@ -190,8 +210,9 @@ def test_mixup_and_ova_combine_with_the_attack(cifar10, batch):
     x_adv, _ = mix.inner(model, prepared)
     _check_in_ball(x_adv, prepared.x, mix.threat_model, (0.5,) * 3)
     with torch.no_grad():
-        assert (mix.batch_criterion(model(x_adv), prepared).mean()
-                > mix.batch_criterion(model(prepared.x), prepared).mean())
+        assert (
+            mix.batch_criterion(model(x_adv), prepared).mean() > mix.batch_criterion(model(prepared.x), prepared).mean()
+        )
 
 
 # ----------------------------------------------------------------------------- TRADES
@@ -260,9 +281,16 @@ def test_selection_follows_robust_accuracy_not_the_last_epoch(monkeypatch, tree,
         return {**real(self, model, split, device), "val_robust_acc": next(scripted)}
 
     monkeypatch.setattr(PGDAT, "robust_validation", robust_validation)
-    spec = TrainSpec(data=DataSpec(dataset=tree), model=ModelSpec(kwargs=TINY), adv="pgd",
-                     adv_kwargs={"k": 1, "val_n": 16, "val_k": 1, "early_stop": False}, epochs=3, batch_size=64,
-                     device="cpu", out=str(tmp_path / "run"))
+    spec = TrainSpec(
+        data=DataSpec(dataset=tree),
+        model=ModelSpec(kwargs=TINY),
+        adv="pgd",
+        adv_kwargs={"k": 1, "val_n": 16, "val_k": 1, "early_stop": False},
+        epochs=3,
+        batch_size=64,
+        device="cpu",
+        out=str(tmp_path / "run"),
+    )
     result = fit(spec, quiet=True)
     assert [r["val_robust_acc"] for r in result.history] == [0.20, 0.35, 0.10]
     assert result.best_epoch == 2 and read_checkpoint(result.best_path)["meta"]["epoch"] == 2
@@ -277,9 +305,15 @@ def test_training_record_holds_the_threat_in_both_spaces_and_attack_time(short_r
     assert threat["eps_pixel"] == pytest.approx(PIXEL_EPS) and threat["eps_normalized"] == pytest.approx(2 * PIXEL_EPS)
     assert threat["step_pixel"] == pytest.approx(PIXEL_EPS / 2) and threat["attack_bn"] == "eval"
     assert threat["eps_pixel_255"] == pytest.approx(8.0)
-    assert threat["validation"] == {"attack": "pgd", "k": 10, "step": pytest.approx(2.5 * PIXEL_EPS / 10),
-                                    "step_rule": "2.5*eps/k", "n": 300, "random_start": True,
-                                    "column": "val_robust_acc"}
+    assert threat["validation"] == {
+        "attack": "pgd",
+        "k": 10,
+        "step": pytest.approx(2.5 * PIXEL_EPS / 10),
+        "step_rule": "2.5*eps/k",
+        "n": 300,
+        "random_start": True,
+        "column": "val_robust_acc",
+    }
     seconds = record["seconds"]
     # PGD-3 costs three extra forward/backward passes per batch: most of the training time
     assert 0 < seconds["update"] < seconds["attack"] < seconds["train"]
@@ -293,9 +327,16 @@ class Interrupt(Exception):
 
 def test_resuming_mid_adversarial_training_is_exact(tree, tmp_path):
     # trades (random Gaussian starts), dropout and augmentation all draw random numbers
-    spec = TrainSpec(data=DataSpec(dataset=tree), model=ModelSpec(kwargs=dict(TINY, dropout=0.2)),
-                     adv="trades", adv_kwargs={"k": 2, "val_n": 64, "val_k": 3}, epochs=2, batch_size=64,
-                     device="cpu", out=str(tmp_path / "straight"))
+    spec = TrainSpec(
+        data=DataSpec(dataset=tree),
+        model=ModelSpec(kwargs=dict(TINY, dropout=0.2)),
+        adv="trades",
+        adv_kwargs={"k": 2, "val_n": 64, "val_k": 3},
+        epochs=2,
+        batch_size=64,
+        device="cpu",
+        out=str(tmp_path / "straight"),
+    )
     straight = fit(spec, quiet=True)
 
     def stop(row):
@@ -367,25 +408,28 @@ def test_guard_stops_with_early_stop_and_logs_without(caplog):
 
 
 # ----------------------------------------------------------------------------- bad input
-@pytest.mark.parametrize("adv, kwargs, message", [
-    ("pgd", {"k": 0}, "--k must be >= 1, got 0"),
-    ("pgd", {"eps": 0}, "--eps must be > 0"),
-    ("pgd", {"eps": -0.1}, "--eps must be > 0"),
-    ("trades", {"beta": -1}, "--beta must be >= 0"),
-    ("pgd", {"eps": 2.0}, "holds every image"),                          # 1.0 pixel with std 0.5
-    ("pgd", {"eps": 1.0, "eps_space": "pixel"}, "holds every image"),
-    ("pgd", {"eta": 0}, "--eta must be > 0"),
-    ("pgd", {"adv_weight": 1.5}, "--adv-weight must be <= 1"),
-    ("pgd", {"norm": "l1"}, "adversarial training supports --norm linf and l2, not l1"),
-    ("pgd", {"norm": "l0"}, "unknown --norm 'l0'"),
-    ("pgd", {"eps": "8/x"}, "--eps '8/x' is not a number"),
-    ("pgd", {"attack_bn": "frozen"}, "unknown --attack-bn"),
-    ("pgd", {"beta": 6}, "adversarial method 'pgd' does not take beta"),
-    ("fgsm-rs", {"k": 3}, "--adv fgsm-rs does not take --k"),
-    ("trades", {"random_start": False}, "needs its random start"),
-    ("pgd", {"eps_warmup": 11}, "--eps-warmup (11 epochs) must be at most --epochs (10)"),
-    ("pgd", {"val_n": 0}, "--val-robust-n must be >= 1"),
-])
+@pytest.mark.parametrize(
+    "adv, kwargs, message",
+    [
+        ("pgd", {"k": 0}, "--k must be >= 1, got 0"),
+        ("pgd", {"eps": 0}, "--eps must be > 0"),
+        ("pgd", {"eps": -0.1}, "--eps must be > 0"),
+        ("trades", {"beta": -1}, "--beta must be >= 0"),
+        ("pgd", {"eps": 2.0}, "holds every image"),  # 1.0 pixel with std 0.5
+        ("pgd", {"eps": 1.0, "eps_space": "pixel"}, "holds every image"),
+        ("pgd", {"eta": 0}, "--eta must be > 0"),
+        ("pgd", {"adv_weight": 1.5}, "--adv-weight must be <= 1"),
+        ("pgd", {"norm": "l1"}, "adversarial training supports --norm linf and l2, not l1"),
+        ("pgd", {"norm": "l0"}, "unknown --norm 'l0'"),
+        ("pgd", {"eps": "8/x"}, "--eps '8/x' is not a number"),
+        ("pgd", {"attack_bn": "frozen"}, "unknown --attack-bn"),
+        ("pgd", {"beta": 6}, "adversarial method 'pgd' does not take beta"),
+        ("fgsm-rs", {"k": 3}, "--adv fgsm-rs does not take --k"),
+        ("trades", {"random_start": False}, "needs its random start"),
+        ("pgd", {"eps_warmup": 11}, "--eps-warmup (11 epochs) must be at most --epochs (10)"),
+        ("pgd", {"val_n": 0}, "--val-robust-n must be >= 1"),
+    ],
+)
 def test_bad_options_fail_with_one_line(adv, kwargs, message):
     with pytest.raises(RobustError) as err:
         TrainSpec(adv=adv, adv_kwargs=kwargs)
@@ -432,18 +476,61 @@ def test_cli_parses_the_documented_command_exactly():
     assert spec.adv == "pgd" and spec.adv_kwargs == {"eps": 0.0313, "k": 10}
     method = build_method(spec)
     assert (method.eps, method.eta, method.k, method.threat_model.space, method.random_start) == (
-        0.0313, pytest.approx(2.5 * 0.0313 / 10), 10, "normalized", True)
-    ctx = command.make_context("train", ["--adv", "fgsm-rs", "--eps", "8/255", "--eps-space", "pixel",
-                                         "--no-early-stop", "--attack-bn", "train", "--eps-warmup", "2"])
+        0.0313,
+        pytest.approx(2.5 * 0.0313 / 10),
+        10,
+        "normalized",
+        True,
+    )
+    ctx = command.make_context(
+        "train",
+        [
+            "--adv",
+            "fgsm-rs",
+            "--eps",
+            "8/255",
+            "--eps-space",
+            "pixel",
+            "--no-early-stop",
+            "--attack-bn",
+            "train",
+            "--eps-warmup",
+            "2",
+        ],
+    )
     method = build_method(build_spec(ctx.params))
     assert method.eps == pytest.approx(8 / 255) and method.eta == pytest.approx(1.25 * 8 / 255)
     assert not method.early_stop and method.attack_bn == "train" and method.eps_warmup == 2
 
 
 def test_cli_adversarial_run_and_record(tree, tmp_path):
-    args = ["train", "--dataset", tree, "--adv", "fgsm-rs", "--eps", "8/255", "--eps-space", "pixel", "--epochs", "1",
-            "--maps", "8,8,16", "--batch-size", "64",
-            "--val-robust-n", "64", "--val-robust-k", "3", "--device", "cpu", "--out", "run", "--results", "res"]
+    args = [
+        "train",
+        "--dataset",
+        tree,
+        "--adv",
+        "fgsm-rs",
+        "--eps",
+        "8/255",
+        "--eps-space",
+        "pixel",
+        "--epochs",
+        "1",
+        "--maps",
+        "8,8,16",
+        "--batch-size",
+        "64",
+        "--val-robust-n",
+        "64",
+        "--val-robust-k",
+        "3",
+        "--device",
+        "cpu",
+        "--out",
+        "run",
+        "--results",
+        "res",
+    ]
     r = _cli(args, tmp_path)
     assert r.exit_code == 0, r.output
     assert "with FGSM-RS for" in r.output and "val_robust_acc" in r.output and "by val_robust_acc" in r.output
@@ -454,18 +541,21 @@ def test_cli_adversarial_run_and_record(tree, tmp_path):
     assert record["seconds"]["attack"] > 0 and record["metrics"]["val_robust_n"] == 40  # all of val: 10% of 400
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--adv", "pgd", "--k", "0"], "--k must be >= 1, got 0"),
-    (["--adv", "pgd", "--eps", "0"], "--eps must be > 0"),
-    (["--adv", "trades", "--beta", "-1"], "--beta must be >= 0"),
-    (["--adv", "pgd", "--eps", "2"], "holds every image"),
-    (["--adv", "pgd", "--eps", "1", "--eps-space", "pixel"], "holds every image"),
-    (["--adv", "fgsm-rs", "--k", "3"], "--adv fgsm-rs does not take --k"),
-    (["--adv", "pgd", "--beta", "1"], "adversarial method 'pgd' does not take beta"),
-    (["--eps", "0.03"], "need an adversarial method; pass --adv"),
-    (["--adv", "madry"], "unknown adversarial method 'madry'; valid adversarial methods: fgsm-rs, free, none, pgd"),
-    (["--adv", "pgd", "--eps-warmup", "3"], "--eps-warmup (3 epochs) must be at most --epochs (1)"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--adv", "pgd", "--k", "0"], "--k must be >= 1, got 0"),
+        (["--adv", "pgd", "--eps", "0"], "--eps must be > 0"),
+        (["--adv", "trades", "--beta", "-1"], "--beta must be >= 0"),
+        (["--adv", "pgd", "--eps", "2"], "holds every image"),
+        (["--adv", "pgd", "--eps", "1", "--eps-space", "pixel"], "holds every image"),
+        (["--adv", "fgsm-rs", "--k", "3"], "--adv fgsm-rs does not take --k"),
+        (["--adv", "pgd", "--beta", "1"], "adversarial method 'pgd' does not take beta"),
+        (["--eps", "0.03"], "need an adversarial method; pass --adv"),
+        (["--adv", "madry"], "unknown adversarial method 'madry'; valid adversarial methods: fgsm-rs, free, none, pgd"),
+        (["--adv", "pgd", "--eps-warmup", "3"], "--eps-warmup (3 epochs) must be at most --epochs (1)"),
+    ],
+)
 def test_cli_bad_adversarial_options_fail_cleanly(args, message, tmp_path):
     base = ["train", "--subset", "64", "--epochs", "1", "--device", "cpu", "--out", "run", "--results", "res"]
     r = _cli(base + args, tmp_path)
@@ -477,9 +567,27 @@ def test_cli_bad_adversarial_options_fail_cleanly(args, message, tmp_path):
 
 def test_cli_init_fine_tunes_adversarially_and_refuses_a_mismatch(short_runs, tree, tmp_path):
     standard, _, _ = short_runs
-    base = ["train", "--dataset", tree, "--adv", "pgd", "--k", "2", "--epochs", "1",
-            "--val-robust-n", "32", "--val-robust-k", "2", "--device", "cpu", "--results", "res",
-            "--init", str(standard.best_path)]
+    base = [
+        "train",
+        "--dataset",
+        tree,
+        "--adv",
+        "pgd",
+        "--k",
+        "2",
+        "--epochs",
+        "1",
+        "--val-robust-n",
+        "32",
+        "--val-robust-k",
+        "2",
+        "--device",
+        "cpu",
+        "--results",
+        "res",
+        "--init",
+        str(standard.best_path),
+    ]
     r = _cli(base + ["--maps", "8,16,16", "--out", "bad"], tmp_path)
     assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1, r.output
     assert "do not fit the model" in r.output and str(standard.best_path) in r.output
@@ -493,9 +601,26 @@ def test_cli_init_fine_tunes_adversarially_and_refuses_a_mismatch(short_runs, tr
 def test_cli_help_documents_the_adversarial_options():
     r = CliRunner().invoke(main, ["train", "--help"])
     assert r.exit_code == 0
-    for text in ("--adv", "--eps", "--eta", "--k", "--eps-space", "--norm", "--random-start / --no-random-start",
-                 "--adv-weight", "--beta", "--attack-bn", "--eps-warmup", "--early-stop / --no-early-stop",
-                 "--val-robust-n", "--init", "Default 0.0313", "1.25 * eps", "Default 6.", "8/255"):
+    for text in (
+        "--adv",
+        "--eps",
+        "--eta",
+        "--k",
+        "--eps-space",
+        "--norm",
+        "--random-start / --no-random-start",
+        "--adv-weight",
+        "--beta",
+        "--attack-bn",
+        "--eps-warmup",
+        "--early-stop / --no-early-stop",
+        "--val-robust-n",
+        "--init",
+        "Default 0.0313",
+        "1.25 * eps",
+        "Default 6.",
+        "8/255",
+    ):
         assert text in r.output, text
 
 
@@ -542,28 +667,37 @@ def test_free_replay_steps_delta_by_the_input_gradient_and_keeps_it_in_the_ball(
 def test_free_at_trains_replays_steps_per_batch_and_gains_robustness(tmp_path, cifar10):
     """fit() makes `replays` optimizer steps per batch (the schedule is sized for them) and
     free AT (m=4, 1 epoch) ends more robust than standard training on the same data."""
-    common = dict(data=DataSpec(subset=2000, val_fraction=0.02), model=ModelSpec(kwargs=TINY), batch_size=64,
-                  device="cpu", schedule="cosine")
+    common = dict(
+        data=DataSpec(subset=2000, val_fraction=0.02),
+        model=ModelSpec(kwargs=TINY),
+        batch_size=64,
+        device="cpu",
+        schedule="cosine",
+    )
     standard = fit(TrainSpec(out=str(tmp_path / "standard"), epochs=1, **common), quiet=True)
     adv_kwargs = {"eps": PIXEL_EPS, "eps_space": "pixel", "replays": 4, "val_n": 300}
-    free = fit(TrainSpec(out=str(tmp_path / "free"), epochs=1, adv="free", adv_kwargs=adv_kwargs, **common),
-               quiet=True)
+    free = fit(TrainSpec(out=str(tmp_path / "free"), epochs=1, adv="free", adv_kwargs=adv_kwargs, **common), quiet=True)
     state = torch.load(tmp_path / "free" / "last.pth", weights_only=True)
     steps = -(-2000 // 64)  # batches in the 2,000 training images
     assert state["train_state"]["schedule"]["step_count"] == 4 * steps
     clean_s, robust_s = pgd_accuracy(standard.best_path, cifar10)
     clean_f, robust_f = pgd_accuracy(free.best_path, cifar10)
-    print(f"\nfree AT m=4, 1 epoch: clean {clean_f:.3f}, PGD-10 {robust_f:.3f}; standard: clean {clean_s:.3f}, "
-          f"PGD-10 {robust_s:.3f} (n=500)")
+    print(
+        f"\nfree AT m=4, 1 epoch: clean {clean_f:.3f}, PGD-10 {robust_f:.3f}; standard: clean {clean_s:.3f}, "
+        f"PGD-10 {robust_s:.3f} (n=500)"
+    )
     assert robust_f > robust_s + 0.05, (robust_f, robust_s)
     assert free.history[0]["images_per_s"] > 0
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"k": 3}, "--adv free does not take --k"),
-    ({"attack_bn": "eval"}, "--adv free does not take --attack-bn"),
-    ({"replays": 0}, "--replays must be >= 1, got 0"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"k": 3}, "--adv free does not take --k"),
+        ({"attack_bn": "eval"}, "--adv free does not take --attack-bn"),
+        ({"replays": 0}, "--replays must be >= 1, got 0"),
+    ],
+)
 def test_free_options_fail_with_one_line(kwargs, message):
     with pytest.raises(RobustError) as err:
         TrainSpec(adv="free", adv_kwargs=kwargs)

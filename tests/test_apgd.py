@@ -1,21 +1,27 @@
 """APGD (CE, DLR, targeted) in L-inf, L2 and L1, and the L1 geometry it needs, on the
 seed CNN trained on real CIFAR-10 (tests/support.py) and real test points."""
+
 from __future__ import annotations
 
 import pytest
 import torch
+from support import eval_points, trained_cnn
 from torch import nn
 
 from robustbench_local.attacks.apgd import apgd
 from robustbench_local.errors import RobustError
 from robustbench_local.threat import Ball, ThreatModel, l1_box_project
 
-from support import eval_points, trained_cnn
-
 STD = torch.tensor([0.5, 0.5, 0.5])  # the trained CNN's Normalize
 # radii in attack space where the trained CNN keeps about a third of its points
-EPS = {("linf", "pixel"): 1 / 255, ("l2", "pixel"): 0.1, ("l1", "pixel"): 2.0,
-       ("linf", "normalized"): 2 / 255, ("l2", "normalized"): 0.2, ("l1", "normalized"): 4.0}
+EPS = {
+    ("linf", "pixel"): 1 / 255,
+    ("l2", "pixel"): 0.1,
+    ("l1", "pixel"): 2.0,
+    ("linf", "normalized"): 2 / 255,
+    ("l2", "normalized"): 0.2,
+    ("l1", "normalized"): 4.0,
+}
 
 
 @pytest.fixture(scope="module")
@@ -107,8 +113,9 @@ def test_fooled_points_leave_the_batch(cnn):
 REF_NORM = {"linf": "Linf", "l2": "L2", "l1": "L1"}
 
 
-@pytest.mark.parametrize("norm,targeted", [("linf", "none"), ("l2", "none"), ("l1", "none"), ("linf", "top"),
-                                           ("l1", "top")])
+@pytest.mark.parametrize(
+    "norm,targeted", [("linf", "none"), ("l2", "none"), ("l1", "none"), ("linf", "top"), ("l1", "top")]
+)
 def test_robust_accuracy_matches_pyautoattack(cnn, norm, targeted):
     """On the same 200 CIFAR-10 test points, threat (pixel eps: pyautoattack measures eps
     on pixels), iterations and seed, ours is within 0.5 pp of pyautoattack's APGDAttack /
@@ -121,8 +128,7 @@ def test_robust_accuracy_matches_pyautoattack(cnn, norm, targeted):
     eps, k = EPS[norm, "pixel"], 10
     ours = _run(cnn, x, y, ThreatModel(norm, eps, space="pixel"), k=k, targeted=targeted, targets=2)
     if targeted == "top":
-        ref = APGDAttack_targeted(cnn, n_iter=k, norm=REF_NORM[norm], eps=eps, seed=0, n_target_classes=2,
-                                  device="cpu")
+        ref = APGDAttack_targeted(cnn, n_iter=k, norm=REF_NORM[norm], eps=eps, seed=0, n_target_classes=2, device="cpu")
     else:
         ref = APGDAttack(cnn, n_iter=k, norm=REF_NORM[norm], eps=eps, seed=0, loss="ce", device="cpu")
     ref_acc = float((_predict(cnn, ref.perturb(x, y)) == y).float().mean())

@@ -1,5 +1,6 @@
 """[[attacks]] entries of an experiment file take each attack's own options by name
 (or by CLI flag), validated against the attack registry before anything runs."""
+
 from __future__ import annotations
 
 import pytest
@@ -27,7 +28,9 @@ def _units(tmp_path, body: str):
 
 
 def test_options_by_name_by_flag_and_from_eval(tmp_path):
-    specs = _units(tmp_path, """
+    specs = _units(
+        tmp_path,
+        """
 [eval]
 k = 7
 [[attacks]]
@@ -44,22 +47,26 @@ n_queries = 300
 [[attacks]]
 name = "autoattack"
 version = "plus"
-""")
+""",
+    )
     thr = ThreatModel()
-    assert specs["PGD-7"] == AttackSpec("pgd", thr, k=7)                        # [eval] k reaches pgd ...
-    assert specs["APGD-DLR-7"] == AttackSpec("apgd", thr, k=7, loss="dlr")      # ... and apgd
-    assert specs["R+FGSM"] == AttackSpec("fgsm", thr, random_start=True)        # the CLI flag's name works
+    assert specs["PGD-7"] == AttackSpec("pgd", thr, k=7)  # [eval] k reaches pgd ...
+    assert specs["APGD-DLR-7"] == AttackSpec("apgd", thr, k=7, loss="dlr")  # ... and apgd
+    assert specs["R+FGSM"] == AttackSpec("fgsm", thr, random_start=True)  # the CLI flag's name works
     assert specs["Square-300"].n_queries == 300
     assert specs["AutoAttack-plus"].version == "plus"
 
 
-@pytest.mark.parametrize("entry, msg", [
-    ('name = "pgd"\nn_queries = 10', "pgd has no option 'n_queries'; its options: k, "),
-    ('name = "square"\nk = "x"', "square has no option 'k'"),
-    ('name = "apgd"\nk = 0', "apgd option 'k' must be >= 1, got 0"),
-    ('name = "pgd"\nloss = "margin"', "unknown loss 'margin' for pgd; valid: ce, dlr"),
-    ('name = "pgd"\nkk = 3', "unknown key 'kk'"),
-])
+@pytest.mark.parametrize(
+    "entry, msg",
+    [
+        ('name = "pgd"\nn_queries = 10', "pgd has no option 'n_queries'; its options: k, "),
+        ('name = "square"\nk = "x"', "square has no option 'k'"),
+        ('name = "apgd"\nk = 0', "apgd option 'k' must be >= 1, got 0"),
+        ('name = "pgd"\nloss = "margin"', "unknown loss 'margin' for pgd; valid: ce, dlr"),
+        ('name = "pgd"\nkk = 3', "unknown key 'kk'"),
+    ],
+)
 def test_bad_attack_options_are_named_with_their_line(tmp_path, entry, msg):
     with pytest.raises(RobustError) as e:
         _units(tmp_path, f"[[attacks]]\n{entry}\n")

@@ -17,16 +17,18 @@ attack module is tested here as soon as it registers; nothing in this file names
   whose attack fields give back the spec; every option has a help line, a default of
   its type and a flag that `robust eval --help` lists.
 """
+
 from __future__ import annotations
 
 import copy
 import json
-from functools import lru_cache
+from functools import cache
 from typing import NamedTuple
 
 import pytest
 import torch
 from click.testing import CliRunner
+from support import eval_points, trained_cnn
 
 from robustbench_local.attacks import AttackSpec, info, names
 from robustbench_local.attacks.base import AttackResult, make_ball
@@ -36,8 +38,6 @@ from robustbench_local.cli import main
 from robustbench_local.evaluation import evaluate, min_norm_list
 from robustbench_local.results import unpack_flags
 from robustbench_local.threat import NORMS, ThreatModel
-
-from support import eval_points, trained_cnn
 
 N = 64  # points per case
 # attacks that run as one batch are whole suites (AutoAttack): fewer points, though one
@@ -69,8 +69,11 @@ def _cases() -> list:
 CASES = _cases()
 MINIMAL = [c for c in CASES if info(c.values[0]).kind == "minimal-norm"]
 # one-batch suites repeat at their break norm only: seeding does not depend on the norm
-REPEATED = [c for c in CASES if not info(c.values[0]).one_batch
-            or (c.values[1] == _break_norm(c.values[0]) and c.values[2] == "pixel")]
+REPEATED = [
+    c
+    for c in CASES
+    if not info(c.values[0]).one_batch or (c.values[1] == _break_norm(c.values[0]) and c.values[2] == "pixel")
+]
 
 
 def _threat(norm: str, space: str = "pixel") -> ThreatModel:
@@ -82,7 +85,7 @@ def _spec(name: str, norm: str, space: str = "pixel") -> AttackSpec:
     return AttackSpec(name, _threat(norm, space), info(name).quick)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _model():
     """A private copy of the trained CNN (evaluate() may convert its layout in place)."""
     return copy.deepcopy(trained_cnn()[0]).eval()
@@ -134,7 +137,7 @@ def _call(name: str, norm: str, space: str) -> Call:
     return Call(spec, x, y, res, torch.equal(x_in, x), before, after)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _first_call(name: str, norm: str, space: str) -> Call:
     return _call(name, norm, space)
 
@@ -150,8 +153,9 @@ def test_stays_in_ball_and_valid_pixels(name, norm, space):
     ball = make_ball(_model(), c.x, c.spec.threat)
     size = ball.norms(x_adv, c.x)
     eps = c.spec.threat.eps
-    assert float(size.max()) <= eps * (1 + REL_TOL), \
+    assert float(size.max()) <= eps * (1 + REL_TOL), (
         f"{name} {norm} ({space}): largest perturbation {float(size.max()):.6g} > eps {eps:.6g}"
+    )
 
 
 @pytest.mark.parametrize("name,norm,space", CASES)
@@ -198,8 +202,13 @@ def test_minimal_norm_attack_norms_match_x_adv(name, norm, space):
     assert (norms[clean_wrong] == 0).all(), f"{name}: a point misclassified clean has a norm above 0"
     f = c.res.fooled
     measured = make_ball(_model(), c.x, c.spec.threat).norms(c.res.x_adv, c.x)
-    torch.testing.assert_close(measured[f], norms[f].to(measured.dtype), rtol=1e-5, atol=1e-6,
-                               msg=lambda m: f"{name} {norm}: norms differ from x_adv's perturbation: {m}")
+    torch.testing.assert_close(
+        measured[f],
+        norms[f].to(measured.dtype),
+        rtol=1e-5,
+        atol=1e-6,
+        msg=lambda m: f"{name} {norm}: norms differ from x_adv's perturbation: {m}",
+    )
 
 
 @pytest.mark.parametrize("name,norm,space", REPEATED)
@@ -214,9 +223,18 @@ def test_same_seed_same_result(name, norm, space):
 # ----------------------------------------------------------------------------- under evaluate()
 def _evaluate(specs, *, channels_last=False, cascade=False, batch_size=256, name="?") -> list[dict]:
     x, y = _points(name)
-    return evaluate((copy.deepcopy(_model()), dict(trained_cnn()[1])), specs, data=(x, y), n=None, seed=SEED,
-                    batch_size=batch_size, cascade=cascade, device="cpu", run_checks=False,
-                    channels_last=channels_last)
+    return evaluate(
+        (copy.deepcopy(_model()), dict(trained_cnn()[1])),
+        specs,
+        data=(x, y),
+        n=None,
+        seed=SEED,
+        batch_size=batch_size,
+        cascade=cascade,
+        device="cpu",
+        run_checks=False,
+        channels_last=channels_last,
+    )
 
 
 def _flags(record: dict) -> torch.Tensor:
@@ -229,7 +247,7 @@ def _standalone(name: str, channels_last: bool = False, norm: str | None = None,
     return _standalone_run(name, channels_last, norm or _break_norm(name), points_of or name)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _standalone_run(name: str, channels_last: bool, norm: str, points_of: str) -> dict:
     (rec,) = _evaluate([_spec(name, norm)], channels_last=channels_last, name=points_of)
     return rec
@@ -244,8 +262,15 @@ def _per_point(name: str) -> bool:
 def _partner(name: str) -> str:
     """A cheap per-point attack to pair with ``name`` in a cascade."""
     norm = _break_norm(name)
-    found = [n for n in names() if n != name and _per_point(n) and norm in info(n).norms
-             and info(n).kind == "white-box" and not info(n).single_step]
+    found = [
+        n
+        for n in names()
+        if n != name
+        and _per_point(n)
+        and norm in info(n).norms
+        and info(n).kind == "white-box"
+        and not info(n).single_step
+    ]
     found += [n for n in names() if n != name and _per_point(n) and norm in info(n).norms and n not in found]
     if not found:
         pytest.skip(f"no per-point attack measures {norm}")
@@ -322,11 +347,13 @@ def test_cascade_worst_case_is_the_and_of_standalone_flags(name):
 
     _, later, worst = _evaluate(specs[::-1], cascade=True, name=name)
     if _per_point(name):
-        assert torch.equal(_flags(worst), mine & theirs), \
+        assert torch.equal(_flags(worst), mine & theirs), (
             f"{partner} then {name}: worst case != AND of standalone flags"
+        )
     else:  # run on fewer points, its random draws differ: the cumulative number can only fall
-        assert int(_flags(worst).sum()) <= min(int(mine.sum()), int(theirs.sum())), \
+        assert int(_flags(worst).sum()) <= min(int(mine.sum()), int(theirs.sum())), (
             f"{partner} then {name}: cumulative robust above a standalone robust"
+        )
 
 
 # ----------------------------------------------------------------------------- CLI and registration
@@ -346,9 +373,28 @@ def _cli_value(v) -> str:
 def test_cli_eval_records_round_trip_to_the_spec(name, ckpt, tmp_path):
     norm = _break_norm(name)
     opts = [a for k, v in info(name).quick.items() for a in ("--attack-option", f"{name}.{k}={_cli_value(v)}")]
-    args = ["eval", str(ckpt), "--attack", name, *opts, "--norm", norm, "--eps", repr(PIXEL_EPS[norm]),
-            "--eps-space", "pixel", "--n", "16", "--batch-size", "16", "--no-checks", "--device", "cpu",
-            "--results", str(tmp_path / "results")]
+    args = [
+        "eval",
+        str(ckpt),
+        "--attack",
+        name,
+        *opts,
+        "--norm",
+        norm,
+        "--eps",
+        repr(PIXEL_EPS[norm]),
+        "--eps-space",
+        "pixel",
+        "--n",
+        "16",
+        "--batch-size",
+        "16",
+        "--no-checks",
+        "--device",
+        "cpu",
+        "--results",
+        str(tmp_path / "results"),
+    ]
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 0, res.output + (repr(res.exception) if res.exception else "")
     (path,) = (tmp_path / "results" / "records").glob("*.json")
@@ -358,7 +404,7 @@ def test_cli_eval_records_round_trip_to_the_spec(name, ckpt, tmp_path):
     assert AttackSpec.from_dict(rec["attack"]) == spec
 
 
-@lru_cache(maxsize=None)
+@cache
 def _eval_help() -> str:
     res = CliRunner().invoke(main, ["eval", "--help"], terminal_width=200)
     assert res.exit_code == 0, res.output

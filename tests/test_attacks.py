@@ -1,13 +1,13 @@
 """The attack suite on a really trained model and real CIFAR-10 test images."""
+
 import pytest
 import torch
 import torch.nn as nn
+from support import correct_points, eval_points, trained_cnn
 
 from robustbench_local.attacks import AttackSpec, fgsm, pgd
 from robustbench_local.attacks import names as attack_names
 from robustbench_local.threat import Ball, ThreatModel
-
-from support import correct_points, eval_points, trained_cnn
 
 EPS = 0.0313  # normalized, the seeds' convention (0.01565 in pixels)
 
@@ -135,7 +135,9 @@ def test_restarts_never_raise_robust_accuracy(model):
     assert three.fooled.sum() >= one.fooled.sum()
 
 
-@pytest.mark.parametrize("loss,targeted", [("dlr", "none"), ("ce", "random"), ("ce", "least-likely"), ("dlr", "random")])
+@pytest.mark.parametrize(
+    "loss,targeted", [("dlr", "none"), ("ce", "random"), ("ce", "least-likely"), ("dlr", "random")]
+)
 def test_losses_and_targeting_work(model, loss, targeted):
     x, y = correct_points(model)
     torch.manual_seed(0)

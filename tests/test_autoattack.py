@@ -1,20 +1,20 @@
 """AutoAttack through `robust eval` with every default (channels-last on), for L-inf, L2
 and L1 and every --aa-version, on a small CNN trained on real CIFAR-10; the L1 threat
 model, which only AutoAttack supports; and AutoAttack's progress hook."""
+
 import importlib
 import json
 
 import pytest
 import torch
 from click.testing import CliRunner
+from support import correct_points, trained_cnn
 
 from robustbench_local.attacks import ATTACKS, AttackSpec, autoattack, fgsm, pgd
 from robustbench_local.checkpoint import save_checkpoint
 from robustbench_local.cli import main
 from robustbench_local.errors import RobustError
 from robustbench_local.threat import Ball, ThreatModel
-
-from support import correct_points, trained_cnn
 
 pytest.importorskip("pyautoattack")
 aa_module = importlib.import_module("robustbench_local.attacks.autoattack")  # the module, not its function
@@ -34,8 +34,20 @@ def ckpt(model_meta, tmp_path_factory):
 
 def eval_aa(ckpt, out, *args):
     """`robust eval --attack autoattack ARGS CKPT`; returns (record, saved adversarials)."""
-    res = CliRunner().invoke(main, ["eval", "--attack", "autoattack", "--results", str(out / "res"),
-                                    "--save-adv", str(out / "adv.pt"), *args, str(ckpt)])
+    res = CliRunner().invoke(
+        main,
+        [
+            "eval",
+            "--attack",
+            "autoattack",
+            "--results",
+            str(out / "res"),
+            "--save-adv",
+            str(out / "adv.pt"),
+            *args,
+            str(ckpt),
+        ],
+    )
     assert res.exit_code == 0, res.output
     (path,) = (out / "res" / "records").glob("eval-*.json")
     rec = json.loads(path.read_text())
@@ -49,7 +61,7 @@ def pixel_norms(d: torch.Tensor, norm: str) -> torch.Tensor:
 
 
 def adversarials(adv):
-    (key,) = [k[:-len("/x_adv")] for k in adv if k.endswith("/x_adv")]
+    (key,) = [k[: -len("/x_adv")] for k in adv if k.endswith("/x_adv")]
     return adv[f"{key}/x_adv"], adv[f"{key}/fooled"]
 
 
@@ -134,8 +146,9 @@ def test_every_version_runs_for_every_norm(ckpt, tmp_path, quick, version, norm,
 # ----------------------------------------------------------------------------- L1 elsewhere
 @pytest.mark.parametrize("attack", ["fgsm", "pgd"])
 def test_fgsm_and_pgd_refuse_l1_in_one_line(ckpt, tmp_path, attack):
-    res = CliRunner().invoke(main, ["eval", "--attack", attack, "--norm", "l1", "--n", "10",
-                                    "--results", str(tmp_path / "r"), str(ckpt)])
+    res = CliRunner().invoke(
+        main, ["eval", "--attack", attack, "--norm", "l1", "--n", "10", "--results", str(tmp_path / "r"), str(ckpt)]
+    )
     assert res.exit_code == 2, res.output
     assert res.output.strip().count("\n") == 0, res.output
     assert f"{attack} supports linf and l2, not l1; l1 is measured by" in res.output and "autoattack" in res.output
@@ -161,8 +174,24 @@ def test_l1_is_refused_before_any_work_in_python_too():
 
 
 def test_adversarial_training_refuses_l1(tmp_path):
-    res = CliRunner().invoke(main, ["train", "--adv", "pgd", "--norm", "l1", "--subset", "200", "--epochs", "1",
-                                    "--out", str(tmp_path / "run"), "--results", str(tmp_path / "res")])
+    res = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "--adv",
+            "pgd",
+            "--norm",
+            "l1",
+            "--subset",
+            "200",
+            "--epochs",
+            "1",
+            "--out",
+            str(tmp_path / "run"),
+            "--results",
+            str(tmp_path / "res"),
+        ],
+    )
     assert res.exit_code == 2, res.output
     assert res.output.strip().count("\n") == 0 and "l1" in res.output and "linf and l2" in res.output, res.output
     assert not (tmp_path / "run" / "best.pth").exists()
@@ -181,8 +210,9 @@ def test_progress_reports_each_sub_attack_and_changes_nothing(model_meta, quick)
     plain = autoattack(model, x, y, t)
     fast = copy.deepcopy(model).to(memory_format=torch.channels_last)
     calls = []
-    res = ATTACKS.get("autoattack")(fast, x.contiguous(memory_format=torch.channels_last), y, t, seed=0,
-                                    on_progress=lambda *a: calls.append(a))
+    res = ATTACKS.get("autoattack")(
+        fast, x.contiguous(memory_format=torch.channels_last), y, t, seed=0, on_progress=lambda *a: calls.append(a)
+    )
     assert torch.equal(res.fooled, plain.fooled) and torch.equal(res.x_adv, plain.x_adv)
     assert res.x_adv.is_contiguous(memory_format=torch.channels_last)  # handed back in the caller's layout
     assert all(p.is_contiguous(memory_format=torch.channels_last) for p in fast.parameters() if p.dim() == 4)

@@ -1,6 +1,7 @@
 """Smoke tests of the benchmarks: each one runs at --quick sizes on real CIFAR-10
 and writes a JSON that says what was measured and how. Wall-clock numbers are
 never asserted; what is asserted holds whatever the machine's speed."""
+
 from __future__ import annotations
 
 import json
@@ -116,7 +117,9 @@ def test_layout_times_every_variant_and_checks_the_layouts_agree(quick_results):
     data = _load(quick_results[0], "layout")
     for entry in data["results"].values():
         assert set(entry["cases"]) == {f"train {lay} {p}" for lay in ("nchw", "nhwc") for p in ("fp32", "bf16")} | {
-            "attack nchw fp32", "attack nhwc fp32"}
+            "attack nchw fp32",
+            "attack nhwc fp32",
+        }
         for case in entry["cases"].values():
             _timing_ok(case)
         same = entry["same_result_fp32"]

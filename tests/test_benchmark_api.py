@@ -1,5 +1,6 @@
 """robustbench_local.benchmark(): RobustBench's benchmark() call, run by our evaluation,
 compared with robustbench.eval.benchmark itself on the very same points."""
+
 from __future__ import annotations
 
 import copy
@@ -10,11 +11,11 @@ import json
 
 import pytest
 import torch
+from support import cifar10, trained_cnn
 
 from robustbench_local import benchmark
 from robustbench_local.errors import RobustError
 from robustbench_local.results import wilson_interval
-from support import cifar10, trained_cnn
 
 if importlib.util.find_spec("robustbench") is None:
     pytest.skip("robustbench is not installed (the [robustbench] extra)", allow_module_level=True)
@@ -67,8 +68,16 @@ def test_benchmark_matches_robustbench_on_the_same_points(model, tmp_path, monke
 
     real = aa_module._import()
     monkeypatch.setattr(aa_module, "_import", lambda: lambda *a, **k: quick_autoattack(real(*a, **k)))
-    clean, robust = benchmark(model, n_examples=N, dataset="cifar10", threat_model="Linf", eps=EPS, batch_size=32,
-                              model_name="tiny-cnn", results_dir=tmp_path)
+    clean, robust = benchmark(
+        model,
+        n_examples=N,
+        dataset="cifar10",
+        threat_model="Linf",
+        eps=EPS,
+        batch_size=32,
+        model_name="tiny-cnn",
+        results_dir=tmp_path,
+    )
     (path,) = (tmp_path / "records").glob("eval-*.json")
     rec = json.loads(path.read_text())
     assert rec["checkpoint"]["name"] == "tiny-cnn" and rec["checkpoint"]["normalization"] == "none"
@@ -81,17 +90,21 @@ def test_benchmark_matches_robustbench_on_the_same_points(model, tmp_path, monke
     assert hashlib.sha256(sub.index.to(torch.int64).numpy().tobytes()).hexdigest() == rec["data"]["indices_sha256"]
     monkeypatch.setattr(robustbench.eval, "load_clean_dataset", lambda *a: (sub.x.float() / 255, sub.y))
     monkeypatch.setattr(robustbench.eval, "AutoAttack", RobustBenchAutoAttack)
-    rb_clean, rb_robust = robustbench.eval.benchmark(tiny_cnn(), n_examples=N, dataset="cifar10", threat_model="Linf",
-                                                     eps=EPS, batch_size=32)
+    rb_clean, rb_robust = robustbench.eval.benchmark(
+        tiny_cnn(), n_examples=N, dataset="cifar10", threat_model="Linf", eps=EPS, batch_size=32
+    )
     assert 0.2 < clean == rb_clean
     assert 0 < robust <= wilson_interval(round(rb_robust * N), N)[1]  # some points survive: a real comparison
 
 
-@pytest.mark.parametrize("kwargs,says", [
-    ({"eps": None}, "eps must be given"),
-    ({"eps": EPS, "threat_model": "corruptions"}, "not supported yet"),
-    ({"eps": EPS, "to_disk": True}, "needs model_name"),
-])
+@pytest.mark.parametrize(
+    "kwargs,says",
+    [
+        ({"eps": None}, "eps must be given"),
+        ({"eps": EPS, "threat_model": "corruptions"}, "not supported yet"),
+        ({"eps": EPS, "to_disk": True}, "needs model_name"),
+    ],
+)
 def test_bad_calls_are_one_line(model, kwargs, says, tmp_path):
     with pytest.raises(RobustError) as e:
         benchmark(model, n_examples=4, results_dir=tmp_path, **kwargs)

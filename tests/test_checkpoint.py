@@ -1,5 +1,6 @@
 """Checkpoints: round trip from metadata alone, atomic writes, and refusal of unsafe,
 truncated, foreign or mismatched files."""
+
 from __future__ import annotations
 
 import hashlib
@@ -34,17 +35,32 @@ def saved(tmp_path_factory, cifar10, real_x):
     torch.manual_seed(0)
     info = cifar10.info
     mean, std = info.mean, info.std
-    model = build_model("cnn", num_classes=10, input_shape=info.input_shape, mean=mean, std=std,
-                        maps="8,8,16", dropout=0.2, skip=True)
+    model = build_model(
+        "cnn", num_classes=10, input_shape=info.input_shape, mean=mean, std=std, maps="8,8,16", dropout=0.2, skip=True
+    )
     model.train()
     with torch.no_grad():
         model(real_x)  # move the running statistics away from their init
     model.eval()
-    meta = {"arch": "cnn", "arch_kwargs": model.arch_kwargs, "num_classes": 10,
-            "input_shape": list(info.input_shape), "mean": list(mean), "std": list(std),
-            "normalization": "dataset", "dataset": {"name": info.name, "info": info.to_dict()},
-            "classes": list(info.classes), "method": "standard", "method_kwargs": {}, "adv": "none",
-            "adv_kwargs": {}, "threat": None, "epoch": 3, "seed": 0, "metrics": {"val_acc": 0.5}}
+    meta = {
+        "arch": "cnn",
+        "arch_kwargs": model.arch_kwargs,
+        "num_classes": 10,
+        "input_shape": list(info.input_shape),
+        "mean": list(mean),
+        "std": list(std),
+        "normalization": "dataset",
+        "dataset": {"name": info.name, "info": info.to_dict()},
+        "classes": list(info.classes),
+        "method": "standard",
+        "method_kwargs": {},
+        "adv": "none",
+        "adv_kwargs": {},
+        "threat": None,
+        "epoch": 3,
+        "seed": 0,
+        "metrics": {"val_acc": 0.5},
+    }
     path = tmp_path_factory.mktemp("ckpt") / "model.pth"
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     model(real_x).sum().backward()
@@ -88,8 +104,15 @@ def test_code_payload_is_refused_and_never_runs(saved, tmp_path):
 
     marker = tmp_path / "marker.txt"
     evil = tmp_path / "evil.pth"
-    torch.save({"format": FORMAT, "state_dict": model.state_dict(), "meta": {**meta, "x": CodePayload(marker)},
-                "train_state": None}, evil)
+    torch.save(
+        {
+            "format": FORMAT,
+            "state_dict": model.state_dict(),
+            "meta": {**meta, "x": CodePayload(marker)},
+            "train_state": None,
+        },
+        evil,
+    )
     for loader in (read_checkpoint, load_checkpoint):
         with pytest.raises(CheckpointError, match="refused") as err:
             loader(evil)

@@ -5,6 +5,7 @@ results/leaderboard_cifar10/, and the benchmarks theirs in results/bench/; a use
 write results/records/, results/REPORT.md, report.* and figures/, which .gitignore
 leaves out. The test runs the README's train / eval / report lines (on a tiny budget)
 in a copy of the repository layout and compares every committed file byte for byte."""
+
 from __future__ import annotations
 
 import shutil
@@ -44,9 +45,11 @@ def readme_run(tmp_path_factory) -> tuple[Path, dict[str, bytes]]:
     mp.chdir(root)
     mp.setenv("ROBUST_DATA", str(_data_root()))
     try:
-        for args in (["train", "--subset", "300", "--epochs", "1", "--device", "cpu", "--out", "runs/tiny"],
-                     ["eval", "--attack", "fgsm", "--n", "20", "--device", "cpu", "runs/tiny/best.pth"],
-                     ["report"]):
+        for args in (
+            ["train", "--subset", "300", "--epochs", "1", "--device", "cpu", "--out", "runs/tiny"],
+            ["eval", "--attack", "fgsm", "--n", "20", "--device", "cpu", "runs/tiny/best.pth"],
+            ["report"],
+        ):
             res = CliRunner().invoke(main, args)
             assert res.exit_code == 0, (args, res.output)
     finally:
@@ -63,7 +66,7 @@ def test_the_readme_lines_leave_every_committed_file_as_it_was(readme_run):
     # the user's output still lands where the README says
     new = sorted(set(after) - set(before))
     assert any(p.startswith("records/") for p in new) and "REPORT.md" in new
-    assert not any(p.startswith(tuple(f[len("results/"):] + "/" for f in COMMITTED)) for p in new)
+    assert not any(p.startswith(tuple(f[len("results/") :] + "/" for f in COMMITTED)) for p in new)
 
 
 def test_the_users_output_is_ignored_and_the_committed_study_is_not(readme_run):
@@ -72,11 +75,22 @@ def test_the_users_output_is_ignored_and_the_committed_study_is_not(readme_run):
         pytest.skip("not a git checkout")
     new = sorted(set(_snapshot(root / "results")) - set(before))
     paths = [f"results/{p}" for p in new]
-    ignored = subprocess.run(["git", "-C", str(REPO), "check-ignore", "--no-index", "--stdin"],
-                             input="\n".join(paths), capture_output=True, text=True).stdout.split()
+    ignored = subprocess.run(
+        ["git", "-C", str(REPO), "check-ignore", "--no-index", "--stdin"],
+        input="\n".join(paths),
+        capture_output=True,
+        text=True,
+    ).stdout.split()
     assert sorted(ignored) == sorted(paths)
-    kept = [f"{folder}/{name}" for folder in COMMITTED for name in ("records/x.json", "REPORT.md", "report.csv",
-                                                                   "figures/a.png", "summary.json")]
-    ignored = subprocess.run(["git", "-C", str(REPO), "check-ignore", "--no-index", "--stdin"],
-                             input="\n".join(kept), capture_output=True, text=True).stdout.split()
+    kept = [
+        f"{folder}/{name}"
+        for folder in COMMITTED
+        for name in ("records/x.json", "REPORT.md", "report.csv", "figures/a.png", "summary.json")
+    ]
+    ignored = subprocess.run(
+        ["git", "-C", str(REPO), "check-ignore", "--no-index", "--stdin"],
+        input="\n".join(kept),
+        capture_output=True,
+        text=True,
+    ).stdout.split()
     assert ignored == []

@@ -1,6 +1,7 @@
 """Corrupted sets (seeded per image, cached, extended rather than rebuilt), real
 CIFAR-10-C files in RobustBench's layout, the corruption record, and
 `robust eval --corruptions` through the CLI."""
+
 import json
 
 import numpy as np
@@ -10,16 +11,20 @@ from click.testing import CliRunner
 
 pytest.importorskip("skimage")
 
+from support import cifar10, trained_cnn  # noqa: E402
+
 from robustbench_local.checkpoint import save_checkpoint  # noqa: E402
 from robustbench_local.cli import main  # noqa: E402
-from robustbench_local.corruptions import CORRUPTIONS, parse_names, parse_severities  # noqa: E402
-from robustbench_local.corruptions import sets  # noqa: E402
+from robustbench_local.corruptions import (  # noqa: E402
+    CORRUPTIONS,
+    parse_names,
+    parse_severities,
+    sets,  # noqa: E402
+)
 from robustbench_local.corruptions.evaluate import evaluate_corruptions  # noqa: E402
 from robustbench_local.corruptions.functions import NAMES  # noqa: E402
 from robustbench_local.data import DatasetBundle  # noqa: E402
 from robustbench_local.errors import RobustError  # noqa: E402
-
-from support import cifar10, trained_cnn  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +50,13 @@ def test_names_and_severities_parse_and_refuse_in_one_line():
     assert parse_names("fog, noise") == ("gaussian_noise", "shot_noise", "impulse_noise", "fog")
     assert parse_severities("all") == (1, 2, 3, 4, 5) and parse_severities("2-4") == (2, 3, 4)
     assert parse_severities("5,1") == (1, 5)
-    for bad, fn in (("smoke", parse_names), ("0", parse_severities), ("6", parse_severities),
-                    ("x", parse_severities), ("4-2", parse_severities)):
+    for bad, fn in (
+        ("smoke", parse_names),
+        ("0", parse_severities),
+        ("6", parse_severities),
+        ("x", parse_severities),
+        ("4-2", parse_severities),
+    ):
         with pytest.raises(RobustError) as e:
             fn(bad)
         assert "\n" not in str(e.value)
@@ -111,8 +121,9 @@ def test_real_cifar10c_files_load_in_robustbench_layout(tmp_path, monkeypatch):
     with pytest.raises(RobustError, match="past its end"):
         sets.real_set(folder, "gaussian_noise", 1, torch.tensor([20]))
     bundle = small_bundle(20, first=True)
-    rec = evaluate_corruptions(trained_cnn(epochs=2, n_train=2000), ("gaussian_noise",), (1, 5), bundle, n=None,
-                               device="cpu")
+    rec = evaluate_corruptions(
+        trained_cnn(epochs=2, n_train=2000), ("gaussian_noise",), (1, 5), bundle, n=None, device="cpu"
+    )
     assert rec["corruptions"]["source"] == "real" and rec["corruptions"]["labels_match_split"]
     assert sets.find_real_folder("fashion-mnist") is None
 
@@ -120,8 +131,16 @@ def test_real_cifar10c_files_load_in_robustbench_layout(tmp_path, monkeypatch):
 def test_corruption_record_holds_every_cell_and_the_summaries(tmp_path):
     bundle = small_bundle(48)
     names, sevs = ("gaussian_noise", "contrast"), (1, 5)
-    rec = evaluate_corruptions(trained_cnn(epochs=2, n_train=2000), names, sevs, bundle, n=None, device="cpu",
-                               cache_dir=tmp_path, source="generated")
+    rec = evaluate_corruptions(
+        trained_cnn(epochs=2, n_train=2000),
+        names,
+        sevs,
+        bundle,
+        n=None,
+        device="cpu",
+        cache_dir=tmp_path,
+        source="generated",
+    )
     m = rec["metrics"]
     assert rec["kind"] == "corruption" and m["n"] == 48 and m["clean_acc"] > 0.2
     assert [(r["corruption"], r["severity"]) for r in m["results"]] == [(c, s) for c in names for s in sevs]
@@ -137,8 +156,21 @@ def test_corruption_record_holds_every_cell_and_the_summaries(tmp_path):
 
 def test_robust_eval_corruptions_through_the_cli(ckpt, tmp_path, monkeypatch):
     monkeypatch.setenv("ROBUST_CACHE", str(tmp_path / "cache"))
-    res = CliRunner().invoke(main, ["eval", "--corruptions", "impulse_noise,pixelate", "--severity", "2,4",
-                                    "--n", "16", "--results", str(tmp_path / "res"), str(ckpt)])
+    res = CliRunner().invoke(
+        main,
+        [
+            "eval",
+            "--corruptions",
+            "impulse_noise,pixelate",
+            "--severity",
+            "2,4",
+            "--n",
+            "16",
+            "--results",
+            str(tmp_path / "res"),
+            str(ckpt),
+        ],
+    )
     assert res.exit_code == 0, res.output
     (path,) = (tmp_path / "res" / "records").glob("corruption-*.json")  # no attack ran: no eval record
     assert not list((tmp_path / "res" / "records").glob("eval-*.json"))
@@ -148,8 +180,23 @@ def test_robust_eval_corruptions_through_the_cli(ckpt, tmp_path, monkeypatch):
     rep = CliRunner().invoke(main, ["report", "--results", str(tmp_path / "res")])  # corruption records alone
     assert rep.exit_code == 0, rep.output
     assert "corruption" in (tmp_path / "res" / "REPORT.md").read_text().lower()
-    both = CliRunner().invoke(main, ["eval", "--attack", "fgsm", "--corruptions", "fog", "--severity", "1",
-                                     "--n", "16", "--results", str(tmp_path / "res2"), str(ckpt)])
+    both = CliRunner().invoke(
+        main,
+        [
+            "eval",
+            "--attack",
+            "fgsm",
+            "--corruptions",
+            "fog",
+            "--severity",
+            "1",
+            "--n",
+            "16",
+            "--results",
+            str(tmp_path / "res2"),
+            str(ckpt),
+        ],
+    )
     assert both.exit_code == 0, both.output
     kinds = sorted(p.name.split("-")[0] for p in (tmp_path / "res2" / "records").glob("*.json"))
     assert kinds == ["corruption", "eval"]
@@ -166,30 +213,41 @@ def test_a_degenerate_model_is_named_in_the_record_and_the_output(tmp_path, monk
         last.bias.copy_(torch.nn.functional.one_hot(torch.tensor(3), 10).float())
     path = save_checkpoint(tmp_path / "one-class.pth", model, meta)
     monkeypatch.setenv("ROBUST_CACHE", str(tmp_path / "cache"))
-    res = CliRunner().invoke(main, ["eval", "--corruptions", "fog", "--severity", "1", "--n", "40",
-                                    "--results", str(tmp_path / "res"), str(path)])
+    res = CliRunner().invoke(
+        main,
+        ["eval", "--corruptions", "fog", "--severity", "1", "--n", "40", "--results", str(tmp_path / "res"), str(path)],
+    )
     assert res.exit_code == 0, res.output
     (rec_path,) = (tmp_path / "res" / "records").glob("corruption-*.json")
     rec = json.loads(rec_path.read_text())
     assert "one class" in rec["degenerate"]["reason"] and rec["checks"][0]["ok"] is False
     assert rec["metrics"]["relative_drop"] == 0.0  # what the warning is for: a flat line that measures nothing
     assert "is degenerate" in " ".join(res.output.split()) and "meaningless" in res.output
-    good = evaluate_corruptions(trained_cnn(epochs=2, n_train=2000), ("fog",), (1,), small_bundle(48), n=None,
-                                device="cpu", cache_dir=tmp_path, source="generated")
+    good = evaluate_corruptions(
+        trained_cnn(epochs=2, n_train=2000),
+        ("fog",),
+        (1,),
+        small_bundle(48),
+        n=None,
+        device="cpu",
+        cache_dir=tmp_path,
+        source="generated",
+    )
     assert good["degenerate"] is None and good["checks"][0]["ok"] is True
 
 
 def test_robust_run_measures_corruptions_once_per_cell(tmp_path, monkeypatch):
     from support import TINY_EXPERIMENT, image_tree
 
-    from robustbench_local.results import ResultsStore
     from robustbench_local.experiment import load_experiment, run_experiment
+    from robustbench_local.results import ResultsStore
 
     tree = image_tree(tmp_path / "tree", cifar10(), 10, 4)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("ROBUST_CACHE", str(tmp_path / "cache"))
     text = TINY_EXPERIMENT.format(tree=tree).replace("n = 100", "n = 24") + (
-        '\n[corruptions]\nnames = ["fog", "noise"]\nseverity = "4-5"\n\n[[cells]]\nname = "std"\n')
+        '\n[corruptions]\nnames = ["fog", "noise"]\nseverity = "4-5"\n\n[[cells]]\nname = "std"\n'
+    )
     (tmp_path / "exp.toml").write_text(text)
     first = run_experiment("exp.toml", say=lambda m: None, attacks=["fgsm"])
     assert first.plan[0].corruptions is None  # --attack fgsm leaves the corruptions for later

@@ -1,5 +1,6 @@
 """The CIFAR-10-C corruption functions on real images: 4 CIFAR-10 test images (32x32 RGB, and
 one resized to 64x64) and 2 Fashion-MNIST test images (28x28 grayscale)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -84,8 +85,9 @@ def test_frost_keeps_less_of_the_image_as_severity_grows(cifar_images):
     at every step (severity 4 only darkens the image under the same frost as severity 3). What
     grows is how much the frost hides: the correlation with the clean image falls."""
     for i, x in enumerate(cifar_images):
-        corr = [np.corrcoef(x.ravel(), corrupt(x, "frost", s, np.random.default_rng(i)).ravel())[0, 1]
-                for s in range(1, 6)]
+        corr = [
+            np.corrcoef(x.ravel(), corrupt(x, "frost", s, np.random.default_rng(i)).ravel())[0, 1] for s in range(1, 6)
+        ]
         assert all(np.diff(corr) < 0), corr
 
 
@@ -137,11 +139,12 @@ def test_defocus_matches_opencv_reference(cifar_images):
     x = cifar_images[2].astype(np.float64)
     for severity, (radius, alias) in enumerate(blur.DEFOCUS, start=1):
         t = np.arange(-8, 9)
-        disk = (t[:, None] ** 2 + t[None, :] ** 2 <= radius ** 2).astype(np.float64)
+        disk = (t[:, None] ** 2 + t[None, :] ** 2 <= radius**2).astype(np.float64)
         kernel = cv2.GaussianBlur(disk / disk.sum(), ksize=(3, 3), sigmaX=alias)
         ref = np.stack([cv2.filter2D(x[..., k], -1, kernel) for k in range(3)], axis=-1)
-        assert np.allclose(corrupt(cifar_images[2], "defocus_blur", severity, np.random.default_rng(0)),
-                           np.clip(ref, 0, 1), atol=1e-6)
+        assert np.allclose(
+            corrupt(cifar_images[2], "defocus_blur", severity, np.random.default_rng(0)), np.clip(ref, 0, 1), atol=1e-6
+        )
 
 
 def test_brightness_is_an_hsv_value_shift(cifar_images, fmnist_images):
@@ -151,19 +154,27 @@ def test_brightness_is_an_hsv_value_shift(cifar_images, fmnist_images):
         for x in cifar_images:
             hsv = rgb2hsv(x.astype(np.float64))
             hsv[..., 2] = np.clip(hsv[..., 2] + c, 0, 1)
-            assert np.allclose(corrupt(x, "brightness", severity, np.random.default_rng(0)),
-                               np.clip(hsv2rgb(hsv), 0, 1), atol=1e-6)
+            assert np.allclose(
+                corrupt(x, "brightness", severity, np.random.default_rng(0)), np.clip(hsv2rgb(hsv), 0, 1), atol=1e-6
+            )
         # grayscale goes through RGB and back: the same as adding c to the gray value
         g = fmnist_images[0]
-        assert np.allclose(corrupt(g, "brightness", severity, np.random.default_rng(0)), np.clip(g + c, 0, 1),
-                           atol=1e-6)
+        assert np.allclose(
+            corrupt(g, "brightness", severity, np.random.default_rng(0)), np.clip(g + c, 0, 1), atol=1e-6
+        )
 
 
-@pytest.mark.parametrize("name,severity,listed", [
-    ("fog_blur", 1, "gaussian_noise, shot_noise, impulse_noise"), ("Gaussian Noise", 1, "jpeg_compression"),
-    ("frost", 0, "1, 2, 3, 4 or 5"), ("frost", 6, "1, 2, 3, 4 or 5"), ("frost", 2.0, "1, 2, 3, 4 or 5"),
-    ("frost", True, "1, 2, 3, 4 or 5"),
-])
+@pytest.mark.parametrize(
+    "name,severity,listed",
+    [
+        ("fog_blur", 1, "gaussian_noise, shot_noise, impulse_noise"),
+        ("Gaussian Noise", 1, "jpeg_compression"),
+        ("frost", 0, "1, 2, 3, 4 or 5"),
+        ("frost", 6, "1, 2, 3, 4 or 5"),
+        ("frost", 2.0, "1, 2, 3, 4 or 5"),
+        ("frost", True, "1, 2, 3, 4 or 5"),
+    ],
+)
 def test_bad_name_or_severity_is_one_line(cifar_images, name, severity, listed):
     with pytest.raises(RobustError, match=listed) as e:
         corrupt(cifar_images[0], name, severity, np.random.default_rng(0))

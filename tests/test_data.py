@@ -1,6 +1,7 @@
 """Data package: loaders on the real offline data, formats written by the tests
 themselves (image trees, CIFAR pickles), the cache, the search error, batched
 augmentation, the tensor loader and `robust data`."""
+
 from __future__ import annotations
 
 import gzip
@@ -30,12 +31,13 @@ from robustbench_local.data import (
     data_search_roots,
     default_augment,
     describe_datasets,
+    formats,
     hflip,
     load_dataset,
     random_crop,
+    search,
 )
 from robustbench_local.data import cache as cache_mod
-from robustbench_local.data import formats, search
 from robustbench_local.errors import DataNotFound, RobustError
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
@@ -184,7 +186,7 @@ def write_tree(root: Path, classes=("dog", "cat", "frog"), n=5, size=(8, 8), spl
     colours = {}
     for ci, cls in enumerate(classes):
         for i in range(n):
-            for part in (("train", "test") if split else ("",)):
+            for part in ("train", "test") if split else ("",):
                 if split and part == "test" and i >= 2:
                     continue
                 rel = Path(part) / cls / f"{i:03d}.png" if part else Path(cls) / f"{i:03d}.png"
@@ -311,8 +313,13 @@ def write_cifar100(root: Path, n_train=20, n_test=10, protocol=2) -> tuple[np.nd
         x = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
         fine = [int(v) for v in rng.integers(0, 100, n)]
         data[split] = (x, fine)
-        entry = {b"filenames": [f"img{i}.png".encode() for i in range(n)], b"batch_label": split.encode(),
-                 b"fine_labels": fine, b"coarse_labels": [v // 5 for v in fine], b"data": x}
+        entry = {
+            b"filenames": [f"img{i}.png".encode() for i in range(n)],
+            b"batch_label": split.encode(),
+            b"fine_labels": fine,
+            b"coarse_labels": [v // 5 for v in fine],
+            b"data": x,
+        }
         (folder / split).write_bytes(pickle.dumps(entry, protocol=protocol))
     meta = {b"fine_label_names": [s.encode() for s in fine_names], b"coarse_label_names": [b"c"] * 20}
     (folder / "meta").write_bytes(pickle.dumps(meta, protocol=protocol))
@@ -437,8 +444,12 @@ def _window_offsets(out, padded, pad: int, what: str) -> list[tuple[int, int]]:
     of its padded image; fails naming the first one that is not."""
     shifts = []
     for i in range(8):
-        found = [(dy, dx) for dy in range(2 * pad + 1) for dx in range(2 * pad + 1)
-                 if torch.equal(out[i], padded[i, :, dy:dy + 32, dx:dx + 32])]
+        found = [
+            (dy, dx)
+            for dy in range(2 * pad + 1)
+            for dx in range(2 * pad + 1)
+            if torch.equal(out[i], padded[i, :, dy : dy + 32, dx : dx + 32])
+        ]
         assert found, f"{what} {i} is not a window of its padded image"
         shifts.append(found[0])
     return shifts

@@ -13,6 +13,7 @@ half-batch statistics (standard DDP), so the comparisons use ``--no-bn`` (and no
 dropout, no augmentation: those draw per-rank random numbers). PGD-AT is compared
 without a random start for the same reason; with one, only the starting noise
 differs."""
+
 from __future__ import annotations
 
 import csv
@@ -27,21 +28,60 @@ import torch
 
 REPO = Path(__file__).resolve().parent.parent
 
-COMMON = ["--subset", "256", "--val-fraction", "0.004", "--maps", "8,16", "--no-bn", "--dropout", "0",
-          "--augment", "none", "--batch-size", "64", "--device", "cpu"]
+COMMON = [
+    "--subset",
+    "256",
+    "--val-fraction",
+    "0.004",
+    "--maps",
+    "8,16",
+    "--no-bn",
+    "--dropout",
+    "0",
+    "--augment",
+    "none",
+    "--batch-size",
+    "64",
+    "--device",
+    "cpu",
+]
 STANDARD = COMMON + ["--schedule", "none", "--epochs", "2"]  # resumable from epoch 1: lr independent of --epochs
-PGD = COMMON + ["--epochs", "1", "--adv", "pgd", "--k", "2", "--no-random-start", "--val-robust-n", "64",
-                "--val-robust-k", "2"]
-WITH_BN = ["--subset", "1024", "--val-fraction", "0.004", "--maps", "8,16", "--batch-size", "32", "--epochs", "2",
-           "--augment", "none", "--device", "cpu"]
+PGD = COMMON + [
+    "--epochs",
+    "1",
+    "--adv",
+    "pgd",
+    "--k",
+    "2",
+    "--no-random-start",
+    "--val-robust-n",
+    "64",
+    "--val-robust-k",
+    "2",
+]
+WITH_BN = [
+    "--subset",
+    "1024",
+    "--val-fraction",
+    "0.004",
+    "--maps",
+    "8,16",
+    "--batch-size",
+    "32",
+    "--epochs",
+    "2",
+    "--augment",
+    "none",
+    "--device",
+    "cpu",
+]
 EVAL_N = 200
 
 
 def _train(out: Path, name: str, args: list[str], *extra: str) -> None:
     from robustbench_local.cli import main
 
-    main(["train", *args, "--out", str(out / name), "--results", str(out / "results"), *extra],
-         standalone_mode=False)
+    main(["train", *args, "--out", str(out / name), "--results", str(out / "results"), *extra], standalone_mode=False)
 
 
 def _eval_specs():
@@ -50,8 +90,10 @@ def _eval_specs():
 
     # a radius at which the small model of the 'bn' run is broken on some points, not all
     t = ThreatModel(norm="linf", eps=0.0313, step=0.0313 / 2, space="normalized")
-    return [AttackSpec(name="fgsm", threat=t, fgsm_random_start=True),
-            AttackSpec(name="pgd", threat=t, k=3, restarts=2)]
+    return [
+        AttackSpec(name="fgsm", threat=t, fgsm_random_start=True),
+        AttackSpec(name="pgd", threat=t, k=3, restarts=2),
+    ]
 
 
 def _evaluate(ckpt: Path, adv_path: Path) -> list[dict]:
@@ -92,8 +134,16 @@ def ddp(tmp_path_factory):
     """The torchrun launch: 2 processes on the CPU; returns (folder, combined stdout)."""
     out = tmp_path_factory.mktemp("ddp")
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO / "tests"))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(Path(__file__).resolve()), str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(Path(__file__).resolve()),
+        str(out),
+    ]
     proc = subprocess.run(cmd, cwd=out, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return out, proc.stdout
@@ -112,8 +162,9 @@ def single(ddp, tmp_path_factory):
     torch.set_num_threads(1)
     try:
         for name, args in (("standard", STANDARD), ("pgd", PGD)):
-            res = CliRunner().invoke(main, ["train", *args, "--out", str(out / name),
-                                            "--results", str(out / "results")])
+            res = CliRunner().invoke(
+                main, ["train", *args, "--out", str(out / name), "--results", str(out / "results")]
+            )
             assert res.exit_code == 0, res.output
         records = _evaluate(ddp[0] / "bn" / "best.pth", out / "adv-single.pt")
     finally:
@@ -136,8 +187,16 @@ def _initial_weights():
     from robustbench_local.runtime import seed_everything
 
     seed_everything(0)
-    model = build_model("cnn", num_classes=10, input_shape=(3, 32, 32), mean=(0.5,) * 3, std=(0.5,) * 3,
-                        maps="8,16", bn=False, dropout=0.0)
+    model = build_model(
+        "cnn",
+        num_classes=10,
+        input_shape=(3, 32, 32),
+        mean=(0.5,) * 3,
+        std=(0.5,) * 3,
+        maps="8,16",
+        bn=False,
+        dropout=0.0,
+    )
     return {k: v.detach() for k, v in model.state_dict().items()}
 
 
@@ -172,8 +231,9 @@ def test_resume_under_ddp_ends_bit_identical(ddp):
     assert all(torch.equal(a[k], b[k]) for k in a)
     drop = {"seconds", "images_per_s", "attack_seconds"}
     h_a, h_b = _history(ddp[0] / "standard" / "history.csv"), _history(ddp[0] / "resumed" / "history.csv")
-    assert [{k: v for k, v in r.items() if k not in drop} for r in h_a] == \
-           [{k: v for k, v in r.items() if k not in drop} for r in h_b]
+    assert [{k: v for k, v in r.items() if k not in drop} for r in h_a] == [
+        {k: v for k, v in r.items() if k not in drop} for r in h_b
+    ]
 
 
 def test_only_rank_zero_prints_and_writes(ddp):
@@ -227,14 +287,19 @@ def test_ddp_evaluation_equals_one_process(ddp, single):
     by = {r["attack"]["label"]: r["metrics"] for r in one}
     assert set(by) == {"R+FGSM", "PGD-3x2", "worst-case"}
     m = by["PGD-3x2"]
-    print("\nDDP eval: records equal to one process; " + ", ".join(
-        f"{label} {v['robust_correct']}/{v['n']}" for label, v in by.items()) + f", clean {m['clean_correct']}/{m['n']}")
+    print(
+        "\nDDP eval: records equal to one process; "
+        + ", ".join(f"{label} {v['robust_correct']}/{v['n']}" for label, v in by.items())
+        + f", clean {m['clean_correct']}/{m['n']}"
+    )
     assert m["n"] == EVAL_N and m["clean_correct"] > 20 and 0 < m["robust_correct"] < m["clean_correct"]
     for rank in (0, 1):  # a foreign model's records under torchrun: the numbers of one process
         foreign = json.loads((out / f"foreign-rank{rank}.json").read_text())
         assert [_numbers(r) for r in foreign] == [_numbers(r) for r in one]
-    two, ref = torch.load(out / "adv-ddp.pt", weights_only=True), torch.load(single[0] / "adv-single.pt",
-                                                                             weights_only=True)
+    two, ref = (
+        torch.load(out / "adv-ddp.pt", weights_only=True),
+        torch.load(single[0] / "adv-single.pt", weights_only=True),
+    )
     assert two.keys() == ref.keys()
     for key, value in ref.items():
         if isinstance(value, torch.Tensor):
@@ -256,8 +321,9 @@ def test_sync_bn_on_the_cpu_is_refused_before_any_data_is_read(tmp_path):
     from robustbench_local.specs import DataSpec, TrainSpec
     from robustbench_local.train_setup import prepare_run
 
-    spec = TrainSpec(data=DataSpec(dataset=str(tmp_path / "nowhere")), sync_bn=True, device="cpu",
-                     out=str(tmp_path / "run"))
+    spec = TrainSpec(
+        data=DataSpec(dataset=str(tmp_path / "nowhere")), sync_bn=True, device="cpu", out=str(tmp_path / "run")
+    )
     with pytest.raises(RobustError, match="--sync-bn needs CUDA"):
         prepare_run(spec)
     assert not (tmp_path / "run").exists()
@@ -278,8 +344,7 @@ def test_ranks_share_the_permutation_and_draw_their_own_randomness(cifar10_small
             return x
 
         streams = RankStreams(augment, seed=3, rank=rank)
-        loader = TensorLoader(cifar10_small, 16, device="cpu", shuffle=True, augment=streams, rank=rank,
-                              world_size=2)
+        loader = TensorLoader(cifar10_small, 16, device="cpu", shuffle=True, augment=streams, rank=rank, world_size=2)
         torch.manual_seed(epoch_seed(3, 0))
         streams.start_epoch(0)
         return torch.cat([y for _, y in loader]).tolist(), draws
@@ -323,8 +388,7 @@ def _attack_suite():
 def _evaluate_attacks(ckpt: Path) -> list[dict]:
     from robustbench_local.evaluation import evaluate
 
-    return evaluate(str(ckpt), _attack_suite(), n=ATTACKS_N, batch_size=ATTACKS_BATCH, device="cpu",
-                    run_checks=False)
+    return evaluate(str(ckpt), _attack_suite(), n=ATTACKS_N, batch_size=ATTACKS_BATCH, device="cpu", run_checks=False)
 
 
 def _attacks_worker(out: Path, ckpt: Path) -> None:
@@ -336,14 +400,25 @@ def _attacks_worker(out: Path, ckpt: Path) -> None:
 
 
 def test_every_attack_under_ddp_equals_one_process(tmp_path):
-    from robustbench_local.checkpoint import save_checkpoint
     from support import trained_cnn
+
+    from robustbench_local.checkpoint import save_checkpoint
 
     ckpt = tmp_path / "cnn.pth"
     save_checkpoint(ckpt, *trained_cnn())
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO / "tests"))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(Path(__file__).resolve()), "attacks", str(tmp_path), str(ckpt)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(Path(__file__).resolve()),
+        "attacks",
+        str(tmp_path),
+        str(ckpt),
+    ]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     threads = torch.get_num_threads()
@@ -363,10 +438,13 @@ def test_every_attack_under_ddp_equals_one_process(tmp_path):
         differ = [label for label in by_label if two[label] != by_label[label]]
         assert not differ, f"rank {rank}: records differ from one process for " + ", ".join(
             f"{label} (robust {two[label]['metrics']['robust_correct']} vs {by_label[label]['metrics']['robust_correct']})"
-            for label in differ)
-    print("\nDDP, every attack: records equal to one process; " + ", ".join(
-        f"{label} {r['metrics']['robust_correct']}/{r['metrics']['n']}" for label, r in by_label.items())
-        + f", clean {first['clean_correct']}/{first['n']}")
+            for label in differ
+        )
+    print(
+        "\nDDP, every attack: records equal to one process; "
+        + ", ".join(f"{label} {r['metrics']['robust_correct']}/{r['metrics']['n']}" for label, r in by_label.items())
+        + f", clean {first['clean_correct']}/{first['n']}"
+    )
 
 
 if __name__ == "__main__":

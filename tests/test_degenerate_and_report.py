@@ -2,6 +2,7 @@
 strict JSON and the report names, and leaves out, every record it cannot use;
 training minutes are credited by checkpoint hash; the method column names the
 adversarial method."""
+
 from __future__ import annotations
 
 import copy
@@ -14,6 +15,7 @@ import pandas as pd
 import pytest
 import torch
 from click.testing import CliRunner
+from support import trained_cnn
 
 from robustbench_local import checks as C
 from robustbench_local.checkpoint import save_checkpoint
@@ -23,8 +25,6 @@ from robustbench_local.fileio import write_json
 from robustbench_local.report import build_report
 from robustbench_local.report.tables import method_label
 from robustbench_local.results import ResultsStore
-
-from support import trained_cnn
 
 FIXTURES = Path(__file__).parent / "fixtures" / "records"
 ADVERSARIAL = "cifar10-cnn-standard-pgd-s0/best.pth"
@@ -53,8 +53,9 @@ def ckpts(tmp_path_factory):
 
 
 def _eval(ckpt: Path, results: Path, attack: str = "pgd"):
-    res = CliRunner().invoke(main, ["eval", "--attack", attack, "--n", "200", "--device", "cpu",
-                                    "--results", str(results), str(ckpt)])
+    res = CliRunner().invoke(
+        main, ["eval", "--attack", attack, "--n", "200", "--device", "cpu", "--results", str(results), str(ckpt)]
+    )
     assert res.exit_code == 0, res.output
     recs = [json.loads(p.read_text()) for p in sorted((results / "records").glob("eval-*.json"))]
     return res.output, recs
@@ -117,9 +118,28 @@ def test_trained_model_is_not_flagged(ckpts, tmp_path):
 def test_fit_warns_when_validation_collapses_onto_one_class(ckpts, tmp_path):
     _, bad = ckpts
     # start from the collapsed weights with a learning rate too small to move its bias
-    res = CliRunner().invoke(main, ["train", "--init", str(bad), "--subset", "200", "--epochs", "1", "--lr", "1e-6",
-                                    "--val-fraction", "0.02", "--device", "cpu", "--out", str(tmp_path / "run"),
-                                    "--results", str(tmp_path / "results")])
+    res = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "--init",
+            str(bad),
+            "--subset",
+            "200",
+            "--epochs",
+            "1",
+            "--lr",
+            "1e-6",
+            "--val-fraction",
+            "0.02",
+            "--device",
+            "cpu",
+            "--out",
+            str(tmp_path / "run"),
+            "--results",
+            str(tmp_path / "results"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "warning" in res.output and "one class" in res.output
     with open(tmp_path / "run" / "history.csv") as f:
@@ -228,8 +248,12 @@ def test_training_minutes_are_credited_by_hash_not_path_tail(tmp_path):
     assert m is None and all(pd.isna(v) for v in in_csv)  # the seed run's 4.95 minutes are not this file's
 
     quick = json.loads(_train_record(root).read_text())
-    quick["checkpoint"].update(path="runs/quick/cifar10-cnn-standard-pgd-s0/best.pth", sha256="e" * 64,
-                               last_path="runs/quick/cifar10-cnn-standard-pgd-s0/last.pth", last_sha256="f" * 64)
+    quick["checkpoint"].update(
+        path="runs/quick/cifar10-cnn-standard-pgd-s0/best.pth",
+        sha256="e" * 64,
+        last_path="runs/quick/cifar10-cnn-standard-pgd-s0/last.pth",
+        last_sha256="f" * 64,
+    )
     quick["minutes"] = 0.7
     (root / "records" / "train-20250110T080500-0f1e2d3c4c.json").write_text(json.dumps(quick))
     m, in_csv = minutes()
@@ -240,8 +264,11 @@ def test_without_a_hash_the_full_path_decides(tmp_path):
     root = _store(tmp_path)
     train = _train_record(root)
     rec = json.loads(train.read_text())
-    eval_path = next(json.loads(p.read_text())["checkpoint"]["path"] for p in (root / "records").glob("eval-*.json")
-                     if json.loads(p.read_text())["checkpoint"]["name"] == ADVERSARIAL)
+    eval_path = next(
+        json.loads(p.read_text())["checkpoint"]["path"]
+        for p in (root / "records").glob("eval-*.json")
+        if json.loads(p.read_text())["checkpoint"]["name"] == ADVERSARIAL
+    )
     for key in ("sha256", "last_sha256"):
         rec["checkpoint"].pop(key, None)
     rec["checkpoint"]["path"] = "/somewhere/else/" + eval_path  # same tail, another file
@@ -274,10 +301,19 @@ def test_method_column_names_the_adversarial_method(tmp_path):
     assert "<td>PGD-AT</td>" in (root / "report.html").read_text()
 
 
-@pytest.mark.parametrize("method, adv, label", [
-    ("standard", "none", "standard"), ("standard", "pgd", "PGD-AT"), ("standard", "trades", "TRADES"),
-    ("standard", "fgsm-rs", "FGSM-RS"), ("standard", "free", "Free-AT"), ("mixup", "pgd", "MixUp + PGD-AT"),
-    ("cutmix", "trades", "CutMix + TRADES"), ("ova", "none", "OVA"), (None, None, "-"),
-])
+@pytest.mark.parametrize(
+    "method, adv, label",
+    [
+        ("standard", "none", "standard"),
+        ("standard", "pgd", "PGD-AT"),
+        ("standard", "trades", "TRADES"),
+        ("standard", "fgsm-rs", "FGSM-RS"),
+        ("standard", "free", "Free-AT"),
+        ("mixup", "pgd", "MixUp + PGD-AT"),
+        ("cutmix", "trades", "CutMix + TRADES"),
+        ("ova", "none", "OVA"),
+        (None, None, "-"),
+    ],
+)
 def test_method_label(method, adv, label):
     assert method_label(method, adv) == label

@@ -1,18 +1,18 @@
 """An evaluation cut off part-way resumes at the attack's last finished batch and gives
 exactly the numbers of an uninterrupted run; AutoAttack, which batches internally, is
 called batch by batch when resuming is on."""
+
 import importlib
 
 import pytest
 import torch
+from support import cifar10, trained_cnn
 
 from robustbench_local.attacks import AttackSpec
 from robustbench_local.checkpoint import save_checkpoint
 from robustbench_local.evaluation import evaluate
 from robustbench_local.partial import PartialRun
 from robustbench_local.threat import ThreatModel
-
-from support import cifar10, trained_cnn
 
 N, BATCH = 40, 10
 THREAT = ThreatModel("linf", 0.0313, 0.0313 / 4)
@@ -24,8 +24,9 @@ def ckpt(tmp_path_factory):
 
 
 def run(ckpt, attack, resume_dir=None):
-    (rec,) = evaluate(str(ckpt), [attack], cifar10(), n=N, batch_size=BATCH, run_checks=False, device="cpu",
-                      resume_dir=resume_dir)
+    (rec,) = evaluate(
+        str(ckpt), [attack], cifar10(), n=N, batch_size=BATCH, run_checks=False, device="cpu", resume_dir=resume_dir
+    )
     return rec
 
 

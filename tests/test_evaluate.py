@@ -1,4 +1,5 @@
 """evaluate(), the sanity checks and `robust eval` on a trained CNN and real CIFAR-10."""
+
 import json
 import subprocess
 import sys
@@ -7,6 +8,7 @@ import pytest
 import torch
 import torch.nn as nn
 from click.testing import CliRunner
+from support import cifar10, correct_points, trained_cnn
 
 from robustbench_local import checks as C
 from robustbench_local.attacks import AttackSpec
@@ -14,8 +16,6 @@ from robustbench_local.checkpoint import save_checkpoint
 from robustbench_local.cli import main
 from robustbench_local.evaluation import evaluate
 from robustbench_local.threat import ThreatModel
-
-from support import cifar10, correct_points, trained_cnn
 
 EPS = 0.0313
 
@@ -60,16 +60,21 @@ def test_records_hold_consistent_numbers(target):
         assert rec["attack"]["eps_pixel"] == pytest.approx(EPS / 2)
         assert rec["data"]["indices_sha256"] and rec["data"]["selection"].startswith("first 300")
         assert json.loads(json.dumps(rec)) == rec  # plain JSON, numbers as numbers
-    assert r["worst-case"]["metrics"]["robust_acc"] <= min(r["FGSM"]["metrics"]["robust_acc"], r["PGD-10"]["metrics"]["robust_acc"])
+    assert r["worst-case"]["metrics"]["robust_acc"] <= min(
+        r["FGSM"]["metrics"]["robust_acc"], r["PGD-10"]["metrics"]["robust_acc"]
+    )
     assert r["PGD-10"]["metrics"]["attacked"] == round(clean * 300)  # only clean-correct points are attacked
 
 
 def test_each_attack_equals_its_standalone_number_and_cascade_equals_and(target):
     data = cifar10()
-    alone = {a: by_label(evaluate(target, suite(a), data, n=300, run_checks=False, device="cpu"))
-             for a in ("fgsm", "pgd")}
+    alone = {
+        a: by_label(evaluate(target, suite(a), data, n=300, run_checks=False, device="cpu")) for a in ("fgsm", "pgd")
+    }
     together = by_label(evaluate(target, suite("fgsm", "pgd"), data, n=300, run_checks=False, device="cpu"))
-    cascade = by_label(evaluate(target, suite("fgsm", "pgd"), data, n=300, run_checks=False, cascade=True, device="cpu"))
+    cascade = by_label(
+        evaluate(target, suite("fgsm", "pgd"), data, n=300, run_checks=False, cascade=True, device="cpu")
+    )
     assert together["FGSM"]["metrics"]["robust_acc"] == alone["fgsm"]["FGSM"]["metrics"]["robust_acc"]
     assert together["PGD-10"]["metrics"]["robust_acc"] == alone["pgd"]["PGD-10"]["metrics"]["robust_acc"]
     assert cascade["worst-case"]["metrics"]["robust_acc"] == together["worst-case"]["metrics"]["robust_acc"]
@@ -122,27 +127,50 @@ def test_fgsm_stronger_than_pgd_is_flagged():
 
 
 def test_cli_eval_writes_records_and_adv_file(ckpt, tmp_path):
-    res = CliRunner().invoke(main, ["eval", "--attack", "fgsm", "--attack", "pgd", "--k", "5", "--n", "100",
-                                    "--eps", "0.0313,0.0626", "--results", str(tmp_path / "res"),
-                                    "--save-adv", str(tmp_path / "adv.pt"), str(ckpt)])
+    res = CliRunner().invoke(
+        main,
+        [
+            "eval",
+            "--attack",
+            "fgsm",
+            "--attack",
+            "pgd",
+            "--k",
+            "5",
+            "--n",
+            "100",
+            "--eps",
+            "0.0313,0.0626",
+            "--results",
+            str(tmp_path / "res"),
+            "--save-adv",
+            str(tmp_path / "adv.pt"),
+            str(ckpt),
+        ],
+    )
     assert res.exit_code == 0, res.output
     recs = [json.loads(p.read_text()) for p in (tmp_path / "res" / "records").glob("*.json")]
     assert len(recs) == 6  # (fgsm, pgd, worst-case) x 2 eps
-    assert {r["checkpoint"]["sha256"] for r in recs} == {__import__("robustbench_local.checkpoint", fromlist=["x"]).file_sha256(ckpt)}
+    assert {r["checkpoint"]["sha256"] for r in recs} == {
+        __import__("robustbench_local.checkpoint", fromlist=["x"]).file_sha256(ckpt)
+    }
     adv = torch.load(tmp_path / "adv.pt", weights_only=True)
     x_adv, x = adv["PGD-5@0.0313/x_adv"], adv["x_clean"]
     assert x_adv.shape == x.shape == (100, 3, 32, 32) and adv["index"].shape == (100,)
-    assert ((x_adv - x).abs().amax() <= 0.0313 * 0.5 + 1e-6)
+    assert (x_adv - x).abs().amax() <= 0.0313 * 0.5 + 1e-6
     assert "PGD-5" in res.output and "0.01565" in res.output  # both eps spaces are printed
 
 
-@pytest.mark.parametrize("args,msg", [
-    (["missing.pth"], "does not exist"),
-    (["--attack", "cwx", "CKPT"], "unknown attack 'cwx'"),
-    (["--eps", "0", "CKPT"], "eps must be > 0"),
-    (["--eps", "-8/255", "CKPT"], "eps must be > 0"),
-    (["TRUNC"], "truncated"),
-])
+@pytest.mark.parametrize(
+    "args,msg",
+    [
+        (["missing.pth"], "does not exist"),
+        (["--attack", "cwx", "CKPT"], "unknown attack 'cwx'"),
+        (["--eps", "0", "CKPT"], "eps must be > 0"),
+        (["--eps", "-8/255", "CKPT"], "eps must be > 0"),
+        (["TRUNC"], "truncated"),
+    ],
+)
 def test_cli_eval_errors_are_one_line(ckpt, tmp_path, args, msg):
     trunc = tmp_path / "trunc.pth"
     trunc.write_bytes(ckpt.read_bytes()[:1000])
@@ -155,7 +183,26 @@ def test_cli_eval_errors_are_one_line(ckpt, tmp_path, args, msg):
 
 
 def test_cli_eval_as_subprocess(ckpt, tmp_path):
-    out = subprocess.run([sys.executable, "-m", "robustbench_local", "eval", "--attack", "pgd", "--k", "3", "--n", "50",
-                          "--no-checks", "--results", str(tmp_path), str(ckpt)], capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "robustbench_local",
+            "eval",
+            "--attack",
+            "pgd",
+            "--k",
+            "3",
+            "--n",
+            "50",
+            "--no-checks",
+            "--results",
+            str(tmp_path),
+            str(ckpt),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     assert len(list((tmp_path / "records").glob("eval-*.json"))) == 1

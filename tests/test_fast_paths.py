@@ -4,15 +4,16 @@ parameter gradients off during attacks, bf16 autocast on the CPU with attacks ke
 in float32, the training forward's routing (what DDP sees), and torch.compile
 (the 'aot_eager' backend: the same graph capture and autograd as inductor without
 its C++ build, which takes a minute on this machine; the benchmark measures inductor)."""
+
 from __future__ import annotations
 
 import copy
 import json
 
 import pytest
-from support import image_tree
 import torch
 import torch.nn.functional as F
+from support import image_tree
 
 from robustbench_local.attacks import perturb, pgd
 from robustbench_local.attacks.base import make_ball
@@ -37,8 +38,16 @@ def batch(cifar10):
 
 def cnn(seed: int = 0, **kwargs):
     torch.manual_seed(seed)
-    return build_model("cnn", num_classes=10, input_shape=(3, 32, 32), mean=(0.5,) * 3, std=(0.5,) * 3,
-                       maps="8,16", dropout=0.0, **kwargs)
+    return build_model(
+        "cnn",
+        num_classes=10,
+        input_shape=(3, 32, 32),
+        mean=(0.5,) * 3,
+        std=(0.5,) * 3,
+        maps="8,16",
+        dropout=0.0,
+        **kwargs,
+    )
 
 
 def sgd_step(model, net, x, y, lr=0.1):
@@ -56,8 +65,11 @@ def sgd_step(model, net, x, y, lr=0.1):
 def max_rel_diff(a: dict, b: dict, base: dict) -> float:
     """max over float tensors of max |a - b| / max |b - base|: how far two updated
     models disagree, as a share of each tensor's update."""
-    return max((a[k] - b[k]).abs().max().item() / (b[k] - base[k]).abs().max().item()
-               for k in a if a[k].is_floating_point() and not torch.equal(b[k], base[k]))
+    return max(
+        (a[k] - b[k]).abs().max().item() / (b[k] - base[k]).abs().max().item()
+        for k in a
+        if a[k].is_floating_point() and not torch.equal(b[k], base[k])
+    )
 
 
 def attack_start(model, x):
@@ -84,8 +96,14 @@ def test_channels_last_attack_matches_nchw(batch):
     fast = copy.deepcopy(plain).to(memory_format=torch.channels_last)
     start = attack_start(plain, x)
     a = pgd(plain, x, y, THREAT, k=5, init=[start])
-    b = pgd(fast, x.contiguous(memory_format=torch.channels_last), y, THREAT, k=5,
-            init=[start.contiguous(memory_format=torch.channels_last)])
+    b = pgd(
+        fast,
+        x.contiguous(memory_format=torch.channels_last),
+        y,
+        THREAT,
+        k=5,
+        init=[start.contiguous(memory_format=torch.channels_last)],
+    )
     assert torch.equal(a.fooled, b.fooled)
     assert 0 < int(a.fooled.sum()) < len(y)
     # a sign step can flip where a gradient entry is ~0; essentially all pixels agree
@@ -94,16 +112,18 @@ def test_channels_last_attack_matches_nchw(batch):
 
 def test_evaluate_gives_the_same_record_in_either_layout(cifar10, tmp_path):
     """evaluate() lays a checkpoint out NHWC by default on CPU; its numbers equal NCHW's."""
+    from support import trained_cnn
+
     from robustbench_local.attacks import AttackSpec
     from robustbench_local.checkpoint import save_checkpoint
     from robustbench_local.evaluation import evaluate
 
-    from support import trained_cnn
-
     path = save_checkpoint(tmp_path / "best.pth", *trained_cnn(epochs=2, n_train=2000))
     specs = [AttackSpec("fgsm", threat=THREAT), AttackSpec("pgd", threat=THREAT, k=10)]
-    recs = {cl: evaluate(str(path), specs, cifar10, n=200, device="cpu", channels_last=cl, run_checks=False)
-            for cl in (False, "auto")}
+    recs = {
+        cl: evaluate(str(path), specs, cifar10, n=200, device="cpu", channels_last=cl, run_checks=False)
+        for cl in (False, "auto")
+    }
     assert [r["environment"]["channels_last"] for r in recs["auto"]] == [True] * 3
     assert [r["environment"]["channels_last"] for r in recs[False]] == [False] * 3
     for a, b in zip(recs[False], recs["auto"]):
@@ -119,8 +139,14 @@ def test_attack_is_the_same_with_parameter_gradients_on_or_off(batch):
     model = cnn().eval()
     ball = make_ball(model, x, THREAT)
     start = attack_start(model, x)
-    kw = dict(steps=4, step_size=THREAT.step, random_start=True, loss_fn=lambda z, t: F.cross_entropy(
-        z, t, reduction="none"), aux=(y,), init=start)
+    kw = dict(
+        steps=4,
+        step_size=THREAT.step,
+        random_start=True,
+        loss_fn=lambda z, t: F.cross_entropy(z, t, reduction="none"),
+        aux=(y,),
+        init=start,
+    )
     with_grads, _ = run_pgd(model, x, ball, **kw)  # the plain path: parameters keep requires_grad
     assert all(p.grad is None for p in model.parameters())  # input gradients only, nothing accumulated
     frozen = perturb(model, x, y, THREAT, steps=4, init=start)  # the fast path freezes them
@@ -217,8 +243,13 @@ def small_tree(tmp_path_factory, cifar10) -> str:
 def test_compile_option_trains_like_eager(small_tree, tmp_path, monkeypatch):
     """TrainSpec(compile=...) through fit(): same weights as the eager run."""
     monkeypatch.setenv("ROBUST_CACHE", str(tmp_path / "cache"))
-    common = dict(data=DataSpec(dataset=small_tree, val_fraction=0.2, augment="none"),
-                  model=ModelSpec(kwargs={"maps": "8,16", "dropout": 0}), epochs=1, batch_size=32, device="cpu")
+    common = dict(
+        data=DataSpec(dataset=small_tree, val_fraction=0.2, augment="none"),
+        model=ModelSpec(kwargs={"maps": "8,16", "dropout": 0}),
+        epochs=1,
+        batch_size=32,
+        device="cpu",
+    )
     eager = fit(TrainSpec(out=str(tmp_path / "eager"), **common), quiet=True)
     comp = fit(TrainSpec(out=str(tmp_path / "comp"), compile="aot_eager", **common), quiet=True)
     a = torch.load(eager.last_path, weights_only=True)["state_dict"]

@@ -2,6 +2,7 @@
 robustbench package) with weights from a file in RobustBench's own key format, or from
 RobustBench's download. No test reaches the network: the weights are random (seeded)
 and the download is made to fail."""
+
 from __future__ import annotations
 
 import importlib.util

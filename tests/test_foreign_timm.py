@@ -1,6 +1,7 @@
 """timm models as ``timm-NAME``: built for the dataset by build_model, and a plain timm
 state_dict evaluated by `robust eval --arch timm-NAME --weights FILE` exactly as the
 same weights in a robust_train checkpoint."""
+
 from __future__ import annotations
 
 import hashlib
@@ -43,8 +44,9 @@ def weights(tmp_path_factory):
 def _eval(tmp_path, *args, results="res", n=16, seed=0):
     """`robust eval --attack pgd --k 3 --n N --seed S ARGS --results DIR`: (CLI result, the one record or None)."""
     out = tmp_path / results
-    res = CliRunner().invoke(main, ["eval", "--attack", "pgd", "--k", "3", "--n", str(n), "--seed", str(seed), *args,
-                                    "--results", str(out)])
+    res = CliRunner().invoke(
+        main, ["eval", "--attack", "pgd", "--k", "3", "--n", str(n), "--seed", str(seed), *args, "--results", str(out)]
+    )
     records = sorted((out / "records").glob("*.json")) if (out / "records").is_dir() else []
     assert len(records) <= 1
     return res, (json.loads(records[0].read_text()) if records else None)
@@ -76,8 +78,7 @@ def test_bad_names_and_sizes_are_one_line():
     msg = str(e.value)
     assert "\n" not in msg and "unknown timm model 'resnt18'" in msg and "resnet18" in msg.split("close names:")[1]
     with pytest.raises(RobustError) as e:  # a ViT has a fixed 224x224 patch grid
-        build_model("timm-vit_tiny_patch16_224", num_classes=10, input_shape=SHAPE, mean=CIFAR10_MEAN,
-                    std=CIFAR10_STD)
+        build_model("timm-vit_tiny_patch16_224", num_classes=10, input_shape=SHAPE, mean=CIFAR10_MEAN, std=CIFAR10_STD)
     assert "\n" not in str(e.value) and "timm-vit_tiny_patch16_224 cannot take 3x32x32 inputs" in str(e.value)
 
 
@@ -114,15 +115,33 @@ def test_cli_evaluates_plain_timm_state_dicts(weights, tmp_path):
     assert ck["mean"] == [0.485, 0.456, 0.406] and ck["std"] == [0.229, 0.224, 0.225]
     assert ck["sha256"] == _sha256(root / "sd.pth") and rec["metrics"]["n"] == 16
 
-    res, wrapped = _eval(tmp_path, "--arch", "timm-resnet18", "--weights", str(root / "wrapped.pth"),
-                         "--dataset", "cifar10", results="wrapped")
+    res, wrapped = _eval(
+        tmp_path,
+        "--arch",
+        "timm-resnet18",
+        "--weights",
+        str(root / "wrapped.pth"),
+        "--dataset",
+        "cifar10",
+        results="wrapped",
+    )
     assert res.exit_code == 0, res.output
     assert wrapped["checkpoint"]["sha256"] == _sha256(root / "wrapped.pth")
     assert wrapped["checkpoint"]["source"]["state_key"] == "state_dict"
     _same_metrics(wrapped, rec)
 
-    res, stated = _eval(tmp_path, "--arch", "timm-resnet18", "--weights", str(root / "sd.pth"), "--dataset",
-                        "cifar10", "--normalization", "cifar10", results="stated")
+    res, stated = _eval(
+        tmp_path,
+        "--arch",
+        "timm-resnet18",
+        "--weights",
+        str(root / "sd.pth"),
+        "--dataset",
+        "cifar10",
+        "--normalization",
+        "cifar10",
+        results="stated",
+    )
     assert res.exit_code == 0, res.output
     ck = stated["checkpoint"]
     assert ck["normalization"] == "cifar10" and ck["normalization_source"] == "--normalization cifar10"
@@ -142,17 +161,35 @@ def test_cli_refuses_weights_of_another_architecture(tmp_path):
 
 def test_same_metrics_as_a_robust_train_checkpoint(weights, tmp_path):
     root, state = weights
-    model = build_model("timm-resnet18", num_classes=10, input_shape=SHAPE, mean=[0.485, 0.456, 0.406],
-                        std=[0.229, 0.224, 0.225])
+    model = build_model(
+        "timm-resnet18", num_classes=10, input_shape=SHAPE, mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225]
+    )
     model.net.load_state_dict(state)
-    meta = {"arch": "timm-resnet18", "arch_kwargs": {}, "num_classes": 10, "input_shape": list(SHAPE),
-            "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "dataset": "cifar10"}
+    meta = {
+        "arch": "timm-resnet18",
+        "arch_kwargs": {},
+        "num_classes": 10,
+        "input_shape": list(SHAPE),
+        "mean": [0.485, 0.456, 0.406],
+        "std": [0.229, 0.224, 0.225],
+        "dataset": "cifar10",
+    }
     ckpt = save_checkpoint(tmp_path / "best.pth", model, meta)
     # more points than the other tests, so that several are attacked
     res, ours = _eval(tmp_path, str(ckpt), results="ours", n=64, seed=3)
     assert res.exit_code == 0, res.output
-    res, foreign = _eval(tmp_path, "--arch", "timm-resnet18", "--weights", str(root / "sd.pth"),
-                         "--dataset", "cifar10", results="foreign", n=64, seed=3)
+    res, foreign = _eval(
+        tmp_path,
+        "--arch",
+        "timm-resnet18",
+        "--weights",
+        str(root / "sd.pth"),
+        "--dataset",
+        "cifar10",
+        results="foreign",
+        n=64,
+        seed=3,
+    )
     assert res.exit_code == 0, res.output
     assert ours["metrics"]["n"] == 64 and ours["metrics"]["attacked"] > 0
     _same_metrics(ours, foreign)

@@ -1,6 +1,7 @@
 """The GPU reproduction of fast adversarial training (benchmarks/gpu_fast_at.py) at its CPU
 smoke size: it trains FGSM-RS at 8/255 in pixels with the 10/255 step, evaluates through
 evaluate() and writes a JSON with intervals and the published figures beside ours."""
+
 from __future__ import annotations
 
 import json
@@ -89,8 +90,13 @@ def test_full_run_without_a_gpu_says_so(tmp_path, monkeypatch):
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="the refusal is for machines without a GPU")
 def test_command_line_refuses_the_cpu_in_one_line(tmp_path):
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_fast_at.py"), "--out", str(tmp_path)],
-                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "gpu_fast_at.py"), "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
     assert proc.returncode == 2
     assert "meant for a GPU" in proc.stderr and "Traceback" not in proc.stderr
     assert not list(tmp_path.iterdir())

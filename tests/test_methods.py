@@ -1,4 +1,5 @@
 """Training-method losses on real CIFAR-10 batches, checked against hand computations."""
+
 from __future__ import annotations
 
 import math
@@ -25,8 +26,9 @@ def batch(cifar10):
 @pytest.fixture(scope="module")
 def model(cifar10):
     torch.manual_seed(0)
-    return build_model("cnn", num_classes=10, input_shape=cifar10.info.input_shape, mean=(0.5,) * 3,
-                       std=(0.5,) * 3, maps="8,8,16").eval()
+    return build_model(
+        "cnn", num_classes=10, input_shape=cifar10.info.input_shape, mean=(0.5,) * 3, std=(0.5,) * 3, maps="8,8,16"
+    ).eval()
 
 
 def _sigmoid(z: float) -> float:
@@ -164,8 +166,11 @@ def test_bad_method_inputs_are_one_line_errors():
         make_base_method("nope")
     with pytest.raises(RobustError, match="method 'ova' does not take alpha"):
         make_base_method("ova", {"alpha": 1.0})
-    for name, kwargs, text in [("mixup", {"alpha": 0}, "--alpha"), ("cutmix", {"cutmix_prob": 1.5}, "--cutmix-prob"),
-                               ("standard", {"label_smoothing": 1.0}, "--label-smoothing")]:
+    for name, kwargs, text in [
+        ("mixup", {"alpha": 0}, "--alpha"),
+        ("cutmix", {"cutmix_prob": 1.5}, "--cutmix-prob"),
+        ("standard", {"label_smoothing": 1.0}, "--label-smoothing"),
+    ]:
         with pytest.raises(RobustError, match=text):
             make_base_method(name, kwargs)
 

@@ -1,15 +1,15 @@
 """The minimal-norm attacks (CW-L2, DeepFool, FAB-T) on a really trained model and real
 CIFAR-10 test images: the norms they report, the verdicts that follow from them, and
 agreement with the independent implementations (torchattacks, pyautoattack)."""
+
 import pytest
 import torch
+from support import eval_points, trained_cnn
 
 from robustbench_local.attacks.cw import cw
 from robustbench_local.attacks.deepfool import deepfool
 from robustbench_local.attacks.fab import _norm, fab_t, project_hyperplane_box
-from robustbench_local.threat import Ball, ThreatModel
-
-from support import eval_points, trained_cnn
+from robustbench_local.threat import ThreatModel
 
 N = 100
 # cheap settings, shared by the reference runs they are compared with
@@ -108,8 +108,13 @@ def test_normalized_space_and_channels_last(model, points, attack, norm):
     x, y = x[:40], y[:40]
     opts = dict(k=10) if attack is deepfool else FAB_OPTS
     px = attack(model, x, y, ThreatModel(norm, 0.25 if norm == "l2" else 2 / 255, space="pixel"), **opts)
-    nz = attack(model, x.contiguous(memory_format=torch.channels_last), y,
-                ThreatModel(norm, 0.5 if norm == "l2" else 4 / 255, space="normalized"), **opts)
+    nz = attack(
+        model,
+        x.contiguous(memory_format=torch.channels_last),
+        y,
+        ThreatModel(norm, 0.5 if norm == "l2" else 4 / 255, space="normalized"),
+        **opts,
+    )
     assert nz.x_adv.is_contiguous(memory_format=torch.channels_last)
     finite = torch.isfinite(px.norms)
     assert torch.equal(finite, torch.isfinite(nz.norms))
@@ -179,9 +184,17 @@ def test_deepfool_l2_matches_torchattacks(model, points, clean_ok):
 def _reference_fab(model, norm, eps):
     from pyautoattack.fab_pt import FABAttack_PT
 
-    return FABAttack_PT(model, norm={"linf": "Linf", "l2": "L2", "l1": "L1"}[norm], n_restarts=1,
-                        n_iter=FAB_OPTS["k"], eps=eps, targeted=True,
-                        n_target_classes=FAB_OPTS["targets"], seed=0, device="cpu")
+    return FABAttack_PT(
+        model,
+        norm={"linf": "Linf", "l2": "L2", "l1": "L1"}[norm],
+        n_restarts=1,
+        n_iter=FAB_OPTS["k"],
+        eps=eps,
+        targeted=True,
+        n_target_classes=FAB_OPTS["targets"],
+        seed=0,
+        device="cpu",
+    )
 
 
 def test_fab_robust_accuracy_matches_pyautoattack(model, points):

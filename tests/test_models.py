@@ -3,6 +3,7 @@ from (arch, options), option errors, channels_last, torchvision adaptations.
 
 Inputs are real images: the first CIFAR-10 JPEGs of ../shared/data (also upsampled to
 64x64 for the imagefolder shape) and the first Fashion-MNIST images."""
+
 from __future__ import annotations
 
 import copy
@@ -24,8 +25,16 @@ from PIL import Image
 from torch import nn
 
 from robustbench_local.errors import RobustError
-from robustbench_local.models import (MODELS, NORMALIZATIONS, Normalize, NormalizedModel, build_model,
-                                      model_kwargs_help, option_defaults, resolve_normalization)
+from robustbench_local.models import (
+    MODELS,
+    NORMALIZATIONS,
+    Normalize,
+    NormalizedModel,
+    build_model,
+    model_kwargs_help,
+    option_defaults,
+    resolve_normalization,
+)
 
 SHAPES = [(3, 32, 32), (1, 28, 28), (3, 64, 64)]
 # The full-width WideResNets are tested once at batch 1 (test_wide_resnet_full_width);
@@ -74,8 +83,14 @@ def one_thread():
 def make(arch: str, shape=(3, 32, 32), num_classes: int = 10, seed: int = 0, **kwargs) -> NormalizedModel:
     torch.manual_seed(seed)
     c = shape[0]
-    return build_model(arch, num_classes=num_classes, input_shape=shape, mean=[0.5] * c, std=[0.5] * c,
-                       **{**SMALL.get(arch, {}), **kwargs})
+    return build_model(
+        arch,
+        num_classes=num_classes,
+        input_shape=shape,
+        mean=[0.5] * c,
+        std=[0.5] * c,
+        **{**SMALL.get(arch, {}), **kwargs},
+    )
 
 
 # --- every model, every dataset shape ----------------------------------------------------------------------------
@@ -150,8 +165,17 @@ def test_channels_last_training_step_matches_in_float64(images):
         torch.testing.assert_close(b, a, rtol=1e-9, atol=1e-12)
 
 
-@pytest.mark.parametrize("arch,millions", [("resnet20", 0.27), ("resnet32", 0.46), ("resnet44", 0.66),
-                                           ("resnet56", 0.85), ("resnet110", 1.7), ("resnet18", 11.17)])
+@pytest.mark.parametrize(
+    "arch,millions",
+    [
+        ("resnet20", 0.27),
+        ("resnet32", 0.46),
+        ("resnet44", 0.66),
+        ("resnet56", 0.85),
+        ("resnet110", 1.7),
+        ("resnet18", 11.17),
+    ],
+)
 def test_parameter_counts_match_the_papers(arch, millions):
     # He et al. (2016) Table 6, and Kuang Liu's ResNet-18 for CIFAR-10.
     n = sum(p.numel() for p in make(arch).parameters())
@@ -202,8 +226,15 @@ def test_normalized_model_exposes_mean_std_and_normalizes_first(images):
         torch.testing.assert_close(model(x), model.net(z))
 
 
-@pytest.mark.parametrize("mean,std", [([0.5, 0.5], [0.5, 0.5, 0.5]), ([0.5] * 3, [0.5, 0.0, 0.5]),
-                                      ([0.5] * 3, [0.5, float("nan"), 0.5]), ([0.5], [0.5])])
+@pytest.mark.parametrize(
+    "mean,std",
+    [
+        ([0.5, 0.5], [0.5, 0.5, 0.5]),
+        ([0.5] * 3, [0.5, 0.0, 0.5]),
+        ([0.5] * 3, [0.5, float("nan"), 0.5]),
+        ([0.5], [0.5]),
+    ],
+)
 def test_bad_normalization_values(mean, std):
     with pytest.raises(RobustError):
         build_model("cnn", num_classes=10, input_shape=(3, 32, 32), mean=mean, std=std)
@@ -234,16 +265,19 @@ def test_seed_normalization_maps_pixels_to_minus_one_one():
 # --- rebuilding from (arch, options) -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("arch,kwargs,shape", [
-    ("cnn", {"maps": "8,16", "bn": False, "skip": True, "dropout": 0.0}, (1, 28, 28)),
-    ("vgg", {"width": 8, "hidden": 0}, (3, 64, 64)),
-    ("resnet18", {"blocks": [1, 1, 1, 1], "width": 8}, (3, 32, 32)),
-    ("resnet20", {"shortcut": "B"}, (3, 32, 32)),
-    ("preact-resnet18", {"blocks": "1,1,1,1", "width": 8}, (3, 32, 32)),
-    ("wrn", {"depth": 10, "widen": 2, "dropout": 0.3}, (3, 32, 32)),
-    ("fast", {"widths": "16,32,32"}, (3, 32, 32)),
-    ("tv-resnet18", {"stem": "cifar"}, (1, 28, 28)),
-])
+@pytest.mark.parametrize(
+    "arch,kwargs,shape",
+    [
+        ("cnn", {"maps": "8,16", "bn": False, "skip": True, "dropout": 0.0}, (1, 28, 28)),
+        ("vgg", {"width": 8, "hidden": 0}, (3, 64, 64)),
+        ("resnet18", {"blocks": [1, 1, 1, 1], "width": 8}, (3, 32, 32)),
+        ("resnet20", {"shortcut": "B"}, (3, 32, 32)),
+        ("preact-resnet18", {"blocks": "1,1,1,1", "width": 8}, (3, 32, 32)),
+        ("wrn", {"depth": 10, "widen": 2, "dropout": 0.3}, (3, 32, 32)),
+        ("fast", {"widths": "16,32,32"}, (3, 32, 32)),
+        ("tv-resnet18", {"stem": "cifar"}, (1, 28, 28)),
+    ],
+)
 def test_state_dict_round_trip_through_metadata(arch, kwargs, shape, images, tmp_path):
     c = shape[0]
     model = make(arch, shape, 10, seed=1, **kwargs)
@@ -253,13 +287,28 @@ def test_state_dict_round_trip_through_metadata(arch, kwargs, shape, images, tmp
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.01)
-    meta = json.loads(json.dumps({"arch": model.arch, "arch_kwargs": model.arch_kwargs, "num_classes": 10,
-                                  "input_shape": list(model.input_shape), "mean": model.mean.tolist(),
-                                  "std": model.std.tolist()}))
+    meta = json.loads(
+        json.dumps(
+            {
+                "arch": model.arch,
+                "arch_kwargs": model.arch_kwargs,
+                "num_classes": 10,
+                "input_shape": list(model.input_shape),
+                "mean": model.mean.tolist(),
+                "std": model.std.tolist(),
+            }
+        )
+    )
     torch.save(model.state_dict(), tmp_path / "m.pth")
     torch.manual_seed(99)  # a different init: the weights must come from the file
-    rebuilt = build_model(meta["arch"], num_classes=meta["num_classes"], input_shape=tuple(meta["input_shape"]),
-                          mean=meta["mean"], std=meta["std"], **meta["arch_kwargs"])
+    rebuilt = build_model(
+        meta["arch"],
+        num_classes=meta["num_classes"],
+        input_shape=tuple(meta["input_shape"]),
+        mean=meta["mean"],
+        std=meta["std"],
+        **meta["arch_kwargs"],
+    )
     rebuilt.load_state_dict(torch.load(tmp_path / "m.pth", weights_only=True))
     assert rebuilt.mean.tolist() == [0.5] * c
     model.eval()
@@ -349,23 +398,26 @@ def test_unknown_arch_lists_valid_names():
         make("tv-resnet9000")
 
 
-@pytest.mark.parametrize("arch,kwargs,fragment", [
-    ("cnn", {"mapz": "16"}, "no option mapz; valid options: maps, dropout, bn, skip"),
-    ("wrn-28-10", {"depth": 16}, "no option depth"),
-    ("cnn", {"maps": "16,x"}, "maps"),
-    ("cnn", {"maps": ""}, "maps"),
-    ("cnn", {"maps": [16, 0]}, "maps"),
-    ("cnn", {"dropout": 1.5}, "dropout"),
-    ("cnn", {"bn": "maybe"}, "bn"),
-    ("vgg", {"width": 2.5}, "width"),
-    ("resnet18", {"blocks": "2,two"}, "blocks"),
-    ("resnet20", {"shortcut": "C"}, "shortcut"),
-    ("wrn", {"depth": 27}, "depth"),
-    ("fast", {"widths": "64,-1,64"}, "widths"),
-    ("tv-resnet18", {"stem": "tiny"}, "stem"),
-    ("tv-mobilenet_v2", {"stem": "cifar"}, "stem=cifar"),
-    ("cnn", {"maps": torch.tensor([16])}, "JSON"),
-])
+@pytest.mark.parametrize(
+    "arch,kwargs,fragment",
+    [
+        ("cnn", {"mapz": "16"}, "no option mapz; valid options: maps, dropout, bn, skip"),
+        ("wrn-28-10", {"depth": 16}, "no option depth"),
+        ("cnn", {"maps": "16,x"}, "maps"),
+        ("cnn", {"maps": ""}, "maps"),
+        ("cnn", {"maps": [16, 0]}, "maps"),
+        ("cnn", {"dropout": 1.5}, "dropout"),
+        ("cnn", {"bn": "maybe"}, "bn"),
+        ("vgg", {"width": 2.5}, "width"),
+        ("resnet18", {"blocks": "2,two"}, "blocks"),
+        ("resnet20", {"shortcut": "C"}, "shortcut"),
+        ("wrn", {"depth": 27}, "depth"),
+        ("fast", {"widths": "64,-1,64"}, "widths"),
+        ("tv-resnet18", {"stem": "tiny"}, "stem"),
+        ("tv-mobilenet_v2", {"stem": "cifar"}, "stem=cifar"),
+        ("cnn", {"maps": torch.tensor([16])}, "JSON"),
+    ],
+)
 def test_bad_options_give_one_line_errors(arch, kwargs, fragment):
     with pytest.raises(RobustError) as err:
         make(arch, **kwargs)
@@ -373,8 +425,12 @@ def test_bad_options_give_one_line_errors(arch, kwargs, fragment):
 
 
 def test_bad_shapes_and_class_counts():
-    for bad in [dict(num_classes=0, input_shape=(3, 32, 32)), dict(num_classes=10, input_shape=(32, 32)),
-                dict(num_classes=True, input_shape=(3, 32, 32)), dict(num_classes=10, input_shape=(3, 0, 32))]:
+    for bad in [
+        dict(num_classes=0, input_shape=(3, 32, 32)),
+        dict(num_classes=10, input_shape=(32, 32)),
+        dict(num_classes=True, input_shape=(3, 32, 32)),
+        dict(num_classes=10, input_shape=(3, 0, 32)),
+    ]:
         with pytest.raises(RobustError):
             build_model("cnn", mean=[0.5] * 3, std=[0.5] * 3, **bad)
 
@@ -415,8 +471,9 @@ def test_tv_weights_path_loads_a_state_dict(tmp_path, images):
     imagenet = torchvision.models.resnet18()
     torch.save(imagenet.state_dict(), tmp_path / "resnet18.pth")
     # pretrained=true with a local file reads the file and downloads nothing (the CLI's --pretrained --weights).
-    model = make("tv-resnet18", (3, 64, 64), num_classes=5, seed=0, pretrained=True,
-                 weights=str(tmp_path / "resnet18.pth"))
+    model = make(
+        "tv-resnet18", (3, 64, 64), num_classes=5, seed=0, pretrained=True, weights=str(tmp_path / "resnet18.pth")
+    )
     own, ref = model.net.state_dict(), imagenet.state_dict()
     assert all(torch.equal(own[k], ref[k]) for k in ref if not k.startswith("fc."))
     assert model.net.fc.out_features == 5
@@ -427,11 +484,24 @@ def test_tv_weights_path_loads_a_state_dict(tmp_path, images):
     imagenet.eval()
     gray.eval()
     with torch.no_grad():
-        torch.testing.assert_close(gray.net.layer4(gray.net.layer3(gray.net.layer2(gray.net.layer1(
-            gray.net.maxpool(gray.net.relu(gray.net.bn1(gray.net.conv1(x)))))))),
-            imagenet.layer4(imagenet.layer3(imagenet.layer2(imagenet.layer1(
-                imagenet.maxpool(imagenet.relu(imagenet.bn1(imagenet.conv1(x.expand(-1, 3, -1, -1))))))))),
-            rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(
+            gray.net.layer4(
+                gray.net.layer3(
+                    gray.net.layer2(gray.net.layer1(gray.net.maxpool(gray.net.relu(gray.net.bn1(gray.net.conv1(x))))))
+                )
+            ),
+            imagenet.layer4(
+                imagenet.layer3(
+                    imagenet.layer2(
+                        imagenet.layer1(
+                            imagenet.maxpool(imagenet.relu(imagenet.bn1(imagenet.conv1(x.expand(-1, 3, -1, -1)))))
+                        )
+                    )
+                )
+            ),
+            rtol=1e-4,
+            atol=1e-4,
+        )
 
 
 def test_tv_weights_path_errors(tmp_path):

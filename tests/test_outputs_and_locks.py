@@ -1,6 +1,7 @@
 """Outputs through the CLI: one writer per run folder, every output path checked before
 any work, nothing computed is lost at the end, nothing half-written, one-line errors,
 and `robust report` keeps its hands off reports it did not make."""
+
 from __future__ import annotations
 
 import errno
@@ -16,16 +17,16 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
+from support import image_tree
 
 from robustbench_local import evaluation as evaluate_module
-from robustbench_local import fileio, outputs, train as train_module
+from robustbench_local import fileio, outputs
+from robustbench_local import train as train_module
 from robustbench_local import visualize as visualize_module
 from robustbench_local.checkpoint import file_sha256, read_checkpoint
 from robustbench_local.cli import main
 from robustbench_local.results import ResultsStore
 from robustbench_local.specs import DataSpec, ModelSpec, TrainSpec
-
-from support import image_tree
 
 FIXTURES = Path(__file__).parent / "fixtures" / "records"
 TINY = ["--maps", "8,8,16", "--batch-size", "64", "--schedule", "none", "--device", "cpu"]
@@ -45,8 +46,15 @@ def tree(tmp_path_factory, cifar10) -> str:
 @pytest.fixture(scope="module")
 def checkpoint(tree, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("ckpt") / "run"
-    spec = TrainSpec(data=DataSpec(dataset=tree), model=ModelSpec(kwargs={"maps": "8,8,16"}), epochs=1,
-                     batch_size=64, schedule="none", device="cpu", out=str(out))
+    spec = TrainSpec(
+        data=DataSpec(dataset=tree),
+        model=ModelSpec(kwargs={"maps": "8,8,16"}),
+        epochs=1,
+        batch_size=64,
+        schedule="none",
+        device="cpu",
+        out=str(out),
+    )
     return train_module.fit(spec, quiet=True).best_path
 
 
@@ -129,8 +137,13 @@ main(sys.argv[3:])
 def test_a_second_training_into_a_busy_folder_is_refused(tree, tmp_path):
     holding, go = tmp_path / "holding", tmp_path / "go"
     args = train_args(tree, "--out", "run", "--results", "res")
-    first = subprocess.Popen([sys.executable, "-c", HOLDER, str(holding), str(go), *args], cwd=tmp_path,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(holding), str(go), *args],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         for _ in range(6000):  # until the first training holds the folder (or dies)
             if holding.exists() or first.poll() is not None:
@@ -139,8 +152,10 @@ def test_a_second_training_into_a_busy_folder_is_refused(tree, tmp_path):
         assert holding.exists(), first.communicate()
         second = cli(args + ["--lr", "0.1"], tmp_path)
         line = one_error_line(second)
-        assert line == (f"error: another `robust train` (pid {first.pid}) is working in run; wait for it, "
-                        f"or delete {Path('run') / '.lock'} if that process is gone")
+        assert line == (
+            f"error: another `robust train` (pid {first.pid}) is working in run; wait for it, "
+            f"or delete {Path('run') / '.lock'} if that process is gone"
+        )
         assert not (tmp_path / "res").exists()
     finally:
         go.write_text("go")
@@ -183,7 +198,8 @@ def test_a_kill_during_the_final_test_pass_is_finished_by_resume(tree, tmp_path,
     (rec,) = records(tmp_path / "res", "train")
     record = json.loads(rec.read_text())
     assert record["metrics"]["test_n"] == 100 and record["checkpoint"]["sha256"] == file_sha256(
-        tmp_path / "run" / "best.pth")
+        tmp_path / "run" / "best.pth"
+    )
     r = cli(args + ["--resume"], tmp_path)
     assert r.exit_code == 0 and "already finished" in r.output and len(records(tmp_path / "res")) == 1
 
@@ -215,8 +231,9 @@ def _stderr_only(result):
 
 def test_a_full_disk_at_the_eval_records_keeps_them(checkpoint, tmp_path, monkeypatch, unsaved):
     real_add = ResultsStore.add
-    monkeypatch.setattr(ResultsStore, "add", lambda self, rec: enospc() if self.root.name == "res"
-                        else real_add(self, rec))
+    monkeypatch.setattr(
+        ResultsStore, "add", lambda self, rec: enospc() if self.root.name == "res" else real_add(self, rec)
+    )
     r = cli(["eval", "--attack", "fgsm", "--n", "20", "--device", "cpu", "--results", "res", checkpoint], tmp_path)
     line = one_error_line(_stderr_only(r))
     kept = records(unsaved, "eval")
@@ -262,8 +279,10 @@ def test_train_refuses_an_unwritable_output_before_training(where, tree, tmp_pat
     target = readonly / "x"
     args = {"--results": ["--out", "run", "--results", target], "--out": ["--out", target, "--results", "res"]}[where]
     line = one_error_line(cli(train_args(tree, *args), tmp_path))
-    assert line.startswith(f"error: cannot write to {target} ({where}): ") and f"choose another folder with {where}" \
-        in line
+    assert (
+        line.startswith(f"error: cannot write to {target} ({where}): ")
+        and f"choose another folder with {where}" in line
+    )
     assert not (tmp_path / "run").exists() and not (tmp_path / "res").exists()
 
 
@@ -277,8 +296,20 @@ def test_train_out_under_proc_is_one_line(tree, tmp_path, monkeypatch):
 def test_eval_refuses_an_unwritable_output_before_attacking(option, checkpoint, tmp_path, readonly, monkeypatch):
     monkeypatch.setattr(evaluate_module, "evaluate", no_work)
     target = readonly / ("adv.pt" if option == "--save-adv" else "res")
-    args = ["eval", "--attack", "fgsm", "--n", "20", "--device", "cpu", "--results", tmp_path / "res", option,
-            target, checkpoint]
+    args = [
+        "eval",
+        "--attack",
+        "fgsm",
+        "--n",
+        "20",
+        "--device",
+        "cpu",
+        "--results",
+        tmp_path / "res",
+        option,
+        target,
+        checkpoint,
+    ]
     line = one_error_line(cli(args, tmp_path))
     assert f"cannot write to {target.parent if option == '--save-adv' else target} ({option})" in line
 
@@ -288,16 +319,32 @@ def test_report_and_visualize_refuse_an_unwritable_out(checkpoint, tmp_path, rea
     line = one_error_line(cli(["report", "--results", "res", "--out", readonly / "rep"], tmp_path))
     assert f"cannot write to {readonly / 'rep'} (--out)" in line
     monkeypatch.setattr(visualize_module, "adversarial_examples", no_work)
-    line = one_error_line(cli(["visualize", checkpoint, "--n", "4", "--device", "cpu", "--out",
-                               readonly / "grid.png"], tmp_path))
+    line = one_error_line(
+        cli(["visualize", checkpoint, "--n", "4", "--device", "cpu", "--out", readonly / "grid.png"], tmp_path)
+    )
     assert f"cannot write to {readonly} (--out)" in line
 
 
 # ----------------------------------------------------------------------------- full disk: one line, nothing half-written
 def test_a_full_disk_for_save_adv_keeps_the_records(checkpoint, tmp_path, monkeypatch):
     monkeypatch.setattr(torch, "save", enospc)
-    r = cli(["eval", "--attack", "fgsm", "--n", "20", "--device", "cpu", "--results", "res", "--save-adv",
-             "adv/x.pt", checkpoint], tmp_path)
+    r = cli(
+        [
+            "eval",
+            "--attack",
+            "fgsm",
+            "--n",
+            "20",
+            "--device",
+            "cpu",
+            "--results",
+            "res",
+            "--save-adv",
+            "adv/x.pt",
+            checkpoint,
+        ],
+        tmp_path,
+    )
     line = one_error_line(_stderr_only(r))
     assert "adv/x.pt" in line and "No space left on device" in line
     assert len(records(tmp_path / "res", "eval")) == 1  # the attack's numbers are kept

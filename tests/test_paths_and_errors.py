@@ -4,6 +4,7 @@ with no images, and the words of three errors (a text file given as a checkpoint
 
 Experiment files here use a tiny ImageFolder tree of solid-colour PNGs, so
 `robust run FILE --dry-run` loads its data in a blink."""
+
 from __future__ import annotations
 
 import os
@@ -22,7 +23,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def write_tree(root: Path, classes=("cat", "dog", "frog"), n_train=4, n_test=2, split=True) -> Path:
     for ci, cls in enumerate(classes):
-        for part, n in ((("train", n_train), ("test", n_test)) if split else (("", n_train),)):
+        for part, n in (("train", n_train), ("test", n_test)) if split else (("", n_train),):
             folder = root / part / cls if part else root / cls
             folder.mkdir(parents=True, exist_ok=True)
             for i in range(n):
@@ -51,8 +52,21 @@ def one_line_error(code: int, out: str) -> str:
 
 
 def train_on(tmp_path: Path, dataset: str) -> str:
-    return one_line_error(*run("train", "--dataset", dataset, "--epochs", "1", "--device", "cpu",
-                               "--out", str(tmp_path / "run"), "--results", str(tmp_path / "results")))
+    return one_line_error(
+        *run(
+            "train",
+            "--dataset",
+            dataset,
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+            "--out",
+            str(tmp_path / "run"),
+            "--results",
+            str(tmp_path / "results"),
+        )
+    )
 
 
 # ============================================================================ experiment file paths
@@ -98,8 +112,10 @@ def test_relative_paths_resolve_against_the_experiment_files_folder(study, tmp_p
     path = study('runs = "out/runs"\nresults = "out/results"\nlog = "out/t.log"\n', '[report]\nout = "out/report"\n')
     code, out = run("run", "study/exp.toml", "--dry-run")
     assert code == 0, out
-    assert ("Checkpoints go to study/out/runs, records to study/out/results/records, the log to study/out/t.log, "
-            "the report to study/out/report") in " ".join(out.split())
+    assert (
+        "Checkpoints go to study/out/runs, records to study/out/results/records, the log to study/out/t.log, "
+        "the report to study/out/report"
+    ) in " ".join(out.split())
     # the working folder does not matter: from elsewhere the same places, shown in full
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path / "elsewhere")
@@ -111,8 +127,10 @@ def test_relative_paths_resolve_against_the_experiment_files_folder(study, tmp_p
     monkeypatch.chdir(tmp_path)
     code, out = run("run", "study/exp.toml", "--dry-run")
     assert code == 0, out
-    assert ("Checkpoints go to study/runs/t, records to study/results/records, the log to study/results/t.log, "
-            "the report to study/results") in " ".join(out.split())
+    assert (
+        "Checkpoints go to study/runs/t, records to study/results/records, the log to study/results/t.log, "
+        "the report to study/results"
+    ) in " ".join(out.split())
     assert not (tmp_path / "study/runs").exists() and not (tmp_path / "study/results").exists()
 
 
@@ -143,11 +161,18 @@ def test_outside_paths_must_be_true_or_false(study):
     assert "line 2, key outside_paths: must be true or false" in out
 
 
-@pytest.mark.parametrize("name, runs, results, log", [
-    ("quick.toml", "runs/quick", "runs/quick/results", "runs/quick/run.log"),
-    ("seed_suite_cifar10.toml", "runs/seed_suite", "results/seed_suite_cifar10",
-     "results/seed_suite_cifar10/seed_suite.log"),
-])
+@pytest.mark.parametrize(
+    "name, runs, results, log",
+    [
+        ("quick.toml", "runs/quick", "runs/quick/results", "runs/quick/run.log"),
+        (
+            "seed_suite_cifar10.toml",
+            "runs/seed_suite",
+            "results/seed_suite_cifar10",
+            "results/seed_suite_cifar10/seed_suite.log",
+        ),
+    ],
+)
 def test_shipped_experiments_write_where_the_readme_says(monkeypatch, name, runs, results, log):
     """From the repository root (as `make demo` runs it), quick.toml still writes to
     runs/quick/; the seed study reads and writes its own committed folder."""
@@ -155,8 +180,7 @@ def test_shipped_experiments_write_where_the_readme_says(monkeypatch, name, runs
 
     monkeypatch.chdir(REPO)
     exp = load_experiment(f"experiments/{name}")
-    assert (exp.runs, exp.results, exp.log, exp.report["out"]) == (Path(runs), Path(results), Path(log),
-                                                                  Path(results))
+    assert (exp.runs, exp.results, exp.log, exp.report["out"]) == (Path(runs), Path(results), Path(log), Path(results))
 
 
 # ============================================================================ the log
@@ -219,9 +243,11 @@ def test_an_image_that_cannot_be_decoded_is_named_in_our_words(tmp_path, cache):
 
 
 # ============================================================================ checkpoints and weights
-TEXTS = {"notes.txt": "model weights go here\nsecond line\n",  # torch: advice to use weights_only=False
-         "readme.md": "checkpoint notes\n",                      # torch: a pickle GLOBAL opcode
-         "short.txt": "hello"}                                   # torch: KeyError '101'
+TEXTS = {
+    "notes.txt": "model weights go here\nsecond line\n",  # torch: advice to use weights_only=False
+    "readme.md": "checkpoint notes\n",  # torch: a pickle GLOBAL opcode
+    "short.txt": "hello",
+}  # torch: KeyError '101'
 
 
 @pytest.mark.parametrize("name", sorted(TEXTS))
@@ -242,9 +268,25 @@ def test_an_empty_or_binary_non_checkpoint(tmp_path):
 
 
 def _train_tv(tmp_path, weights: Path) -> str:
-    return one_line_error(*run("train", "--model", "tv-resnet18", "--weights", str(weights), "--subset", "100",
-                               "--epochs", "1", "--device", "cpu", "--out", str(tmp_path / "run"),
-                               "--results", str(tmp_path / "results")))
+    return one_line_error(
+        *run(
+            "train",
+            "--model",
+            "tv-resnet18",
+            "--weights",
+            str(weights),
+            "--subset",
+            "100",
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+            "--out",
+            str(tmp_path / "run"),
+            "--results",
+            str(tmp_path / "results"),
+        )
+    )
 
 
 def test_weights_that_are_text_or_code_are_one_line_in_our_words(tmp_path):

@@ -1,6 +1,7 @@
 """Long work shows its progress, and the numbers a person reads agree with each other:
 the progress display in its three modes, then `robust train`, `robust eval`,
 evaluate() with AutoAttack and `robust run` on real CIFAR-10 images."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from rich.console import Console
+from support import TINY_EXPERIMENT, image_tree
 
 from robustbench_local.attacks import ATTACKS, AttackResult, AttackSpec
 from robustbench_local.attacks import info as attack_info
@@ -19,8 +21,6 @@ from robustbench_local.cli import main
 from robustbench_local.progress import progress_display
 from robustbench_local.text import acc_text, plural
 from robustbench_local.threat import ThreatModel
-
-from support import TINY_EXPERIMENT, image_tree
 
 PERCENT_WITH_N = r"\d+\.\d% \(n=[\d,]+"
 
@@ -98,8 +98,24 @@ def test_plural_and_accuracy_text():
 def trained(tmp_path_factory):
     """`robust train --subset 300 --epochs 1` on real CIFAR-10 (output not a terminal)."""
     root = tmp_path_factory.mktemp("train")
-    res = CliRunner().invoke(main, ["train", "--subset", "300", "--epochs", "1", "--maps", "8,8,16", "--device", "cpu",
-                                    "--out", str(root / "run"), "--results", str(root / "res")])
+    res = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "--subset",
+            "300",
+            "--epochs",
+            "1",
+            "--maps",
+            "8,8,16",
+            "--device",
+            "cpu",
+            "--out",
+            str(root / "run"),
+            "--results",
+            str(root / "res"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     (record,) = [json.loads(p.read_text()) for p in (root / "res" / "records").glob("train-*.json")]
     return root, res.output, record
@@ -136,12 +152,28 @@ def test_cli_train_reports_one_duration(trained):
 # ----------------------------------------------------------------------------- robust eval
 def test_cli_eval_shows_attack_progress_and_percents_with_n(trained):
     root, _, _ = trained
-    res = CliRunner().invoke(main, ["eval", "--attack", "pgd", "--k", "3", "--eta", "0.0125", "--n", "30",
-                                    "--results", str(root / "eval"), str(root / "run" / "best.pth")])
+    res = CliRunner().invoke(
+        main,
+        [
+            "eval",
+            "--attack",
+            "pgd",
+            "--k",
+            "3",
+            "--eta",
+            "0.0125",
+            "--n",
+            "30",
+            "--results",
+            str(root / "eval"),
+            str(root / "run" / "best.pth"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     lines = res.output.splitlines()
-    attacked = [line for line in lines if re.match(r"PGD-3 @ .*: \d+/\d+ points.*robust so far.*; done in \d+:\d\d$",
-                                                   line)]
+    attacked = [
+        line for line in lines if re.match(r"PGD-3 @ .*: \d+/\d+ points.*robust so far.*; done in \d+:\d\d$", line)
+    ]
     assert attacked == [], res.output  # shorter than 30 s: the result line alone, no progress line repeating it
     assert re.search(r"PGD-3 @ .*: robust " + PERCENT_WITH_N, res.output), res.output
     assert re.search(r"clean accuracy " + PERCENT_WITH_N + r", 95% CI", res.output), res.output
@@ -169,8 +201,7 @@ def test_evaluate_shows_autoattack_sub_attacks(trained, monkeypatch):
     clock = FakeClock()
     buf = io.StringIO()
     spec = AttackSpec("autoattack", threat=ThreatModel("linf", 8 / 255, 2 / 255, space="pixel"))
-    with progress_display(Console(file=buf, width=200), interactive=False, clock=clock, every=0.0,
-                          heartbeat=None) as p:
+    with progress_display(Console(file=buf, width=200), interactive=False, clock=clock, every=0.0, heartbeat=None) as p:
         (rec,) = evaluate(str(root_best(trained)), [spec], n=300, device="cpu", run_checks=False, progress=p)
     (n,) = calls  # AutoAttack gets every clean-correct point in one call
     assert n == rec["metrics"]["clean_correct"] > 3
@@ -197,10 +228,20 @@ def test_evaluate_is_silent_without_a_progress_display(trained, capsys):
 def test_eval_table_marks_a_degenerate_model(capsys):
     from robustbench_local.cli.tables import print_eval_table
 
-    rec = {"checkpoint": {"name": "collapsed/best.pth"}, "degenerate": {"reason": "predicts one class for 100%"},
-           "attack": {"label": "PGD-10", "norm": "linf", "eps_normalized": 0.0313, "eps_pixel": 0.01565},
-           "metrics": {"clean_acc": 0.15, "robust_acc": 0.15, "robust_ci95": [0.12, 0.18], "n": 100, "seconds": 1.0,
-                       "images_per_s": 100.0}, "checks": []}
+    rec = {
+        "checkpoint": {"name": "collapsed/best.pth"},
+        "degenerate": {"reason": "predicts one class for 100%"},
+        "attack": {"label": "PGD-10", "norm": "linf", "eps_normalized": 0.0313, "eps_pixel": 0.01565},
+        "metrics": {
+            "clean_acc": 0.15,
+            "robust_acc": 0.15,
+            "robust_ci95": [0.12, 0.18],
+            "n": 100,
+            "seconds": 1.0,
+            "images_per_s": 100.0,
+        },
+        "checks": [],
+    }
     print_eval_table([rec])
     out = capsys.readouterr().out
     assert "meaningless" in out and "one class" in out
@@ -212,13 +253,16 @@ def test_run_reports_the_training_duration_of_the_training_summary(tmp_path, mon
 
     tree = image_tree(tmp_path / "data", cifar10, 20, 10)
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "exp.toml").write_text(TINY_EXPERIMENT.format(tree=tree) + """
+    (tmp_path / "exp.toml").write_text(
+        TINY_EXPERIMENT.format(tree=tree)
+        + """
 [[cells]]
 name = "std"
 
 [report]
 enabled = false
-""")
+"""
+    )
     said: list[str] = []
     run_experiment(tmp_path / "exp.toml", say=said.append)
     shown = capsys.readouterr().out  # fit's own summary and the evaluation's progress
@@ -241,8 +285,18 @@ def test_visualize_and_analyze_show_their_attack(trained, command, tmp_path, mon
 
     monkeypatch.setattr(progress, "PLAIN_EVERY", 0.0)  # a plain line at every update, then the final one
     root, _, _ = trained
-    res = CliRunner().invoke(main, [command, "--attack", "fgsm", "--n", "30", "--out",
-                                    str(tmp_path / ("grid.png" if command == "visualize" else "analysis")),
-                                    str(root / "run" / "best.pth")])
+    res = CliRunner().invoke(
+        main,
+        [
+            command,
+            "--attack",
+            "fgsm",
+            "--n",
+            "30",
+            "--out",
+            str(tmp_path / ("grid.png" if command == "visualize" else "analysis")),
+            str(root / "run" / "best.pth"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert re.search(r"^FGSM @ .*: \d+/\d+ points, robust so far: \d+ of \d+; done in ", res.output, re.M), res.output

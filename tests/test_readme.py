@@ -10,6 +10,7 @@ that would run a whole study (`robust run` of a committed experiment) are checke
 --dry-run; `make demo` runs the demo experiment with a smaller subset; `make test` is
 this very suite, so the test only checks the Makefile target it names.
 """
+
 from __future__ import annotations
 
 import os
@@ -100,7 +101,8 @@ def _foreign_models(work: Path) -> None:
     (work / "mymodel.py").write_text(
         "import torch.nn as nn\n\n\n"
         "def build(num_classes):\n"
-        "    return nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 16 * 16, num_classes))\n")
+        "    return nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 16 * 16, num_classes))\n"
+    )
 
 
 def _env(work: Path) -> dict:

@@ -2,6 +2,7 @@
 (tests/fixtures/records): 2 checkpoints, clean + FGSM + PGD-20 + AutoAttack +
 worst case at eps 0.0313, a PGD-20 eps sweep, one training record with history,
 one failed sanity check and one older repeat that a newer record supersedes."""
+
 from __future__ import annotations
 
 import json
@@ -112,7 +113,10 @@ def test_model_level_warning_goes_beside_the_checkpoint(store):
         if rec["checkpoint"]["name"] == ADVERSARIAL:
             for c in rec["checks"]:
                 if c["name"] == "no_collapse_at_large_eps":
-                    c.update(ok=False, detail="accuracy stays 41.00% under PGD-20 at L-inf eps 0.5 pixel (n=200): gradients look masked")
+                    c.update(
+                        ok=False,
+                        detail="accuracy stays 41.00% under PGD-20 at L-inf eps 0.5 pixel (n=200): gradients look masked",
+                    )
             p.write_text(json.dumps(rec))
     report = build_report(store)
     for t in report.comparison.tables:
@@ -163,14 +167,17 @@ def test_csv_round_trips_and_holds_the_records(built, tmp_path):
         assert (row["eps_normalized"], row["eps_pixel"], row["n"]) == (a["eps_normalized"], a["eps_pixel"], m["n"])
 
 
-@pytest.mark.parametrize("filters, attacks, checkpoints", [
-    ({"attack": ["pgd"]}, {"PGD-20"}, {STANDARD, ADVERSARIAL}),
-    ({"attack": ["FGSM", "worst-case"]}, {"FGSM", "worst-case"}, {STANDARD, ADVERSARIAL}),
-    ({"attack": ["PGD-*"]}, {"PGD-20"}, {STANDARD, ADVERSARIAL}),
-    ({"checkpoint": ["*pgd*"]}, {"FGSM", "PGD-20", "AutoAttack", "worst-case"}, {ADVERSARIAL}),
-    ({"checkpoint": ["runs/cifar10-cnn-standard-s0/*"], "attack": ["autoattack"]}, set(), set()),
-    ({"dataset": ["cifar*"]}, {"FGSM", "PGD-20", "AutoAttack", "worst-case"}, {STANDARD, ADVERSARIAL}),
-])
+@pytest.mark.parametrize(
+    "filters, attacks, checkpoints",
+    [
+        ({"attack": ["pgd"]}, {"PGD-20"}, {STANDARD, ADVERSARIAL}),
+        ({"attack": ["FGSM", "worst-case"]}, {"FGSM", "worst-case"}, {STANDARD, ADVERSARIAL}),
+        ({"attack": ["PGD-*"]}, {"PGD-20"}, {STANDARD, ADVERSARIAL}),
+        ({"checkpoint": ["*pgd*"]}, {"FGSM", "PGD-20", "AutoAttack", "worst-case"}, {ADVERSARIAL}),
+        ({"checkpoint": ["runs/cifar10-cnn-standard-s0/*"], "attack": ["autoattack"]}, set(), set()),
+        ({"dataset": ["cifar*"]}, {"FGSM", "PGD-20", "AutoAttack", "worst-case"}, {STANDARD, ADVERSARIAL}),
+    ],
+)
 def test_filters(store, filters, attacks, checkpoints):
     if not attacks:
         with pytest.raises(RobustError, match="no records .* match --attack autoattack"):
@@ -240,8 +247,16 @@ def test_corrupt_record_is_named_and_left_out_or_stops_on_request(store):
 
 def test_record_with_wrong_shapes_is_corrupt_too(store):
     bad = store / "records" / "eval-20250110T150000-0123456789.json"
-    bad.write_text(json.dumps({"kind": "eval", "checkpoint": {"name": "x"}, "attack": {"name": "pgd"},
-                               "metrics": {"robust_acc": "high", "n": 10}}))
+    bad.write_text(
+        json.dumps(
+            {
+                "kind": "eval",
+                "checkpoint": {"name": "x"},
+                "attack": {"name": "pgd"},
+                "metrics": {"robust_acc": "high", "n": 10},
+            }
+        )
+    )
     with pytest.raises(RobustError, match=bad.name):
         build_report(store, skip_bad=False)
     warned = []
@@ -277,7 +292,8 @@ def test_examples_from_visualize_and_analyze_are_linked_and_embedded(store, tmp_
     assert [e.png for e in report.examples] == [grid, confusion]
     assert [e.link for e in report.examples] == [
         "../results/figures/cifar10-cnn-standard-pgd-s0-pgd.png",
-        "../results/analysis/cifar10-cnn-standard-s0/clean-confusion.png"]
+        "../results/analysis/cifar10-cnn-standard-s0/clean-confusion.png",
+    ]
     report.write()
     md = (out / "REPORT.md").read_text()
     assert "](../results/figures/cifar10-cnn-standard-pgd-s0-pgd.png)" in md and "some-other-run" not in md

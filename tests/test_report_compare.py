@@ -1,6 +1,7 @@
 """Paired comparisons from real records: two models evaluated on the same CIFAR-10
 points, `robust report --compare`, the marks of models indistinguishable from a
 column's best, and accuracy-vs-eps figures that draw only measured radii."""
+
 from __future__ import annotations
 
 import copy
@@ -14,8 +15,7 @@ from statsmodels.stats.contingency_tables import mcnemar
 
 from robustbench_local.cli import main
 from robustbench_local.errors import RobustError
-from robustbench_local.report.compare import (compare_models, fmt_p, indistinguishable_from_best, pair_rows,
-                                              table_marks)
+from robustbench_local.report.compare import compare_models, fmt_p, indistinguishable_from_best, pair_rows, table_marks
 from robustbench_local.report.load import load_report_data
 from robustbench_local.report.plots import CLEAN_MARKER, eps_curve_figures
 from robustbench_local.report.tables import build_comparison
@@ -64,8 +64,11 @@ def store(tmp_path_factory):
 
 def _fgsm_flags(root, name: str, eps: float = EPS) -> np.ndarray:
     evals = load_report_data(root).evals
-    (row,) = [r for _, r in evals.iterrows()
-              if r["checkpoint"] == name and r["attack"] == "FGSM" and abs(r["eps_normalized"] - eps) < 1e-6]
+    (row,) = [
+        r
+        for _, r in evals.iterrows()
+        if r["checkpoint"] == name and r["attack"] == "FGSM" and abs(r["eps_normalized"] - eps) < 1e-6
+    ]
     return unpack_flags(row["robust_flags"], int(row["n"]))
 
 
@@ -97,8 +100,15 @@ def test_robust_report_compare_prints_the_paired_table(store):
     (row,) = [line for line in out.splitlines() if line.startswith(("│", "|")) and "L-inf eps 0.0313" in line]
     diff = 100 * (fa.mean() - fb.mean())
     cells = re.split(r"\s*[│|]\s*", row.strip(" │|"))
-    assert cells[1:] == ["200 test (seed 0)", f"{100 * fa.mean():.1f}%", f"{100 * fb.mean():.1f}%",
-                         cells[4], str(b), str(c), fmt_p(p)]
+    assert cells[1:] == [
+        "200 test (seed 0)",
+        f"{100 * fa.mean():.1f}%",
+        f"{100 * fb.mean():.1f}%",
+        cells[4],
+        str(b),
+        str(c),
+        fmt_p(p),
+    ]
     assert cells[4].startswith(f"{diff:+.1f} pp [")
     assert "not compared: PGD-2 at L-inf eps 0.0313" in out
     assert not (store / "REPORT.md").exists()  # --compare writes nothing
@@ -123,8 +133,11 @@ def test_records_on_other_points_are_refused(store):
     pgd = {r["checkpoint"]: r for _, r in evals.iterrows() if r["attack"] == "PGD-2"}
     with pytest.raises(RobustError, match="not on the same points .*200 cifar10 test points .* against 100"):
         pair_rows(pgd["cnn-a"], pgd["cnn-b"])
-    fgsm = {r["checkpoint"]: r for _, r in evals.iterrows() if r["attack"] == "FGSM" and r["n"] == N
-            and abs(r["eps_normalized"] - EPS) < 1e-6}
+    fgsm = {
+        r["checkpoint"]: r
+        for _, r in evals.iterrows()
+        if r["attack"] == "FGSM" and r["n"] == N and abs(r["eps_normalized"] - EPS) < 1e-6
+    }
     moved = fgsm["cnn-b"].copy()
     moved["indices_sha256"] = "0" * 64  # as many points, other ones
     with pytest.raises(RobustError, match="but other point indices"):

@@ -8,6 +8,7 @@ The evaluation records are the report tests' fixture store; the corruption recor
 beside them are written in corruptions/evaluate.py's format, their per-point flags
 drawn at random and every summary computed from the flags as evaluate.py computes it.
 One test runs the real evaluate() and evaluate_corruptions() on a trained model."""
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,13 @@ import pytest
 from robustbench_local.corruptions import GROUPS
 from robustbench_local.errors import RobustError
 from robustbench_local.report import build_report
-from robustbench_local.report.corruption_figures import (FIG_PREFIX, HEATMAP_CMAP, OKABE_ITO, heatmap_figure,
-                                                         severity_figure)
+from robustbench_local.report.corruption_figures import (
+    FIG_PREFIX,
+    HEATMAP_CMAP,
+    OKABE_ITO,
+    heatmap_figure,
+    severity_figure,
+)
 from robustbench_local.report.corruption_pages import corruptions_markdown
 from robustbench_local.report.corruption_published import PUBLISHED
 from robustbench_local.report.corruptions import CSV_NAME, build_corruptions
@@ -43,8 +49,9 @@ FROST_WHY = "A procedural, seeded ice texture replaces the benchmark's frost pho
 Z95 = 1.959963984540054
 
 
-def corruption_record(eval_rec: dict, names, severities, *, seed: int, created: str, keep: float = 0.9,
-                      source: str = "generated") -> dict:
+def corruption_record(
+    eval_rec: dict, names, severities, *, seed: int, created: str, keep: float = 0.9, source: str = "generated"
+) -> dict:
     """A corruption record for the model and points of ``eval_rec``: per-point flags at
     random (a point right when clean can go wrong under a corruption, more often at a
     higher severity), everything else derived from the flags as evaluate.py does."""
@@ -56,8 +63,18 @@ def corruption_record(eval_rec: dict, names, severities, *, seed: int, created: 
         for s in severities:
             ok = clean & (rng.random(n) < keep - 0.1 * s)
             k = int(ok.sum())
-            results.append({"corruption": c, "family": FAMILY[c], "severity": s, "n": n, "correct": k, "acc": k / n,
-                            "ci95": list(wilson_interval(k, n)), "flags": pack_flags(ok)})
+            results.append(
+                {
+                    "corruption": c,
+                    "family": FAMILY[c],
+                    "severity": s,
+                    "n": n,
+                    "correct": k,
+                    "acc": k / n,
+                    "ci95": list(wilson_interval(k, n)),
+                    "flags": pack_flags(ok),
+                }
+            )
             flags.append(ok)
     scores = np.mean(flags, axis=0)
     mean, half = float(scores.mean()), Z95 * float(scores.std(ddof=1)) / math.sqrt(n)
@@ -72,15 +89,25 @@ def corruption_record(eval_rec: dict, names, severities, *, seed: int, created: 
         differs = {"frost": FROST_WHY} if "frost" in names else {}
         about.update({"generator_version": 1, "differs_from_cifar10c": differs})
     return {
-        "kind": "corruption", "created": created, "checkpoint": dict(eval_rec["checkpoint"]),
-        "data": dict(eval_rec["data"]), "environment": {"device": "cpu"}, "corruptions": about,
+        "kind": "corruption",
+        "created": created,
+        "checkpoint": dict(eval_rec["checkpoint"]),
+        "data": dict(eval_rec["data"]),
+        "environment": {"device": "cpu"},
+        "corruptions": about,
         "metrics": {
-            "n": n, "clean_correct": kc, "clean_acc": kc / n, "clean_ci95": list(wilson_interval(kc, n)),
-            "results": results, "by_corruption": {c: mean_of("corruption", c) for c in names},
+            "n": n,
+            "clean_correct": kc,
+            "clean_acc": kc / n,
+            "clean_ci95": list(wilson_interval(kc, n)),
+            "results": results,
+            "by_corruption": {c: mean_of("corruption", c) for c in names},
             "by_severity": {str(s): mean_of("severity", s) for s in severities},
             "by_family": {f: mean_of("family", f) for f in dict.fromkeys(FAMILY[c] for c in names)},
-            "mean_acc": mean, "mean_ci95": [max(0.0, mean - half), min(1.0, mean + half)],
-            "mean_interval": "over test points", "relative_drop": (kc / n - mean) / (kc / n),
+            "mean_acc": mean,
+            "mean_ci95": [max(0.0, mean - half), min(1.0, mean + half)],
+            "mean_interval": "over test points",
+            "relative_drop": (kc / n - mean) / (kc / n),
             "seconds": {"generate": 1.0, "evaluate": 0.5},
         },
     }
@@ -106,8 +133,9 @@ def _store(root: Path, with_corruptions: bool) -> tuple[Path, dict[str, dict]]:
     if with_corruptions:
         evals = _evals(root)
         for i, name in enumerate((STANDARD, ADVERSARIAL)):
-            recs[name] = corruption_record(evals[name], NAMES, SEVERITIES, seed=i, keep=0.95 - 0.1 * i,
-                                           created=f"2025-01-11T0{i}:00:00+00:00")
+            recs[name] = corruption_record(
+                evals[name], NAMES, SEVERITIES, seed=i, keep=0.95 - 0.1 * i, created=f"2025-01-11T0{i}:00:00+00:00"
+            )
             ResultsStore(root).add(recs[name])
     return root, recs
 
@@ -141,7 +169,7 @@ def _section_only(root: Path, **filters):
 def _section(md: str) -> str:
     start = md.index("## Common corruptions")
     end = md.find("\n## ", start + 1)
-    return md[start:] if end < 0 else md[start:end + 1]
+    return md[start:] if end < 0 else md[start : end + 1]
 
 
 def _row(section: str, name: str) -> list[str]:
@@ -158,8 +186,16 @@ def test_table_rows_hold_the_records_numbers_beside_adversarial_accuracy(built):
     sec = _section(report.markdown)
     head = next(x for x in sec.splitlines() if x.startswith("| model |"))
     assert [c.strip() for c in head.strip("|").split("|")] == [
-        "model", "method", "clean %", "gaussian noise", "frost †1", "jpeg compression", "mean corruption %",
-        "relative drop", "adversarial %"]
+        "model",
+        "method",
+        "clean %",
+        "gaussian noise",
+        "frost †1",
+        "jpeg compression",
+        "mean corruption %",
+        "relative drop",
+        "adversarial %",
+    ]
     evals = [json.loads(p.read_text()) for p in sorted((store / "records").glob("eval-*.json"))]
     main = report.comparison.tables[0]
     assert report.corruptions.radius == main.title
@@ -174,11 +210,18 @@ def test_table_rows_hold_the_records_numbers_beside_adversarial_accuracy(built):
         table_row = next(r for r in main.rows if r.checkpoint == name)
         assert cells[1] == table_row.method  # named and described as the report's tables do
         if name == ADVERSARIAL:
-            aa = next(e for e in evals if e["checkpoint"]["name"] == name and e["attack"]["name"] == "autoattack"
-                      and e["attack"]["eps_normalized"] == 0.0313)
+            aa = next(
+                e
+                for e in evals
+                if e["checkpoint"]["name"] == name
+                and e["attack"]["name"] == "autoattack"
+                and e["attack"]["eps_normalized"] == 0.0313
+            )
             ma = aa["metrics"]
-            assert cells[8] == (f"{_pct(ma['robust_acc'])} [{_pct(ma['robust_ci95'][0])}, "
-                                f"{_pct(ma['robust_ci95'][1])}] n=500 (AutoAttack)")
+            assert cells[8] == (
+                f"{_pct(ma['robust_acc'])} [{_pct(ma['robust_ci95'][0])}, "
+                f"{_pct(ma['robust_ci95'][1])}] n=500 (AutoAttack)"
+            )
         else:  # no AutoAttack record: the per-example worst case, labelled so
             assert "AutoAttack" not in table_row.cells
             assert cells[8] == cell_text(table_row.cells["worst-case"]) + " (worst case over FGSM, PGD-20)"
@@ -200,8 +243,10 @@ def test_published_cifar10c_figures_sit_beside_ours_with_each_models_drop(built)
         assert sum(p.by_corruption.values()) / 15 == pytest.approx(p.mean, abs=0.01)
         assert sum(p.by_severity.values()) / 5 == pytest.approx(p.mean, abs=0.01)
         assert sorted(p.by_corruption) == sorted(GROUPS_ALL)
-    assert ("| Standard | WideResNet-28-10 | standard | 94.78 | 73.46 | 22.5% | "
-            "gaussian noise 47.0, glass blur 51.0, impulse noise 55.3 |") in sec
+    assert (
+        "| Standard | WideResNet-28-10 | standard | 94.78 | 73.46 | 22.5% | "
+        "gaussian noise 47.0, glass blur 51.0, impulse noise 55.3 |"
+    ) in sec
     assert "| Gowal2020Uncovering_70_16 (L-inf) | WideResNet-70-16 | adversarial, L-inf 8/255 | 85.29 | 76.37 |" in sec
     for name, rec in recs.items():
         m = rec["metrics"]
@@ -221,8 +266,10 @@ def test_a_degenerate_models_corruption_row_is_marked(store):
     ResultsStore(root).add(rec)
     sec = "\n".join(corruptions_markdown(_section_only(root)[2]))
     assert _row(sec, STANDARD + " (degenerate)")
-    assert (f"- {STANDARD}: degenerate model (predicts one class for 97% of the points): its corruption accuracies "
-            "and drop are meaningless") in sec
+    assert (
+        f"- {STANDARD}: degenerate model (predicts one class for 97% of the points): its corruption accuracies "
+        "and drop are meaningless"
+    ) in sec
     assert not any(x.startswith(f"- {STANDARD} (") for x in sec.splitlines())  # no drop sentence for it
 
 
@@ -241,8 +288,21 @@ def test_files_figures_and_csv_are_written(built):
     manifest = json.loads((store / "report-manifest.json").read_text())
     assert CSV_NAME in manifest["files"] and "figures/corruption-heatmap-cifar10.png" in manifest["files"]
     df = pd.read_csv(store / CSV_NAME)
-    assert list(df.columns[:13]) == ["dataset", "split", "model", "checkpoint_sha256", "method", "source",
-                                     "corruption", "family", "severity", "n", "acc", "ci_low", "ci_high"]
+    assert list(df.columns[:13]) == [
+        "dataset",
+        "split",
+        "model",
+        "checkpoint_sha256",
+        "method",
+        "source",
+        "corruption",
+        "family",
+        "severity",
+        "n",
+        "acc",
+        "ci_low",
+        "ci_high",
+    ]
     assert len(df) == 2 * (1 + len(NAMES) * len(SEVERITIES))  # clean + every corruption and severity, per model
     for name, rec in recs.items():
         mine = df[df["model"] == name]
@@ -279,7 +339,9 @@ def test_figures_use_colour_blind_safe_colours_and_join_only_measured_severities
     assert lo <= min(shown) and hi >= max(shown) and (lo, hi) != (0, 100)  # fitted to the data
     assert [t.get_text() for t in ax.get_xticklabels()] == ["clean", "1", "2", "3", "4", "5"]
     assert [t.get_text() for t in ax.get_legend().get_texts()] == [
-        "cifar10-cnn-standard-pgd-s0", "cifar10-cnn-standard-s0"]  # short: the run, not best.pth
+        "cifar10-cnn-standard-pgd-s0",
+        "cifar10-cnn-standard-s0",
+    ]  # short: the run, not best.pth
 
     heat = heatmap_figure(table.rows, table.names, table.severities, table.differs, "t")
     images = [im for a in heat.axes for im in a.get_images()]
@@ -363,11 +425,22 @@ def test_real_evaluations_and_corruption_records_make_the_section(tmp_path):
     target = trained_cnn(epochs=2, n_train=2000)
     results = ResultsStore(tmp_path / "results")
     threat = ThreatModel("linf", 0.0313, 0.0313 / 4)
-    for rec in evaluate(target, [AttackSpec("fgsm", threat=threat)], cifar10(), n=16, seed=0, device="cpu",
-                        run_checks=False, name="cnn"):
+    for rec in evaluate(
+        target, [AttackSpec("fgsm", threat=threat)], cifar10(), n=16, seed=0, device="cpu", run_checks=False, name="cnn"
+    ):
         results.add(rec)
-    rec = evaluate_corruptions(target, ("gaussian_noise", "contrast"), (1, 2), cifar10(), n=16, seed=0,
-                               device="cpu", cache_dir=tmp_path / "cache", source="generated", name="cnn")
+    rec = evaluate_corruptions(
+        target,
+        ("gaussian_noise", "contrast"),
+        (1, 2),
+        cifar10(),
+        n=16,
+        seed=0,
+        device="cpu",
+        cache_dir=tmp_path / "cache",
+        source="generated",
+        name="cnn",
+    )
     results.add(rec)
     _, comp, section = _section_only(tmp_path / "results")
     (row,) = section.tables[0].rows

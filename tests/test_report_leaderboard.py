@@ -2,6 +2,7 @@
 beside published RobustBench entries, our numbers the records' own with n and
 intervals, a model without AutoAttack shown with its worst case labelled as such,
 and a note instead of rows when no record is at the leaderboard's threat model."""
+
 from __future__ import annotations
 
 import copy
@@ -12,14 +13,13 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from support import trained_cnn
 
 from robustbench_local.checkpoint import file_sha256, save_checkpoint
 from robustbench_local.cli import main
 from robustbench_local.report.leaderboard import PUBLISHED, build_leaderboard, leaderboard_markdown
 from robustbench_local.report.load import load_report_data
 from robustbench_local.results import ResultsStore
-
-from support import trained_cnn
 
 REPO = Path(__file__).resolve().parent.parent
 PIXEL_8 = ["--eps", "8/255", "--eps-space", "pixel", "--device", "cpu", "--no-checks"]
@@ -61,12 +61,24 @@ def store(tmp_path_factory):
     _eval(aa, res, "--attack", "autoattack", "--n", "16")
     _eval(aa, res, "--attack", "pgd", "--k", "5", "--n", "32")
     _eval(pgd_only, res, "--attack", "pgd", "--k", "5", "--n", "32")
-    ResultsStore(res).add({  # what `robust train` records about where and how long it trained
-        "kind": "train", "checkpoint": {"path": str(aa), "sha256": file_sha256(aa), "out_dir": str(aa.parent),
-                                        "arch": "cnn", "method": "standard", "adv": "none"},
-        "data": {"dataset": "cifar10"}, "history": [{"epoch": e, "val_acc": 0.4} for e in range(1, 7)],
-        "epochs_run": 6, "minutes": 3.5, "environment": {"device": "cpu", "device_name": "x86_64", "threads": 2},
-    })
+    ResultsStore(res).add(
+        {  # what `robust train` records about where and how long it trained
+            "kind": "train",
+            "checkpoint": {
+                "path": str(aa),
+                "sha256": file_sha256(aa),
+                "out_dir": str(aa.parent),
+                "arch": "cnn",
+                "method": "standard",
+                "adv": "none",
+            },
+            "data": {"dataset": "cifar10"},
+            "history": [{"epoch": e, "val_acc": 0.4} for e in range(1, 7)],
+            "epochs_run": 6,
+            "minutes": 3.5,
+            "environment": {"device": "cpu", "device_name": "x86_64", "threads": 2},
+        }
+    )
     recs = [json.loads(p.read_text()) for p in sorted((res / "records").glob("eval-*.json"))]
     md, html = _report(res)
     return res, recs, md, html
@@ -77,8 +89,12 @@ def test_published_rows_are_cited_with_their_figures(store):
     sec = _section(md)
     linf = [p for p in PUBLISHED if p.threat == "Linf"]
     assert {p.name for p in linf} == {"Wong2020Fast", "Rice2020Overfitting", "Carmon2019Unlabeled", "Standard"}
-    figures = {"Wong2020Fast": ("83.34", "43.21"), "Rice2020Overfitting": ("85.34", "53.42"),
-               "Carmon2019Unlabeled": ("89.69", "59.53"), "Standard": ("94.78", "0.00")}
+    figures = {
+        "Wong2020Fast": ("83.34", "43.21"),
+        "Rice2020Overfitting": ("85.34", "53.42"),
+        "Carmon2019Unlabeled": ("89.69", "59.53"),
+        "Standard": ("94.78", "0.00"),
+    }
     for name, (clean, aa) in figures.items():
         row = next(line for line in sec.splitlines() if line.startswith(f"| published | {name} |"))
         assert f"| {clean} n=10,000 | {aa} n=10,000 |" in row
@@ -97,8 +113,9 @@ def test_our_rows_are_the_records_numbers(store):
     _, recs, md, html = store
     sec = _section(md)
     aa_rec = next(r for r in recs if r["attack"]["name"] == "autoattack")
-    pgd_rec = next(r for r in recs if r["attack"]["name"] == "pgd" and r["checkpoint"]["sha256"]
-                   == aa_rec["checkpoint"]["sha256"])
+    pgd_rec = next(
+        r for r in recs if r["attack"]["name"] == "pgd" and r["checkpoint"]["sha256"] == aa_rec["checkpoint"]["sha256"]
+    )
     name = aa_rec["checkpoint"]["name"]
     row = next(line for line in sec.splitlines() if line.startswith(f"| **ours** | {name} |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
@@ -121,8 +138,10 @@ def test_a_model_without_autoattack_shows_its_worst_case_as_not_autoattack(store
     assert cells[5] == _cell(pgd["metrics"], "robust") + " (worst case, not AutoAttack)"
     assert cells[6] == "not recorded"  # no training record wrote this checkpoint
     i = int(re.search(r"†(\d)", row).group(1))
-    assert f"- †{i}: {pgd['checkpoint']['name']}: no AutoAttack record at this radius: worst case over PGD-5, " \
-           "not AutoAttack" in sec
+    assert (
+        f"- †{i}: {pgd['checkpoint']['name']}: no AutoAttack record at this radius: worst case over PGD-5, "
+        "not AutoAttack" in sec
+    )
     assert "not AutoAttack" in html
     # ours are listed before the published entries, the AutoAttack one ranked first among ours
     lines = [line for line in sec.splitlines() if line.startswith("| **ours**") or line.startswith("| published")]
@@ -152,6 +171,9 @@ def test_l2_board_shows_only_with_a_record_at_l2_half(store, tmp_path):
     assert [r.name for r in l2.ours] == [pgd["checkpoint"]["name"]] and not l2.ours[0].autoattack
     assert l2.ours[0].robust.text() == _cell(pgd["metrics"], "robust")
     assert {(p.name, p.clean, p.autoattack) for p in l2.published} == {
-        ("Rice2020Overfitting", 88.67, 67.68), ("Engstrom2019Robustness", 90.83, 69.24), ("Standard", 94.78, 0.0)}
+        ("Rice2020Overfitting", 88.67, 67.68),
+        ("Engstrom2019Robustness", 90.83, 69.24),
+        ("Standard", 94.78, 0.0),
+    }
     md = "\n".join(leaderboard_markdown(lb))
     assert "### L2, eps 0.5" in md and "model_info/cifar10/L2/Rice2020Overfitting.json" in md

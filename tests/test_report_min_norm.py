@@ -3,6 +3,7 @@ DeepFool run's per-point norms, with the same checkpoint's PGD records as marker
 the provenance of transfer and replayed records in the tables and report.csv.
 
 Records come from evaluate() on the trained CNN and real CIFAR-10 points (n = 100)."""
+
 from __future__ import annotations
 
 import json
@@ -13,6 +14,7 @@ import pandas as pd
 import pytest
 import torch
 from click.testing import CliRunner
+from support import cifar10, trained_cnn
 
 from robustbench_local.attacks.registry import info
 from robustbench_local.attacks.spec import AttackSpec
@@ -22,11 +24,9 @@ from robustbench_local.evaluation import evaluate
 from robustbench_local.models import build_model
 from robustbench_local.replay import replay
 from robustbench_local.report import build_report, load_report_data
-from robustbench_local.report.plots import MIN_NORM, min_norm_series
+from robustbench_local.report.min_norm_plots import MIN_NORM, min_norm_series
 from robustbench_local.results import ResultsStore
 from robustbench_local.threat import ThreatModel
-
-from support import cifar10, trained_cnn
 
 N = 100
 EPS = 0.5  # L2, pixel space
@@ -69,8 +69,9 @@ def store(tmp_path_factory):
 
 
 def _record(recs, label: str, eps: float = EPS, space: str = "pixel") -> dict:
-    return next(r for r in recs if r["attack"]["label"] == label and r["attack"]["eps"] == eps
-                and r["attack"]["space"] == space)
+    return next(
+        r for r in recs if r["attack"]["label"] == label and r["attack"]["eps"] == eps and r["attack"]["space"] == space
+    )
 
 
 def test_the_curve_is_drawn_from_the_records_norms(store):
@@ -78,8 +79,13 @@ def test_the_curve_is_drawn_from_the_records_norms(store):
     df_rec = _record(recs, "DeepFool-10")
     assert df_rec["attack"]["kind"] == "minimal-norm"
     (curve,) = min_norm_series(load_report_data(root))
-    assert (curve.checkpoint, curve.attack, curve.norm, curve.space, curve.n) == ("trained-cnn", "DeepFool-10", "l2",
-                                                                               "pixel", N)
+    assert (curve.checkpoint, curve.attack, curve.norm, curve.space, curve.n) == (
+        "trained-cnn",
+        "DeepFool-10",
+        "l2",
+        "pixel",
+        N,
+    )
     assert (root / "figures" / curve.name).is_file() and curve.name.startswith(MIN_NORM)
     md = (root / "REPORT.md").read_text()
     assert f"(figures/{curve.name})" in md

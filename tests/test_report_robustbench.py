@@ -1,5 +1,6 @@
 """`robust report` on records of models we did not train, and `--format robustbench`:
 RobustBench-style model_info files whose numbers are the records' own."""
+
 from __future__ import annotations
 
 import copy
@@ -9,10 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
+from support import trained_cnn
 
 from robustbench_local.cli import main
-
-from support import trained_cnn
 
 FOREIGN = ["--arch", "cnn", "--dataset", "cifar10", "--normalization", "seed"]
 ZOO = "Wong2020Fast"
@@ -29,8 +29,11 @@ def _records(results: Path) -> dict[str, dict]:
 
 def _by_label(records: dict[str, dict]) -> dict[str, dict]:
     """(label, norm, model) -> record, for the records with one pixel radius."""
-    return {(r["attack"]["label"], r["attack"]["norm"], r["checkpoint"]["name"]): r for r in records.values()
-            if not isinstance(r["attack"]["eps_pixel"], list)}
+    return {
+        (r["attack"]["label"], r["attack"]["norm"], r["checkpoint"]["name"]): r
+        for r in records.values()
+        if not isinstance(r["attack"]["eps_pixel"], list)
+    }
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +46,20 @@ def store(tmp_path_factory):
     torch.save(model.net.state_dict(), d / "sd.pth")
     res = d / "results"
     _eval(d / "sd.pth", res, "--attack", "pgd", "--k", "3", "--n", "32")
-    _eval(d / "sd.pth", res, "--attack", "autoattack", "--attack", "fgsm", "--eps", "8/255", "--eps-space", "pixel",
-          "--n", "16")
+    _eval(
+        d / "sd.pth",
+        res,
+        "--attack",
+        "autoattack",
+        "--attack",
+        "fgsm",
+        "--eps",
+        "8/255",
+        "--eps-space",
+        "pixel",
+        "--n",
+        "16",
+    )
     recs = _records(res)
     pgd = next(r for r in recs.values() if r["attack"]["name"] == "pgd")
     aa = next(r for r in recs.values() if r["attack"]["name"] == "autoattack")
@@ -56,10 +71,21 @@ def store(tmp_path_factory):
     ellipsoid["attack"].update(eps_normalized=0.05, eps_pixel=[0.01, 0.012, 0.011])
     (res / "records" / "eval-hand-ellipsoid.json").write_text(json.dumps(ellipsoid))
     zoo = copy.deepcopy(aa)
-    zoo["checkpoint"].update(name=f"robustbench/{ZOO}", arch=f"robustbench:{ZOO}", path=None, sha256="0" * 64,
-                             normalization="none", normalization_source="RobustBench zoo models normalize inside",
-                             source={"route": "robustbench", "zoo_name": ZOO, "zoo_dataset": "cifar10",
-                                     "zoo_threat_model": "Linf", "file": None})
+    zoo["checkpoint"].update(
+        name=f"robustbench/{ZOO}",
+        arch=f"robustbench:{ZOO}",
+        path=None,
+        sha256="0" * 64,
+        normalization="none",
+        normalization_source="RobustBench zoo models normalize inside",
+        source={
+            "route": "robustbench",
+            "zoo_name": ZOO,
+            "zoo_dataset": "cifar10",
+            "zoo_threat_model": "Linf",
+            "file": None,
+        },
+    )
     (res / "records" / "eval-hand-zoo.json").write_text(json.dumps(zoo))
     r = CliRunner().invoke(main, ["report", "--results", str(res), "--format", "robustbench"])
     assert r.exit_code == 0, r.output

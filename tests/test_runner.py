@@ -4,22 +4,21 @@ twice, and one-line errors that name the file, the key and the line.
 Runs use a small ImageFolder tree of real CIFAR-10 images (40 train and 20 test per
 class, written once per module), the seed CNN narrowed to maps 8,8,16, one epoch and
 100 evaluation points, so each cell trains and is attacked in a few seconds."""
+
 from __future__ import annotations
 
 import json
-
 import os
 import shutil
 from pathlib import Path
 
 import pytest
-
-from robustbench_local.attacks import names as attack_names
-from support import TINY_EXPERIMENT, image_tree
 from click.testing import CliRunner
+from support import TINY_EXPERIMENT, image_tree
 
 import robustbench_local.evaluation as evaluate_module
 import robustbench_local.train as train_module
+from robustbench_local.attacks import names as attack_names
 from robustbench_local.checkpoint import file_sha256, read_checkpoint
 from robustbench_local.cli import main
 from robustbench_local.errors import RobustError
@@ -106,22 +105,33 @@ def work(finished, tmp_path, monkeypatch) -> Path:
 
 # ----------------------------------------------------------------------------- plan
 def test_dry_run_plan_lists_cells_and_todos_and_writes_nothing(exp, tmp_path):
-    path = exp(TWO_CELLS + """
+    path = exp(
+        TWO_CELLS
+        + """
 [[cells]]
 name = "tune"
 [cells.grid]
 lr = [0.05, 0.1]
 model.kwargs.skip = [false, true]
-""")
+"""
+    )
     seen = []
     summary = run_experiment(path, dry_run=True, say=quiet, on_plan=seen.append)
     names = [p.name for p in summary.plan]
-    assert names == ["std", "mix", "tune-lr=0.05-skip=false", "tune-lr=0.05-skip=true", "tune-lr=0.1-skip=false",
-                     "tune-lr=0.1-skip=true"]
+    assert names == [
+        "std",
+        "mix",
+        "tune-lr=0.05-skip=false",
+        "tune-lr=0.05-skip=true",
+        "tune-lr=0.1-skip=false",
+        "tune-lr=0.1-skip=true",
+    ]
     assert seen == [summary.plan]
     grid = {p.name: p.cell.spec for p in summary.plan}
     assert grid["tune-lr=0.1-skip=true"].lr == 0.1 and grid["tune-lr=0.1-skip=true"].model.kwargs == {
-        "maps": "8,8,16", "skip": True}
+        "maps": "8,8,16",
+        "skip": True,
+    }
     assert grid["mix"].method == "mixup" and grid["mix"].method_kwargs == {"alpha": 0.2}
     for p in summary.plan:
         assert p.train == "train" and p.done == []
@@ -156,7 +166,11 @@ def test_run_trains_evaluates_and_reports(finished):
         mine = [r for r in evals if r["experiment"]["cell"] == cell]
         assert {r["checkpoint"]["sha256"] for r in mine} == {sha}
         assert sorted((r["attack"]["label"], r["attack"]["eps"]) for r in mine) == [
-            ("FGSM", 0.0313), ("PGD-2", 0.0157), ("PGD-2", 0.0313), ("worst-case", 0.0313)]
+            ("FGSM", 0.0313),
+            ("PGD-2", 0.0157),
+            ("PGD-2", 0.0313),
+            ("worst-case", 0.0313),
+        ]
         assert all(r["data"]["n"] == 100 and r["checkpoint"]["name"] == cell for r in mine)
     spec = read_checkpoint(root / "out/runs/mix/best.pth")["meta"]["spec"]
     assert spec["method"] == "mixup" and spec["method_kwargs"] == {"alpha": 0.2} and spec["epochs"] == 1
@@ -192,6 +206,7 @@ def test_run_cut_off_midway_resumes_and_finishes(work, exp, monkeypatch):
         def stop(row):
             if row["epoch"] == 1:
                 raise CutOff()
+
         return real_fit(spec, **{**kw, "on_epoch_end": stop})
 
     monkeypatch.setattr(train_module, "fit", fit_cut_after_epoch_1)
@@ -250,8 +265,11 @@ def test_only_runs_a_subset_and_a_new_attack_runs_alone(work, exp):
     plan = {p.name: p for p in run_experiment(path, dry_run=True, say=quiet).plan}
     assert [u.label for u in plan["std"].todo] == ["FGSM@0.02"]
     assert [u.label for u in plan["mix"].todo] == ["PGD-3@0.0313", "FGSM@0.02"]
-    with pytest.raises(RobustError, match=r"--attack autoattack: .*exp.toml evaluates no such attack; "
-                                          r"its attacks: fgsm, pgd"):
+    with pytest.raises(
+        RobustError,
+        match=r"--attack autoattack: .*exp.toml evaluates no such attack; "
+        r"its attacks: fgsm, pgd",
+    ):
         run_experiment(path, attacks=["autoattack"], say=quiet)
     with pytest.raises(RobustError, match=r"--only nope matches no cell of .*exp.toml; cells: std, mix"):
         run_experiment(path, only=["nope"], say=quiet)
@@ -260,8 +278,11 @@ def test_only_runs_a_subset_and_a_new_attack_runs_alone(work, exp):
 def test_changed_options_of_a_trained_cell_are_refused(work, exp):
     path = exp(TWO_CELLS.replace('name = "std"', 'name = "std"\nlr = 0.2'))
     before = mtimes(work / "out")
-    with pytest.raises(RobustError, match=r"exp.toml, line \d+, \[\[cells\]\] #1 'std': out/runs/std holds a run "
-                                          r"trained with other options \(lr 0.05 -> 0.2\)"):
+    with pytest.raises(
+        RobustError,
+        match=r"exp.toml, line \d+, \[\[cells\]\] #1 'std': out/runs/std holds a run "
+        r"trained with other options \(lr 0.05 -> 0.2\)",
+    ):
         run_experiment(path, say=quiet)
     assert mtimes(work / "out") == before
     # more epochs is a resume, not a conflict
@@ -282,7 +303,6 @@ def test_first_epoch_cut_off_leftovers_are_cleared(work):
     assert read_checkpoint("out/runs/std/last.pth")["train_state"]["epoch"] == 1
 
 
-
 def test_a_cell_cut_off_during_its_final_test_pass_gets_its_record(work):
     # training finished (last.pth says so) but the process died before the training record was written
     for path in ResultsStore("out/results").paths():
@@ -299,6 +319,7 @@ def test_a_cell_cut_off_during_its_final_test_pass_gets_its_record(work):
     assert len(trains) == 1 and trains[0]["metrics"]["test_n"] > 0
     assert all(p.finished for p in run_experiment(work / "exp.toml", dry_run=True, say=quiet).plan)
 
+
 # ----------------------------------------------------------------------------- errors
 def test_toml_syntax_error_names_the_file_and_line(exp, tmp_path):
     path = exp(TWO_CELLS + "\n[[cells]]\nname = \"x\"\nepochs 3\n")
@@ -310,26 +331,66 @@ def test_toml_syntax_error_names_the_file_and_line(exp, tmp_path):
     assert "\n" not in msg
 
 
-@pytest.mark.parametrize("cells, where, message", [
-    ('[[cells]]\nname = "a"\nmethod = "mixupp"\n', "line {l3}, key method of [[cells]] #1 'a'",
-     "unknown method 'mixupp'; valid methods: cutmix, mixup, ova, standard"),
-    ('[[cells]]\nname = "a"\nmodel = "resnet9"\n', "line {l3}, key model of [[cells]] #1 'a'", "unknown model 'resnet9'"),
-    ('[[cells]]\nname = "a"\nadv = "pgdd"\n', "line {l3}, key adv of [[cells]] #1 'a'", "unknown adversarial method 'pgdd'"),
-    ('[[cells]]\nname = "a"\nlrr = 0.1\n', "line {l3}, key lrr of [[cells]] #1 'a'", "unknown key 'lrr'; valid keys: name, grid"),
-    ('[[cells]]\nname = "a"\n[cells.grid]\nlr = [0.1, -1]\n', "line {l4}, key grid.lr of [[cells]] #1 'a'",
-     "--lr must be > 0, got -1"),
-    ('[[cells]]\nname = "a"\nmodel = { arch = "cnn", kwargs = { maps = "a,b" } }\n',
-     "line {l3}, key model of [[cells]] #1 'a'", "model option maps='a,b' is invalid"),
-    ('[[cells]]\nname = "a"\n[[attacks]]\nname = "pgdx"\n', "line {l4}, key name of [[attacks]] #3",
-     "unknown attack 'pgdx'; valid attacks: " + ", ".join(attack_names())),
-    ('[[cells]]\nname = "a"\n[[attacks]]\nname = "pgd"\nk = 0\n', "line {l5}, key k of [[attacks]] #3", "must be >= 1, got 0"),
-    ('[[cells]]\nname = "a"\n[[attacks]]\nname = "pgd"\neps = "abc"\n', "line {l5}, key eps of [[attacks]] #3",
-     "eps 'abc' is not a number"),
-    ('[[cells]]\nname = "a"\n[[attacks]]\nname = "pgd"\nn = 500\n', "line {l5}, key n of [[attacks]] #3",
-     "n 500 is larger than the 200 examples of the test split"),
-    ('[[cells]]\nname = "a"\n[[cells]]\nname = "a"\n', "line {l4}, key name of [[cells]] #2 'a'",
-     "cell name 'a' is used twice"),
-])
+@pytest.mark.parametrize(
+    "cells, where, message",
+    [
+        (
+            '[[cells]]\nname = "a"\nmethod = "mixupp"\n',
+            "line {l3}, key method of [[cells]] #1 'a'",
+            "unknown method 'mixupp'; valid methods: cutmix, mixup, ova, standard",
+        ),
+        (
+            '[[cells]]\nname = "a"\nmodel = "resnet9"\n',
+            "line {l3}, key model of [[cells]] #1 'a'",
+            "unknown model 'resnet9'",
+        ),
+        (
+            '[[cells]]\nname = "a"\nadv = "pgdd"\n',
+            "line {l3}, key adv of [[cells]] #1 'a'",
+            "unknown adversarial method 'pgdd'",
+        ),
+        (
+            '[[cells]]\nname = "a"\nlrr = 0.1\n',
+            "line {l3}, key lrr of [[cells]] #1 'a'",
+            "unknown key 'lrr'; valid keys: name, grid",
+        ),
+        (
+            '[[cells]]\nname = "a"\n[cells.grid]\nlr = [0.1, -1]\n',
+            "line {l4}, key grid.lr of [[cells]] #1 'a'",
+            "--lr must be > 0, got -1",
+        ),
+        (
+            '[[cells]]\nname = "a"\nmodel = { arch = "cnn", kwargs = { maps = "a,b" } }\n',
+            "line {l3}, key model of [[cells]] #1 'a'",
+            "model option maps='a,b' is invalid",
+        ),
+        (
+            '[[cells]]\nname = "a"\n[[attacks]]\nname = "pgdx"\n',
+            "line {l4}, key name of [[attacks]] #3",
+            "unknown attack 'pgdx'; valid attacks: " + ", ".join(attack_names()),
+        ),
+        (
+            '[[cells]]\nname = "a"\n[[attacks]]\nname = "pgd"\nk = 0\n',
+            "line {l5}, key k of [[attacks]] #3",
+            "must be >= 1, got 0",
+        ),
+        (
+            '[[cells]]\nname = "a"\n[[attacks]]\nname = "pgd"\neps = "abc"\n',
+            "line {l5}, key eps of [[attacks]] #3",
+            "eps 'abc' is not a number",
+        ),
+        (
+            '[[cells]]\nname = "a"\n[[attacks]]\nname = "pgd"\nn = 500\n',
+            "line {l5}, key n of [[attacks]] #3",
+            "n 500 is larger than the 200 examples of the test split",
+        ),
+        (
+            '[[cells]]\nname = "a"\n[[cells]]\nname = "a"\n',
+            "line {l4}, key name of [[cells]] #2 'a'",
+            "cell name 'a' is used twice",
+        ),
+    ],
+)
 def test_unknown_names_and_bad_values_are_caught_before_anything_runs(exp, tmp_path, cells, where, message):
     path = exp(cells)
     base = HEAD.count("\n") + 1  # first line of `cells`
@@ -385,8 +446,15 @@ def test_shipped_experiments_parse(name, monkeypatch):
         assert any(c.spec.adv == "pgd" for c in exp.cells)
     else:
         methods = {(c.spec.method, c.spec.adv) for c in exp.cells}
-        assert methods == {("standard", "none"), ("mixup", "none"), ("cutmix", "none"), ("ova", "none"),
-                           ("standard", "pgd"), ("standard", "trades"), ("standard", "fgsm-rs")}
+        assert methods == {
+            ("standard", "none"),
+            ("mixup", "none"),
+            ("cutmix", "none"),
+            ("ova", "none"),
+            ("standard", "pgd"),
+            ("standard", "trades"),
+            ("standard", "fgsm-rs"),
+        }
         mix = next(c for c in exp.cells if c.spec.method == "mixup").spec.method_kwargs
         cut = next(c for c in exp.cells if c.spec.method == "cutmix").spec.method_kwargs
         assert mix["alpha"] == 0.2 and cut["alpha"] == 1.0

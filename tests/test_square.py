@@ -1,11 +1,13 @@
 """Square Attack (attacks/square.py) on a really trained model and real CIFAR-10 test
 images, checked against pyautoattack's SquareAttack; and the gradient-masking check it
 feeds (checks.square_below_whitebox)."""
+
 import json
 import math
 
 import pytest
 import torch
+from support import eval_points, trained_cnn
 from torch import nn
 
 from robustbench_local.attacks.base import make_ball
@@ -14,8 +16,6 @@ from robustbench_local.attacks.square import _meta, _p_schedule, square
 from robustbench_local.checks import square_below_whitebox
 from robustbench_local.errors import RobustError
 from robustbench_local.threat import ThreatModel
-
-from support import eval_points, trained_cnn
 
 # (norm, eps) per eps space: the seeds' normalized radii and the field's pixel ones
 RADII = {"normalized": {"linf": 0.0313, "l2": 0.5}, "pixel": {"linf": 8 / 255, "l2": 0.5}}
@@ -135,8 +135,15 @@ def _reference(model, x, y, norm, eps, n_queries, seed):
     from pyautoattack.square import SquareAttack
 
     # pyautoattack's loop makes n_queries queries after the start; ours counts the start
-    ref = SquareAttack(model, norm={"linf": "Linf", "l2": "L2"}[norm], n_queries=n_queries - 1, eps=eps,
-                       p_init=0.8, loss="margin", seed=seed)
+    ref = SquareAttack(
+        model,
+        norm={"linf": "Linf", "l2": "L2"}[norm],
+        n_queries=n_queries - 1,
+        eps=eps,
+        p_init=0.8,
+        loss="margin",
+        seed=seed,
+    )
     return _predict(model, ref.perturb(x, y)) != y
 
 

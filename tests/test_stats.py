@@ -1,5 +1,6 @@
 """The statistics that separate methods, against independent references: statsmodels'
 McNemar test and Holm correction, a published paired interval, and hand arithmetic."""
+
 from __future__ import annotations
 
 import math
@@ -21,8 +22,16 @@ def flags_from_table(both: int, b: int, c: int, neither: int, seed: int = 0) -> 
     return a[order], bb[order]
 
 
-TABLES = [(59, 6, 16, 80), (10, 0, 0, 5), (5, 12, 3, 80), (500, 40, 70, 1390), (0, 1, 0, 0), (3, 25, 24, 1),
-          (600, 33, 17, 350), (800, 0, 9, 1191)]
+TABLES = [
+    (59, 6, 16, 80),
+    (10, 0, 0, 5),
+    (5, 12, 3, 80),
+    (500, 40, 70, 1390),
+    (0, 1, 0, 0),
+    (3, 25, 24, 1),
+    (600, 33, 17, 350),
+    (800, 0, 9, 1191),
+]
 
 
 @pytest.mark.parametrize("both,b,c,neither", TABLES)
@@ -91,8 +100,16 @@ def test_flags_on_different_points_are_refused():
         paired_test(np.array([0, 1, 2]), np.array([0, 1, 1]))
 
 
-@pytest.mark.parametrize("p", [[0.01, 0.04, 0.03, 0.2, 0.005], [0.5], [0.03, 0.03, 0.03], [1.0, 0.0, 0.049, 0.051],
-                               [0.001, 0.9, 0.02, 0.02, 0.3, 0.04, 0.6]])
+@pytest.mark.parametrize(
+    "p",
+    [
+        [0.01, 0.04, 0.03, 0.2, 0.005],
+        [0.5],
+        [0.03, 0.03, 0.03],
+        [1.0, 0.0, 0.049, 0.051],
+        [0.001, 0.9, 0.02, 0.02, 0.3, 0.04, 0.6],
+    ],
+)
 def test_holm_equals_statsmodels(p):
     assert holm(p) == pytest.approx(multipletests(p, method="holm")[1], rel=1e-12)
 
@@ -109,14 +126,14 @@ def test_seed_summary_against_hand_computation():
     """Three seeds at 33.0 / 30.6 / 28.8% on 2,000 points each."""
     accs, ns = [0.330, 0.306, 0.288], [2000, 2000, 2000]
     mean = (0.330 + 0.306 + 0.288) / 3  # 0.308
-    sd = math.sqrt((0.022 ** 2 + 0.002 ** 2 + 0.020 ** 2) / 2)  # deviations from 0.308, ddof 1
+    sd = math.sqrt((0.022**2 + 0.002**2 + 0.020**2) / 2)  # deviations from 0.308, ddof 1
     own = seed_summary(accs, ns, same_points=False)  # each seed on its own draw of points
     assert (own.seeds, own.mean, own.sd) == (3, pytest.approx(mean), pytest.approx(sd))
     assert own.sd == pytest.approx(0.0210713, abs=1e-7)
     half = T975_2 * sd / math.sqrt(3)
     assert (own.lo, own.hi) == (pytest.approx(mean - half), pytest.approx(mean + half))
     shared = seed_summary(accs, ns, same_points=True)  # one shared draw: its binomial variance is added
-    half = T975_2 * math.sqrt(sd ** 2 / 3 + mean * (1 - mean) / 2000)
+    half = T975_2 * math.sqrt(sd**2 / 3 + mean * (1 - mean) / 2000)
     assert (shared.mean, shared.sd) == (own.mean, own.sd)
     assert (shared.lo, shared.hi) == (pytest.approx(mean - half), pytest.approx(mean + half))
     assert shared.lo < own.lo and shared.hi > own.hi

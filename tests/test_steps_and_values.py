@@ -1,6 +1,7 @@
 """Steps follow the radius, values are checked at the boundary, and the eps-sweep
 check compares like with like: through `robust eval`, `robust train`, `robust run`
 and the Python API, on a small CNN and real CIFAR-10 images."""
+
 from __future__ import annotations
 
 import json
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from support import cifar10, image_tree, trained_cnn
 
 from robustbench_local.attacks import AttackSpec
 from robustbench_local.checkpoint import save_checkpoint
@@ -19,8 +21,6 @@ from robustbench_local.errors import RobustError
 from robustbench_local.evaluation import _sweep_checks, evaluate
 from robustbench_local.experiment import load_experiment
 from robustbench_local.threat import ThreatModel
-
-from support import cifar10, image_tree, trained_cnn
 
 REPO = Path(__file__).resolve().parents[1]
 PX8 = 8 / 255
@@ -68,8 +68,28 @@ def failed(rec: dict, name: str) -> list[dict]:
 
 # ----------------------------------------------------------------------------- steps follow the radius
 def test_eval_derives_the_step_from_eps_and_k_at_every_radius(ckpt, tmp_path):
-    r = cli(["eval", "--attack", "fgsm", "--attack", "pgd", "--k", 5, "--eps", "8/255,4/255", "--eps-space", "pixel",
-             "--n", 60, "--no-checks", "--results", tmp_path / "res", ckpt], tmp_path)
+    r = cli(
+        [
+            "eval",
+            "--attack",
+            "fgsm",
+            "--attack",
+            "pgd",
+            "--k",
+            5,
+            "--eps",
+            "8/255,4/255",
+            "--eps-space",
+            "pixel",
+            "--n",
+            60,
+            "--no-checks",
+            "--results",
+            tmp_path / "res",
+            ckpt,
+        ],
+        tmp_path,
+    )
     assert r.exit_code == 0, r.output
     recs = records(tmp_path / "res")
     pgd = {a["eps"]: a for a in (rec["attack"] for rec in recs) if a["name"] == "pgd"}
@@ -83,8 +103,24 @@ def test_eval_derives_the_step_from_eps_and_k_at_every_radius(ckpt, tmp_path):
 
 
 def test_eval_explicit_short_step_warns_once_and_is_recorded(ckpt, tmp_path):
-    r = cli(["eval", "--attack", "pgd", "--k", 3, "--eta", "0.002", "--n", 60, "--no-checks",
-             "--results", tmp_path / "res", ckpt], tmp_path)
+    r = cli(
+        [
+            "eval",
+            "--attack",
+            "pgd",
+            "--k",
+            3,
+            "--eta",
+            "0.002",
+            "--n",
+            60,
+            "--no-checks",
+            "--results",
+            tmp_path / "res",
+            ckpt,
+        ],
+        tmp_path,
+    )
     assert r.exit_code == 0, r.output
     (rec,) = records(tmp_path / "res")
     assert rec["attack"]["step"] == 0.002 and rec["attack"]["step_rule"] == "given"
@@ -92,15 +128,51 @@ def test_eval_explicit_short_step_warns_once_and_is_recorded(ckpt, tmp_path):
     assert "0.006" in finding["detail"] and "0.0313" in finding["detail"]
     assert r.output.count("3 steps of 0.002") == 1, r.output
     # the seeds' setting is one flag away and reaches eps at k = 20: no warning then
-    r = cli(["eval", "--attack", "pgd", "--k", 20, "--eta", "0.002", "--n", 60, "--no-checks",
-             "--results", tmp_path / "res2", ckpt], tmp_path)
+    r = cli(
+        [
+            "eval",
+            "--attack",
+            "pgd",
+            "--k",
+            20,
+            "--eta",
+            "0.002",
+            "--n",
+            60,
+            "--no-checks",
+            "--results",
+            tmp_path / "res2",
+            ckpt,
+        ],
+        tmp_path,
+    )
     (rec,) = records(tmp_path / "res2")
     assert rec["attack"]["step"] == 0.002 and not failed(rec, "steps_reach_eps")
 
 
 def test_train_pgd_derives_the_step_and_records_the_rule(tree, tmp_path):
-    r = cli(["train", "--dataset", tree, "--adv", "pgd", "--k", 2, "--epochs", 1, "--val-robust-n", 20,
-             "--device", "cpu", "--out", "run", "--results", "res"], tmp_path)
+    r = cli(
+        [
+            "train",
+            "--dataset",
+            tree,
+            "--adv",
+            "pgd",
+            "--k",
+            2,
+            "--epochs",
+            1,
+            "--val-robust-n",
+            20,
+            "--device",
+            "cpu",
+            "--out",
+            "run",
+            "--results",
+            "res",
+        ],
+        tmp_path,
+    )
     assert r.exit_code == 0, r.output
     (rec,) = records(tmp_path / "res", "train")
     threat = rec["checkpoint"]["threat"]
@@ -111,8 +183,30 @@ def test_train_pgd_derives_the_step_and_records_the_rule(tree, tmp_path):
 
 def test_train_explicit_short_step_warns_and_is_recorded(tree, tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
-        r = cli(["train", "--dataset", tree, "--adv", "pgd", "--k", 2, "--eta", "0.002", "--epochs", 1,
-                 "--val-robust-n", 20, "--device", "cpu", "--out", "run", "--results", "res"], tmp_path)
+        r = cli(
+            [
+                "train",
+                "--dataset",
+                tree,
+                "--adv",
+                "pgd",
+                "--k",
+                2,
+                "--eta",
+                "0.002",
+                "--epochs",
+                1,
+                "--val-robust-n",
+                20,
+                "--device",
+                "cpu",
+                "--out",
+                "run",
+                "--results",
+                "res",
+            ],
+            tmp_path,
+        )
     assert r.exit_code == 0, r.output
     (rec,) = records(tmp_path / "res", "train")
     threat = rec["checkpoint"]["threat"]
@@ -122,8 +216,10 @@ def test_train_explicit_short_step_warns_and_is_recorded(tree, tmp_path, caplog)
     assert sum("2 steps of 0.002" in m for m in caplog.messages) == 1
 
 
-@pytest.mark.parametrize("adv, rule, factor", [("pgd", "2.5*eps/k", 0.25), ("trades", "2.5*eps/k", 0.25),
-                                                ("fgsm-rs", "1.25*eps", 1.25), ("free", "eps", 1.0)])
+@pytest.mark.parametrize(
+    "adv, rule, factor",
+    [("pgd", "2.5*eps/k", 0.25), ("trades", "2.5*eps/k", 0.25), ("fgsm-rs", "1.25*eps", 1.25), ("free", "eps", 1.0)],
+)
 def test_training_step_rules(adv, rule, factor):
     from robustbench_local.methods import build_method
     from robustbench_local.specs import TrainSpec
@@ -148,19 +244,22 @@ def test_python_api_derives_per_attack_and_reads_old_records():
 
 
 # ----------------------------------------------------------------------------- values at the boundary
-@pytest.mark.parametrize("args, message", [
-    (["eval", "--eps", "inf", "CKPT"], "finite"),
-    (["eval", "--eps", "nan", "CKPT"], "finite"),
-    (["eval", "--eps", "8/255,inf", "--eps-space", "pixel", "CKPT"], "finite"),
-    (["eval", "--eta", "-1", "CKPT"], "step size (eta) must be > 0"),
-    (["eval", "--eta", "inf", "CKPT"], "finite"),
-    (["visualize", "--eps", "inf", "CKPT"], "finite"),
-    (["visualize", "--amplify", "nan", "CKPT"], "finite"),
-    (["analyze", "--attack", "pgd", "--eta", "nan", "CKPT"], "finite"),
-    (["train", "--lr", "inf", "--epochs", "1"], "lr must be finite"),
-    (["train", "--adv", "pgd", "--eps", "nan", "--epochs", "1"], "finite"),
-    (["train", "--adv", "pgd", "--val-robust-eta", "inf", "--epochs", "1"], "finite"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["eval", "--eps", "inf", "CKPT"], "finite"),
+        (["eval", "--eps", "nan", "CKPT"], "finite"),
+        (["eval", "--eps", "8/255,inf", "--eps-space", "pixel", "CKPT"], "finite"),
+        (["eval", "--eta", "-1", "CKPT"], "step size (eta) must be > 0"),
+        (["eval", "--eta", "inf", "CKPT"], "finite"),
+        (["visualize", "--eps", "inf", "CKPT"], "finite"),
+        (["visualize", "--amplify", "nan", "CKPT"], "finite"),
+        (["analyze", "--attack", "pgd", "--eta", "nan", "CKPT"], "finite"),
+        (["train", "--lr", "inf", "--epochs", "1"], "lr must be finite"),
+        (["train", "--adv", "pgd", "--eps", "nan", "--epochs", "1"], "finite"),
+        (["train", "--adv", "pgd", "--val-robust-eta", "inf", "--epochs", "1"], "finite"),
+    ],
+)
 def test_non_finite_and_out_of_range_values_fail_in_one_line(ckpt, tmp_path, args, message):
     args = [str(ckpt) if a == "CKPT" else a for a in args]
     extra = ["--results", "res"] + (["--out", "run"] if args[0] in ("train", "visualize") else [])
@@ -172,21 +271,33 @@ def test_non_finite_and_out_of_range_values_fail_in_one_line(ckpt, tmp_path, arg
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written
 
 
-@pytest.mark.parametrize("kwargs", [dict(eps=math.inf), dict(eps=math.nan), dict(step=math.inf),
-                                    dict(step=math.nan), dict(eps=True), dict(step="fast")])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(eps=math.inf),
+        dict(eps=math.nan),
+        dict(step=math.inf),
+        dict(step=math.nan),
+        dict(eps=True),
+        dict(step="fast"),
+    ],
+)
 def test_threat_model_refuses_non_finite_values(kwargs):
     with pytest.raises(RobustError) as err:
         ThreatModel(**kwargs)
     assert "--" not in str(err.value)  # the same words for the API, TOML and the CLI
 
 
-@pytest.mark.parametrize("where, body, key", [
-    ("attack", '[[cells]]\nname = "a"\n[[attacks]]\nname = "pgd"\neps = inf\n', "key eps of [[attacks]] #1"),
-    ("eval", '[[cells]]\nname = "a"\n[eval]\neta = nan\n[[attacks]]\nname = "pgd"\n', "key eval.eta"),
-    ("sweep", '[[cells]]\nname = "a"\n[[attacks]]\nname = "pgd"\nsweep = [0.01, inf]\n', "key sweep"),
-    ("cell", '[[cells]]\nname = "a"\nadv = "pgd"\nadv_kwargs = { eps = inf }\n', "key adv_kwargs"),
-    ("train", '[train]\nlr = inf\n[[cells]]\nname = "a"\n', "key train.lr"),
-])
+@pytest.mark.parametrize(
+    "where, body, key",
+    [
+        ("attack", '[[cells]]\nname = "a"\n[[attacks]]\nname = "pgd"\neps = inf\n', "key eps of [[attacks]] #1"),
+        ("eval", '[[cells]]\nname = "a"\n[eval]\neta = nan\n[[attacks]]\nname = "pgd"\n', "key eval.eta"),
+        ("sweep", '[[cells]]\nname = "a"\n[[attacks]]\nname = "pgd"\nsweep = [0.01, inf]\n', "key sweep"),
+        ("cell", '[[cells]]\nname = "a"\nadv = "pgd"\nadv_kwargs = { eps = inf }\n', "key adv_kwargs"),
+        ("train", '[train]\nlr = inf\n[[cells]]\nname = "a"\n', "key train.lr"),
+    ],
+)
 def test_toml_non_finite_values_name_the_file_and_key(tmp_path, where, body, key):
     path = tmp_path / f"{where}.toml"
     path.write_text(body)
@@ -215,9 +326,11 @@ def test_seed_studies_keep_the_seeds_step_explicitly():
 def test_mixed_norms_and_spaces_raise_no_false_alarm(target):
     """PGD at L-inf 0.0313 normalized, L-inf 8/255 pixel and L2 in pixels in one call:
     radii of different norms or spaces are not comparable."""
-    specs = [AttackSpec("pgd", ThreatModel("linf", 0.0313, space="normalized"), k=5),
-             AttackSpec("pgd", ThreatModel("linf", PX8, space="pixel"), k=5),
-             AttackSpec("pgd", ThreatModel("l2", 0.1, space="pixel"), k=5)]
+    specs = [
+        AttackSpec("pgd", ThreatModel("linf", 0.0313, space="normalized"), k=5),
+        AttackSpec("pgd", ThreatModel("linf", PX8, space="pixel"), k=5),
+        AttackSpec("pgd", ThreatModel("l2", 0.1, space="pixel"), k=5),
+    ]
     recs = evaluate(target, specs, cifar10(), n=100, device="cpu")
     robust = {(r["attack"]["norm"], r["attack"]["space"]): r["metrics"]["robust_acc"] for r in recs}
     assert robust[("l2", "pixel")] > robust[("linf", "pixel")] + 0.01  # would look like a rise, by number alone

@@ -1,4 +1,5 @@
 """Threat models: eps spaces, conversions, the ball's geometry."""
+
 import math
 
 import pytest

@@ -4,6 +4,7 @@ the CLI (in-process and as a subprocess) and clean failures.
 Most runs use a small ImageFolder tree of real CIFAR-10 images (600 train / 200
 test PNGs, written once per module) so that each run's test evaluation is cheap;
 the learning test uses the real CIFAR-10 loader."""
+
 from __future__ import annotations
 
 import csv
@@ -55,8 +56,14 @@ def tree(tmp_path_factory, cifar10) -> str:
 def small_spec(tree: str, out: Path, **changes) -> TrainSpec:
     data = changes.pop("data", {})
     model = changes.pop("model", {})
-    base = dict(data=DataSpec(dataset=tree, **data), model=ModelSpec(arch="cnn", kwargs=dict(TINY, **model)),
-                epochs=2, batch_size=64, out=str(out), device="cpu")
+    base = dict(
+        data=DataSpec(dataset=tree, **data),
+        model=ModelSpec(arch="cnn", kwargs=dict(TINY, **model)),
+        epochs=2,
+        batch_size=64,
+        out=str(out),
+        device="cpu",
+    )
     base.update(changes)
     return TrainSpec(**base)
 
@@ -66,8 +73,9 @@ def learned(tmp_path_factory, cifar10):
     """The default CNN and method on 2,000 real CIFAR-10 training images, 3 epochs
     (val accuracy about 0.40, test about 0.37)."""
     tmp = tmp_path_factory.mktemp("learn")
-    spec = TrainSpec(data=DataSpec(subset=2000, val_fraction=0.02), epochs=3, batch_size=64, device="cpu",
-                     out=str(tmp / "run"))
+    spec = TrainSpec(
+        data=DataSpec(subset=2000, val_fraction=0.02), epochs=3, batch_size=64, device="cpu", out=str(tmp / "run")
+    )
     store = ResultsStore(tmp / "results")
     return spec, fit(spec, store=store, quiet=True), store
 
@@ -181,8 +189,18 @@ def test_amp_and_channels_last_paths_run_on_cpu(tree, tmp_path, monkeypatch):
     import robustbench_local.train as train_module
 
     monkeypatch.setattr(train_module, "cpu_has_native_bf16", lambda: False)  # as on a CPU without avx512_bf16
-    spec = small_spec(tree, tmp_path / "run", amp=True, channels_last=True, optimizer="adamw", lr=2e-3,
-                      warmup_epochs=0.5, grad_clip=1.0, method="ova", epochs=1)
+    spec = small_spec(
+        tree,
+        tmp_path / "run",
+        amp=True,
+        channels_last=True,
+        optimizer="adamw",
+        lr=2e-3,
+        warmup_epochs=0.5,
+        grad_clip=1.0,
+        method="ova",
+        epochs=1,
+    )
     buf = io.StringIO()
     result = fit(spec, progress=True, console=Console(file=buf, force_terminal=True, width=120))
     shown = buf.getvalue()
@@ -242,17 +260,32 @@ def test_lr_schedules():
 
 
 def test_spec_checks_and_round_trip():
-    spec = TrainSpec.from_dict({"epochs": 3, "lr": 0.1, "method": "cutmix", "method_kwargs": {"alpha": 0.5},
-                                "data": {"dataset": "fashion-mnist", "subset": 100}, "model": {"arch": "vgg"}})
+    spec = TrainSpec.from_dict(
+        {
+            "epochs": 3,
+            "lr": 0.1,
+            "method": "cutmix",
+            "method_kwargs": {"alpha": 0.5},
+            "data": {"dataset": "fashion-mnist", "subset": 100},
+            "model": {"arch": "vgg"},
+        }
+    )
     assert TrainSpec.from_dict(spec.to_dict()) == spec
     assert spec.run_name() == "fashion-mnist-vgg-cutmix-s0"
     assert TrainSpec(data=DataSpec(dataset="imagefolder:/x/animals.tar.gz")).run_name() == "animals-cnn-standard-s0"
-    for bad, text in [({"epochs": 0}, "--epochs must be >= 1"), ({"lr": 0}, "--lr must be > 0"),
-                      ({"batch_size": -1}, "--batch-size"), ({"schedule": "linear"}, "unknown schedule"),
-                      ({"optimizer": "lion"}, "unknown optimizer"), ({"warmup_epochs": 10}, "shorter than --epochs"),
-                      ({"data": {"subset": 0}}, "--subset must be >= 1"), ({"data": {"val_fraction": 0}}, "--val-fraction"),
-                      ({"lrr": 1}, "unknown train option"), ({"epochs": 2.5}, "integer"),
-                      ({"method": "mixup", "method_kwargs": {"beta": 1}}, "does not take beta")]:
+    for bad, text in [
+        ({"epochs": 0}, "--epochs must be >= 1"),
+        ({"lr": 0}, "--lr must be > 0"),
+        ({"batch_size": -1}, "--batch-size"),
+        ({"schedule": "linear"}, "unknown schedule"),
+        ({"optimizer": "lion"}, "unknown optimizer"),
+        ({"warmup_epochs": 10}, "shorter than --epochs"),
+        ({"data": {"subset": 0}}, "--subset must be >= 1"),
+        ({"data": {"val_fraction": 0}}, "--val-fraction"),
+        ({"lrr": 1}, "unknown train option"),
+        ({"epochs": 2.5}, "integer"),
+        ({"method": "mixup", "method_kwargs": {"beta": 1}}, "does not take beta"),
+    ]:
         with pytest.raises(RobustError, match=text):
             TrainSpec.from_dict(bad)
 
@@ -269,8 +302,25 @@ def _cli(args, cwd: Path):
 
 
 def test_cli_train_and_resume(tree, tmp_path):
-    args = ["train", "--dataset", tree, "--subset", "500", "--maps", "8,8,16", "--batch-size", "64",
-            "--schedule", "none", "--device", "cpu", "--out", "run", "--results", "res"]
+    args = [
+        "train",
+        "--dataset",
+        tree,
+        "--subset",
+        "500",
+        "--maps",
+        "8,8,16",
+        "--batch-size",
+        "64",
+        "--schedule",
+        "none",
+        "--device",
+        "cpu",
+        "--out",
+        "run",
+        "--results",
+        "res",
+    ]
     r = _cli(args + ["--epochs", "1"], tmp_path)
     assert r.exit_code == 0, r.output
     assert "epoch 1/1" in r.output and "test acc" in r.output and "Traceback" not in r.output
@@ -291,33 +341,61 @@ def test_cli_train_and_resume(tree, tmp_path):
 
 
 def test_cli_subprocess(tree, tmp_path):
-    cmd = [sys.executable, "-m", "robustbench_local", "train", "--dataset", tree, "--epochs", "1", "--subset", "500",
-           "--maps", "8,8,16", "--method", "cutmix", "--alpha", "0.5", "--device", "cpu", "--out", "run",
-           "--results", "res"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "robustbench_local",
+        "train",
+        "--dataset",
+        tree,
+        "--epochs",
+        "1",
+        "--subset",
+        "500",
+        "--maps",
+        "8,8,16",
+        "--method",
+        "cutmix",
+        "--alpha",
+        "0.5",
+        "--device",
+        "cpu",
+        "--out",
+        "run",
+        "--results",
+        "res",
+    ]
     p = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr
     assert "epoch 1/1" in p.stdout and "\x1b[" not in p.stdout  # plain output when not on a terminal
     model, meta = load_checkpoint(tmp_path / "run" / "best.pth")
-    assert meta["method"] == "cutmix" and meta["method_kwargs"] == {"alpha": 0.5, "cutmix_prob": 0.5,
-                                                                     "label_smoothing": 0.0}
+    assert meta["method"] == "cutmix" and meta["method_kwargs"] == {
+        "alpha": 0.5,
+        "cutmix_prob": 0.5,
+        "label_smoothing": 0.0,
+    }
     assert meta["arch_kwargs"] == {"maps": "8,8,16"} and meta["classes"][0] == "airplane"
 
-    p = subprocess.run(cmd[:6] + ["--epochs", "0", "--out", "bad"], cwd=tmp_path, capture_output=True, text=True,
-                       timeout=600)
+    p = subprocess.run(
+        cmd[:6] + ["--epochs", "0", "--out", "bad"], cwd=tmp_path, capture_output=True, text=True, timeout=600
+    )
     assert p.returncode == 2 and p.stderr.strip() == "error: --epochs must be >= 1, got 0"
     assert "Traceback" not in p.stderr and not (tmp_path / "bad").exists()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--model", "nope"], "unknown model 'nope'; valid models: "),
-    (["--method", "nope"], "unknown method 'nope'; valid methods: cutmix, mixup, ova, standard"),
-    (["--dataset", "nope"], "unknown dataset 'nope'; valid datasets: "),
-    (["--epochs", "0"], "--epochs must be >= 1"),
-    (["--lr", "0"], "--lr must be > 0"),
-    (["--subset", "1000000"], "subset of 1000000 asked for, but the train split has only"),
-    (["--method", "ova", "--alpha", "1"], "method 'ova' does not take alpha"),
-    (["--maps", "8,x"], "maps"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model", "nope"], "unknown model 'nope'; valid models: "),
+        (["--method", "nope"], "unknown method 'nope'; valid methods: cutmix, mixup, ova, standard"),
+        (["--dataset", "nope"], "unknown dataset 'nope'; valid datasets: "),
+        (["--epochs", "0"], "--epochs must be >= 1"),
+        (["--lr", "0"], "--lr must be > 0"),
+        (["--subset", "1000000"], "subset of 1000000 asked for, but the train split has only"),
+        (["--method", "ova", "--alpha", "1"], "method 'ova' does not take alpha"),
+        (["--maps", "8,x"], "maps"),
+    ],
+)
 def test_cli_bad_inputs_fail_cleanly(args, message, tree, tmp_path):
     base = ["train", "--dataset", tree, "--epochs", "1", "--device", "cpu", "--out", "run", "--results", "res"]
     r = _cli(base + args, tmp_path)
@@ -330,6 +408,19 @@ def test_cli_bad_inputs_fail_cleanly(args, message, tree, tmp_path):
 def test_cli_help_documents_units_and_defaults():
     r = CliRunner().invoke(main, ["train", "--help"])
     assert r.exit_code == 0
-    for text in ("--epochs", "[default: 10]", "--lr", "[default: 0.05]", "--label-smoothing", "--cutmix-prob",
-                 "--resume", "--init", "--patience", "--warmup", "--amp / --no-amp", "--subset", "--augment"):
+    for text in (
+        "--epochs",
+        "[default: 10]",
+        "--lr",
+        "[default: 0.05]",
+        "--label-smoothing",
+        "--cutmix-prob",
+        "--resume",
+        "--init",
+        "--patience",
+        "--warmup",
+        "--amp / --no-amp",
+        "--subset",
+        "--augment",
+    ):
         assert text in r.output, text

@@ -1,5 +1,6 @@
 """Transfer attacks (--transfer-from), replayed --save-adv files (--replay) and EOT
 (--eot), through the CLI on a CNN trained on real CIFAR-10 points."""
+
 from __future__ import annotations
 
 import json
@@ -7,13 +8,13 @@ import json
 import pytest
 import torch
 from click.testing import CliRunner
+from support import eval_points, trained_cnn
 
 from robustbench_local.attacks import AttackSpec
 from robustbench_local.attacks.grad import loss_grad
 from robustbench_local.attacks.losses import ce_loss
 from robustbench_local.checkpoint import file_sha256, save_checkpoint
 from robustbench_local.cli import main
-from support import eval_points, trained_cnn
 
 SUITE = ["--attack", "fgsm", "--attack", "pgd", "--k", "5", "--n", "120"]
 
@@ -70,22 +71,27 @@ def test_replaying_saved_examples_on_their_own_model_gives_its_numbers(ckpts, tm
         assert r["metrics"]["robust_flags"] == white[label]["metrics"]["robust_flags"], label
         assert r["replayed_from"]["sha256"] == file_sha256(adv)
         assert r["data"]["indices_sha256"] == white[label]["data"]["indices_sha256"]
-        assert r["attack"]["k" if label == "PGD-5" else "random_start"] == white[label]["attack"][
-            "k" if label == "PGD-5" else "random_start"]
+        assert (
+            r["attack"]["k" if label == "PGD-5" else "random_start"]
+            == white[label]["attack"]["k" if label == "PGD-5" else "random_start"]
+        )
     other = _by_label(_eval(tmp_path / "o", "--replay", str(adv), str(b)))
     assert other["PGD-5 (replayed)"]["checkpoint"]["sha256"] == file_sha256(b)
     assert other["PGD-5 (replayed)"]["replayed_from"]["crafted_on"] == str(a)
 
 
-@pytest.mark.parametrize("args, msg", [
-    (["--replay", "missing.pt"], "--replay file missing.pt does not exist"),
-    (["--transfer-from", "missing.pth"], "checkpoint missing.pth does not exist"),
-    (["--attack", "square", "--eot", "3"], "--eot applies to gradient attacks; none of square"),
-    (["--attack", "autoattack", "--k", "5"], "--k applies to"),
-    (["--attack-option", "pgd.kk=3"], "pgd has no option 'kk'"),
-    (["--attack-option", "pgd.k"], "must read NAME.KEY=VALUE"),
-    (["--attack-option", "fgsm.random_start=true"], "fgsm is not among the attacks given"),
-])
+@pytest.mark.parametrize(
+    "args, msg",
+    [
+        (["--replay", "missing.pt"], "--replay file missing.pt does not exist"),
+        (["--transfer-from", "missing.pth"], "checkpoint missing.pth does not exist"),
+        (["--attack", "square", "--eot", "3"], "--eot applies to gradient attacks; none of square"),
+        (["--attack", "autoattack", "--k", "5"], "--k applies to"),
+        (["--attack-option", "pgd.kk=3"], "pgd has no option 'kk'"),
+        (["--attack-option", "pgd.k"], "must read NAME.KEY=VALUE"),
+        (["--attack-option", "fgsm.random_start=true"], "fgsm is not among the attacks given"),
+    ],
+)
 def test_bad_suite_options_are_one_line(ckpts, tmp_path, args, msg):
     res = CliRunner().invoke(main, ["eval", *args, "--n", "10", "--results", str(tmp_path / "r"), str(ckpts[0])])
     assert res.exit_code == 2, res.output
@@ -94,8 +100,23 @@ def test_bad_suite_options_are_one_line(ckpts, tmp_path, args, msg):
 
 
 def test_attack_option_and_shared_flags_reach_each_attack(ckpts, tmp_path):
-    recs = _by_label(_eval(tmp_path, "--attack", "pgd", "--attack", "fgsm", "--k", "3", "--fgsm-rs",
-                           "--attack-option", "pgd.restarts=2", "--n", "30", str(ckpts[0])))
+    recs = _by_label(
+        _eval(
+            tmp_path,
+            "--attack",
+            "pgd",
+            "--attack",
+            "fgsm",
+            "--k",
+            "3",
+            "--fgsm-rs",
+            "--attack-option",
+            "pgd.restarts=2",
+            "--n",
+            "30",
+            str(ckpts[0]),
+        )
+    )
     assert recs["PGD-3x2"]["attack"]["restarts"] == 2 and recs["PGD-3x2"]["attack"]["k"] == 3
     assert recs["R+FGSM"]["attack"]["random_start"] is True
     assert "k" not in recs["R+FGSM"]["attack"]
@@ -149,15 +170,15 @@ class Quantized(torch.nn.Module):
 
 
 def test_square_below_pgd_flags_masked_gradients():
+    from support import cifar10
+
     from robustbench_local import evaluate
     from robustbench_local.threat import ThreatModel
-    from support import cifar10
 
     model, meta = trained_cnn()
     t = ThreatModel("linf", 8 / 255, space="pixel")
     specs = [AttackSpec("pgd", t, k=5), AttackSpec("square", t, n_queries=300)]
-    recs = {r["attack"]["label"]: r for r in evaluate((Quantized(model), meta), specs, cifar10(), n=100,
-                                                       device="cpu")}
+    recs = {r["attack"]["label"]: r for r in evaluate((Quantized(model), meta), specs, cifar10(), n=100, device="cpu")}
     pgd_rec, sq = recs["PGD-5"], recs["Square-300"]
     assert sq["metrics"]["robust_acc"] < pgd_rec["metrics"]["robust_acc"]
     finding = next(c for c in pgd_rec["checks"] if c["name"] == "square_below_whitebox")

@@ -1,5 +1,6 @@
 """`robust visualize` and `robust analyze` on real CIFAR-10 test images with the
 seed CNN trained for a few steps (these tests check plumbing, not accuracy)."""
+
 from __future__ import annotations
 
 import io
@@ -18,8 +19,15 @@ from robustbench_local.analyze import analyze, confusion_counts
 from robustbench_local.attacks import AttackSpec
 from robustbench_local.cli import main
 from robustbench_local.threat import ThreatModel
-from robustbench_local.visualize import (CORRECT, WRONG, adversarial_examples, default_grid_path, grid_figure,
-                                         panel_arrays, render_grid)
+from robustbench_local.visualize import (
+    CORRECT,
+    WRONG,
+    adversarial_examples,
+    default_grid_path,
+    grid_figure,
+    panel_arrays,
+    render_grid,
+)
 
 EPS = 0.0313  # normalized; 0.01565 in pixels for std 0.5
 
@@ -35,14 +43,24 @@ def model_meta(cifar10):
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     model.train()
     for i in range(0, len(y), 64):  # 10 steps: predictions that vary, nothing more
-        loss = F.cross_entropy(model(x[i:i + 64]), y[i:i + 64])
+        loss = F.cross_entropy(model(x[i : i + 64]), y[i : i + 64])
         opt.zero_grad()
         loss.backward()
         opt.step()
     model.eval()
-    meta = {"arch": "cnn", "arch_kwargs": {}, "num_classes": 10, "input_shape": [3, 32, 32], "mean": [0.5] * 3,
-            "std": [0.5] * 3, "normalization": "seed", "dataset": {"name": "cifar10"},
-            "classes": list(cifar10.info.classes), "method": "standard", "adv": "none"}
+    meta = {
+        "arch": "cnn",
+        "arch_kwargs": {},
+        "num_classes": 10,
+        "input_shape": [3, 32, 32],
+        "mean": [0.5] * 3,
+        "std": [0.5] * 3,
+        "normalization": "seed",
+        "dataset": {"name": "cifar10"},
+        "classes": list(cifar10.info.classes),
+        "method": "standard",
+        "adv": "none",
+    }
     return model, meta
 
 
@@ -92,7 +110,7 @@ def test_grid_has_three_panels_per_image(model_meta, cifar10):
     assert len(fig.axes) == 3 * 7
     for i in range(7):
         panels = panel_arrays(ex.x[i], ex.x_adv[i])
-        axes = fig.axes[3 * i:3 * i + 3]
+        axes = fig.axes[3 * i : 3 * i + 3]
         for ax, want in zip(axes, panels):
             np.testing.assert_allclose(np.asarray(ax.images[0].get_array()), want, atol=1e-6)
         y, cp, ap = int(ex.y[i]), int(ex.clean_pred[i]), int(ex.adv_pred[i])
@@ -124,8 +142,25 @@ def test_default_grid_path():
 
 
 def test_visualize_cli_writes_one_grid_per_radius(checkpoint, tmp_path):
-    res = CliRunner().invoke(main, ["visualize", str(checkpoint), "--attack", "pgd", "--k", "2", "--eps", "0.01,0.0313",
-                                    "--n", "2", "--device", "cpu", "--results", str(tmp_path)])
+    res = CliRunner().invoke(
+        main,
+        [
+            "visualize",
+            str(checkpoint),
+            "--attack",
+            "pgd",
+            "--k",
+            "2",
+            "--eps",
+            "0.01,0.0313",
+            "--n",
+            "2",
+            "--device",
+            "cpu",
+            "--results",
+            str(tmp_path),
+        ],
+    )
     assert res.exit_code == 0, res.output
     pngs = sorted(p.name for p in (tmp_path / "figures").iterdir())
     assert pngs == ["cifar10-cnn-tiny-PGD-2-eps0.01.png", "cifar10-cnn-tiny-PGD-2-eps0.0313.png"]
@@ -192,13 +227,20 @@ def test_analyze_under_attack(model_meta, cifar10):
 
 
 def test_analyze_cli_writes_every_file(checkpoint, tmp_path):
-    res = CliRunner().invoke(main, ["analyze", str(checkpoint), "--n", "150", "--device", "cpu",
-                                    "--results", str(tmp_path)])
+    res = CliRunner().invoke(
+        main, ["analyze", str(checkpoint), "--n", "150", "--device", "cpu", "--results", str(tmp_path)]
+    )
     assert res.exit_code == 0, res.output
     out = tmp_path / "analysis" / "cifar10-cnn-tiny"
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["clean-confused-pairs.csv", "clean-confusion.png", "clean-misclassified.png", "clean-per-class.csv",
-                     "clean-predictions.csv", "clean-summary.json"]
+    assert names == [
+        "clean-confused-pairs.csv",
+        "clean-confusion.png",
+        "clean-misclassified.png",
+        "clean-per-class.csv",
+        "clean-predictions.csv",
+        "clean-summary.json",
+    ]
     preds = pd.read_csv(out / "clean-predictions.csv")
     assert list(preds.columns[:6]) == ["index", "true", "true_name", "pred", "pred_name", "confidence"]
     assert len(preds) == 150 and preds["index"].is_unique
@@ -233,8 +275,15 @@ def test_gradcam(model_meta, cifar10):
 
 
 def test_analyze_gradcam_file(model_meta, cifar10, tmp_path):
-    a = analyze(model_meta, AttackSpec("fgsm", ThreatModel(eps=EPS)), n=20, data=cifar10, device="cpu",
-                gradcam_layer="auto", gradcam_n=3)
+    a = analyze(
+        model_meta,
+        AttackSpec("fgsm", ThreatModel(eps=EPS)),
+        n=20,
+        data=cifar10,
+        device="cpu",
+        gradcam_layer="auto",
+        gradcam_n=3,
+    )
     assert a.gradcam.cam.shape == a.gradcam.cam_adv.shape == (3, 32, 32)
     paths = a.write(tmp_path)
     cam_png = [p for p in paths if "gradcam" in p.name]

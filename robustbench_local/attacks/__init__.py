@@ -2,6 +2,7 @@
 function with ``registry.attack``; every module is imported here, so adding a file is
 all it takes (see registry.py for the contract, CONTRIBUTING.md for a worked example).
 evaluate(), the experiment runner, the CLI and the tests read the registry."""
+
 from __future__ import annotations
 
 from .base import AttackResult, attack_mode, frozen_params
@@ -16,6 +17,21 @@ from .pgd import perturb, pgd, run_pgd  # noqa: E402
 from .spec import AttackSpec  # noqa: E402
 
 __all__ = [
-    "ATTACKS", "AttackInfo", "AttackResult", "AttackSpec", "Opt", "attack", "attack_mode", "frozen_params", "info",
-    "names", "fgsm", "pgd", "perturb", "run_pgd", "autoattack", "ce_loss", "dlr_loss",
+    "ATTACKS",
+    "AttackInfo",
+    "AttackResult",
+    "AttackSpec",
+    "Opt",
+    "attack",
+    "attack_mode",
+    "frozen_params",
+    "info",
+    "names",
+    "fgsm",
+    "pgd",
+    "perturb",
+    "run_pgd",
+    "autoattack",
+    "ce_loss",
+    "dlr_loss",
 ]

@@ -5,9 +5,11 @@ and Square (5000 queries), each run only on the points every earlier one left ro
 It is the fast option, labelled as such everywhere: `--attack autoattack` remains
 pyautoattack's own standard version, the number the field reports. Attacks without
 geometry for the threat's norm are skipped, as AutoAttack skips Square under L1."""
+
 from __future__ import annotations
 
-from typing import Annotated, Callable
+from collections.abc import Callable
+from typing import Annotated
 
 import torch
 from torch import nn
@@ -32,8 +34,15 @@ def _label(o: dict) -> str:
 # one_batch: the cascade is stage-major, as AutoAttack's: each attack runs over every point
 # still robust (in chunks of evaluate's batch size) before the next starts, so the few points left
 # for the later, long attacks run together instead of a few per batch
-@attack("aa-native", norms=NORMS, kind="white-box", step_rule="2*eps", label=_label, one_batch=True,
-        quick={"k": 10, "targets": 2, "n_queries": 50})
+@attack(
+    "aa-native",
+    norms=NORMS,
+    kind="white-box",
+    step_rule="2*eps",
+    label=_label,
+    one_batch=True,
+    quick={"k": 10, "targets": 2, "n_queries": 50},
+)
 def aa_native(
     model: nn.Module,
     x: torch.Tensor,
@@ -54,8 +63,11 @@ def aa_native(
     stages: list[tuple[str, tuple, Callable]] = [
         ("apgd-ce", NORMS, lambda xs, ys: apgd(model, xs, ys, threat, k=k, loss="ce", std=std)),
         ("apgd-t", NORMS, lambda xs, ys: apgd(model, xs, ys, threat, k=k, targeted="top", targets=targets, std=std)),
-        ("fab-t", ("linf", "l2", "l1"), lambda xs, ys: fab_t(model, xs, ys, threat, k=k, targets=targets, std=std,
-                                                             seed=seed)),
+        (
+            "fab-t",
+            ("linf", "l2", "l1"),
+            lambda xs, ys: fab_t(model, xs, ys, threat, k=k, targets=targets, std=std, seed=seed),
+        ),
         ("square", ("linf", "l2"), lambda xs, ys: square(model, xs, ys, threat, n_queries=n_queries, std=std)),
     ]
     with attack_mode(model):
@@ -68,7 +80,7 @@ def aa_native(
             if on_progress is not None:  # at the start and the end of each attack, as AutoAttack's adapter
                 on_progress(name, int(todo.numel()), len(y))
             for i in range(0, len(todo), chunk):
-                part = todo[i:i + chunk]
+                part = todo[i : i + chunk]
                 res = run(x[part], y[part])
                 hit = part[res.fooled]
                 x_adv[hit] = res.x_adv[res.fooled]

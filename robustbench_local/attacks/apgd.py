@@ -18,9 +18,11 @@ clean classes (APGD-T, as AutoAttack runs it). Each point is judged on every ite
 the first misclassified one is kept and the point leaves the working batch at once;
 every step size and checkpoint is per example, so the others' runs do not change.
 """
+
 from __future__ import annotations
 
-from typing import Annotated, Callable, Literal, Sequence
+from collections.abc import Callable, Sequence
+from typing import Annotated, Literal
 
 import torch
 from torch import nn
@@ -47,8 +49,7 @@ def _label(o: dict) -> str:
     return name
 
 
-@attack("apgd", norms=NORMS, kind="white-box", step_rule="2*eps", label=_label,
-        quick={"k": 10, "targets": 2})
+@attack("apgd", norms=NORMS, kind="white-box", step_rule="2*eps", label=_label, quick={"k": 10, "targets": 2})
 def apgd(
     model: nn.Module,
     x: torch.Tensor,
@@ -56,18 +57,28 @@ def apgd(
     threat: ThreatModel,
     *,
     k: Annotated[int, Opt("Iterations per run (each restart, each target class).", min=1)] = 100,
-    loss: Annotated[Literal["ce", "dlr"], Opt(
-        "Loss to ascend: cross-entropy or the Difference of Logits Ratio (not used when targeted).")] = "ce",
-    targeted: Annotated[Literal["none", "top"], Opt(
-        "top: APGD-T, the targeted DLR loss toward each of the --targets most likely wrong classes in turn."
-    )] = "none",
-    targets: Annotated[int, Opt(
-        "Target classes when targeted: the 2nd to (targets+1)-th highest clean logits (at most classes-1).",
-        min=1)] = 9,
+    loss: Annotated[
+        Literal["ce", "dlr"],
+        Opt("Loss to ascend: cross-entropy or the Difference of Logits Ratio (not used when targeted)."),
+    ] = "ce",
+    targeted: Annotated[
+        Literal["none", "top"],
+        Opt("top: APGD-T, the targeted DLR loss toward each of the --targets most likely wrong classes in turn."),
+    ] = "none",
+    targets: Annotated[
+        int,
+        Opt("Target classes when targeted: the 2nd to (targets+1)-th highest clean logits (at most classes-1).", min=1),
+    ] = 9,
     restarts: Annotated[int, Opt("Random restarts (per target class when targeted).", min=1)] = 1,
-    rho: Annotated[float, Opt(
-        "Halve the step at a checkpoint where at most this fraction of the steps since the last one raised "
-        "the loss.", min=0.0, max=1.0)] = 0.75,
+    rho: Annotated[
+        float,
+        Opt(
+            "Halve the step at a checkpoint where at most this fraction of the steps since the last one raised "
+            "the loss.",
+            min=0.0,
+            max=1.0,
+        ),
+    ] = 0.75,
     std=None,
     eot: int = 1,
 ) -> AttackResult:
@@ -91,8 +102,10 @@ def apgd(
             clean = model(x)
         n_cls = clean.shape[1]
         if (targeted or loss == "dlr") and n_cls < 3 + targeted:
-            raise RobustError(f"APGD's {'targeted ' if targeted else ''}DLR loss needs at least "
-                              f"{3 + targeted} classes, the model has {n_cls}; use --loss ce")
+            raise RobustError(
+                f"APGD's {'targeted ' if targeted else ''}DLR loss needs at least "
+                f"{3 + targeted} classes, the model has {n_cls}; use --loss ce"
+            )
         x_out = x.clone()
         fooled = clean.argmax(dim=1) != y  # misclassified clean: nothing to attack
         best = torch.full((x.shape[0],), float("-inf"), device=x.device)
@@ -101,8 +114,9 @@ def apgd(
                 todo = (~fooled).nonzero().squeeze(1)
                 if todo.numel() == 0:
                     break
-                xa, fa, lb = run_apgd(model, x[todo], y[todo], ball, loss_fn, [a[todo] for a in aux],
-                                      k=k, rho=rho, step0=step0, eot=eot)
+                xa, fa, lb = run_apgd(
+                    model, x[todo], y[todo], ball, loss_fn, [a[todo] for a in aux], k=k, rho=rho, step0=step0, eot=eot
+                )
                 # a point still robust keeps the highest-loss point of all its runs
                 take = fa | (lb > best[todo])
                 x_out[todo[take]] = xa[take]
@@ -181,15 +195,29 @@ def run_apgd(
     x_adv = _start(x, ball)
     logits, loss, grad = loss_grad(model, x_adv, loss_fn, aux, eot)
     lo, hi = ball.box(x) if norm == "linf" else (x, x)  # (x, x): placeholders that keep rows aligned
-    b = _Batch(ids=torch.arange(n, device=x.device), xs=x, ys=y, aux=list(aux), lo=lo, hi=hi,
-               x_adv=x_adv, x_old=x_adv, grad=grad, loss=loss, logits=logits,
-               x_best=x_adv.clone(), grad_best=grad.clone(), loss_best=loss.clone(), loss_prev=loss.clone(),
-               step=torch.full((n,), step0, device=x.device, dtype=x.dtype),
-               n_up=torch.zeros(n, device=x.device),                          # steps that raised the loss
-               reduced=torch.ones(n, dtype=torch.bool, device=x.device),      # halved at the last checkpoint
-               best_at_check=loss.clone(),                                     # best loss then
-               sparsity=torch.full((n,), 0.2, device=x.device),               # L1: fraction of coordinates stepped
-               nnz_old=torch.full((n,), float(d), device=x.device))           # L1: best point's nonzeros then
+    b = _Batch(
+        ids=torch.arange(n, device=x.device),
+        xs=x,
+        ys=y,
+        aux=list(aux),
+        lo=lo,
+        hi=hi,
+        x_adv=x_adv,
+        x_old=x_adv,
+        grad=grad,
+        loss=loss,
+        logits=logits,
+        x_best=x_adv.clone(),
+        grad_best=grad.clone(),
+        loss_best=loss.clone(),
+        loss_prev=loss.clone(),
+        step=torch.full((n,), step0, device=x.device, dtype=x.dtype),
+        n_up=torch.zeros(n, device=x.device),  # steps that raised the loss
+        reduced=torch.ones(n, dtype=torch.bool, device=x.device),  # halved at the last checkpoint
+        best_at_check=loss.clone(),  # best loss then
+        sparsity=torch.full((n,), 0.2, device=x.device),  # L1: fraction of coordinates stepped
+        nnz_old=torch.full((n,), float(d), device=x.device),
+    )  # L1: best point's nonzeros then
     if _judge(b, x_out, fooled):
         return x_out, fooled, best_loss
     if norm == "l1":

@@ -7,12 +7,14 @@ is converted with the model's std (every norm scales linearly with it); that is
 exact only when every channel has the same std (true for the default mean = std =
 0.5), and refused otherwise. It always computes in NCHW, whatever the layout of the
 model and points it is given, so its numbers do not depend on the layout."""
+
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Callable, Iterator, Literal
+from typing import Annotated, Literal
 
 import torch
 from torch import nn
@@ -58,18 +60,26 @@ def _nchw(model: nn.Module) -> Iterator[None]:
             t.data = data
 
 
-@attack("autoattack", norms=tuple(NORMS), kind="white-box", step_rule="2*eps", one_batch=True, nchw=True,
-        label=lambda o: "AutoAttack" if o["version"] == "standard" else f"AutoAttack-{o['version']}",
-        quick={"version": "standard"})
+@attack(
+    "autoattack",
+    norms=tuple(NORMS),
+    kind="white-box",
+    step_rule="2*eps",
+    one_batch=True,
+    nchw=True,
+    label=lambda o: "AutoAttack" if o["version"] == "standard" else f"AutoAttack-{o['version']}",
+    quick={"version": "standard"},
+)
 def autoattack(
     model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
     threat: ThreatModel,
     *,
-    version: Annotated[Literal["standard", "plus", "rand"],
-                       Opt("AutoAttack version (pyautoattack): standard = APGD-CE, APGD-T, FAB-T, Square.",
-                           flag="aa-version")] = "standard",
+    version: Annotated[
+        Literal["standard", "plus", "rand"],
+        Opt("AutoAttack version (pyautoattack): standard = APGD-CE, APGD-T, FAB-T, Square.", flag="aa-version"),
+    ] = "standard",
     seed: int = 0,
     batch_size: int = 500,
     state_path: str | Path | None = None,
@@ -94,7 +104,12 @@ def autoattack(
         if n_cls < 3:
             raise RobustError(f"AutoAttack's DLR and targeted attacks need >= 3 classes; this model has {n_cls}")
         adversary = AutoAttack(
-            model, norm=NORMS[px.norm], eps=px.eps, version=version, device=x.device, seed=seed,
+            model,
+            norm=NORMS[px.norm],
+            eps=px.eps,
+            version=version,
+            device=x.device,
+            seed=seed,
         )
         # the standard version assumes >= 10 classes for its 9 target classes
         adversary.apgd_targeted.n_target_classes = min(adversary.apgd_targeted.n_target_classes, n_cls - 1)
@@ -121,10 +136,12 @@ class _Tracker:
         self.robust = self._robust_at_start(x, y, batch_size, state_path)
         self.current: str | None = None
         self.seen: list[str] = []
-        names = {"apgd": lambda a: "apgd-ce" if a.loss == "ce" else "apgd-dlr",
-                 "apgd_targeted": lambda a: "apgd-t",
-                 "fab": lambda a: "fab-t" if a.targeted else "fab",
-                 "square": lambda a: "square"}
+        names = {
+            "apgd": lambda a: "apgd-ce" if a.loss == "ce" else "apgd-dlr",
+            "apgd_targeted": lambda a: "apgd-t",
+            "fab": lambda a: "fab-t" if a.targeted else "fab",
+            "square": lambda a: "square",
+        }
         for attr, name_of in names.items():
             sub = getattr(adversary, attr)
             sub.perturb = self._wrap(sub, sub.perturb, name_of)
@@ -137,8 +154,10 @@ class _Tracker:
             if flags is not None:
                 return int(flags.sum())
         with torch.no_grad():  # the clean pass as AutoAttack batches it
-            return sum(int((self.model(x[i:i + batch_size]).argmax(1) == y[i:i + batch_size]).sum())
-                       for i in range(0, len(y), batch_size))
+            return sum(
+                int((self.model(x[i : i + batch_size]).argmax(1) == y[i : i + batch_size]).sum())
+                for i in range(0, len(y), batch_size)
+            )
 
     def _wrap(self, sub, perturb, name_of):
         def run(x, y, *args, **kwargs):

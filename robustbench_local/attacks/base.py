@@ -1,11 +1,12 @@
 """Bookkeeping every attack shares (after torchattacks' base): the model runs in
 eval mode with parameter gradients off, and both are restored afterwards; the
 device comes from the input; the input is never modified."""
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 from torch import nn

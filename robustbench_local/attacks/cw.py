@@ -7,6 +7,7 @@ per-point binary search over c.
 The distance is measured in attack space (pixels divided by the per-channel scale), so
 normalized-space eps works as pixel-space eps does. A minimal-norm attack: the search is
 unbounded and eps only decides the verdict."""
+
 from __future__ import annotations
 
 from typing import Annotated
@@ -70,7 +71,7 @@ def _adam_run(model, x, y, w0, c, inv_s2, *, k, lr, kappa, eot):
         g_w = (g_x + 2 * diff * inv_s2) * (1 - torch.tanh(w) ** 2) / 2
         m.mul_(b1).add_(g_w, alpha=1 - b1)
         v.mul_(b2).addcmul_(g_w, g_w, value=1 - b2)
-        step = lr * (1 - b2 ** t) ** 0.5 / (1 - b1 ** t)
+        step = lr * (1 - b2**t) ** 0.5 / (1 - b1**t)
         w = w - step * m / (v.sqrt() + 1e-8)
         # abort early (the paper's code): the total loss stopped falling
         if t % max(k // 10, 1) == 0:
@@ -106,7 +107,10 @@ def _search(model, x, y, ball, *, k, search_steps, c0, kappa, lr, eot):
 
 
 @attack(
-    "cw", norms=("l2",), kind="minimal-norm", step_rule=None,
+    "cw",
+    norms=("l2",),
+    kind="minimal-norm",
+    step_rule=None,
     label=lambda o: f"CW-L2-{o['k']}" + (f"x{o['search_steps']}" if o["search_steps"] != 9 else ""),
     quick={"k": 10, "search_steps": 3},
 )
@@ -119,10 +123,12 @@ def cw(
     k: Annotated[int, Opt("Adam steps per binary-search step (default 100).", min=1)] = 100,
     search_steps: Annotated[int, Opt("Binary-search steps over the constant c (default 9).", min=1)] = 9,
     # 0.01 as ART starts: the paper's code starts at 1e-3 but runs 10,000 steps per search step
-    c: Annotated[float, Opt("Initial constant c weighing the margin loss against ||delta||^2 (default 0.01).",
-                            min=1e-10)] = 1e-2,
-    kappa: Annotated[float, Opt("Confidence: the logit margin an adversarial example must reach (default 0).",
-                                min=0)] = 0.0,
+    c: Annotated[
+        float, Opt("Initial constant c weighing the margin loss against ||delta||^2 (default 0.01).", min=1e-10)
+    ] = 1e-2,
+    kappa: Annotated[
+        float, Opt("Confidence: the logit margin an adversarial example must reach (default 0).", min=0)
+    ] = 0.0,
     lr: Annotated[float, Opt("Adam learning rate on the tanh variables (default 0.01).", min=1e-10)] = 1e-2,
     std=None,
     eot: int = 1,
@@ -140,8 +146,9 @@ def cw(
         found = clean_wrong(model, x, y)
         todo = (~found).nonzero().squeeze(1)
         if todo.numel():
-            xb, ok = _search(model, x[todo], y[todo], ball, k=k, search_steps=search_steps,
-                             c0=c, kappa=kappa, lr=lr, eot=eot)
+            xb, ok = _search(
+                model, x[todo], y[todo], ball, k=k, search_steps=search_steps, c0=c, kappa=kappa, lr=lr, eot=eot
+            )
             x_best[todo] = xb
             found[todo] = ok
         return minimal_result(model, x, y, ball, x_best, found, recheck=eot == 1)

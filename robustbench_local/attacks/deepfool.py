@@ -8,6 +8,7 @@ past the boundary. A point leaves the batch as soon as it is misclassified.
 Pixels are clipped to [0,1] after each step (the paper has no box); the geometry is in
 attack space (pixels divided by the per-channel scale). A minimal-norm attack: eps only
 decides the verdict."""
+
 from __future__ import annotations
 
 from typing import Annotated
@@ -54,7 +55,7 @@ def _step(f: torch.Tensor, w: torch.Tensor, norm: str) -> torch.Tensor:
     shape = (-1,) + (1,) * (w_l.dim() - 1)
     if norm == "linf":  # the L-inf projection moves every pixel by the same amount
         return (f_l / q_l).view(shape) * w_l.sign()
-    return (f_l / q_l ** 2).view(shape) * w_l
+    return (f_l / q_l**2).view(shape) * w_l
 
 
 def _candidates(model, x, y, n_cand):
@@ -102,7 +103,10 @@ def _run(model, x, y, ball, *, k, overshoot, n_cand, eot):
 
 
 @attack(
-    "deepfool", norms=("linf", "l2"), kind="minimal-norm", step_rule=None,
+    "deepfool",
+    norms=("linf", "l2"),
+    kind="minimal-norm",
+    step_rule=None,
     label=lambda o: "DeepFool" + (f"-{o['k']}" if o["k"] != 50 else ""),
     quick={"k": 10},
 )
@@ -113,10 +117,13 @@ def deepfool(
     threat: ThreatModel,
     *,
     k: Annotated[int, Opt("Maximum DeepFool iterations per point (default 50).", min=1)] = 50,
-    overshoot: Annotated[float, Opt("Stretch of the total perturbation past the boundary, as a fraction "
-                                    "(default 0.02).", min=0)] = 0.02,
-    candidates: Annotated[int, Opt("Classes considered per step: the top ones by clean logit, the true "
-                                   "class included (default 10).", min=2)] = 10,
+    overshoot: Annotated[
+        float, Opt("Stretch of the total perturbation past the boundary, as a fraction (default 0.02).", min=0)
+    ] = 0.02,
+    candidates: Annotated[
+        int,
+        Opt("Classes considered per step: the top ones by clean logit, the true class included (default 10).", min=2),
+    ] = 10,
     std=None,
     eot: int = 1,
 ):

@@ -16,6 +16,7 @@ the points not yet fooled within eps (as AutoAttack's FAB-T), so a norm reported
 eps is from the first target that got there, an upper bound on the smallest. Geometry is
 in attack space (pixels divided by the per-channel scale), where the box [0,1] becomes
 per-pixel bounds on the perturbation u."""
+
 from __future__ import annotations
 
 from typing import Annotated
@@ -26,7 +27,7 @@ from torch import nn
 from ..threat import ThreatModel
 from .base import attack_mode, check_inputs, make_ball, require_norm
 from .grad import loss_grad
-from .minimal import clean_wrong, minimal_result, u_box
+from .minimal import minimal_result, u_box
 from .registry import Opt, attack
 
 ALPHA_MAX = 0.1  # the most weight the original's projection gets (AutoAttack's setting)
@@ -47,8 +48,9 @@ def _dual_step(w: torch.Tensor, c: torch.Tensor, norm: str) -> torch.Tensor:
     return d.scatter_(1, top, c[:, None] / w.gather(1, top).masked_fill(w.gather(1, top) == 0, 1e-12))
 
 
-def project_hyperplane_box(w: torch.Tensor, c: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
-                           norm: str) -> torch.Tensor:
+def project_hyperplane_box(
+    w: torch.Tensor, c: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, norm: str
+) -> torch.Tensor:
     """argmin ||d||_p subject to w . d = c and lo <= d <= hi (lo <= 0 <= hi), per row of
     the (N, D) inputs, exactly.
 
@@ -155,7 +157,7 @@ def _run(model, x, y, target, ball, *, k, eot, u0):
         a1 = _norm(d1, norm).clamp_min(1e-8)
         a2 = _norm(d2, norm).clamp_min(1e-8)
         alpha = (a1 / (a1 + a2)).clamp(0.0, ALPHA_MAX)[:, None]
-        uf = ((uf + ETA * d1) * (1 - alpha) + ETA * d2 * alpha)
+        uf = (uf + ETA * d1) * (1 - alpha) + ETA * d2 * alpha
         u = torch.minimum(torch.maximum(uf.view_as(u), lo), hi)
         x1 = x + u * scale
         with torch.no_grad():
@@ -170,7 +172,10 @@ def _run(model, x, y, target, ball, *, k, eot, u0):
 
 
 @attack(
-    "fab-t", norms=("linf", "l2", "l1"), kind="minimal-norm", step_rule=None,
+    "fab-t",
+    norms=("linf", "l2", "l1"),
+    kind="minimal-norm",
+    step_rule=None,
     label=lambda o: "FAB-T" + (f"-{o['k']}" if o["k"] != 100 else ""),
     quick={"k": 10, "targets": 2},
 )
@@ -181,10 +186,13 @@ def fab_t(
     threat: ThreatModel,
     *,
     k: Annotated[int, Opt("FAB iterations per target class and restart (default 100).", min=1)] = 100,
-    restarts: Annotated[int, Opt("Runs per target; those after the first start at random within eps/2 "
-                                 "(default 1).", min=1)] = 1,
-    targets: Annotated[int, Opt("Target classes tried: those with the highest clean logits after the "
-                                "predicted one (default 9).", min=1)] = 9,
+    restarts: Annotated[
+        int, Opt("Runs per target; those after the first start at random within eps/2 (default 1).", min=1)
+    ] = 1,
+    targets: Annotated[
+        int,
+        Opt("Target classes tried: those with the highest clean logits after the predicted one (default 9).", min=1),
+    ] = 9,
     std=None,
     seed: int = 0,
     eot: int = 1,

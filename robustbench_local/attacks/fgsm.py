@@ -1,9 +1,11 @@
 """FGSM (Goodfellow et al. 2015): one signed-gradient step of size eps; with a
 random start (R+FGSM / FGSM-RS, Wong et al. 2020) it starts uniformly in the ball
 and steps 1.25 eps before projecting back."""
+
 from __future__ import annotations
 
-from typing import Annotated, Sequence
+from collections.abc import Sequence
+from typing import Annotated
 
 import torch
 from torch import nn
@@ -15,18 +17,24 @@ from .pgd import run_pgd
 from .registry import Opt, attack
 
 
-@attack("fgsm", norms=("linf", "l2"), kind="white-box", single_step=True,
-        step_rule=lambda o: "1.25*eps" if o["random_start"] else "eps",
-        label=lambda o: "R+FGSM" if o["random_start"] else "FGSM",
-        starts=lambda o: 1 if o["random_start"] else 0)
+@attack(
+    "fgsm",
+    norms=("linf", "l2"),
+    kind="white-box",
+    single_step=True,
+    step_rule=lambda o: "1.25*eps" if o["random_start"] else "eps",
+    label=lambda o: "R+FGSM" if o["random_start"] else "FGSM",
+    starts=lambda o: 1 if o["random_start"] else 0,
+)
 def fgsm(
     model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
     threat: ThreatModel,
     *,
-    random_start: Annotated[bool, Opt("FGSM from a uniform random start in the ball, step 1.25 eps (R+FGSM).",
-                                      flag="fgsm-rs")] = False,
+    random_start: Annotated[
+        bool, Opt("FGSM from a uniform random start in the ball, step 1.25 eps (R+FGSM).", flag="fgsm-rs")
+    ] = False,
     step_size: float | None = None,
     std=None,
     init: Sequence[torch.Tensor] | torch.Tensor | None = None,
@@ -44,8 +52,17 @@ def fgsm(
     with attack_mode(model):
         ball = make_ball(model, x, threat, std)
         x_adv, fooled = run_pgd(
-            model, x, ball, steps=1, step_size=step_size, random_start=random_start,
-            loss_fn=ce_loss, aux=(y,), labels=y, early_stop=False,
-            init=init if random_start else None, eot=eot,
+            model,
+            x,
+            ball,
+            steps=1,
+            step_size=step_size,
+            random_start=random_start,
+            loss_fn=ce_loss,
+            aux=(y,),
+            labels=y,
+            early_stop=False,
+            init=init if random_start else None,
+            eot=eot,
         )
     return AttackResult(x_adv, fooled)

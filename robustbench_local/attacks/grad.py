@@ -2,9 +2,10 @@
 (Athalye et al. 2018): against a randomized defence, the gradient of one forward pass
 points in a random direction, so ``eot`` > 1 averages the gradient over that many
 passes (the logits and losses returned are the means over the same passes)."""
+
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn

@@ -1,4 +1,5 @@
 """Per-example losses an attack ascends. Each returns a (N,) tensor."""
+
 from __future__ import annotations
 
 import torch

@@ -5,6 +5,7 @@ Such an attack searches for the smallest perturbation that fools each point, wit
 bound; the threat's eps only decides the verdict. Its result carries per point the
 attack-space norm of the adversarial example found (0 for a point misclassified clean,
 inf where none was found), so robust accuracy at any eps follows from one run."""
+
 from __future__ import annotations
 
 import torch

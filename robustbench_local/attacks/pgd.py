@@ -8,16 +8,18 @@ One loop serves evaluation and training:
 - training (``perturb``) runs every step on every point and returns the last
   iterate, the standard PGD-AT inner maximisation.
 """
+
 from __future__ import annotations
 
-from typing import Annotated, Callable, Literal, Sequence
+from collections.abc import Callable, Sequence
+from typing import Annotated, Literal
 
 import torch
 from torch import nn
 
-from ..threat import Ball, ThreatModel
-from ..runtime import module_mode
 from ..errors import RobustError
+from ..runtime import module_mode
+from ..threat import Ball, ThreatModel
 from .base import AttackResult, attack_mode, check_inputs, make_ball, require_norm
 from .grad import loss_grad
 from .losses import ce_loss, dlr_loss, pick_targets, targeted_ce_loss, targeted_dlr_loss
@@ -139,8 +141,16 @@ def _pgd_settings(o: dict) -> None:
         raise RobustError("restarts > 1 need a random start (otherwise every restart repeats the first)")
 
 
-@attack("pgd", norms=("linf", "l2"), kind="white-box", step_rule="2.5*eps/k", label=_pgd_label,
-        starts=lambda o: o["restarts"] if o["random_start"] else 0, check=_pgd_settings, quick={"k": 5})
+@attack(
+    "pgd",
+    norms=("linf", "l2"),
+    kind="white-box",
+    step_rule="2.5*eps/k",
+    label=_pgd_label,
+    starts=lambda o: o["restarts"] if o["random_start"] else 0,
+    check=_pgd_settings,
+    quick={"k": 5},
+)
 def pgd(
     model: nn.Module,
     x: torch.Tensor,
@@ -150,9 +160,12 @@ def pgd(
     k: Annotated[int, Opt("Steps (iterations) of the attack.", min=1)] = 10,
     random_start: Annotated[bool, Opt("Start from a uniform random point in the ball.")] = True,
     restarts: Annotated[int, Opt("Restarts; a point counts as broken if any restart breaks it.", min=1)] = 1,
-    loss: Annotated[Literal["ce", "dlr"], Opt("Loss: cross-entropy or Croce & Hein's DLR (needs >= 3 classes).")] = "ce",
-    targeted: Annotated[Literal["none", "random", "least-likely"],
-                        Opt("Untargeted, or towards a random / the least-likely class.")] = "none",
+    loss: Annotated[
+        Literal["ce", "dlr"], Opt("Loss: cross-entropy or Croce & Hein's DLR (needs >= 3 classes).")
+    ] = "ce",
+    targeted: Annotated[
+        Literal["none", "random", "least-likely"], Opt("Untargeted, or towards a random / the least-likely class.")
+    ] = "none",
     early_stop: bool = True,
     step_size: float | None = None,
     std=None,
@@ -188,9 +201,18 @@ def pgd(
             if todo.numel() == 0:
                 break
             xa, fa = run_pgd(
-                model, x[todo], ball, steps=k, step_size=step, random_start=random_start,
-                loss_fn=loss_fn, aux=[a[todo] for a in aux], labels=y[todo], early_stop=early_stop,
-                init=init[r][todo] if init is not None and random_start else None, eot=eot,
+                model,
+                x[todo],
+                ball,
+                steps=k,
+                step_size=step,
+                random_start=random_start,
+                loss_fn=loss_fn,
+                aux=[a[todo] for a in aux],
+                labels=y[todo],
+                early_stop=early_stop,
+                init=init[r][todo] if init is not None and random_start else None,
+                eot=eot,
             )
             x_best[todo] = xa  # fooling iterate, or this restart's last one
             fooled[todo] = fa
@@ -219,8 +241,15 @@ def perturb(
     with frozen_params(model):
         ball = make_ball(model, x, threat, std)
         x_adv, _ = run_pgd(
-            model, x, ball, steps=steps, step_size=threat.step if step_size is None else step_size,
-            random_start=random_start, loss_fn=loss_fn, aux=(y,) if aux is None else aux, init=init,
+            model,
+            x,
+            ball,
+            steps=steps,
+            step_size=threat.step if step_size is None else step_size,
+            random_start=random_start,
+            loss_fn=loss_fn,
+            aux=(y,) if aux is None else aux,
+            init=init,
         )
     return x_adv
 

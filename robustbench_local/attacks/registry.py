@@ -26,12 +26,14 @@
   RobustError for settings that do not go together); ``quick`` (cheap options for the
   registry-wide tests).
 """
+
 from __future__ import annotations
 
 import inspect
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 from ..errors import RobustError
 from ..registry import Registry
@@ -111,7 +113,9 @@ class Option:
 
                 return self.check(attack, parse_number(t, f"{attack} option '{self.name}'"))
         except ValueError:
-            raise RobustError(f"{attack} option '{self.name}' takes {self.type.__name__} values, got '{text}'") from None
+            raise RobustError(
+                f"{attack} option '{self.name}' takes {self.type.__name__} values, got '{text}'"
+            ) from None
         return self.check(attack, t)
 
 
@@ -174,8 +178,9 @@ def _options(name: str, fn: Callable) -> tuple[dict[str, Option], tuple[str, ...
             choices, base = tuple(typing.get_args(base)), str
         if base not in (int, float, bool, str):
             raise TypeError(f"attack {name}: option '{p.name}' has type {base}; use int, float, bool, str or Literal")
-        opts[p.name] = Option(p.name, base, p.default, meta.help, choices, meta.min, meta.max,
-                              meta.flag or p.name.replace("_", "-"))
+        opts[p.name] = Option(
+            p.name, base, p.default, meta.help, choices, meta.min, meta.max, meta.flag or p.name.replace("_", "-")
+        )
     return opts, tuple(context)
 
 

@@ -2,9 +2,11 @@
 
 The options are validated against the attack's registration (registry.py), so a
 spec that builds is one the attack can run."""
+
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..errors import RobustError
 from ..threat import ThreatModel
@@ -33,8 +35,15 @@ class AttackSpec:
 
     __slots__ = ("name", "threat", "options", "eot")
 
-    def __init__(self, name: str, threat: ThreatModel | None = None, options: Mapping[str, Any] | None = None,
-                 *, eot: int = 1, **kw: Any):
+    def __init__(
+        self,
+        name: str,
+        threat: ThreatModel | None = None,
+        options: Mapping[str, Any] | None = None,
+        *,
+        eot: int = 1,
+        **kw: Any,
+    ):
         info = registry.info(name)  # unknown names fail here, listing the valid ones
         given = upgrade_fields({"name": name, **dict(options or {}), **kw})
         given.pop("name")
@@ -86,15 +95,20 @@ class AttackSpec:
 
     def __repr__(self) -> str:
         opts = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
-        return f"AttackSpec({self.name!r}, {self.threat!r}{', ' + opts if opts else ''}" + \
-            (f", eot={self.eot})" if self.eot > 1 else ")")
+        return f"AttackSpec({self.name!r}, {self.threat!r}{', ' + opts if opts else ''}" + (
+            f", eot={self.eot})" if self.eot > 1 else ")"
+        )
 
     def __reduce__(self):
         return (_rebuild, (self.name, self.threat, dict(self.options), self.eot))
 
-    def replace(self, *, threat: ThreatModel | None = None, eot: int | None = None, **options: Any) -> "AttackSpec":
-        return AttackSpec(self.name, self.threat if threat is None else threat, {**self.options, **options},
-                          eot=self.eot if eot is None else eot)
+    def replace(self, *, threat: ThreatModel | None = None, eot: int | None = None, **options: Any) -> AttackSpec:
+        return AttackSpec(
+            self.name,
+            self.threat if threat is None else threat,
+            {**self.options, **options},
+            eot=self.eot if eot is None else eot,
+        )
 
     # --- what the registry says of it ------------------------------------------------
     @property
@@ -113,7 +127,7 @@ class AttackSpec:
         s = self.info.title(self.options)
         return s + (f"-EOT{self.eot}" if self.eot > 1 else "")
 
-    def with_eps(self, eps: float) -> "AttackSpec":
+    def with_eps(self, eps: float) -> AttackSpec:
         """The same attack at radius eps: a derived step is derived again there, a given
         one keeps its ratio to eps."""
         return self.replace(threat=self.threat.with_eps(eps))
@@ -132,7 +146,7 @@ class AttackSpec:
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> "AttackSpec":
+    def from_dict(cls, d: Mapping) -> AttackSpec:
         """From to_dict() or a record's attack fields (other fields are ignored)."""
         d = upgrade_fields(d)
         info = registry.info(d["name"])

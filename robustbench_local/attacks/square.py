@@ -24,10 +24,11 @@ point draws its own windows, as the paper's algorithm does per image: points' ou
 are then independent, as the binomial interval of a robust accuracy assumes. Random
 draws come from the global torch RNG (evaluate() seeds it before each attack).
 """
+
 from __future__ import annotations
 
 import math
-from functools import lru_cache
+from functools import cache
 from typing import Annotated, Literal
 
 import torch
@@ -52,21 +53,28 @@ def _label(o: dict) -> str:
     return f"Square-{o['n_queries']}{extra}" + (f"x{o['restarts']}" if o["restarts"] > 1 else "")
 
 
-@attack("square", norms=("linf", "l2"), kind="black-box", step_rule=None, label=_label,
-        quick={"n_queries": 50})
+@attack("square", norms=("linf", "l2"), kind="black-box", step_rule=None, label=_label, quick={"n_queries": 50})
 def square(
     model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
     threat: ThreatModel,
     *,
-    n_queries: Annotated[int, Opt("Square: model queries per point and restart, the start included "
-                                  "(AutoAttack uses 5000).", min=1)] = 5000,
-    p_init: Annotated[float, Opt("Square: initial fraction of pixels a window covers, halved on the "
-                                 "paper's schedule (0.8: AutoAttack's choice for L-inf and L2).",
-                                 min=1e-6, max=1.0)] = 0.8,
-    loss: Annotated[Literal["margin", "ce"], Opt("Square: loss to lower, the logit margin (the paper's) "
-                                                  "or cross-entropy.")] = "margin",
+    n_queries: Annotated[
+        int, Opt("Square: model queries per point and restart, the start included (AutoAttack uses 5000).", min=1)
+    ] = 5000,
+    p_init: Annotated[
+        float,
+        Opt(
+            "Square: initial fraction of pixels a window covers, halved on the "
+            "paper's schedule (0.8: AutoAttack's choice for L-inf and L2).",
+            min=1e-6,
+            max=1.0,
+        ),
+    ] = 0.8,
+    loss: Annotated[
+        Literal["margin", "ce"], Opt("Square: loss to lower, the logit margin (the paper's) or cross-entropy.")
+    ] = "margin",
     restarts: Annotated[int, Opt("Random restarts, each on the points still robust.", min=1)] = 1,
     std=None,
 ) -> AttackResult:
@@ -100,8 +108,9 @@ def square(
     return AttackResult(x_best, fooled)
 
 
-def _run(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ball: Ball, *, n_queries: int, p_init: float,
-         loss: str) -> tuple[torch.Tensor, torch.Tensor]:
+def _run(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, ball: Ball, *, n_queries: int, p_init: float, loss: str
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One restart on points all classified right; returns (x_adv, fooled)."""
     eps = ball.threat.eps
     scale = ball.scale.to(x.dtype)
@@ -219,7 +228,7 @@ def _linf_step(u: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, eps: float, 
 
 
 # --- L2 ---------------------------------------------------------------------------------
-@lru_cache(maxsize=None)
+@cache
 def _bump(a: int, b: int) -> torch.Tensor:
     """An a x b pseudo-Gaussian: concentric rectangles around the centre, the k-th
     weighted 1/(k+1)^2, summed; unit L2 norm."""
@@ -228,17 +237,17 @@ def _bump(a: int, b: int) -> torch.Tensor:
         return d
     ca, cb = a // 2, b // 2
     for k in range(max(ca, cb) + 1):
-        d[max(ca - k, 0):ca + k + 1, max(cb - k, 0):cb + k + 1] += 1.0 / (k + 1) ** 2
+        d[max(ca - k, 0) : ca + k + 1, max(cb - k, 0) : cb + k + 1] += 1.0 / (k + 1) ** 2
     return d / d.norm()
 
 
-@lru_cache(maxsize=None)
+@cache
 def _meta(s: int) -> torch.Tensor:
     """The paper's L2 window, s x s: a bump on the top half and its negative on the
     bottom half, unit L2 norm; returned with its transpose, shape (2, s, s)."""
     d = torch.zeros(s, s, dtype=torch.float64)
-    d[:s // 2] = _bump(s // 2, s)
-    d[s // 2:] = -_bump(s - s // 2, s)
+    d[: s // 2] = _bump(s // 2, s)
+    d[s // 2 :] = -_bump(s - s // 2, s)
     d = d / d.norm()
     return torch.stack([d, d.t()])
 
@@ -248,8 +257,11 @@ def _place(patterns: torch.Tensor, top: torch.Tensor, left: torch.Tensor, h: int
     n, s = patterns.shape[0], patterns.shape[-1]
     ar = torch.arange(s, device=top.device)
     out = patterns.new_zeros(n, h, w)
-    out[torch.arange(n, device=top.device)[:, None, None], (top[:, None] + ar)[:, :, None],
-        (left[:, None] + ar)[:, None, :]] = patterns
+    out[
+        torch.arange(n, device=top.device)[:, None, None],
+        (top[:, None] + ar)[:, :, None],
+        (left[:, None] + ar)[:, None, :],
+    ] = patterns
     return out[:, None]
 
 
@@ -290,7 +302,7 @@ def _l2_step(u: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, eps: float, p:
     m1 = _mask(t1, l1, s, h, w)
     m2 = _mask(*_windows(n, s, h, w, u.device), s, h, w)
     sq = u * u
-    slack = (eps ** 2 - sq.flatten(1).sum(dim=1)).clamp_min(0).view(-1, 1, 1, 1) / c
+    slack = (eps**2 - sq.flatten(1).sum(dim=1)).clamp_min(0).view(-1, 1, 1, 1) / c
     mass = (sq * (m1 | m2)).sum(dim=(2, 3), keepdim=True)  # per point and channel
     old = u * m1 / (sq * m1).sum(dim=(2, 3), keepdim=True).sqrt().add(1e-12)
     new = _place(_meta_windows(n, s, u), t1, l1, h, w) * _signs((n, c, 1, 1), u) + old

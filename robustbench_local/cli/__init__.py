@@ -1,6 +1,7 @@
 """The `robust` command group. Each command lives in its own module under cli/ and
 only parses options into specs and calls one library function; nothing imports
 the CLI. Library errors (RobustError) become one line on stderr and exit code 2."""
+
 from __future__ import annotations
 
 import importlib
@@ -46,7 +47,7 @@ class RobustGroup(click.Group):
             if e.name and e.name.endswith(f"cli.{mod}"):
                 return None
             raise
-        return getattr(module, "command")
+        return module.command
 
     def invoke(self, ctx):
         try:

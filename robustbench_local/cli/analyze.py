@@ -1,5 +1,6 @@
 """`robust analyze`: confusion matrix, per-class accuracy, top-1/top-5 and
 predictions of one checkpoint, clean or under an attack."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,8 +20,10 @@ def _clean_by_default(cmd: click.Command) -> click.Command:
         if p.name == "attack_names":
             p.default = ()
             p.show_default = False
-            p.help = ("Analyze adversarial inputs of this attack (`robust attacks` lists them) instead of clean ones; "
-                      "repeat for several (each gets its own files). Default: clean.")
+            p.help = (
+                "Analyze adversarial inputs of this attack (`robust attacks` lists them) instead of clean ones; "
+                "repeat for several (each gets its own files). Default: clean."
+            )
     return cmd
 
 
@@ -29,24 +32,57 @@ def _clean_by_default(cmd: click.Command) -> click.Command:
 @click.argument("checkpoint", required=False, type=click.Path(dir_okay=False))
 @suite_options
 @foreign_model_options
-@click.option("--n", type=int, default=None,
-              help="Analyze n test points (the first n of a permutation seeded by --seed) [default: the whole split].")
-@click.option("--split", type=click.Choice(["test", "val"]), default="test", show_default=True,
-              help="Split to analyze.")
-@click.option("--out", type=click.Path(file_okay=False), default=None,
-              help="Folder for the files [default: RESULTS/analysis/<run>/]; names start with 'clean-' or the "
-                   "attack label and eps, e.g. PGD-10-eps0.0313-.")
-@click.option("--results", "results_dir", type=click.Path(file_okay=False), default="results", show_default=True,
-              help="Results folder for the default --out.")
-@click.option("--gradcam", "gradcam_layer", metavar="LAYER", default=None,
-              help="Also draw GradCAM maps of this layer (a module name such as net.features.2.body.3, or 'auto' for "
-                   "the last feature map) for the first --gradcam-n points, clean and adversarial.")
+@click.option(
+    "--n",
+    type=int,
+    default=None,
+    help="Analyze n test points (the first n of a permutation seeded by --seed) [default: the whole split].",
+)
+@click.option(
+    "--split", type=click.Choice(["test", "val"]), default="test", show_default=True, help="Split to analyze."
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Folder for the files [default: RESULTS/analysis/<run>/]; names start with 'clean-' or the "
+    "attack label and eps, e.g. PGD-10-eps0.0313-.",
+)
+@click.option(
+    "--results",
+    "results_dir",
+    type=click.Path(file_okay=False),
+    default="results",
+    show_default=True,
+    help="Results folder for the default --out.",
+)
+@click.option(
+    "--gradcam",
+    "gradcam_layer",
+    metavar="LAYER",
+    default=None,
+    help="Also draw GradCAM maps of this layer (a module name such as net.features.2.body.3, or 'auto' for "
+    "the last feature map) for the first --gradcam-n points, clean and adversarial.",
+)
 @click.option("--gradcam-n", type=int, default=8, show_default=True, help="Points shown in the GradCAM figure.")
 @click.option("--batch-size", type=int, default=256, show_default=True, help="Points predicted or attacked at once.")
 @click.option("--data-root", type=click.Path(file_okay=False), default=None, help="Folder searched first for the data.")
 @device_options
-def command(checkpoint, suite, n, split, out, results_dir, gradcam_layer, gradcam_n, batch_size, data_root, device, seed,
-            **foreign):
+def command(
+    checkpoint,
+    suite,
+    n,
+    split,
+    out,
+    results_dir,
+    gradcam_layer,
+    gradcam_n,
+    batch_size,
+    data_root,
+    device,
+    seed,
+    **foreign,
+):
     """Classification analytics of CHECKPOINT: normalized confusion matrix (PNG)
     and the most-confused class pairs, per-class accuracy (printed and CSV), top-1
     and top-5 accuracy, a grid of misclassified examples and a predictions CSV
@@ -78,22 +114,44 @@ def command(checkpoint, suite, n, split, out, results_dir, gradcam_layer, gradca
     folder = Path(out) if out is not None else Path(results_dir) / "analysis" / run_name(label)
     con = console()
     for spec in specs:
-        a = analyze(model, spec, n=n, seed=seed, split=split, device=device, batch_size=batch_size,
-                    data_root=data_root, gradcam_layer=gradcam_layer, gradcam_n=gradcam_n,
-                    progress=ProgressDisplay(con))
+        a = analyze(
+            model,
+            spec,
+            n=n,
+            seed=seed,
+            split=split,
+            device=device,
+            batch_size=batch_size,
+            data_root=data_root,
+            gradcam_layer=gradcam_layer,
+            gradcam_n=gradcam_n,
+            progress=ProgressDisplay(con),
+        )
         paths = a.write(folder)
         t = Table(title=f"per-class accuracy, {a.mode if a.threat is None else a.mode + ' (' + a.threat + ')'}")
         for col in ("class", "n", "accuracy", "95% CI", "precision"):
             t.add_column(col, justify="left" if col == "class" else "right")
         for _, r in a.per_class().iterrows():
-            t.add_row(r["name"], str(r["n"]), f"{r['accuracy']:.2%}", f"{r['ci95_lo']:.1%}-{r['ci95_hi']:.1%}",
-                      "-" if r["precision"] != r["precision"] else f"{r['precision']:.2%}")
+            t.add_row(
+                r["name"],
+                str(r["n"]),
+                f"{r['accuracy']:.2%}",
+                f"{r['ci95_lo']:.1%}-{r['ci95_hi']:.1%}",
+                "-" if r["precision"] != r["precision"] else f"{r['precision']:.2%}",
+            )
         con.print(t)
-        con.print(f"top-1 {a.top1:.2%}, top-{a.top_k} {a.top5:.2%} on n={a.n} ({a.selection})", markup=False,
-                  soft_wrap=True)
+        con.print(
+            f"top-1 {a.top1:.2%}, top-{a.top_k} {a.top5:.2%} on n={a.n} ({a.selection})", markup=False, soft_wrap=True
+        )
         pairs = a.confused_pairs(5)
         if len(pairs):
-            con.print("most confused: " + "; ".join(
-                f"{r['true_name']} -> {r['predicted_name']} {r['count']} ({r['share_of_true_class']:.1%})"
-                for _, r in pairs.iterrows()), markup=False, soft_wrap=True)
+            con.print(
+                "most confused: "
+                + "; ".join(
+                    f"{r['true_name']} -> {r['predicted_name']} {r['count']} ({r['share_of_true_class']:.1%})"
+                    for _, r in pairs.iterrows()
+                ),
+                markup=False,
+                soft_wrap=True,
+            )
         con.print(f"wrote {len(paths)} files to {folder} ({a.tag}-*)", markup=False, soft_wrap=True)

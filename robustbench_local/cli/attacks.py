@@ -1,4 +1,5 @@
 """`robust attacks`: the attack registry, as robust eval and experiment files see it."""
+
 from __future__ import annotations
 
 import click
@@ -24,8 +25,12 @@ def command(names):
     con = console()
     for name in names or registry.names():
         info = registry.info(name)  # an unknown name fails listing the valid ones
-        t = Table(title=f"{name}: {info.kind}, norms {', '.join(info.norms)}", title_justify="left",
-                  caption=info.summary or None, caption_justify="left")
+        t = Table(
+            title=f"{name}: {info.kind}, norms {', '.join(info.norms)}",
+            title_justify="left",
+            caption=info.summary or None,
+            caption_justify="left",
+        )
         for col in ("option", "flag", "type", "default", "help"):
             t.add_column(col, overflow="fold")
         for o in info.options.values():

@@ -1,4 +1,5 @@
 """`robust bench`: the benchmarks (benchmarks/run_all.py of the source checkout)."""
+
 from __future__ import annotations
 
 import sys
@@ -14,8 +15,10 @@ def load_runner():
     from ..errors import RobustError
 
     if not (CHECKOUT / "benchmarks" / "run_all.py").is_file():
-        raise RobustError(f"robust bench runs the scripts in benchmarks/ of a source checkout; "
-                          f"none found at {CHECKOUT / 'benchmarks'} (install the package editable from the repository)")
+        raise RobustError(
+            f"robust bench runs the scripts in benchmarks/ of a source checkout; "
+            f"none found at {CHECKOUT / 'benchmarks'} (install the package editable from the repository)"
+        )
     if str(CHECKOUT) not in sys.path:
         sys.path.insert(0, str(CHECKOUT))
     from benchmarks import run_all
@@ -25,12 +28,23 @@ def load_runner():
 
 @click.command("bench")
 @click.argument("names", nargs=-1)
-@click.option("--quick", is_flag=True,
-              help="Tiny sizes and one repeat: checks that every benchmark runs; its numbers mean nothing.")
-@click.option("--long", "long_", is_flag=True,
-              help="Also run fast_model: can the fast net reach 90% test accuracy in 20 minutes (up to 20 more minutes).")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder for the JSON results (default results/bench in the checkout).")
+@click.option(
+    "--quick",
+    is_flag=True,
+    help="Tiny sizes and one repeat: checks that every benchmark runs; its numbers mean nothing.",
+)
+@click.option(
+    "--long",
+    "long_",
+    is_flag=True,
+    help="Also run fast_model: can the fast net reach 90% test accuracy in 20 minutes (up to 20 more minutes).",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder for the JSON results (default results/bench in the checkout).",
+)
 def command(names, quick, long_, out):
     """Time this toolkit against its peers and the hardware limit.
 

@@ -1,4 +1,5 @@
 """`robust data`: which datasets are available, where they were found, their sizes and classes."""
+
 from __future__ import annotations
 
 import json
@@ -12,12 +13,24 @@ def _classes_cell(classes: list[str], limit: int = 12) -> str:
 
 
 @click.command("data")
-@click.option("--data-root", type=click.Path(file_okay=False), default=None,
-              help="Folder searched first for data; then $ROBUST_DATA, ./data, ../shared/data.")
-@click.option("--dataset", "datasets", multiple=True,
-              help="Describe only this dataset (repeatable), e.g. imagefolder:PATH. Default: every built-in one.")
-@click.option("--image-size", type=int, default=None,
-              help="Resize images to this side length in pixels (as for training), e.g. 64.")
+@click.option(
+    "--data-root",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Folder searched first for data; then $ROBUST_DATA, ./data, ../shared/data.",
+)
+@click.option(
+    "--dataset",
+    "datasets",
+    multiple=True,
+    help="Describe only this dataset (repeatable), e.g. imagefolder:PATH. Default: every built-in one.",
+)
+@click.option(
+    "--image-size",
+    type=int,
+    default=None,
+    help="Resize images to this side length in pixels (as for training), e.g. 64.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the description as JSON instead of a table.")
 def command(data_root, datasets, image_size, as_json):
     """List each dataset: where it was found (or where it was looked for), the sizes of its
@@ -33,7 +46,9 @@ def command(data_root, datasets, image_size, as_json):
 
     rows = describe_datasets(data_root, names=list(datasets) or None, image_size=image_size)
     if as_json:
-        click.echo(json.dumps({"search_roots": [str(r) for r in data_search_roots(data_root)], "datasets": rows}, indent=2))
+        click.echo(
+            json.dumps({"search_roots": [str(r) for r in data_search_roots(data_root)], "datasets": rows}, indent=2)
+        )
         return
     console = Console()
     table = Table(title="Datasets", show_lines=True)
@@ -45,8 +60,11 @@ def command(data_root, datasets, image_size, as_json):
     for r in rows:
         if r["found"]:
             table.add_row(
-                escape(r["name"]), escape(r["source"]), f"{r['train']:,} / {r['val']:,} / {r['test']:,}",
-                "x".join(str(d) for d in r["input_shape"]), f"{r['num_classes']}: {escape(_classes_cell(r['classes']))}",
+                escape(r["name"]),
+                escape(r["source"]),
+                f"{r['train']:,} / {r['val']:,} / {r['test']:,}",
+                "x".join(str(d) for d in r["input_shape"]),
+                f"{r['num_classes']}: {escape(_classes_cell(r['classes']))}",
             )
         else:
             table.add_row(escape(r["name"]), "[red]not found[/red] (see below)", "-", "-", "-")

@@ -1,4 +1,5 @@
 """`robust eval`: attack one or more checkpoints and record the results."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,50 +17,145 @@ from .tables import console, print_corruption_table, print_eval_table
 @click.argument("checkpoints", nargs=-1, required=False, type=click.Path(dir_okay=False))
 @suite_options
 @foreign_model_options
-@click.option("--n", type=int, default=1000, show_default=True,
-              help="Number of evaluation points: a fixed subset (seeded by --seed) of --split, recorded by its indices.")
-@click.option("--split", type=click.Choice(["test", "val"]), default="test", show_default=True,
-              help="Split the points come from (val: the checkpoint's own validation split).")
+@click.option(
+    "--n",
+    type=int,
+    default=1000,
+    show_default=True,
+    help="Number of evaluation points: a fixed subset (seeded by --seed) of --split, recorded by its indices.",
+)
+@click.option(
+    "--split",
+    type=click.Choice(["test", "val"]),
+    default="test",
+    show_default=True,
+    help="Split the points come from (val: the checkpoint's own validation split).",
+)
 @click.option("--batch-size", type=int, default=256, show_default=True, help="Points attacked at once.")
-@click.option("--cascade/--no-cascade", default=False, show_default=True,
-              help="AutoAttack-style: each later attack runs only on points no earlier one broke; "
-                   "later numbers are cumulative.")
-@click.option("--ensemble/--no-ensemble", default=False, show_default=True,
-              help="Evaluate the checkpoints as one model averaging their logits (the attack targets the ensemble).")
-@click.option("--transfer-from", "transfer_from", type=click.Path(dir_okay=False), default=None,
-              help="Transfer attack: craft every attack on this surrogate checkpoint and score it on CHECKPOINTS; "
-                   "records name both models.")
-@click.option("--replay", "replay_file", type=click.Path(dir_okay=False), default=None,
-              help="Score the adversarial examples of a --save-adv file on CHECKPOINTS instead of attacking: every "
-                   "attack and radius in the file, on its points (the attack options are the file's).")
-@click.option("--checks/--no-checks", default=True, show_default=True, help="Run the sanity checks (gradient masking and friends).")
-@click.option("--check-convergence/--no-check-convergence", default=False, show_default=True,
-              help="Also rerun each iterative white-box attack (PGD, APGD, ...) with 2k steps and flag a drop of "
-                   "more than 1 point (costs time).")
-@click.option("--save-adv", type=click.Path(dir_okay=False), default=None,
-              help="Save clean and adversarial examples, labels, predictions and split indices to this .pt file "
-                   "(one file per checkpoint: NAME.pt gets the checkpoint's run name appended when there are several).")
-@click.option("--results", "results_dir", type=click.Path(file_okay=False), default="results", show_default=True,
-              help="Results folder; records go to DIR/records/.")
+@click.option(
+    "--cascade/--no-cascade",
+    default=False,
+    show_default=True,
+    help="AutoAttack-style: each later attack runs only on points no earlier one broke; later numbers are cumulative.",
+)
+@click.option(
+    "--ensemble/--no-ensemble",
+    default=False,
+    show_default=True,
+    help="Evaluate the checkpoints as one model averaging their logits (the attack targets the ensemble).",
+)
+@click.option(
+    "--transfer-from",
+    "transfer_from",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Transfer attack: craft every attack on this surrogate checkpoint and score it on CHECKPOINTS; "
+    "records name both models.",
+)
+@click.option(
+    "--replay",
+    "replay_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Score the adversarial examples of a --save-adv file on CHECKPOINTS instead of attacking: every "
+    "attack and radius in the file, on its points (the attack options are the file's).",
+)
+@click.option(
+    "--checks/--no-checks",
+    default=True,
+    show_default=True,
+    help="Run the sanity checks (gradient masking and friends).",
+)
+@click.option(
+    "--check-convergence/--no-check-convergence",
+    default=False,
+    show_default=True,
+    help="Also rerun each iterative white-box attack (PGD, APGD, ...) with 2k steps and flag a drop of "
+    "more than 1 point (costs time).",
+)
+@click.option(
+    "--save-adv",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Save clean and adversarial examples, labels, predictions and split indices to this .pt file "
+    "(one file per checkpoint: NAME.pt gets the checkpoint's run name appended when there are several).",
+)
+@click.option(
+    "--results",
+    "results_dir",
+    type=click.Path(file_okay=False),
+    default="results",
+    show_default=True,
+    help="Results folder; records go to DIR/records/.",
+)
 @click.option("--record/--no-record", default=True, show_default=True, help="Append records to the results store.")
+@click.option(
+    "--tensorboard",
+    type=click.Path(file_okay=False),
+    default=None,
+    metavar="DIR",
+    help="Also write clean and robust accuracy as TensorBoard scalars to DIR (DIR/<run> for each of several "
+    "checkpoints), at the step of the checkpoint's epoch. Needs the tensorboard package.",
+)
 @click.option("--data-root", type=click.Path(file_okay=False), default=None, help="Folder searched first for the data.")
-@click.option("--channels-last/--no-channels-last", default=None,
-              help="NHWC memory layout for the attacks. Default: on for CUDA and CPU (faster there), off on MPS.")
-@click.option("--corruptions", "corruptions", default=None, metavar="all|FAMILY|NAME,...",
-              help="Also measure accuracy under common corruptions (CIFAR-10-C's 15: all, a family noise|blur|"
-                   "weather|digital, or names such as gaussian_noise,fog), on the same points; without --attack "
-                   "only the corruptions run.")
-@click.option("--severity", "severity", default="all", show_default=True, metavar="all|1-5|LIST",
-              help="Corruption severities: all, one level 1-5, a range (2-4) or a list (1,3,5).")
-@click.option("--corruption-source", type=click.Choice(["auto", "generated", "real"]), default="auto",
-              show_default=True,
-              help="auto: the real CIFAR-10-C / CIFAR-100-C .npy files where the data search path has them "
-                   "(<root>/CIFAR-10-C/), else generated locally (seeded by --seed, cached in the data cache).")
+@click.option(
+    "--channels-last/--no-channels-last",
+    default=None,
+    help="NHWC memory layout for the attacks. Default: on for CUDA and CPU (faster there), off on MPS.",
+)
+@click.option(
+    "--corruptions",
+    "corruptions",
+    default=None,
+    metavar="all|FAMILY|NAME,...",
+    help="Also measure accuracy under common corruptions (CIFAR-10-C's 15: all, a family noise|blur|"
+    "weather|digital, or names such as gaussian_noise,fog), on the same points; without --attack "
+    "only the corruptions run.",
+)
+@click.option(
+    "--severity",
+    "severity",
+    default="all",
+    show_default=True,
+    metavar="all|1-5|LIST",
+    help="Corruption severities: all, one level 1-5, a range (2-4) or a list (1,3,5).",
+)
+@click.option(
+    "--corruption-source",
+    type=click.Choice(["auto", "generated", "real"]),
+    default="auto",
+    show_default=True,
+    help="auto: the real CIFAR-10-C / CIFAR-100-C .npy files where the data search path has them "
+    "(<root>/CIFAR-10-C/), else generated locally (seeded by --seed, cached in the data cache).",
+)
 @device_options
 @click.pass_context
-def command(ctx, checkpoints, suite, n, split, batch_size, cascade, ensemble, transfer_from, replay_file, checks,
-            check_convergence, save_adv, results_dir, record, data_root, channels_last, corruptions, severity,
-            corruption_source, device, seed, **foreign):
+def command(
+    ctx,
+    checkpoints,
+    suite,
+    n,
+    split,
+    batch_size,
+    cascade,
+    ensemble,
+    transfer_from,
+    replay_file,
+    checks,
+    check_convergence,
+    save_adv,
+    results_dir,
+    record,
+    tensorboard,
+    data_root,
+    channels_last,
+    corruptions,
+    severity,
+    corruption_source,
+    device,
+    seed,
+    **foreign,
+):
     """Attack CHECKPOINTS (or a model of your own) and record clean and robust accuracy.
 
     \b
@@ -88,6 +184,10 @@ def command(ctx, checkpoints, suite, n, split, batch_size, cascade, ensemble, tr
         raise RobustError(f"--n must be >= 1, got {n}")
     if batch_size < 1:
         raise RobustError(f"--batch-size must be >= 1, got {batch_size}")
+    if tensorboard:
+        from ..tensorboard_log import require
+
+        require()
     if replay_file and transfer_from:
         raise RobustError("--replay scores saved examples and --transfer-from crafts new ones; give one of them")
     if replay_file and save_adv:
@@ -105,18 +205,23 @@ def command(ctx, checkpoints, suite, n, split, batch_size, cascade, ensemble, tr
         names, severities = parse_names(corruptions), parse_severities(severity)
         require_extra()
         if replay_file or transfer_from:
-            raise RobustError("--corruptions measures the model on corrupted images; run it without --replay "
-                              "and --transfer-from")
+            raise RobustError(
+                "--corruptions measures the model on corrupted images; run it without --replay and --transfer-from"
+            )
         if save_adv and not attacks_asked:
-            raise RobustError("--save-adv keeps adversarial examples; with --corruptions alone no attack runs "
-                              "(add --attack NAME, or drop --save-adv)")
+            raise RobustError(
+                "--save-adv keeps adversarial examples; with --corruptions alone no attack runs "
+                "(add --attack NAME, or drop --save-adv)"
+            )
     run_attacks = corruptions is None or attacks_asked
     checkpoints, torchscript = split_positional(checkpoints, foreign["trust_code"])
     request = pop_request(foreign, torchscript, data_root)
     if not checkpoints and request is None:
-        raise RobustError("nothing to evaluate: give a checkpoint from robust train, or your own model with "
-                          "--arch NAME --weights FILE, --robustbench NAME, --model-fn FILE.py:FN or a TorchScript "
-                          "file (the last two with --trust-code)")
+        raise RobustError(
+            "nothing to evaluate: give a checkpoint from robust train, or your own model with "
+            "--arch NAME --weights FILE, --robustbench NAME, --model-fn FILE.py:FN or a TorchScript "
+            "file (the last two with --trust-code)"
+        )
     if ensemble and request is not None:
         raise RobustError("--ensemble averages checkpoints from robust train; evaluate a foreign model on its own")
     specs = build_specs(suite)
@@ -149,18 +254,43 @@ def command(ctx, checkpoints, suite, n, split, batch_size, cascade, ensemble, tr
 
                 records = replay(replay_file, target, batch_size=batch_size, device=device, log=log)
             elif run_attacks:
-                records = evaluate(target, specs, n=n, split=split, seed=seed, batch_size=batch_size,
-                                   cascade=cascade, device=device, run_checks=checks,
-                                   check_convergence=check_convergence, data_root=data_root, save_adv=adv_path,
-                                   log=log, channels_last="auto" if channels_last is None else channels_last,
-                                   progress=ProgressDisplay(console()), transfer_from=transfer_from)
+                records = evaluate(
+                    target,
+                    specs,
+                    n=n,
+                    split=split,
+                    seed=seed,
+                    batch_size=batch_size,
+                    cascade=cascade,
+                    device=device,
+                    run_checks=checks,
+                    check_convergence=check_convergence,
+                    data_root=data_root,
+                    save_adv=adv_path,
+                    log=log,
+                    channels_last="auto" if channels_last is None else channels_last,
+                    progress=ProgressDisplay(console()),
+                    transfer_from=transfer_from,
+                )
             if names is not None:
                 from ..corruptions import evaluate_corruptions
 
-                records.append(evaluate_corruptions(target, names, severities, n=n, split=split, seed=seed,
-                                                    batch_size=batch_size, device=device, data_root=data_root,
-                                                    source=corruption_source, log=log,
-                                                    progress=ProgressDisplay(console())))
+                records.append(
+                    evaluate_corruptions(
+                        target,
+                        names,
+                        severities,
+                        n=n,
+                        split=split,
+                        seed=seed,
+                        batch_size=batch_size,
+                        device=device,
+                        data_root=data_root,
+                        source=corruption_source,
+                        log=log,
+                        progress=ProgressDisplay(console()),
+                    )
+                )
         except UnsavedWork as e:  # the attacks ran; only the --save-adv file could not be written
             records, adv_failed = e.records, str(e)
         finally:
@@ -182,12 +312,23 @@ def command(ctx, checkpoints, suite, n, split, batch_size, cascade, ensemble, tr
                     failures.append(str(e))
             if paths:
                 log(f"wrote {plural(len(paths), 'record')} to {store.records_dir}")
+        if tensorboard:
+            from ..tensorboard_log import write_evaluations
+
+            write_evaluations(_board_dir(tensorboard, records, len(targets)), records)
         if adv_failed:
             failures.append(adv_failed)
         elif adv_path:
             log(f"saved adversarial examples to {adv_path}")
     if failures:
         raise RobustError(failures[0] + (f" (and {len(failures) - 1} more like it)" if len(failures) > 1 else ""))
+
+
+def _board_dir(tensorboard: str, records: list[dict], n_targets: int) -> Path:
+    """--tensorboard's folder for one model: DIR, or DIR/<run name> when several are evaluated."""
+    if n_targets == 1 or not records:
+        return Path(tensorboard)
+    return Path(tensorboard) / str((records[0].get("checkpoint") or {}).get("name") or "model")
 
 
 def _adv_path(save_adv: str | None, target, n_targets: int) -> Path | None:

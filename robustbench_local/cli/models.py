@@ -1,4 +1,5 @@
 """`robust models`: the architectures --model (train) and --arch (eval) take."""
+
 from __future__ import annotations
 
 import click

@@ -2,6 +2,7 @@
 registry: one flag per attack option name (an option several attacks share, such as
 --k, sets it for each of them), plus --attack-option NAME.KEY=VALUE for one attack
 alone and --eot for every gradient attack."""
+
 from __future__ import annotations
 
 import functools
@@ -12,8 +13,24 @@ from ..errors import RobustError
 from .common import NUMBER, compose, parse_eps_list, threat_options
 
 # flags the commands already own: an attack option may not take one of them
-RESERVED = {"attack", "attack-option", "eot", "norm", "eps", "eta", "eps-space", "n", "split", "seed", "batch-size",
-            "device", "out", "results", "data-root", "transfer-from"}
+RESERVED = {
+    "attack",
+    "attack-option",
+    "eot",
+    "norm",
+    "eps",
+    "eta",
+    "eps-space",
+    "n",
+    "split",
+    "seed",
+    "batch-size",
+    "device",
+    "out",
+    "results",
+    "data-root",
+    "transfer-from",
+}
 TEXT = object()  # a flag whose options differ in type
 # what a flag several attacks share means for all of them (an attack's own help says it for one)
 SHARED_HELP = {
@@ -30,8 +47,10 @@ SUITE_PARAMS = ("attack_names", "norm", "eps", "eta", "eps_space", "attack_optio
 def _flag_option(flag: str, entries):
     """One CLI flag for every attack that has an option under this flag."""
     if flag in RESERVED:
-        raise TypeError(f"attack option flag --{flag} ({', '.join(a for a, _ in entries)}) is one the commands "
-                        "own; give the option another name or Opt(flag=...)")
+        raise TypeError(
+            f"attack option flag --{flag} ({', '.join(a for a, _ in entries)}) is one the commands "
+            "own; give the option another name or Opt(flag=...)"
+        )
     types = {o.type for _, o in entries}
     # options typed differently across attacks share a text flag that each attack parses itself
     typ = types.pop() if len(types) == 1 else TEXT
@@ -68,17 +87,33 @@ def suite_options(f):
         return f(*args, suite=suite, **kwargs)
 
     cmd = compose(
-        click.option("--attack", "attack_names", multiple=True, default=("pgd",), show_default=True,
-                     help=f"Attack to run: {', '.join(names)} (`robust attacks` lists them with their options); "
-                          "repeat for a suite, run in the given order."),
+        click.option(
+            "--attack",
+            "attack_names",
+            multiple=True,
+            default=("pgd",),
+            show_default=True,
+            help=f"Attack to run: {', '.join(names)} (`robust attacks` lists them with their options); "
+            "repeat for a suite, run in the given order.",
+        ),
         threat_options(multi_eps=True),
         *[_flag_option(flag, flags[flag]) for flag in sorted(flags)],
-        click.option("--attack-option", "attack_option", multiple=True, metavar="NAME.KEY=VALUE",
-                     help="Set one attack's option, e.g. apgd.k=50 or square.n-queries=1000; overrides the flag "
-                          "of the same name; repeat for several."),
-        click.option("--eot", type=int, default=1, show_default=True,
-                     help="Expectation over Transformation: average each input gradient over this many forward "
-                          "passes, for every gradient attack (against randomized defences)."),
+        click.option(
+            "--attack-option",
+            "attack_option",
+            multiple=True,
+            metavar="NAME.KEY=VALUE",
+            help="Set one attack's option, e.g. apgd.k=50 or square.n-queries=1000; overrides the flag "
+            "of the same name; repeat for several.",
+        ),
+        click.option(
+            "--eot",
+            type=int,
+            default=1,
+            show_default=True,
+            help="Expectation over Transformation: average each input gradient over this many forward "
+            "passes, for every gradient attack (against randomized defences).",
+        ),
     )(wrapper)
     return cmd
 
@@ -98,8 +133,10 @@ def build_specs(suite: dict) -> list:
             continue
         takers = [(a, o) for a, o in all_flags[flag] if a in options]
         if not takers:
-            raise RobustError(f"--{flag} applies to {', '.join(a for a, _ in all_flags[flag])}, "
-                              f"not to the attacks given ({', '.join(names)})")
+            raise RobustError(
+                f"--{flag} applies to {', '.join(a for a, _ in all_flags[flag])}, "
+                f"not to the attacks given ({', '.join(names)})"
+            )
         for a, o in takers:
             options[a][o.name] = o.parse(a, value) if isinstance(value, str) and o.type is not str else value
     for item in suite["attack_option"]:
@@ -132,6 +169,7 @@ def _attack_option(item: str, names: list[str]):
     opts = registry.info(a).options
     wanted = key.strip().replace("-", "_")
     if wanted not in opts:
-        raise RobustError(f"--attack-option '{item}': {a} has no option '{key}'; its options: "
-                          f"{', '.join(opts) or 'none'}")
+        raise RobustError(
+            f"--attack-option '{item}': {a} has no option '{key}'; its options: {', '.join(opts) or 'none'}"
+        )
     return a, opts[wanted], value

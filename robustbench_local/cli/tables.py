@@ -1,4 +1,5 @@
 """Rich tables for the terminal; plain text when not on a terminal."""
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -28,9 +29,18 @@ def print_eval_table(records: list[dict]) -> None:
     from ..evaluation import summary_rows
 
     t = Table(title="clean and robust accuracy (95% Wilson interval)")
-    for col, just in [("checkpoint", "left"), ("attack", "left"), ("eps (normalized)", "right"), ("eps (pixel)", "right"),
-                      ("clean", "right"), ("robust", "right"), ("95% CI", "right"), ("n", "right"),
-                      ("seconds", "right"), ("img/s", "right")]:
+    for col, just in [
+        ("checkpoint", "left"),
+        ("attack", "left"),
+        ("eps (normalized)", "right"),
+        ("eps (pixel)", "right"),
+        ("clean", "right"),
+        ("robust", "right"),
+        ("95% CI", "right"),
+        ("n", "right"),
+        ("seconds", "right"),
+        ("img/s", "right"),
+    ]:
         t.add_column(col, justify=just)
     warnings = []
     for row, rec in zip(summary_rows(records), records):
@@ -43,9 +53,18 @@ def print_eval_table(records: list[dict]) -> None:
             robust += " (meaningless: degenerate model)"
             w = f"{row['checkpoint']} is degenerate ({why}); its robust numbers are meaningless"
             warnings += [w] if w not in warnings else []
-        t.add_row(row["checkpoint"], f"{row['attack']} {row['norm']}", _eps(row["eps_normalized"]), px_s,
-                  pct(row["clean_acc"]), robust, f"{lo:.1%}-{hi:.1%}", f"{row['n']:,}",
-                  f"{row['seconds']:.1f}", _rate(row["images_per_s"]))
+        t.add_row(
+            row["checkpoint"],
+            f"{row['attack']} {row['norm']}",
+            _eps(row["eps_normalized"]),
+            px_s,
+            pct(row["clean_acc"]),
+            robust,
+            f"{lo:.1%}-{hi:.1%}",
+            f"{row['n']:,}",
+            f"{row['seconds']:.1f}",
+            _rate(row["images_per_s"]),
+        )
         warnings += [w for w in row["warnings"] if w not in warnings]
     c = console()
     c.print(t)
@@ -77,24 +96,31 @@ def print_corruption_table(rec: dict) -> None:
     sevs = about["severities"]
     cells = {(r["corruption"], r["severity"]): r["acc"] for r in m["results"]}
     differs = about.get("differs_from_cifar10c", {})
-    table = Table(title=f"{escape(rec['checkpoint']['name'] or '')}: accuracy under common corruptions "
-                        f"({about['source']}, n={m['n']:,} per cell)")
+    table = Table(
+        title=f"{escape(rec['checkpoint']['name'] or '')}: accuracy under common corruptions "
+        f"({about['source']}, n={m['n']:,} per cell)"
+    )
     table.add_column("corruption")
     for s in sevs:
         table.add_column(f"sev {s}", justify="right")
     table.add_column("mean", justify="right")
     for c in about["names"]:
-        table.add_row(c + (" *" if c in differs else ""), *[pct(cells[(c, s)]) for s in sevs],
-                      pct(m["by_corruption"][c]))
+        table.add_row(
+            c + (" *" if c in differs else ""), *[pct(cells[(c, s)]) for s in sevs], pct(m["by_corruption"][c])
+        )
     console().print(table)
     lo, hi = m["mean_ci95"]
     drop = m["relative_drop"]
-    console().print(f"clean {pct(m['clean_acc'])}; mean corruption accuracy {pct(m['mean_acc'])} "
-                    f"(95% CI {pct(lo)}-{pct(hi)} over test points); relative drop from clean "
-                    + (pct(drop) if drop is not None else "-"))
+    console().print(
+        f"clean {pct(m['clean_acc'])}; mean corruption accuracy {pct(m['mean_acc'])} "
+        f"(95% CI {pct(lo)}-{pct(hi)} over test points); relative drop from clean "
+        + (pct(drop) if drop is not None else "-")
+    )
     for c, why in differs.items():
         console().print(f"* {c}: {escape(why)}")
     why = degenerate_reason(rec)
     if why:
-        console().print(f"[yellow]warning:[/yellow] {escape(rec['checkpoint']['name'] or 'the model')} is "
-                        f"degenerate ({escape(why)}); its corruption accuracies and drop are meaningless")
+        console().print(
+            f"[yellow]warning:[/yellow] {escape(rec['checkpoint']['name'] or 'the model')} is "
+            f"degenerate ({escape(why)}); its corruption accuracies and drop are meaningless"
+        )

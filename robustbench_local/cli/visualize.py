@@ -1,4 +1,5 @@
 """`robust visualize`: clean | adversarial | amplified-perturbation grids."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,17 +17,38 @@ from .tables import console
 @click.argument("checkpoint", required=False, type=click.Path(dir_okay=False))
 @suite_options
 @foreign_model_options
-@click.option("--n", type=int, default=20, show_default=True,
-              help="Number of test images: the first n of a permutation seeded by --seed (as robust eval picks them).")
-@click.option("--split", type=click.Choice(["test", "val"]), default="test", show_default=True,
-              help="Split the images come from.")
-@click.option("--out", type=click.Path(dir_okay=False), default=None,
-              help="PNG to write [default: RESULTS/figures/<run>-<attack>.png]; with several attacks or radii "
-                   "the attack label and eps are added to the name.")
-@click.option("--results", "results_dir", type=click.Path(file_okay=False), default="results", show_default=True,
-              help="Results folder for the default --out.")
-@click.option("--amplify", type=NUMBER, default=10.0, show_default=True,
-              help="Factor the perturbation is multiplied by in the third panel (centred at grey 0.5).")
+@click.option(
+    "--n",
+    type=int,
+    default=20,
+    show_default=True,
+    help="Number of test images: the first n of a permutation seeded by --seed (as robust eval picks them).",
+)
+@click.option(
+    "--split", type=click.Choice(["test", "val"]), default="test", show_default=True, help="Split the images come from."
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="PNG to write [default: RESULTS/figures/<run>-<attack>.png]; with several attacks or radii "
+    "the attack label and eps are added to the name.",
+)
+@click.option(
+    "--results",
+    "results_dir",
+    type=click.Path(file_okay=False),
+    default="results",
+    show_default=True,
+    help="Results folder for the default --out.",
+)
+@click.option(
+    "--amplify",
+    type=NUMBER,
+    default=10.0,
+    show_default=True,
+    help="Factor the perturbation is multiplied by in the third panel (centred at grey 0.5).",
+)
 @click.option("--batch-size", type=int, default=256, show_default=True, help="Images attacked at once.")
 @click.option("--data-root", type=click.Path(file_okay=False), default=None, help="Folder searched first for the data.")
 @device_options
@@ -59,13 +81,25 @@ def command(checkpoint, suite, n, split, out, results_dir, amplify, batch_size, 
             ensure_writable_file(path, "--out")
     con = console()
     for spec, path in zip(specs, paths):
-        ex = adversarial_examples(model, spec, n=n, seed=seed, split=split, device=device,
-                                  batch_size=batch_size, data_root=data_root, progress=ProgressDisplay(con))
+        ex = adversarial_examples(
+            model,
+            spec,
+            n=n,
+            seed=seed,
+            split=split,
+            device=device,
+            batch_size=batch_size,
+            data_root=data_root,
+            progress=ProgressDisplay(con),
+        )
         write_output(path, render_grid(ex, amplify), "--out" if out is not None else "--results")
         fooled = int(((ex.clean_pred == ex.y) & (ex.adv_pred != ex.y)).sum())
-        con.print(f"{spec.label} at {ex.threat}: {int((ex.clean_pred == ex.y).sum())}/{n} correct clean, "
-                  f"{int((ex.adv_pred == ex.y).sum())}/{n} adversarial ({fooled} flipped) -> {path}",
-                  markup=False, soft_wrap=True)
+        con.print(
+            f"{spec.label} at {ex.threat}: {int((ex.clean_pred == ex.y).sum())}/{n} correct clean, "
+            f"{int((ex.adv_pred == ex.y).sum())}/{n} adversarial ({fooled} flipped) -> {path}",
+            markup=False,
+            soft_wrap=True,
+        )
 
 
 def _grid_path(out, results_dir, checkpoint, spec, several: bool) -> Path:

@@ -6,16 +6,35 @@ accuracy under them (evaluate.py).
 Needs the ``corruptions`` extra (scipy, scikit-image); only
 ``parse_names`` and ``parse_severities`` work without it, so that the CLI can check its
 flags before anything heavy is imported."""
+
 from __future__ import annotations
 
 from ..errors import RobustError
 
 # the benchmark's order and spelling (CIFAR-10-C's file names); functions.NAMES is the same tuple
-CORRUPTIONS = ("gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur", "motion_blur",
-               "zoom_blur", "snow", "frost", "fog", "brightness", "contrast", "elastic_transform", "pixelate",
-               "jpeg_compression")
-GROUPS = {"noise": CORRUPTIONS[0:3], "blur": CORRUPTIONS[3:7], "weather": CORRUPTIONS[7:11],
-          "digital": CORRUPTIONS[11:15]}
+CORRUPTIONS = (
+    "gaussian_noise",
+    "shot_noise",
+    "impulse_noise",
+    "defocus_blur",
+    "glass_blur",
+    "motion_blur",
+    "zoom_blur",
+    "snow",
+    "frost",
+    "fog",
+    "brightness",
+    "contrast",
+    "elastic_transform",
+    "pixelate",
+    "jpeg_compression",
+)
+GROUPS = {
+    "noise": CORRUPTIONS[0:3],
+    "blur": CORRUPTIONS[3:7],
+    "weather": CORRUPTIONS[7:11],
+    "digital": CORRUPTIONS[11:15],
+}
 SEVERITIES = (1, 2, 3, 4, 5)
 SOURCES = ("auto", "generated", "real")  # real: CIFAR-10-C / CIFAR-100-C .npy files on the data search path
 EXTRA = "pip install 'robustbench_local[corruptions]' (scipy, scikit-image)"
@@ -54,8 +73,9 @@ def parse_severities(text) -> tuple[int, ...]:
             else:
                 out.add(int(part))
         except ValueError:
-            raise RobustError(f"severity must be all, a level 1-5, a range such as 1-5 or a list such as 1,3,5; "
-                              f"got '{text}'") from None
+            raise RobustError(
+                f"severity must be all, a level 1-5, a range such as 1-5 or a list such as 1,3,5; got '{text}'"
+            ) from None
     if not out or not out <= set(SEVERITIES):
         raise RobustError(f"severity levels run from 1 to 5; got '{text}'")
     return tuple(sorted(out))

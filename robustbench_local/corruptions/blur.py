@@ -6,6 +6,7 @@ Each corruption takes ``x`` (float HxWxC in [0,1]), the severity (1..5), ``s`` =
 unclipped float array of the same shape. Boundary handling follows the reference's libraries:
 skimage.filters.gaussian ('nearest'), cv2.filter2D ('mirror' = BORDER_REFLECT_101), ImageMagick
 (edge pixels repeat)."""
+
 from __future__ import annotations
 
 import math
@@ -32,7 +33,7 @@ def gaussian(x: np.ndarray, sigma: float) -> np.ndarray:
 
 def _gaussian_taps(size: int, sigma: float) -> np.ndarray:
     t = np.arange(size) - (size - 1) / 2
-    g = np.exp(-t ** 2 / (2 * sigma ** 2))
+    g = np.exp(-(t**2) / (2 * sigma**2))
     return g / g.sum()
 
 
@@ -41,12 +42,12 @@ def disk_kernel(radius: float, alias_blur: float) -> np.ndarray:
     Gaussian as the reference does, and cropped to its non-zero support."""
     half = max(8, math.ceil(radius))
     t = np.arange(-half, half + 1)
-    disk = (t[:, None] ** 2 + t[None, :] ** 2 <= radius ** 2).astype(np.float64)
+    disk = (t[:, None] ** 2 + t[None, :] ** 2 <= radius**2).astype(np.float64)
     disk /= disk.sum()
     g = _gaussian_taps(3 if radius <= 8 else 5, alias_blur)
     kernel = ndimage.correlate(disk, np.outer(g, g), mode="mirror")
     rows, cols = np.nonzero(kernel > 0)
-    return kernel[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    return kernel[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
 
 
 def defocus_blur(x, severity, s, rng):
@@ -104,7 +105,7 @@ def motion_line(radius: float, sigma: float, angle: float):
     ``angle`` degrees (x right, y down), weights exp(-i^2 / 2 sigma^2) normalised, each tap
     rounded to the nearest pixel. Returns (dy, dx, weights)."""
     i = np.arange(2 * math.ceil(radius) + 1)
-    weights = np.exp(-i ** 2 / (2 * sigma ** 2))
+    weights = np.exp(-(i**2) / (2 * sigma**2))
     a = math.radians(angle)
     dx = np.ceil(i * math.cos(a) - 0.5).astype(int)
     dy = np.ceil(i * math.sin(a) - 0.5).astype(int)
@@ -119,7 +120,7 @@ def shift_sum(x: np.ndarray, dy: np.ndarray, dx: np.ndarray, weights: np.ndarray
     h, w = x.shape[:2]
     out = np.zeros(x.shape, dtype=np.float64)
     for oy, ox, wt in zip(dy, dx, weights):
-        out += wt * xp[py + oy:py + oy + h, px + ox:px + ox + w]
+        out += wt * xp[py + oy : py + oy + h, px + ox : px + ox + w]
     return out
 
 
@@ -133,7 +134,7 @@ def zoom_to(x: np.ndarray, factor: float, h: int, w: int) -> np.ndarray:
     """Bilinear zoom of all of ``x`` by ``factor`` (scipy.ndimage.zoom), centre-cropped to h x w."""
     z = ndimage.zoom(x, (factor, factor) + (1,) * (x.ndim - 2), order=1)
     top, left = (z.shape[0] - h) // 2, (z.shape[1] - w) // 2
-    return z[top:top + h, left:left + w]
+    return z[top : top + h, left : left + w]
 
 
 def clipped_zoom(x: np.ndarray, factor: float) -> np.ndarray:
@@ -141,7 +142,7 @@ def clipped_zoom(x: np.ndarray, factor: float) -> np.ndarray:
     h, w = x.shape[:2]
     ch, cw = math.ceil(h / factor), math.ceil(w / factor)
     top, left = (h - ch) // 2, (w - cw) // 2
-    return zoom_to(x[top:top + ch, left:left + cw], factor, h, w)
+    return zoom_to(x[top : top + ch, left : left + cw], factor, h, w)
 
 
 def zoom_blur(x, severity, s, rng):

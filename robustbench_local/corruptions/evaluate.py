@@ -9,6 +9,7 @@ over everything evaluated (RobustBench's corruption-track figure when all 15 x 5
 run), per corruption, per severity and per family, and the relative drop from clean,
 (clean - mean) / clean. The interval of the mean is over test points: each point's
 share of corrupted versions it got right, mean +- 1.96 standard errors."""
+
 from __future__ import annotations
 
 import time
@@ -18,10 +19,11 @@ import torch
 from ..checks import not_degenerate
 from ..results import mean_interval, pack_flags, wilson_interval
 from ..runtime import environment
-from . import SOURCES
 from ..text import acc_text
+from . import SOURCES
 from .functions import DIFFERS, FAMILIES
 from .sets import GENERATOR_VERSION, SetKey, find_real_folder, generated_set, real_set
+
 
 def _choose_source(source: str, info, split: str, data_root) -> tuple[str, object]:
     from ..errors import RobustError
@@ -32,16 +34,32 @@ def _choose_source(source: str, info, split: str, data_root) -> tuple[str, objec
     if source in ("auto", "real") and split == "test" and tuple(info.input_shape) == (3, 32, 32):
         folder = find_real_folder(info.name, data_root)
     if source == "real" and folder is None:
-        raise RobustError(f"no real corrupted test set for {info.name} on the data search path (RobustBench's "
-                          "layout: <data root>/CIFAR-10-C/<corruption>.npy and labels.npy, 32x32 test split only); "
-                          "use --corruption-source generated")
+        raise RobustError(
+            f"no real corrupted test set for {info.name} on the data search path (RobustBench's "
+            "layout: <data root>/CIFAR-10-C/<corruption>.npy and labels.npy, 32x32 test split only); "
+            "use --corruption-source generated"
+        )
     return ("real", folder) if folder is not None else ("generated", None)
 
 
-def evaluate_corruptions(model_or_checkpoint, names, severities, data=None, *, n: int | None = 1000,
-                         split: str = "test", seed: int = 0, batch_size: int = 256, device="auto",
-                         data_root: str | None = None, cache_dir=None, source: str = "auto", log=None,
-                         name: str | None = None, progress=None) -> dict:
+def evaluate_corruptions(
+    model_or_checkpoint,
+    names,
+    severities,
+    data=None,
+    *,
+    n: int | None = 1000,
+    split: str = "test",
+    seed: int = 0,
+    batch_size: int = 256,
+    device="auto",
+    data_root: str | None = None,
+    cache_dir=None,
+    source: str = "auto",
+    log=None,
+    name: str | None = None,
+    progress=None,
+) -> dict:
     """Evaluates one model (checkpoint path, Target, (model, meta) pair) under the
     corruptions ``names`` at ``severities``; returns the record. Points are chosen as
     evaluate() chooses them (first n of a permutation seeded by ``seed``), so clean
@@ -54,8 +72,11 @@ def evaluate_corruptions(model_or_checkpoint, names, severities, data=None, *, n
     dev = distributed.init(device) if isinstance(device, str) else device
     target = resolve_target(model_or_checkpoint, dev, name)
     model = target.model.eval()
-    bundle = data if data is not None else (target.data if isinstance(target.data, DatasetBundle)
-                                            else model_dataset(target.meta, data_root))
+    bundle = (
+        data
+        if data is not None
+        else (target.data if isinstance(target.data, DatasetBundle) else model_dataset(target.meta, data_root))
+    )
     points = select_points(bundle, n=n, split=split, seed=seed, device=dev, meta=target.meta)
     kind, folder = _choose_source(source, bundle.info, split, data_root)
     clean_u8 = (points.x * 255).round().to(torch.uint8).cpu()  # exactly the split's uint8 images
@@ -97,8 +118,18 @@ def evaluate_corruptions(model_or_checkpoint, names, severities, data=None, *, n
             seconds["evaluate"] += time.perf_counter() - t1
             k = int(ok.sum())
             flags.append(ok)
-            results.append({"corruption": c, "family": FAMILIES[c], "severity": s, "n": n_pts, "correct": k,
-                            "acc": k / n_pts, "ci95": list(wilson_interval(k, n_pts)), "flags": pack_flags(ok)})
+            results.append(
+                {
+                    "corruption": c,
+                    "family": FAMILIES[c],
+                    "severity": s,
+                    "n": n_pts,
+                    "correct": k,
+                    "acc": k / n_pts,
+                    "ci95": list(wilson_interval(k, n_pts)),
+                    "flags": pack_flags(ok),
+                }
+            )
             if task is not None:
                 task.update(completed=len(results), info=f"{c} {s}: {100 * k / n_pts:.1f}%")
     if task is not None:
@@ -113,12 +144,16 @@ def evaluate_corruptions(model_or_checkpoint, names, severities, data=None, *, n
 
     clean_acc = kc / n_pts
     metrics = {
-        "n": n_pts, "clean_correct": kc, "clean_acc": clean_acc, "clean_ci95": list(wilson_interval(kc, n_pts)),
+        "n": n_pts,
+        "clean_correct": kc,
+        "clean_acc": clean_acc,
+        "clean_ci95": list(wilson_interval(kc, n_pts)),
         "results": results,
         "by_corruption": {c: mean_of("corruption", c) for c in names},
         "by_severity": {str(s): mean_of("severity", s) for s in severities},
         "by_family": {f: mean_of("family", f) for f in dict.fromkeys(FAMILIES[c] for c in names)},
-        "mean_acc": mean_acc, "mean_ci95": mean_ci,
+        "mean_acc": mean_acc,
+        "mean_ci95": mean_ci,
         "mean_interval": "over test points: each point's share of corrupted versions right, mean +- 1.96 s.e.",
         "relative_drop": (clean_acc - mean_acc) / clean_acc if clean_acc > 0 else None,
         "seconds": seconds,
@@ -127,11 +162,17 @@ def evaluate_corruptions(model_or_checkpoint, names, severities, data=None, *, n
     if kind == "real":
         about.update({"folder": str(folder), "labels_match_split": labels_match})
     else:
-        about.update({"generator_version": GENERATOR_VERSION,
-                      "differs_from_cifar10c": {c: DIFFERS[c] for c in names if c in DIFFERS}})
-    say(f"  {total} corrupted sets: mean accuracy {acc_text(mean_acc, n_pts, mean_ci)}, relative drop "
+        about.update(
+            {
+                "generator_version": GENERATOR_VERSION,
+                "differs_from_cifar10c": {c: DIFFERS[c] for c in names if c in DIFFERS},
+            }
+        )
+    say(
+        f"  {total} corrupted sets: mean accuracy {acc_text(mean_acc, n_pts, mean_ci)}, relative drop "
         + (f"{100 * metrics['relative_drop']:.1f}%" if metrics["relative_drop"] is not None else "-")
-        + f"; generated in {seconds['generate']:.1f} s, evaluated in {seconds['evaluate']:.1f} s")
+        + f"; generated in {seconds['generate']:.1f} s, evaluated in {seconds['evaluate']:.1f} s"
+    )
     return {
         "kind": "corruption",
         "checkpoint": target.describe(),

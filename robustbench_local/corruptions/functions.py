@@ -26,6 +26,7 @@ Grayscale (C = 1): brightness, snow and frost work on the image repeated to 3 ch
 return the channel mean (for brightness and snow that equals acting on the gray channel
 alone; for frost it averages the ice's blue tint). JPEG encodes a one-channel ('L') JPEG.
 Everything else is per channel."""
+
 from __future__ import annotations
 
 import io
@@ -38,10 +39,21 @@ from ..errors import RobustError
 from . import blur, weather
 
 NAMES: tuple[str, ...] = (
-    "gaussian_noise", "shot_noise", "impulse_noise",
-    "defocus_blur", "glass_blur", "motion_blur", "zoom_blur",
-    "snow", "frost", "fog", "brightness",
-    "contrast", "elastic_transform", "pixelate", "jpeg_compression",
+    "gaussian_noise",
+    "shot_noise",
+    "impulse_noise",
+    "defocus_blur",
+    "glass_blur",
+    "motion_blur",
+    "zoom_blur",
+    "snow",
+    "frost",
+    "fog",
+    "brightness",
+    "contrast",
+    "elastic_transform",
+    "pixelate",
+    "jpeg_compression",
 )
 
 FAMILIES: dict[str, str] = {
@@ -68,28 +80,47 @@ PIXELATE = (0.95, 0.9, 0.85, 0.75, 0.65)
 JPEG_QUALITY = (80, 65, 58, 50, 40)
 
 PARAMETERS: dict[str, tuple] = {
-    "gaussian_noise": GAUSSIAN_NOISE, "shot_noise": SHOT_NOISE, "impulse_noise": IMPULSE_NOISE,
-    "defocus_blur": blur.DEFOCUS, "glass_blur": blur.GLASS, "motion_blur": blur.MOTION,
+    "gaussian_noise": GAUSSIAN_NOISE,
+    "shot_noise": SHOT_NOISE,
+    "impulse_noise": IMPULSE_NOISE,
+    "defocus_blur": blur.DEFOCUS,
+    "glass_blur": blur.GLASS,
+    "motion_blur": blur.MOTION,
     "zoom_blur": tuple((f[0], f[-1], 0.01) for f in blur.ZOOM),
-    "snow": weather.SNOW, "frost": weather.FROST, "fog": weather.FOG, "brightness": weather.BRIGHTNESS,
-    "contrast": CONTRAST, "elastic_transform": ELASTIC, "pixelate": PIXELATE, "jpeg_compression": JPEG_QUALITY,
+    "snow": weather.SNOW,
+    "frost": weather.FROST,
+    "fog": weather.FOG,
+    "brightness": weather.BRIGHTNESS,
+    "contrast": CONTRAST,
+    "elastic_transform": ELASTIC,
+    "pixelate": PIXELATE,
+    "jpeg_compression": JPEG_QUALITY,
 }
 
 # the corruptions that draw from rng (the others ignore it)
-STOCHASTIC: frozenset[str] = frozenset({
-    "gaussian_noise", "shot_noise", "impulse_noise", "glass_blur", "motion_blur",
-    "snow", "frost", "fog", "elastic_transform",
-})
+STOCHASTIC: frozenset[str] = frozenset(
+    {
+        "gaussian_noise",
+        "shot_noise",
+        "impulse_noise",
+        "glass_blur",
+        "motion_blur",
+        "snow",
+        "frost",
+        "fog",
+        "elastic_transform",
+    }
+)
 
 DIFFERS: dict[str, str] = {
     "frost": "A procedural, seeded ice texture (smoothly varying pale blue-white layer, crossing crystal needles, "
-             "fine grain) replaces the benchmark's frost photographs, which cannot be had offline; the per-severity "
-             "blend weights are CIFAR-10-C's but the texture is not.",
+    "fine grain) replaces the benchmark's frost photographs, which cannot be had offline; the per-severity "
+    "blend weights are CIFAR-10-C's but the texture is not.",
     "motion_blur": "Our own kernel replaces ImageMagick's -motion-blur (same formula: a one-sided line of "
-                   "2*ceil(radius)+1 taps with half-Gaussian weights at a random angle in [-45, 45] degrees, edges "
-                   "repeated), so it matches in construction but is not byte-compatible with ImageMagick's output.",
+    "2*ceil(radius)+1 taps with half-Gaussian weights at a random angle in [-45, 45] degrees, edges "
+    "repeated), so it matches in construction but is not byte-compatible with ImageMagick's output.",
     "snow": "The flakes' streaks use the same own motion-blur kernel in place of ImageMagick's, so they match "
-            "ImageMagick's construction, not its exact output.",
+    "ImageMagick's construction, not its exact output.",
 }
 
 _RGB_ONLY = frozenset({"brightness", "snow", "frost"})
@@ -129,8 +160,10 @@ def _affine_jitter(x, jitter, rng):
     (a, b, e), (c, d, f) = inv
     # the same map in (row, col) order for scipy
     matrix, offset = np.array([[d, c], [b, a]]), np.array([f, e])
-    return np.stack([ndimage.affine_transform(x[..., k], matrix, offset, order=1, mode="mirror")
-                     for k in range(x.shape[2])], axis=-1)
+    return np.stack(
+        [ndimage.affine_transform(x[..., k], matrix, offset, order=1, mode="mirror") for k in range(x.shape[2])],
+        axis=-1,
+    )
 
 
 def elastic_field(h: int, w: int, s: float, severity: int, rng: np.random.Generator):
@@ -155,8 +188,9 @@ def elastic_transform(x, severity, s, rng):
     dy, dx = elastic_field(h, w, s, severity, rng)
     rows, cols = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
     coords = (rows + dy, cols + dx)
-    return np.stack([ndimage.map_coordinates(x[..., k], coords, order=1, mode="reflect")
-                     for k in range(x.shape[2])], axis=-1)
+    return np.stack(
+        [ndimage.map_coordinates(x[..., k], coords, order=1, mode="reflect") for k in range(x.shape[2])], axis=-1
+    )
 
 
 def pixelate(x, severity, s, rng):
@@ -165,8 +199,13 @@ def pixelate(x, severity, s, rng):
     small = (max(1, int(w * c)), max(1, int(h * c)))
     box = Image.Resampling.BOX
     # one float ('F') image per channel: PIL's box filter without a uint8 round trip
-    return np.stack([np.asarray(Image.fromarray(x[..., k].astype(np.float32)).resize(small, box).resize((w, h), box))
-                     for k in range(x.shape[2])], axis=-1)
+    return np.stack(
+        [
+            np.asarray(Image.fromarray(x[..., k].astype(np.float32)).resize(small, box).resize((w, h), box))
+            for k in range(x.shape[2])
+        ],
+        axis=-1,
+    )
 
 
 def jpeg_compression(x, severity, s, rng):
@@ -179,11 +218,21 @@ def jpeg_compression(x, severity, s, rng):
 
 
 _FUNCTIONS = {
-    "gaussian_noise": gaussian_noise, "shot_noise": shot_noise, "impulse_noise": impulse_noise,
-    "defocus_blur": blur.defocus_blur, "glass_blur": blur.glass_blur, "motion_blur": blur.motion_blur,
-    "zoom_blur": blur.zoom_blur, "snow": weather.snow, "frost": weather.frost, "fog": weather.fog,
-    "brightness": weather.brightness, "contrast": contrast, "elastic_transform": elastic_transform,
-    "pixelate": pixelate, "jpeg_compression": jpeg_compression,
+    "gaussian_noise": gaussian_noise,
+    "shot_noise": shot_noise,
+    "impulse_noise": impulse_noise,
+    "defocus_blur": blur.defocus_blur,
+    "glass_blur": blur.glass_blur,
+    "motion_blur": blur.motion_blur,
+    "zoom_blur": blur.zoom_blur,
+    "snow": weather.snow,
+    "frost": weather.frost,
+    "fog": weather.fog,
+    "brightness": weather.brightness,
+    "contrast": contrast,
+    "elastic_transform": elastic_transform,
+    "pixelate": pixelate,
+    "jpeg_compression": jpeg_compression,
 }
 
 MIN_SIDE = 8
@@ -212,8 +261,9 @@ def corrupt(image: np.ndarray, name: str, severity: int, rng: np.random.Generato
     if isinstance(severity, bool) or not isinstance(severity, (int, np.integer)) or not 1 <= severity <= 5:
         raise RobustError(f"corruption severity must be an integer 1, 2, 3, 4 or 5, got {severity!r}")
     if not isinstance(rng, np.random.Generator):
-        raise RobustError(f"corrupt() needs a numpy.random.Generator (np.random.default_rng(seed)), "
-                          f"got {type(rng).__name__}")
+        raise RobustError(
+            f"corrupt() needs a numpy.random.Generator (np.random.default_rng(seed)), got {type(rng).__name__}"
+        )
     x = _checked_image(image)
     s = min(x.shape[:2]) / 32
     severity = int(severity)

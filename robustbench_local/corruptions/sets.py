@@ -13,14 +13,15 @@ Real files: RobustBench's layout, ``<data root>/CIFAR-10-C/<corruption>.npy`` (5
 32 x 32 x 3 uint8, severities 1-5 stacked in blocks of 10,000 test images: test image
 i at severity s is row (s - 1) * 10,000 + i) and ``labels.npy``, found through the data
 search path (--data-root, $ROBUST_DATA, ./data, ../shared/data)."""
+
 from __future__ import annotations
 
 import hashlib
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -41,8 +42,11 @@ def image_checks(x: torch.Tensor) -> torch.Tensor:
     """A cheap per-image checksum of uint8 images (N, C, H, W): a cached corrupted image
     is reused only if the clean image it came from is still the same."""
     flat = x.reshape(len(x), -1).long()
-    w = _CHECK_WEIGHTS[: flat.shape[1]] if flat.shape[1] <= len(_CHECK_WEIGHTS) else \
-        torch.randint(1, 2**20, (flat.shape[1],), generator=torch.Generator().manual_seed(0))
+    w = (
+        _CHECK_WEIGHTS[: flat.shape[1]]
+        if flat.shape[1] <= len(_CHECK_WEIGHTS)
+        else torch.randint(1, 2**20, (flat.shape[1],), generator=torch.Generator().manual_seed(0))
+    )
     return (flat * w).sum(1)
 
 
@@ -71,11 +75,16 @@ class SetKey:
     seed: int
 
     def path(self, cache_dir=None) -> Path:
-        digest = hashlib.sha256(repr((self.dataset, self.source, self.shape, self.split, GENERATOR_VERSION))
-                                .encode()).hexdigest()[:12]
+        digest = hashlib.sha256(
+            repr((self.dataset, self.source, self.shape, self.split, GENERATOR_VERSION)).encode()
+        ).hexdigest()[:12]
         stem = self.dataset.split(":")[0].replace("/", "-")
-        return (cache_root(cache_dir) / "corruptions" / f"{stem}-{self.split}-{digest}"
-                / f"{self.name}-s{self.severity}-seed{self.seed}.pt")
+        return (
+            cache_root(cache_dir)
+            / "corruptions"
+            / f"{stem}-{self.split}-{digest}"
+            / f"{self.name}-s{self.severity}-seed{self.seed}.pt"
+        )
 
 
 def _read_cache(path: Path) -> dict | None:
@@ -99,16 +108,24 @@ def _write_cache(path: Path, entry: dict) -> None:
         print(f"warning: could not write the corruption cache {path}: {e}", file=sys.stderr)
 
 
-def generated_set(key: SetKey, x: torch.Tensor, index: torch.Tensor, *, cache_dir=None,
-                  on_generated: Callable[[int], None] | None = None) -> tuple[torch.Tensor, float]:
+def generated_set(
+    key: SetKey,
+    x: torch.Tensor,
+    index: torch.Tensor,
+    *,
+    cache_dir=None,
+    on_generated: Callable[[int], None] | None = None,
+) -> tuple[torch.Tensor, float]:
     """The corrupted images of ``x`` (uint8, positions ``index`` in the original split),
     from the cache where it has them, generated (and added to the cache) where not.
     Returns the images and the seconds spent generating."""
     path = key.path(cache_dir)
     checks = image_checks(x)
-    entry = _read_cache(path) or {"index": torch.zeros(0, dtype=torch.int64),
-                                  "x": torch.zeros((0, *x.shape[1:]), dtype=torch.uint8),
-                                  "check": torch.zeros(0, dtype=torch.int64)}
+    entry = _read_cache(path) or {
+        "index": torch.zeros(0, dtype=torch.int64),
+        "x": torch.zeros((0, *x.shape[1:]), dtype=torch.uint8),
+        "check": torch.zeros(0, dtype=torch.int64),
+    }
     where = {int(i): j for j, i in enumerate(entry["index"].tolist())}
     pos = torch.tensor([where.get(int(i), -1) for i in index.tolist()], dtype=torch.int64)
     have = pos >= 0
@@ -129,10 +146,12 @@ def generated_set(key: SetKey, x: torch.Tensor, index: torch.Tensor, *, cache_di
         seconds = time.perf_counter() - t0
         out[missing] = fresh
         keep = ~torch.isin(entry["index"], index[missing].cpu())
-        entry = {"version": GENERATOR_VERSION,
-                 "index": torch.cat([entry["index"][keep], index[missing].cpu()]),
-                 "x": torch.cat([entry["x"][keep], fresh]),
-                 "check": torch.cat([entry["check"][keep], checks[missing]])}
+        entry = {
+            "version": GENERATOR_VERSION,
+            "index": torch.cat([entry["index"][keep], index[missing].cpu()]),
+            "x": torch.cat([entry["x"][keep], fresh]),
+            "check": torch.cat([entry["check"][keep], checks[missing]]),
+        }
         _write_cache(path, entry)
     return out, seconds
 
@@ -156,20 +175,25 @@ def real_set(folder: Path, name: str, severity: int, index: torch.Tensor) -> tup
     positions ``index``."""
     path = folder / f"{name}.npy"
     if not path.is_file():
-        raise RobustError(f"{path} is missing: the {folder.name} folder needs one .npy file per corruption "
-                          "(RobustBench's layout); remove the folder or use --corruption-source generated")
+        raise RobustError(
+            f"{path} is missing: the {folder.name} folder needs one .npy file per corruption "
+            "(RobustBench's layout); remove the folder or use --corruption-source generated"
+        )
     arr = np.load(path, mmap_mode="r", allow_pickle=False)
     labels = np.load(folder / "labels.npy", allow_pickle=False)
     if arr.ndim != 4 or arr.shape[-1] != 3 or arr.dtype != np.uint8 or len(arr) % 5:
-        raise RobustError(f"{path} holds {arr.dtype} {tuple(arr.shape)}; CIFAR-10-C files hold uint8 "
-                          f"(5 x N, H, W, 3): severities 1-5 in blocks of N test images (N = {REAL_TEST_SIZE})")
+        raise RobustError(
+            f"{path} holds {arr.dtype} {tuple(arr.shape)}; CIFAR-10-C files hold uint8 "
+            f"(5 x N, H, W, 3): severities 1-5 in blocks of N test images (N = {REAL_TEST_SIZE})"
+        )
     block = len(arr) // 5
     if len(labels) != len(arr):
         raise RobustError(f"{folder / 'labels.npy'} holds {len(labels)} labels for the {len(arr)} images of {path}")
     idx = index.cpu().numpy()
     if len(idx) and idx.max() >= block:
-        raise RobustError(f"{path} holds {block} test images per severity; test position {int(idx.max())} "
-                          "is past its end")
+        raise RobustError(
+            f"{path} holds {block} test images per severity; test position {int(idx.max())} is past its end"
+        )
     rows = (severity - 1) * block + idx
     x = torch.from_numpy(np.ascontiguousarray(arr[rows])).permute(0, 3, 1, 2).contiguous()
     y = torch.from_numpy(labels[rows].astype(np.int64))

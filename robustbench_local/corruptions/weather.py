@@ -3,6 +3,7 @@ and fog (a diamond-square plasma fractal), plus brightness, which the benchmark 
 
 Same calling convention as blur.py; snow, frost and brightness need 3 channels (corrupt()
 hands grayscale images over repeated to RGB)."""
+
 from __future__ import annotations
 
 import math

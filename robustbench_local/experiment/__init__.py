@@ -13,6 +13,7 @@ One module per job, in the order a run uses them:
 - plan.py: per cell, what is done and what is to do, and the plan as a table;
 - journal.py: the lock of the runs folder and the run log;
 - execute.py: training, evaluating and reporting the cells of the plan."""
+
 from __future__ import annotations
 
 from .attack_entries import EvalUnit, attack_keys
@@ -23,5 +24,18 @@ from .plan import CellPlan, make_plan, plan_table, select_cells
 from .schema import Experiment, load_experiment
 from .source import read_toml
 
-__all__ = ["Cell", "CellPlan", "EvalUnit", "Experiment", "RunSummary", "attack_keys", "check_with_data",
-           "load_experiment", "make_plan", "plan_table", "read_toml", "run_experiment", "select_cells"]
+__all__ = [
+    "Cell",
+    "CellPlan",
+    "EvalUnit",
+    "Experiment",
+    "RunSummary",
+    "attack_keys",
+    "check_with_data",
+    "load_experiment",
+    "make_plan",
+    "plan_table",
+    "read_toml",
+    "run_experiment",
+    "select_cells",
+]

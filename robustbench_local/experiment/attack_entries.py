@@ -1,6 +1,7 @@
 """The evaluations of an experiment file: ``[eval]`` defaults and each ``[[attacks]]``
 entry become EvalUnits, one per attack and radius. An entry takes the common keys and
 its attack's own options, by name or by CLI flag, checked against the attack registry."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -17,9 +18,20 @@ COMMON_ATTACK_KEYS = ("name", "norm", "eps", "eta", "eps_space", "sweep", "eot",
 # the defaults `robust eval` uses, so a file and the CLI mean the same thing
 # (eta None: each attack derives its step from eps, PGD 2.5*eps/k; see AttackSpec.step_rule)
 # (an attack option not given takes the attack's own default, as on the CLI)
-EVAL_DEFAULTS = {"norm": "linf", "eps": 0.0313, "eta": None, "eps_space": "normalized", "eot": 1, "n": 1000,
-                 "split": "test", "seed": 0, "batch_size": 256, "cascade": False, "checks": True,
-                 "check_convergence": False}
+EVAL_DEFAULTS = {
+    "norm": "linf",
+    "eps": 0.0313,
+    "eta": None,
+    "eps_space": "normalized",
+    "eot": 1,
+    "n": 1000,
+    "split": "test",
+    "seed": 0,
+    "batch_size": 256,
+    "cascade": False,
+    "checks": True,
+    "check_convergence": False,
+}
 
 
 @dataclass(frozen=True)
@@ -66,8 +78,7 @@ def _option_keys(info) -> dict:
 def parse_units(attacks_raw: Any, eval_raw: dict) -> list[EvalUnit]:
     """Every evaluation of the file, in order; the same unit twice runs once."""
     if attacks_raw is None:
-        raise Problem(("attacks",), "the experiment declares no attacks; add [[attacks]] entries "
-                      "(e.g. name = \"pgd\")")
+        raise Problem(("attacks",), "the experiment declares no attacks; add [[attacks]] entries (e.g. name = \"pgd\")")
     if not isinstance(attacks_raw, list) or not attacks_raw or not all(isinstance(a, dict) for a in attacks_raw):
         raise Problem(("attacks",), "must be one or more [[attacks]] tables")
     units: dict[tuple, EvalUnit] = {}
@@ -99,8 +110,9 @@ def make_units(apath: Path_, entry: dict, defaults: dict) -> list[EvalUnit]:
             if key in own:
                 options[own[key].name], option_at[own[key].name] = value, where + (key,)
             elif where == apath and key not in COMMON_ATTACK_KEYS:
-                raise Problem(apath + (key,), f"{name} has no option '{key}'; its options: "
-                                              f"{', '.join(info.options) or 'none'}")
+                raise Problem(
+                    apath + (key,), f"{name} has no option '{key}'; its options: {', '.join(info.options) or 'none'}"
+                )
     for key, value in options.items():
         try:
             options[key] = info.options[key].check(name, value)
@@ -126,8 +138,9 @@ def make_units(apath: Path_, entry: dict, defaults: dict) -> list[EvalUnit]:
     sweep, sweep_at = get("sweep")
     if sweep is not None:
         if len(eps_list) > 1:
-            raise Problem(sweep_at, "give a sweep with a single eps (its step keeps the ratio eta/eps), "
-                          "or list the radii in eps")
+            raise Problem(
+                sweep_at, "give a sweep with a single eps (its step keeps the ratio eta/eps), or list the radii in eps"
+            )
         if not isinstance(sweep, list) or not sweep:
             raise Problem(sweep_at, f"must be a list of radii, got {sweep!r}")
         threats += [threats[0].with_eps(positive(sweep_at, e)) for e in sweep]

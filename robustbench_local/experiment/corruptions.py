@@ -9,6 +9,7 @@ for every cell, whether a cell's record is already in the store, and running it.
 
 One record of kind 'corruption' per cell (corruptions/evaluate.py), on the same points
 as the attacks when n, split and seed are the same."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -39,10 +40,15 @@ class CorruptionPlan:
         """Is ``rec`` this plan's record for the checkpoint ``sha`` (n the resolved point count)?"""
         ck, data, about = rec.get("checkpoint") or {}, rec.get("data") or {}, rec.get("corruptions") or {}
         source_ok = self.source == "auto" or about.get("source") == self.source
-        return (ck.get("sha256") == sha and data.get("n") == n and data.get("split") == self.split
-                and data.get("seed") == self.seed and source_ok
-                and tuple(about.get("names") or ()) == self.names
-                and tuple(about.get("severities") or ()) == self.severities)
+        return (
+            ck.get("sha256") == sha
+            and data.get("n") == n
+            and data.get("split") == self.split
+            and data.get("seed") == self.seed
+            and source_ok
+            and tuple(about.get("names") or ()) == self.names
+            and tuple(about.get("severities") or ()) == self.severities
+        )
 
 
 def parse(raw: Any, eval_defaults: dict) -> CorruptionPlan | None:
@@ -96,6 +102,17 @@ def parse(raw: Any, eval_defaults: dict) -> CorruptionPlan | None:
 def run(plan: CorruptionPlan, checkpoint, bundle, *, device: str, log, name: str) -> dict:
     """Measures one cell's checkpoint; returns its record."""
     log(f"{name}: {plan.label} on {plan.n or 'all'} {plan.split} points (seed {plan.seed})")
-    return evaluate_corruptions(str(checkpoint), plan.names, plan.severities, bundle, n=plan.n, split=plan.split,
-                                seed=plan.seed, batch_size=plan.batch_size, device=device, source=plan.source,
-                                log=log, name=name)
+    return evaluate_corruptions(
+        str(checkpoint),
+        plan.names,
+        plan.severities,
+        bundle,
+        n=plan.n,
+        split=plan.split,
+        seed=plan.seed,
+        batch_size=plan.batch_size,
+        device=device,
+        source=plan.source,
+        log=log,
+        name=name,
+    )

@@ -1,5 +1,6 @@
 """The checks of an experiment that need its dataset: run before the plan, so that a
 bad model option, selection metric, device or n stops the run before anything is made."""
+
 from __future__ import annotations
 
 import json
@@ -24,14 +25,22 @@ def check_with_data(exp: Experiment, cells: Sequence[Cell] | None = None):
     (kept for evaluation). Writes nothing (the decode cache aside)."""
     d = exp.data
     try:
-        bundle = load_dataset(d.dataset, data_root=d.data_root, image_size=d.image_size,
-                              val_fraction=d.val_fraction, split_seed=d.split_seed)
+        bundle = load_dataset(
+            d.dataset,
+            data_root=d.data_root,
+            image_size=d.image_size,
+            val_fraction=d.val_fraction,
+            split_seed=d.split_seed,
+        )
     except RobustError as e:
         raise exp.problem(("data", "dataset"), str(e)) from None
     info = bundle.info
     if d.subset is not None and d.subset > len(bundle.train):
-        raise exp.problem(("data", "subset"), f"subset {d.subset} is larger than the {len(bundle.train)} training "
-                                              f"examples left after the validation split")
+        raise exp.problem(
+            ("data", "subset"),
+            f"subset {d.subset} is larger than the {len(bundle.train)} training "
+            f"examples left after the validation split",
+        )
     built: set[str] = set()
     for cell in cells if cells is not None else exp.cells:
         spec = cell.spec
@@ -49,8 +58,14 @@ def check_with_data(exp: Experiment, cells: Sequence[Cell] | None = None):
             try:
                 mean, std = resolve_normalization(spec.model.normalize, info)
                 with torch.device("cpu"):
-                    build_model(spec.model.arch, num_classes=info.num_classes, input_shape=info.input_shape,
-                                mean=mean, std=std, **spec.model.kwargs)
+                    build_model(
+                        spec.model.arch,
+                        num_classes=info.num_classes,
+                        input_shape=info.input_shape,
+                        mean=mean,
+                        std=std,
+                        **spec.model.kwargs,
+                    )
             except RobustError as e:
                 raise exp.problem(at.get("model", cell.path), str(e)) from None
             built.add(key)
@@ -58,8 +73,10 @@ def check_with_data(exp: Experiment, cells: Sequence[Cell] | None = None):
             method = build_method(spec)
             columns = {"val_acc", "val_loss"} | {c for m in method.validation_metrics() for c in m.columns}
             if spec.selection not in columns:
-                raise exp.problem(at.get("selection", cell.path), f"unknown selection metric '{spec.selection}'; "
-                                                                  f"valid: {', '.join(sorted(columns))}")
+                raise exp.problem(
+                    at.get("selection", cell.path),
+                    f"unknown selection metric '{spec.selection}'; valid: {', '.join(sorted(columns))}",
+                )
         if spec.init is not None and not Path(spec.init).is_file():
             raise exp.problem(at.get("init", cell.path), f"init checkpoint {spec.init} does not exist")
         out = exp.cell_dir(cell)

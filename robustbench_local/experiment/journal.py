@@ -1,6 +1,7 @@
 """The lock and the log of `robust run`: one run per runs folder at a time, and progress
 lines appended, timestamped, to the experiment's log file. The log is only appended to
 when it is new, empty, or was written by `robust run` (its first line is a run-log line)."""
+
 from __future__ import annotations
 
 import re
@@ -38,8 +39,11 @@ def check_log(log: Path) -> None:
     except OSError as e:
         raise Problem(("log",), f"cannot read {log} ({e.strerror or e})") from None
     if not ours:
-        raise Problem(("log",), f"{log} exists and was not written by `robust run` (its first line is not a "
-                                "run-log line); name a new file, or move that one away")
+        raise Problem(
+            ("log",),
+            f"{log} exists and was not written by `robust run` (its first line is not a "
+            "run-log line); name a new file, or move that one away",
+        )
 
 
 class RunLog:

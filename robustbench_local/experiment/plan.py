@@ -1,6 +1,7 @@
 """The plan of a run: for each cell, read from its run folder and the results store,
 whether training is done, to resume or to do, and which evaluations are done or left;
 the cells and attacks a run is limited to; and the plan as a table (`--dry-run`)."""
+
 from __future__ import annotations
 
 import fnmatch
@@ -96,8 +97,9 @@ def split_sizes(bundle) -> dict[str, int]:
     return {s: len(bundle.split(s)) for s in ("test", "val")}
 
 
-def remaining(exp: Experiment, index: EvalIndex, sha: str | None, sizes: dict[str, int]
-              ) -> tuple[list[EvalUnit], list[EvalUnit], str | None]:
+def remaining(
+    exp: Experiment, index: EvalIndex, sha: str | None, sizes: dict[str, int]
+) -> tuple[list[EvalUnit], list[EvalUnit], str | None]:
     """(done, to do, corruptions 'done' | 'todo' | None) for the checkpoint ``sha``
     (None: not trained yet, so everything is to do)."""
     done, todo = [], []
@@ -127,8 +129,11 @@ def plan_cell(exp: Experiment, cell: Cell, index: EvalIndex, sizes: dict[str, in
         # the very comparison fit makes on --resume, so the plan and the training agree
         diffs = spec_differences(ckpt["meta"].get("spec") or {}, cell.spec.to_dict())
         if diffs:
-            raise exp.problem(cell.path, f"{out} holds a run trained with other options ({'; '.join(diffs[:3])}"
-                                         f"{' ...' if len(diffs) > 3 else ''}); delete that folder or rename the cell")
+            raise exp.problem(
+                cell.path,
+                f"{out} holds a run trained with other options ({'; '.join(diffs[:3])}"
+                f"{' ...' if len(diffs) > 3 else ''}); delete that folder or rename the cell",
+            )
         ts = ckpt.get("train_state")
         if not isinstance(ts, dict):
             raise exp.problem(cell.path, f"{last} holds no training state; delete {out} to train this cell again")
@@ -145,8 +150,9 @@ def select_cells(exp: Experiment, only: Sequence[str]) -> list[Cell]:
         return list(exp.cells)
     chosen = [c for c in exp.cells if any(fnmatch.fnmatchcase(c.name, p) for p in only)]
     if not chosen:
-        raise RobustError(f"--only {' '.join(only)} matches no cell of {exp.file}; cells: "
-                          f"{', '.join(c.name for c in exp.cells)}")
+        raise RobustError(
+            f"--only {' '.join(only)} matches no cell of {exp.file}; cells: {', '.join(c.name for c in exp.cells)}"
+        )
     return chosen
 
 
@@ -158,8 +164,9 @@ def select_attacks(exp: Experiment, attacks: Sequence[str]) -> None:
     names = sorted({u.spec.name for u in exp.units}) + (["corruptions"] if exp.corruptions is not None else [])
     unknown = [a for a in attacks if a not in names]
     if unknown:
-        raise RobustError(f"--attack {' '.join(unknown)}: {exp.file} evaluates no such attack; its attacks: "
-                          f"{', '.join(names)}")
+        raise RobustError(
+            f"--attack {' '.join(unknown)}: {exp.file} evaluates no such attack; its attacks: {', '.join(names)}"
+        )
     exp.units = [u for u in exp.units if u.spec.name in attacks]
     if "corruptions" not in attacks:
         exp.corruptions = None
@@ -180,6 +187,13 @@ def plan_table(plan: Sequence[CellPlan], title: str) -> Table:
         s = p.cell.spec
         method = method_label(s.method, s.adv)
         n_eval = len(p.done) + len(p.todo)
-        t.add_row(p.name, s.model.arch, method, p.train_text(), f"{len(p.done)}/{n_eval}", p.todo_text(),
-                  style=None if not p.finished else "dim")
+        t.add_row(
+            p.name,
+            s.model.arch,
+            method,
+            p.train_text(),
+            f"{len(p.done)}/{n_eval}",
+            p.todo_text(),
+            style=None if not p.finished else "dim",
+        )
     return t

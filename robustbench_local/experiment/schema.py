@@ -43,10 +43,20 @@ The file (every table is optional; paths are relative to the file's own folder):
     [report]                          # enabled, out, dataset, attack, checkpoint, skip_bad
     checkpoint = ["runs/quick/*"]
 
+    [executor]                        # where `robust run --executor slurm` sends its jobs (cluster.py):
+    partition = "gpu"                 #   partition, account, time, gpus_per_job, cpus_per_task, mem, setup
+
+``tensorboard = "DIR"`` in [train] writes each cell's TensorBoard scalars (training
+curves and evaluation accuracies) to DIR/<cell> (needs the tensorboard package).
+
 A method's options follow the method: ``method_kwargs`` set in [train] are dropped
 for a cell that switches to another method (likewise ``adv_kwargs`` with ``adv``
 and ``model.kwargs`` with ``model.arch``). ``eps`` may also be a list (every
 radius with the same ``eta``, as ``robust eval --eps a,b`` does).
+
+``seeds = [0, 1, 2]`` in [train] or a [[cells]] entry trains one cell per seed: NAME
+for seed 0, NAME-s1, NAME-s2 (a grid over ``seed``, as above, does the same with its own
+names). Their records carry the group NAME and the seed; the report averages over them.
 
 Paths: ``runs``, ``results``, ``log`` and ``[report] out`` resolve against the folder
 of the file, so a study writes to the same places from whatever folder it is run. An
@@ -58,6 +68,7 @@ to runs/quick/ at the repository root. The log is appended to only when it is ne
 empty, or was written by `robust run` (its first line is a run-log line); a folder
 or anyone else's file is refused before anything is made.
 """
+
 from __future__ import annotations
 
 import os
@@ -65,13 +76,15 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .. import tensorboard_log
 from ..data import AUGMENT_POLICIES
 from ..errors import RobustError
 from ..runtime import DEVICES, resolve_device
 from ..specs import DataSpec
-from . import corruptions
+from . import cluster, corruptions
 from .attack_entries import EVAL_DEFAULTS, EvalUnit, attack_keys, parse_units
-from .cells import TRAIN_KEYS, Cell, build_blamed, grid_leaves, parse_cells
+from .cells import TRAIN_TABLE_KEYS, Cell, build_blamed, grid_leaves, parse_cells
+from .cluster import ClusterSettings
 from .corruptions import CorruptionPlan
 from .journal import check_log
 from .source import Path_, Problem, Source, read_toml
@@ -79,8 +92,24 @@ from .values import boolean, choice, known, string, strings, table
 
 EVAL_ONLY_KEYS = ("cascade", "checks", "check_convergence", "device")
 REPORT_KEYS = ("enabled", "out", "dataset", "attack", "checkpoint", "skip_bad")
-TOP_KEYS = ("name", "notes", "runs", "results", "log", "outside_paths", "data", "train", "grid", "cells", "eval",
-            "attacks", "corruptions", "report")
+TOP_KEYS = (
+    "name",
+    "notes",
+    "runs",
+    "results",
+    "log",
+    "outside_paths",
+    "data",
+    "train",
+    "grid",
+    "cells",
+    "eval",
+    "attacks",
+    "corruptions",
+    "report",
+    "executor",
+)
+TENSORBOARD = "tensorboard"  # a [train] key that is no TrainSpec field: where TensorBoard scalars go
 
 
 @dataclass
@@ -102,9 +131,14 @@ class Experiment:
     report: dict
     names: dict[tuple, str] = field(default_factory=dict)  # entry path -> cell name, for messages
     corruptions: CorruptionPlan | None = None  # the [corruptions] table: one record per cell
+    tensorboard: Path | None = None  # [train] tensorboard: DIR/<cell> gets each cell's scalars
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)  # the [executor] table
 
     def cell_dir(self, cell: Cell) -> Path:
         return self.runs / cell.name
+
+    def cell_tensorboard(self, cell: Cell) -> Path | None:
+        return self.tensorboard / cell.name if self.tensorboard is not None else None
 
     def problem(self, path: Path_, msg: str) -> RobustError:
         """A one-line error naming the file, the line (when found) and the key."""
@@ -129,8 +163,11 @@ def _place(key: Path_, value: Any, file: Path, outside: bool) -> Path:
     folder = os.path.abspath(file.parent)
     target = Path(os.path.normpath(os.path.join(folder, given)))
     if not outside and (given.is_absolute() or not target.is_relative_to(folder)):
-        raise Problem(key, f"'{value}' is outside the folder of the experiment file ({file.parent}); "
-                           "add outside_paths = true at the top of the file to write there")
+        raise Problem(
+            key,
+            f"'{value}' is outside the folder of the experiment file ({file.parent}); "
+            "add outside_paths = true at the top of the file to write there",
+        )
     cwd = Path(os.path.abspath(os.getcwd()))
     return target.relative_to(cwd) if target.is_relative_to(cwd) else target
 
@@ -157,7 +194,15 @@ def _parse(raw: dict, source: Source, names: dict, device: str | None) -> Experi
 
     # --- training defaults and cells
     train_raw = table(("train",), raw.get("train", {}))
-    known(("train",), train_raw, TRAIN_KEYS)
+    known(("train",), train_raw, TRAIN_TABLE_KEYS + (TENSORBOARD,))
+    tensorboard = None
+    if TENSORBOARD in train_raw:
+        train_raw = dict(train_raw)
+        tensorboard = _place(("train", TENSORBOARD), train_raw.pop(TENSORBOARD), file, outside)
+        try:
+            tensorboard_log.require()
+        except RobustError as e:
+            raise Problem(("train", TENSORBOARD), str(e)) from None
     if device is not None:
         resolve_device(device)
     top_grid = grid_leaves(("grid",), table(("grid",), raw.get("grid", {})))
@@ -169,16 +214,20 @@ def _parse(raw: dict, source: Source, names: dict, device: str | None) -> Experi
     units = parse_units(raw.get("attacks"), eval_raw)
     cascade = boolean(("eval", "cascade"), eval_raw.get("cascade", EVAL_DEFAULTS["cascade"]))
     checks = boolean(("eval", "checks"), eval_raw.get("checks", EVAL_DEFAULTS["checks"]))
-    convergence = boolean(("eval", "check_convergence"),
-                          eval_raw.get("check_convergence", EVAL_DEFAULTS["check_convergence"]))
+    convergence = boolean(
+        ("eval", "check_convergence"), eval_raw.get("check_convergence", EVAL_DEFAULTS["check_convergence"])
+    )
     eval_device = device or eval_raw.get("device", train_raw.get("device", "auto"))
     eval_device = string(("eval", "device"), eval_device)
     if device is None and eval_device not in DEVICES and not eval_device.startswith("cuda:"):
-        raise Problem(("eval", "device") if "device" in eval_raw else ("train", "device"),
-                      f"unknown device '{eval_device}'; valid: {', '.join(DEVICES)}")
+        raise Problem(
+            ("eval", "device") if "device" in eval_raw else ("train", "device"),
+            f"unknown device '{eval_device}'; valid: {', '.join(DEVICES)}",
+        )
 
-    corruption_plan = corruptions.parse(raw.get("corruptions"), {k: eval_raw.get(k, EVAL_DEFAULTS[k]) for k in (
-        "n", "split", "seed", "batch_size")})
+    corruption_plan = corruptions.parse(
+        raw.get("corruptions"), {k: eval_raw.get(k, EVAL_DEFAULTS[k]) for k in ("n", "split", "seed", "batch_size")}
+    )
 
     # --- report
     rep_raw = table(("report",), raw.get("report", {}))
@@ -189,5 +238,24 @@ def _parse(raw: dict, source: Source, names: dict, device: str | None) -> Experi
         "skip_bad": boolean(("report", "skip_bad"), rep_raw.get("skip_bad", True)),
         **{k: strings(("report", k), rep_raw[k]) if k in rep_raw else () for k in ("dataset", "attack", "checkpoint")},
     }
-    return Experiment(name, file, source, notes, runs, results, log, data, cells, units, cascade,
-                      checks, convergence, eval_device, report, names, corruption_plan)
+    return Experiment(
+        name,
+        file,
+        source,
+        notes,
+        runs,
+        results,
+        log,
+        data,
+        cells,
+        units,
+        cascade,
+        checks,
+        convergence,
+        eval_device,
+        report,
+        names,
+        corruption_plan,
+        tensorboard,
+        cluster.parse_table(raw.get("executor")),
+    )

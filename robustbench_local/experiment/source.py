@@ -1,6 +1,7 @@
 """Reading an experiment file: the TOML itself, and the line of each key, so that an
 error names the file, the line and the key (``Problem`` carries the key path until
 ``Source.error`` formats it)."""
+
 from __future__ import annotations
 
 import os
@@ -104,7 +105,7 @@ def describe_path(path: Path_, names: dict[tuple, str]) -> str:
             name = names.get(path[: i + 1])
             if name:
                 head += f" '{name}'"
-            rest = ".".join(str(p) for p in path[i + 1:])
+            rest = ".".join(str(p) for p in path[i + 1 :])
             return f"key {rest} of {head}" if rest else head
     return "key " + ".".join(str(p) for p in path)
 
@@ -127,7 +128,8 @@ def read_toml(path: str | os.PathLike) -> tuple[dict, Source]:
             lines = text.splitlines()
             shown = lines[no - 1].strip() if 0 < no <= len(lines) else ""
             what = msg[: m.start()].strip()
-            raise RobustError(f"{p}, line {no}, column {m.group(2)}: invalid TOML: {what}"
-                              + (f": {shown}" if shown else "")) from None
+            raise RobustError(
+                f"{p}, line {no}, column {m.group(2)}: invalid TOML: {what}" + (f": {shown}" if shown else "")
+            ) from None
         raise RobustError(f"{p}: invalid TOML: {msg}") from None
     return data, Source(p, text)

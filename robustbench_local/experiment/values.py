@@ -1,5 +1,6 @@
 """Checks of single values read from an experiment file: each returns the value or
 raises a ``Problem`` at its key path, with what was expected and what was found."""
+
 from __future__ import annotations
 
 import math

@@ -12,6 +12,7 @@ Every route ends as a NormalizedModel: the foreign network behind the normalizat
 the user stated, or the one its route implies (normalization.py); the record says
 which was used and where it came from. Before any attack, one forward pass checks
 that the model takes the dataset's images and returns one logit per class."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -50,13 +51,19 @@ class ModelRequest:
     std: str | None = None
 
     def given(self) -> bool:
-        return any(v is not None for v in (self.arch, self.weights, self.robustbench, self.torchscript,
-                                           self.model_fn))
+        return any(v is not None for v in (self.arch, self.weights, self.robustbench, self.torchscript, self.model_fn))
 
     @property
     def route(self) -> str:
-        routes = [r for r, on in (("robustbench", self.robustbench), ("torchscript", self.torchscript),
-                                  ("model-fn", self.model_fn)) if on]
+        routes = [
+            r
+            for r, on in (
+                ("robustbench", self.robustbench),
+                ("torchscript", self.torchscript),
+                ("model-fn", self.model_fn),
+            )
+            if on
+        ]
         if len(routes) > 1:
             raise RobustError(f"give one model source: {' and '.join('--' + r for r in routes)} were both given")
         if routes:
@@ -84,13 +91,17 @@ def load_foreign(req: ModelRequest, device: str | torch.device = "cpu"):
 
         dataset = default_dataset(req.robustbench)
     if dataset is None:
-        raise RobustError("say which data the model was made for with --dataset NAME (cifar10, cifar100, "
-                          "fashion-mnist, imagefolder:PATH); its test split is evaluated")
+        raise RobustError(
+            "say which data the model was made for with --dataset NAME (cifar10, cifar100, "
+            "fashion-mnist, imagefolder:PATH); its test split is evaluated"
+        )
     bundle = load_dataset(dataset, data_root=req.data_root, image_size=req.image_size)
     info = bundle.info
     if req.num_classes is not None and req.num_classes != info.num_classes:
-        raise RobustError(f"--num-classes {req.num_classes} does not match {info.name}, which has "
-                          f"{info.num_classes} classes; evaluate the model on data with its classes")
+        raise RobustError(
+            f"--num-classes {req.num_classes} does not match {info.name}, which has "
+            f"{info.num_classes} classes; evaluate the model on data with its classes"
+        )
     k, shape = info.num_classes, tuple(info.input_shape)
     stated = N.from_flags(req.normalization, req.mean, req.std, shape[0], (info.mean, info.std))
     source: dict = {"route": route}
@@ -103,8 +114,7 @@ def load_foreign(req: ModelRequest, device: str | torch.device = "cpu"):
         if route == "robustbench":
             from .robustbench_zoo import build as build_rb
 
-            net, rb = build_rb(req.robustbench, dataset=info.name, threat_model=req.threat_model,
-                               weights=req.weights)
+            net, rb = build_rb(req.robustbench, dataset=info.name, threat_model=req.threat_model, weights=req.weights)
             arch = f"robustbench:{req.robustbench}"
             file = req.weights or rb.get("weights")
             source.update(rb)
@@ -141,18 +151,36 @@ def load_foreign(req: ModelRequest, device: str | torch.device = "cpu"):
         source["file"] = str(file)
     model.to(device).eval()
     name = _display_name(req, route, file)
-    return Target(model, meta, name, str(file) if file else None,
-                  file_sha256(file) if file and Path(file).is_file() else None, data=bundle)
+    return Target(
+        model,
+        meta,
+        name,
+        str(file) if file else None,
+        file_sha256(file) if file and Path(file).is_file() else None,
+        data=bundle,
+    )
 
 
-def foreign_meta(arch: str, arch_kwargs: dict, info, norm: N.Normalization, source: dict,
-                 data_root: str | None, image_size: int | None) -> dict:
+def foreign_meta(
+    arch: str,
+    arch_kwargs: dict,
+    info,
+    norm: N.Normalization,
+    source: dict,
+    data_root: str | None,
+    image_size: int | None,
+) -> dict:
     """The metadata a Target of a foreign model carries: what a checkpoint of ours holds
     (REQUIRED_META), the dataset it is evaluated on, and where it came from."""
     return {
-        "arch": arch, "arch_kwargs": arch_kwargs, "num_classes": info.num_classes,
-        "input_shape": list(info.input_shape), **norm.to_meta(), "dataset": info.name,
-        "classes": list(info.classes), "data": {"data_root": data_root, "image_size": image_size},
+        "arch": arch,
+        "arch_kwargs": arch_kwargs,
+        "num_classes": info.num_classes,
+        "input_shape": list(info.input_shape),
+        **norm.to_meta(),
+        "dataset": info.name,
+        "classes": list(info.classes),
+        "data": {"data_root": data_root, "image_size": image_size},
         "source": source,
     }
 
@@ -172,12 +200,16 @@ def _from_weights(req: ModelRequest, k: int, shape, stated, dataset: str):
     if in_file is not None:
         norm = N.Normalization(*in_file, "file", "the weights file (its normalize.mean/std buffers)")
         if len(norm.mean) != shape[0]:
-            raise RobustError(f"the model in {req.weights} takes {len(norm.mean)}-channel images (its normalization "
-                              f"has {len(norm.mean)} channels) but {dataset}'s have {shape[0]}; evaluate it on the "
-                              "data it was made for")
+            raise RobustError(
+                f"the model in {req.weights} takes {len(norm.mean)}-channel images (its normalization "
+                f"has {len(norm.mean)} channels) but {dataset}'s have {shape[0]}; evaluate it on the "
+                "data it was made for"
+            )
         if stated is not None and not _same(stated, norm):
-            raise RobustError(f"the weights file holds its own normalization (mean {_fmt(norm.mean)}, std "
-                              f"{_fmt(norm.std)}), which differs from {stated.source}; drop {stated.source}")
+            raise RobustError(
+                f"the weights file holds its own normalization (mean {_fmt(norm.mean)}, std "
+                f"{_fmt(norm.std)}), which differs from {stated.source}; drop {stated.source}"
+            )
     elif stated is not None:
         norm = stated
     else:
@@ -191,17 +223,27 @@ def _implied_normalization(arch: str, channels: int) -> N.Normalization:
     from ..models.zoo import TV_PREFIX
 
     if arch.startswith(TV_PREFIX):
-        return N.named("imagenet", channels, "not stated: torchvision's ImageNet statistics, the convention of "
-                                              "its architectures (say otherwise with --normalization)")
+        return N.named(
+            "imagenet",
+            channels,
+            "not stated: torchvision's ImageNet statistics, the convention of "
+            "its architectures (say otherwise with --normalization)",
+        )
     if arch.startswith("timm-"):
         from ..models.timm_models import timm_normalization
 
-        mean, std = timm_normalization(arch[len("timm-"):], channels)
-        return N.Normalization(mean, std, "timm", f"not stated: timm's pretrained_cfg for {arch[len('timm-'):]} "
-                                                  "(say otherwise with --normalization)")
-    raise RobustError(f"the weights of {arch} carry no input normalization; say what the model was trained with: "
-                      "--normalization seed|dataset|cifar10|imagenet|none|M,S or --mean/--std "
-                      "(robust train's default is seed)")
+        mean, std = timm_normalization(arch[len("timm-") :], channels)
+        return N.Normalization(
+            mean,
+            std,
+            "timm",
+            f"not stated: timm's pretrained_cfg for {arch[len('timm-') :]} (say otherwise with --normalization)",
+        )
+    raise RobustError(
+        f"the weights of {arch} carry no input normalization; say what the model was trained with: "
+        "--normalization seed|dataset|cifar10|imagenet|none|M,S or --mean/--std "
+        "(robust train's default is seed)"
+    )
 
 
 def _tv_stem(state: dict) -> dict:
@@ -221,14 +263,18 @@ def check_forward(model: nn.Module, arch: str, shape, info) -> None:
         with module_mode(model, train=False), torch.no_grad():
             out = model(torch.zeros(2, *shape))
     except Exception as e:  # noqa: BLE001 - shape errors come as RuntimeError, ValueError or AssertionError
-        raise RobustError(f"{arch} cannot take {info.name}'s {'x'.join(map(str, shape))} images "
-                          f"({first_line(e)}); pick the dataset the model was made for, or --image-size") from None
+        raise RobustError(
+            f"{arch} cannot take {info.name}'s {'x'.join(map(str, shape))} images "
+            f"({first_line(e)}); pick the dataset the model was made for, or --image-size"
+        ) from None
     if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != 2:
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise RobustError(f"{arch} returns {got} for a batch of 2, not (batch, classes) logits")
     if out.shape[1] != info.num_classes:
-        raise RobustError(f"{arch} returns {out.shape[1]} logits but {info.name} has {info.num_classes} classes; "
-                          "evaluate it on data with its classes")
+        raise RobustError(
+            f"{arch} returns {out.shape[1]} logits but {info.name} has {info.num_classes} classes; "
+            "evaluate it on data with its classes"
+        )
 
 
 def _display_name(req: ModelRequest, route: str, file) -> str:

@@ -1,6 +1,7 @@
 """Models whose own code runs when they are loaded: TorchScript archives and Python
 factories. Both are opt-in (``trust_code``); without it a file is refused in one line
 that names the flag which accepts it."""
+
 from __future__ import annotations
 
 import importlib
@@ -33,8 +34,10 @@ def is_torchscript(path: str | os.PathLike) -> bool:
 def load_torchscript(path: str | os.PathLike, *, trust_code: bool, device="cpu") -> nn.Module:
     p = Path(path)
     if not trust_code:
-        raise RobustError(f"{p} is a TorchScript archive, whose code runs when it is loaded; if you trust it, "
-                          f"add {TRUST_FLAG} (with --dataset NAME for its data)")
+        raise RobustError(
+            f"{p} is a TorchScript archive, whose code runs when it is loaded; if you trust it, "
+            f"add {TRUST_FLAG} (with --dataset NAME for its data)"
+        )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # TorchScript's deprecation notice, not the user's fault
@@ -56,7 +59,9 @@ def load_factory(spec: str, *, trust_code: bool, num_classes: int | None = None)
     A factory that takes ``num_classes`` is given it."""
     where, fn_name = parse_factory(spec)
     if not trust_code:
-        raise RobustError(f"--model-fn {spec} runs {where}'s code to build the model; if you trust it, add {TRUST_FLAG}")
+        raise RobustError(
+            f"--model-fn {spec} runs {where}'s code to build the model; if you trust it, add {TRUST_FLAG}"
+        )
     path = None
     if where.endswith(".py") or os.sep in where or "/" in where:
         path = Path(where)

@@ -5,6 +5,7 @@ Every model we evaluate takes [0,1] pixels, with its normalization as the first 
 pixels and eps in normalized space means eps * std in pixels. A network that already
 normalizes its own inputs (RobustBench's zoo, most TorchScript exports) gets
 ``none``: mean 0, std 1, so both eps spaces are pixel space."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -35,8 +36,12 @@ class Normalization:
     source: str
 
     def to_meta(self) -> dict:
-        return {"mean": list(self.mean), "std": list(self.std), "normalization": self.name,
-                "normalization_source": self.source}
+        return {
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "normalization": self.name,
+            "normalization_source": self.source,
+        }
 
 
 def _numbers(text: str, what: str) -> tuple[float, ...]:
@@ -54,8 +59,13 @@ def _per_channel(values: tuple[float, ...], channels: int, what: str) -> tuple[f
     return values
 
 
-def from_flags(normalization: str | None, mean: str | None, std: str | None, channels: int,
-               dataset_stats: tuple[tuple[float, ...], tuple[float, ...]] | None = None) -> Normalization | None:
+def from_flags(
+    normalization: str | None,
+    mean: str | None,
+    std: str | None,
+    channels: int,
+    dataset_stats: tuple[tuple[float, ...], tuple[float, ...]] | None = None,
+) -> Normalization | None:
     """The normalization the user stated (--normalization, or --mean with --std), or
     None when they stated none."""
     if (mean is None) != (std is None):
@@ -64,26 +74,42 @@ def from_flags(normalization: str | None, mean: str | None, std: str | None, cha
         raise RobustError("give --normalization or --mean/--std, not both")
     if mean is not None:
         m, s = _numbers(mean, "--mean"), _numbers(std, "--std")
-        return _checked(Normalization(_per_channel(m, channels, "--mean"), _per_channel(s, channels, "--std"),
-                                      "custom", "--mean/--std"))
+        return _checked(
+            Normalization(
+                _per_channel(m, channels, "--mean"), _per_channel(s, channels, "--std"), "custom", "--mean/--std"
+            )
+        )
     if normalization is None:
         return None
     key = normalization.strip().lower()
     if key == "dataset":
         if dataset_stats is None:
             raise RobustError("--normalization dataset needs a dataset (--dataset NAME)")
-        return _checked(Normalization(tuple(dataset_stats[0]), tuple(dataset_stats[1]), "dataset",
-                                      "--normalization dataset (the statistics of the dataset's train split)"))
+        return _checked(
+            Normalization(
+                tuple(dataset_stats[0]),
+                tuple(dataset_stats[1]),
+                "dataset",
+                "--normalization dataset (the statistics of the dataset's train split)",
+            )
+        )
     if key in NAMED:
         m, s = NAMED[key]
-        return _checked(Normalization(_per_channel(m, channels, f"normalization {key}"),
-                                      _per_channel(s, channels, f"normalization {key}"), key,
-                                      f"--normalization {key}"))
+        return _checked(
+            Normalization(
+                _per_channel(m, channels, f"normalization {key}"),
+                _per_channel(s, channels, f"normalization {key}"),
+                key,
+                f"--normalization {key}",
+            )
+        )
     if key.count(",") == 1:  # M,S: one mean and one std for every channel
         m, s = _numbers(key, "--normalization M,S")
         return _checked(Normalization((m,) * channels, (s,) * channels, "custom", f"--normalization {key}"))
-    raise RobustError(f"unknown normalization '{normalization}'; valid: {', '.join(CHOICES)} "
-                      "(or --mean and --std with one value per channel)")
+    raise RobustError(
+        f"unknown normalization '{normalization}'; valid: {', '.join(CHOICES)} "
+        "(or --mean and --std with one value per channel)"
+    )
 
 
 def named(key: str, channels: int, source: str) -> Normalization:

@@ -7,6 +7,7 @@ exactly as ``robustbench.utils.load_model`` handles the files it downloads (the
 ImageNet's extras), then loaded strictly with RobustBench's own tolerance for the
 models whose published files are known to lack buffers. Zoo models take [0,1] pixels
 and normalize inside."""
+
 from __future__ import annotations
 
 import difflib
@@ -30,13 +31,25 @@ MODELS_FOLDER = "robustbench-models"  # under our cache root, laid out as Robust
 _LAST = ("Kireev2021Effectiveness",)
 _LAST_EXACT = ("Andriushchenko2020Understanding",)
 # ImageNet entries whose state_dict timm's newer Swin definition must adapt (robustbench.utils.load_model)
-_SWIN_FILTER = ("Liu2023Comprehensive_Swin-B", "Liu2023Comprehensive_Swin-L", "Mo2022When_Swin-B",
-                "RodriguezMunoz2024Characterizing_Swin-B", "RodriguezMunoz2024Characterizing_Swin-L")
+_SWIN_FILTER = (
+    "Liu2023Comprehensive_Swin-B",
+    "Liu2023Comprehensive_Swin-L",
+    "Mo2022When_Swin-B",
+    "RodriguezMunoz2024Characterizing_Swin-B",
+    "RodriguezMunoz2024Characterizing_Swin-L",
+)
 # ImageNet entries whose file already holds the normalization layer; the others get a 'model.' prefix
-_NO_MODEL_PREFIX = ("Singh2023Revisiting_ConvNeXt-T-ConvStem", "Singh2023Revisiting_ViT-B-ConvStem",
-                    "Singh2023Revisiting_ConvNeXt-S-ConvStem", "Singh2023Revisiting_ConvNeXt-B-ConvStem",
-                    "Singh2023Revisiting_ConvNeXt-L-ConvStem", "Peng2023Robust", "Chen2024Data_WRN_50_2",
-                    "Xu2024MIMIR_Swin-B", "Xu2024MIMIR_Swin-L")
+_NO_MODEL_PREFIX = (
+    "Singh2023Revisiting_ConvNeXt-T-ConvStem",
+    "Singh2023Revisiting_ViT-B-ConvStem",
+    "Singh2023Revisiting_ConvNeXt-S-ConvStem",
+    "Singh2023Revisiting_ConvNeXt-B-ConvStem",
+    "Singh2023Revisiting_ConvNeXt-L-ConvStem",
+    "Peng2023Robust",
+    "Chen2024Data_WRN_50_2",
+    "Xu2024MIMIR_Swin-B",
+    "Xu2024MIMIR_Swin-L",
+)
 
 
 def _resource_filename(name: str, path: str) -> str:
@@ -72,8 +85,9 @@ def import_robustbench() -> types.ModuleType:
             rb = importlib.import_module("robustbench")
             importlib.import_module("robustbench.utils")
     except ImportError as e:
-        raise RobustError(f"the robustbench package does not import ({first_line(e)}); reinstall it: "
-                          "pip install robustbench") from None
+        raise RobustError(
+            f"the robustbench package does not import ({first_line(e)}); reinstall it: pip install robustbench"
+        ) from None
     finally:
         for key in stand_ins:
             sys.modules.pop(key, None)
@@ -114,10 +128,13 @@ def default_dataset(name: str) -> str | None:
     if len(cifar) == 1:
         return OUR_DATASETS[cifar[0]]
     if cifar:
-        raise RobustError(f"{name} is on RobustBench's {' and '.join(cifar)} leaderboards; say which with "
-                          f"--dataset {'|'.join(cifar)}")
-    raise RobustError(f"{name} is an ImageNet model: give --dataset imagefolder:PATH (ImageNet's validation "
-                      "images, one folder per class)")
+        raise RobustError(
+            f"{name} is on RobustBench's {' and '.join(cifar)} leaderboards; say which with --dataset {'|'.join(cifar)}"
+        )
+    raise RobustError(
+        f"{name} is an ImageNet model: give --dataset imagefolder:PATH (ImageNet's validation "
+        "images, one folder per class)"
+    )
 
 
 def _benchmark_dataset(dataset: str):
@@ -127,8 +144,10 @@ def _benchmark_dataset(dataset: str):
         return BenchmarkDataset(OUR_DATASETS[key])
     if key == "imagefolder":
         return BenchmarkDataset.imagenet
-    raise RobustError(f"RobustBench's zoo has models for cifar10, cifar100 and ImageNet (--dataset imagefolder:PATH "
-                      f"with its validation images), not {dataset}")
+    raise RobustError(
+        f"RobustBench's zoo has models for cifar10, cifar100 and ImageNet (--dataset imagefolder:PATH "
+        f"with its validation images), not {dataset}"
+    )
 
 
 def _threat(threat_model: str):
@@ -157,10 +176,15 @@ def build(name: str, *, dataset: str, threat_model: str, weights: str | None) ->
     if name not in models:
         others = [f"{d.value} {t.value}" for d, t in _where(name)]
         if others:
-            flags = "; ".join(f"--dataset {o.split()[0] if o.split()[0] != 'imagenet' else 'imagefolder:PATH'} "
-                              f"--threat-model {o.split()[1]}" for o in others)
-            raise RobustError(f"'{name}' is not in RobustBench's {ds.value} {tm.value} leaderboard; it is listed "
-                              f"under {', '.join(others)} ({flags})")
+            flags = "; ".join(
+                f"--dataset {o.split()[0] if o.split()[0] != 'imagenet' else 'imagefolder:PATH'} "
+                f"--threat-model {o.split()[1]}"
+                for o in others
+            )
+            raise RobustError(
+                f"'{name}' is not in RobustBench's {ds.value} {tm.value} leaderboard; it is listed "
+                f"under {', '.join(others)} ({flags})"
+            )
         raise _unknown(name, f" of the {ds.value} {tm.value} leaderboard", models)
     info = {"zoo_name": name, "zoo_dataset": ds.value, "zoo_threat_model": tm.value, "weights": None}
     if weights is None:
@@ -183,8 +207,10 @@ def _from_file(name: str, ds, tm, entry: dict, path: Path) -> nn.Module:
     from ..torchfile import load_weights_only
 
     if isinstance(entry.get("gdrive_id"), list):
-        raise RobustError(f"{name} is an ensemble of {len(entry['gdrive_id'])} networks, one file each; --weights "
-                          "takes one file: leave --weights out to let RobustBench download them")
+        raise RobustError(
+            f"{name} is an ensemble of {len(entry['gdrive_id'])} networks, one file each; --weights "
+            "takes one file: leave --weights out to let RobustBench download them"
+        )
     if not path.is_file():
         raise CheckpointError(f"weights file {path} does not exist" + (" (it is a folder)" if path.is_dir() else ""))
     checkpoint = load_weights_only(path, label=f"weights file {path}", what="weights file", error=CheckpointError)
@@ -195,8 +221,7 @@ def _from_file(name: str, ds, tm, entry: dict, path: Path) -> nn.Module:
         from ..checkpoint import load_state
         from .weights import unwrap
 
-        model = _construct(name, lambda: timm.create_model(timm_name, pretrained=False,
-                                                           num_classes=_num_classes(ds)))
+        model = _construct(name, lambda: timm.create_model(timm_name, pretrained=False, num_classes=_num_classes(ds)))
         state, _ = unwrap(checkpoint, f"weights file {path}", ("state_dict", "model"))
         load_state(model, state, path)
         return model
@@ -217,8 +242,10 @@ def _construct(name: str, make) -> nn.Module:
     try:
         return make()
     except Exception as e:  # noqa: BLE001 - a few constructors fetch pretrained parts and fail offline
-        raise RobustError(f"cannot build {name}'s architecture ({first_line(e)}); its RobustBench definition may "
-                          "fetch pretrained parts, which needs the network") from None
+        raise RobustError(
+            f"cannot build {name}'s architecture ({first_line(e)}); its RobustBench definition may "
+            "fetch pretrained parts, which needs the network"
+        ) from None
 
 
 def _robustbench_state(name: str, ds, checkpoint, model: nn.Module, path: Path) -> dict:
@@ -228,16 +255,19 @@ def _robustbench_state(name: str, ds, checkpoint, model: nn.Module, path: Path) 
 
     if any(p in name for p in _LAST) or name in _LAST_EXACT:
         if not isinstance(checkpoint, dict) or "last" not in checkpoint:
-            raise CheckpointError(f"weights file {path} holds no 'last' entry, where {name}'s published "
-                                  "checkpoint keeps its weights")
+            raise CheckpointError(
+                f"weights file {path} holds no 'last' entry, where {name}'s published checkpoint keeps its weights"
+            )
         checkpoint = checkpoint["last"]
     try:
         state = rm_substr_from_state_dict(checkpoint["state_dict"], "module.")
         state = rm_substr_from_state_dict(state, "model.")
     except Exception:  # noqa: BLE001 - as load_model: no usable 'state_dict' entry means the file is the state_dict
         if not isinstance(checkpoint, dict):
-            raise CheckpointError(f"weights file {path} holds no state_dict (a dict of name -> tensor, or one under "
-                                  f"'state_dict'): it holds {type(checkpoint).__name__}") from None
+            raise CheckpointError(
+                f"weights file {path} holds no state_dict (a dict of name -> tensor, or one under "
+                f"'state_dict'): it holds {type(checkpoint).__name__}"
+            ) from None
         state = rm_substr_from_state_dict(checkpoint, "module.")
         state = rm_substr_from_state_dict(state, "model.")
     if ds == BenchmarkDataset.imagenet:
@@ -252,8 +282,10 @@ def _robustbench_state(name: str, ds, checkpoint, model: nn.Module, path: Path) 
             state = add_substr_to_state_dict(state, "model.")
     odd = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
     if odd:
-        raise CheckpointError(f"weights file {path} holds no state_dict: its entry {odd[0]!r} is a "
-                              f"{type(state[odd[0]]).__name__}, not a tensor")
+        raise CheckpointError(
+            f"weights file {path} holds no state_dict: its entry {odd[0]!r} is a "
+            f"{type(state[odd[0]]).__name__}, not a tensor"
+        )
     return state
 
 
@@ -289,11 +321,15 @@ def _download(name: str, ds, tm, entry: dict) -> tuple[nn.Module, str | None]:
         model = load_model(name, model_dir=str(root), dataset=ds, threat_model=tm)
     except Exception as e:  # noqa: BLE001 - requests, gdown, huggingface_hub and torch all raise their own types
         if _network(e) or (single and not had and not file.is_file()):
-            raise RobustError(f"cannot download {name} from RobustBench ({first_line(e)}); with no network, fetch "
-                              "the file elsewhere and pass --weights FILE") from None
+            raise RobustError(
+                f"cannot download {name} from RobustBench ({first_line(e)}); with no network, fetch "
+                "the file elsewhere and pass --weights FILE"
+            ) from None
         where = f" from {file}" if single and file.is_file() else ""
-        raise RobustError(f"RobustBench could not load {name}{where} ({first_line(e)}); delete the file to download "
-                          "it again, or pass --weights FILE") from None
+        raise RobustError(
+            f"RobustBench could not load {name}{where} ({first_line(e)}); delete the file to download "
+            "it again, or pass --weights FILE"
+        ) from None
     return model, (str(file) if single and file.is_file() else None)
 
 

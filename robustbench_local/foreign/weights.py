@@ -2,6 +2,7 @@
 under a usual key, with the prefixes DataParallel, DDP and torch.compile add.
 
 Read with ``torch.load(weights_only=True)`` only: a weights file never runs code."""
+
 from __future__ import annotations
 
 import os
@@ -21,8 +22,11 @@ NORMALIZE_KEYS = ("normalize.mean", "normalize.std")
 
 
 def _is_state_dict(obj) -> bool:
-    return isinstance(obj, dict) and bool(obj) and all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+    return (
+        isinstance(obj, dict)
+        and bool(obj)
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+    )
 
 
 def unwrap(obj, source: str, keys: tuple[str, ...] = STATE_KEYS) -> tuple[dict[str, torch.Tensor], str | None]:
@@ -35,8 +39,10 @@ def unwrap(obj, source: str, keys: tuple[str, ...] = STATE_KEYS) -> tuple[dict[s
                 break
     if not _is_state_dict(obj):
         what = f"a dict with keys {', '.join(map(str, list(obj)[:6]))}" if isinstance(obj, dict) else type(obj).__name__
-        raise CheckpointError(f"{source} holds no state_dict (a dict of name -> tensor, or one under "
-                              f"{', '.join(repr(k) for k in keys[:4])} ...): it holds {what}")
+        raise CheckpointError(
+            f"{source} holds no state_dict (a dict of name -> tensor, or one under "
+            f"{', '.join(repr(k) for k in keys[:4])} ...): it holds {what}"
+        )
     return strip_prefixes(obj), found
 
 
@@ -47,13 +53,14 @@ def strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         changed = False
         for prefix in WRAPPER_PREFIXES:
             if all(k.startswith(prefix) for k in state):
-                state = {k[len(prefix):]: v for k, v in state.items()}
+                state = {k[len(prefix) :]: v for k, v in state.items()}
                 changed = True
     return state
 
 
-def read_state_dict(path: str | os.PathLike, keys: tuple[str, ...] = STATE_KEYS
-                    ) -> tuple[dict[str, torch.Tensor], str | None]:
+def read_state_dict(
+    path: str | os.PathLike, keys: tuple[str, ...] = STATE_KEYS
+) -> tuple[dict[str, torch.Tensor], str | None]:
     p = Path(path)
     if not p.is_file():
         raise CheckpointError(f"weights file {p} does not exist" + (" (it is a folder)" if p.is_dir() else ""))

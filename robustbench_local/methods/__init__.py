@@ -2,14 +2,14 @@
 loss for one batch) or one adversarial wrapper in ``ADV_METHODS``. Every module
 in this package is imported here, so a new file registers itself. See base.py
 for the interface."""
+
 from __future__ import annotations
 
 import importlib
 import pkgutil
 from typing import TYPE_CHECKING
 
-from .base import (ADV_METHODS, METHODS, Batch, BatchOutput, TrainMethod, ValMetric, make_base_method,
-                   no_adversary)
+from .base import ADV_METHODS, METHODS, Batch, BatchOutput, TrainMethod, ValMetric, make_base_method, no_adversary
 
 if TYPE_CHECKING:
     from ..specs import TrainSpec
@@ -19,12 +19,21 @@ for _mod in sorted(m.name for m in pkgutil.iter_modules(__path__)):
         importlib.import_module(f".{_mod}", __name__)
 
 
-def build_method(spec: "TrainSpec") -> TrainMethod:
+def build_method(spec: TrainSpec) -> TrainMethod:
     """The callable ``fit`` trains with: the base method with its options, wrapped
     by the adversarial method ``spec.adv`` ('none' returns the base itself)."""
     base = make_base_method(spec.method, spec.method_kwargs)
     return ADV_METHODS.get(spec.adv)(base, spec)
 
 
-__all__ = ["ADV_METHODS", "METHODS", "Batch", "BatchOutput", "TrainMethod", "ValMetric",
-           "build_method", "make_base_method", "no_adversary"]
+__all__ = [
+    "ADV_METHODS",
+    "METHODS",
+    "Batch",
+    "BatchOutput",
+    "TrainMethod",
+    "ValMetric",
+    "build_method",
+    "make_base_method",
+    "no_adversary",
+]

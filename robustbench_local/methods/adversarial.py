@@ -36,13 +36,15 @@ Robust validation accuracy counts a point as robust when it is classified
 correctly clean and PGD never fools it; it is the column ``val_robust_acc`` and
 picks best.pth (``selection``). The test split is never looked at.
 """
+
 from __future__ import annotations
 
 import logging
-from abc import abstractmethod
 import math
 import time
-from typing import Any, Callable, Mapping, Sequence
+from abc import abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -58,23 +60,45 @@ log = logging.getLogger(__name__)
 DEFAULT_EPS = 0.0313
 DEFAULT_VAL_N = 1000
 DEFAULT_VAL_K = 10
-VAL_SEED = 0          # the validation subset and the validation attack's random starts
+VAL_SEED = 0  # the validation subset and the validation attack's random starts
 VAL_BATCH = 256
 ROBUST_COLUMN = "val_robust_acc"
-GUARD_RATIO = 0.5     # collapse: robust accuracy below this share of its best so far ...
-GUARD_FLOOR = 0.05    # ... or below this absolute level (after having been higher)
+GUARD_RATIO = 0.5  # collapse: robust accuracy below this share of its best so far ...
+GUARD_FLOOR = 0.05  # ... or below this absolute level (after having been higher)
 ATTACK_BN = ("eval", "train")
 VAL_STEP_RULE = "2.5*eps/k"  # robust validation: Madry et al.'s rule, so it crosses the ball whatever the training step
 
 # option -> CLI flag, for error messages that name what the user typed
 FLAGS = {
-    "eps": "--eps", "eta": "--eta", "k": "--k", "eps_space": "--eps-space", "norm": "--norm",
-    "random_start": "--random-start", "adv_weight": "--adv-weight", "beta": "--beta", "attack_bn": "--attack-bn",
-    "eps_warmup": "--eps-warmup", "early_stop": "--early-stop", "val_n": "--val-robust-n",
-    "val_k": "--val-robust-k", "val_eta": "--val-robust-eta", "replays": "--replays",
+    "eps": "--eps",
+    "eta": "--eta",
+    "k": "--k",
+    "eps_space": "--eps-space",
+    "norm": "--norm",
+    "random_start": "--random-start",
+    "adv_weight": "--adv-weight",
+    "beta": "--beta",
+    "attack_bn": "--attack-bn",
+    "eps_warmup": "--eps-warmup",
+    "early_stop": "--early-stop",
+    "val_n": "--val-robust-n",
+    "val_k": "--val-robust-k",
+    "val_eta": "--val-robust-eta",
+    "replays": "--replays",
 }
-COMMON_OPTIONS = ("eps", "eta", "eps_space", "norm", "random_start", "attack_bn", "eps_warmup", "early_stop",
-                  "val_n", "val_k", "val_eta")
+COMMON_OPTIONS = (
+    "eps",
+    "eta",
+    "eps_space",
+    "norm",
+    "random_start",
+    "attack_bn",
+    "eps_warmup",
+    "early_stop",
+    "val_n",
+    "val_k",
+    "val_eta",
+)
 
 
 # ----------------------------------------------------------------------------- option checks
@@ -82,8 +106,9 @@ def _flag(name: str) -> str:
     return FLAGS.get(name, name)
 
 
-def check_number(name: str, value: Any, *, low: float | None = None, low_open: bool = False,
-                 high: float | None = None) -> float:
+def check_number(
+    name: str, value: Any, *, low: float | None = None, low_open: bool = False, high: float | None = None
+) -> float:
     """A finite number ('8/255' strings accepted) within the bounds."""
     if isinstance(value, bool):
         raise RobustError(f"{_flag(name)} must be a number, got {value!r}")
@@ -137,8 +162,9 @@ def normalization_std(normalize: str) -> float | None:
     return {"seed": 0.5, "none": 1.0}.get(normalize)
 
 
-def check_radius(threat: ThreatModel, std: Sequence[float] | torch.Tensor,
-                 input_shape: Sequence[int] | None = None) -> None:
+def check_radius(
+    threat: ThreatModel, std: Sequence[float] | torch.Tensor, input_shape: Sequence[int] | None = None
+) -> None:
     """Refuse a ball that holds every image: an L-inf radius of 1 or more pixels in a
     channel lets the attack set that channel to anything; an L2 ball whose smallest
     pixel semi-axis reaches sqrt(C*H*W) (the diameter of [0,1]^d) holds every image."""
@@ -167,8 +193,14 @@ def sync(device: torch.device) -> None:
 
 
 # ----------------------------------------------------------------------------- the guard
-def collapse(history: Sequence[Mapping[str, Any]], *, column: str = ROBUST_COLUMN, clean: str = "val_acc",
-             ratio: float = GUARD_RATIO, floor: float = GUARD_FLOOR) -> str | None:
+def collapse(
+    history: Sequence[Mapping[str, Any]],
+    *,
+    column: str = ROBUST_COLUMN,
+    clean: str = "val_acc",
+    ratio: float = GUARD_RATIO,
+    floor: float = GUARD_FLOOR,
+) -> str | None:
     """Whether the LAST row of ``history`` shows catastrophic overfitting; returns a
     description if so, else None. Pure: rows may come from history.csv (strings).
 
@@ -179,8 +211,11 @@ def collapse(history: Sequence[Mapping[str, Any]], *, column: str = ROBUST_COLUM
     the attack stops working on it) from a run that is simply diverging."""
     if len(history) < 2:
         return None
-    rows = [(float(r[column]), float(r[clean]), r.get("epoch")) for r in history
-            if r.get(column) not in (None, "") and r.get(clean) not in (None, "")]
+    rows = [
+        (float(r[column]), float(r[clean]), r.get("epoch"))
+        for r in history
+        if r.get(column) not in (None, "") and r.get(clean) not in (None, "")
+    ]
     if len(rows) < 2 or rows[-1][2] != history[-1].get("epoch"):
         return None
     r_t, c_t, epoch = rows[-1]
@@ -194,8 +229,10 @@ def collapse(history: Sequence[Mapping[str, Any]], *, column: str = ROBUST_COLUM
     if not collapsed or not c_t >= c_prev:
         return None
     why = f"below {ratio:g} x its best" if r_t < ratio * best else f"under {floor:g}"
-    return (f"catastrophic overfitting at epoch {epoch}: {column} {r_t:.4f} fell {why} ({best:.4f} at epoch "
-            f"{best_epoch}) while val_acc rose {c_prev:.4f} -> {c_t:.4f}")
+    return (
+        f"catastrophic overfitting at epoch {epoch}: {column} {r_t:.4f} fell {why} ({best:.4f} at epoch "
+        f"{best_epoch}) while val_acc rose {c_prev:.4f} -> {c_t:.4f}"
+    )
 
 
 def guard_epochs(history: Sequence[Mapping[str, Any]], **kwargs) -> list:
@@ -225,10 +262,20 @@ class AdversarialMethod(TrainMethod):
         for key, value in o.items():
             setattr(self, key, value)
         given = {key: key in spec.adv_kwargs for key in ("eta", "val_eta")}
-        self.threat_model = ThreatModel(norm=o["norm"], eps=o["eps"], step=o["eta"], space=o["eps_space"],
-                                        step_rule=GIVEN if given["eta"] else self.STEP_RULE)
-        self.val_threat = ThreatModel(norm=o["norm"], eps=o["eps"], step=o["val_eta"], space=o["eps_space"],
-                                      step_rule=GIVEN if given["val_eta"] else VAL_STEP_RULE)
+        self.threat_model = ThreatModel(
+            norm=o["norm"],
+            eps=o["eps"],
+            step=o["eta"],
+            space=o["eps_space"],
+            step_rule=GIVEN if given["eta"] else self.STEP_RULE,
+        )
+        self.val_threat = ThreatModel(
+            norm=o["norm"],
+            eps=o["eps"],
+            step=o["val_eta"],
+            space=o["eps_space"],
+            step_rule=GIVEN if given["val_eta"] else VAL_STEP_RULE,
+        )
         # std is fixed by the normalization for 'seed'/'none'; for 'dataset' it is read
         # from the model at first use (bind)
         known = normalization_std(spec.model.normalize)
@@ -248,13 +295,16 @@ class AdversarialMethod(TrainMethod):
         allowed = COMMON_OPTIONS + tuple(self.EXTRA)
         unknown = sorted(set(given) - set(allowed))
         if unknown:
-            raise RobustError(f"adversarial method '{self.name}' does not take {', '.join(unknown)}; "
-                              f"it takes {', '.join(allowed)}")
+            raise RobustError(
+                f"adversarial method '{self.name}' does not take {', '.join(unknown)}; it takes {', '.join(allowed)}"
+            )
         o: dict[str, Any] = {}
         o["norm"] = check_choice("norm", given.get("norm", "linf"), NORMS)
         if o["norm"] not in BALL_NORMS:  # the training attacks step and project in these norms only
-            raise RobustError(f"adversarial training supports --norm {' and '.join(BALL_NORMS)}, not {o['norm']}; "
-                              f"measure {o['norm']} robustness with robust eval --attack autoattack --norm {o['norm']}")
+            raise RobustError(
+                f"adversarial training supports --norm {' and '.join(BALL_NORMS)}, not {o['norm']}; "
+                f"measure {o['norm']} robustness with robust eval --attack autoattack --norm {o['norm']}"
+            )
         o["eps_space"] = check_choice("eps_space", given.get("eps_space", "normalized"), SPACES)
         o["eps"] = check_number("eps", given.get("eps", DEFAULT_EPS), low=0.0, low_open=True)
         o["eta"] = None  # set below, once k is known
@@ -262,19 +312,27 @@ class AdversarialMethod(TrainMethod):
         o["attack_bn"] = check_choice("attack_bn", given.get("attack_bn", "eval"), ATTACK_BN)
         o["eps_warmup"] = check_int("eps_warmup", given.get("eps_warmup", 0), 0)
         if o["eps_warmup"] > spec.epochs:
-            raise RobustError(f"--eps-warmup ({o['eps_warmup']} epochs) must be at most --epochs ({spec.epochs}), "
-                              "or eps would never reach its full value")
+            raise RobustError(
+                f"--eps-warmup ({o['eps_warmup']} epochs) must be at most --epochs ({spec.epochs}), "
+                "or eps would never reach its full value"
+            )
         o["early_stop"] = check_bool("early_stop", given.get("early_stop", self.EARLY_STOP_DEFAULT))
         o["val_n"] = check_int("val_n", given.get("val_n", DEFAULT_VAL_N), 1)
         o["val_k"] = check_int("val_k", given.get("val_k", DEFAULT_VAL_K), 1)
         val_eta = given.get("val_eta")
-        o["val_eta"] = (STEP_RULES[VAL_STEP_RULE](o["eps"], o["val_k"]) if val_eta is None
-                        else check_number("val_eta", val_eta, low=0.0, low_open=True))
+        o["val_eta"] = (
+            STEP_RULES[VAL_STEP_RULE](o["eps"], o["val_k"])
+            if val_eta is None
+            else check_number("val_eta", val_eta, low=0.0, low_open=True)
+        )
         for key, (check, default) in self.EXTRA.items():
             o[key] = check(key, given.get(key, default))
         eta = given.get("eta")
-        o["eta"] = (STEP_RULES[self.STEP_RULE](o["eps"], int(o.get("k", 1))) if eta is None
-                    else check_number("eta", eta, low=0.0, low_open=True))
+        o["eta"] = (
+            STEP_RULES[self.STEP_RULE](o["eps"], int(o.get("k", 1)))
+            if eta is None
+            else check_number("eta", eta, low=0.0, low_open=True)
+        )
         self.check_combination(o, spec)
         return o
 
@@ -317,9 +375,17 @@ class AdversarialMethod(TrainMethod):
             return self.threat_model
         return self.threat_model.with_eps(self.threat_model.eps * self._factor)
 
-    def attack(self, model: nn.Module, x: torch.Tensor, loss_fn: Callable[..., torch.Tensor],
-               aux: Sequence[torch.Tensor] = (), *, steps: int, random_start: bool | None = None,
-               init: torch.Tensor | None = None) -> tuple[torch.Tensor, float]:
+    def attack(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        loss_fn: Callable[..., torch.Tensor],
+        aux: Sequence[torch.Tensor] = (),
+        *,
+        steps: int,
+        random_start: bool | None = None,
+        init: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, float]:
         """The inner maximisation at this epoch's threat: ``steps`` steps ascending
         ``loss_fn(logits, *aux)`` (per example) from a random start (or ``init``, in
         attack space), in the chosen batch-norm mode. Returns (x_adv, seconds)."""
@@ -328,9 +394,18 @@ class AdversarialMethod(TrainMethod):
         sync(x.device)
         start = time.perf_counter()
         with attack_mode(model, train_mode=self.attack_bn == "train"):
-            x_adv = perturb(model, x, None, threat, steps=steps, step_size=threat.step,
-                            random_start=self.random_start if random_start is None else random_start,
-                            loss_fn=loss_fn, aux=tuple(aux), init=init)
+            x_adv = perturb(
+                model,
+                x,
+                None,
+                threat,
+                steps=steps,
+                step_size=threat.step,
+                random_start=self.random_start if random_start is None else random_start,
+                loss_fn=loss_fn,
+                aux=tuple(aux),
+                init=init,
+            )
         sync(x.device)
         return x_adv, time.perf_counter() - start
 
@@ -372,8 +447,7 @@ class AdversarialMethod(TrainMethod):
                 idx = ok.nonzero().flatten()
                 if idx.numel() == 0:
                     continue
-                res = pgd(model, x[idx], y[idx], self.val_threat, k=self.val_k, random_start=True,
-                          init=[start[idx]])
+                res = pgd(model, x[idx], y[idx], self.val_threat, k=self.val_k, random_start=True, init=[start[idx]])
                 robust += int((~res.fooled).sum())
         return {ROBUST_COLUMN: robust / n, "val_robust_n": n}
 
@@ -395,11 +469,25 @@ class AdversarialMethod(TrainMethod):
             d = t.describe(self._std)
             d["std"] = [float(v) for v in self._std]
         else:  # 'dataset' normalization before the model is seen: completed by bind()
-            own = {"eps_normalized": t.eps, "step_normalized": t.step} if t.space == "normalized" else \
-                  {"eps_pixel": t.eps, "step_pixel": t.step, "eps_pixel_255": round(t.eps * 255, 4)}
-            d = {"norm": t.norm, "space": t.space, "eps": t.eps, "step": t.step, "eps_normalized": None,
-                 "eps_pixel": None, "step_normalized": None, "step_pixel": None, "eps_pixel_255": None,
-                 "step_rule": t.step_rule, "std": None, **own}
+            own = (
+                {"eps_normalized": t.eps, "step_normalized": t.step}
+                if t.space == "normalized"
+                else {"eps_pixel": t.eps, "step_pixel": t.step, "eps_pixel_255": round(t.eps * 255, 4)}
+            )
+            d = {
+                "norm": t.norm,
+                "space": t.space,
+                "eps": t.eps,
+                "step": t.step,
+                "eps_normalized": None,
+                "eps_pixel": None,
+                "step_normalized": None,
+                "step_pixel": None,
+                "eps_pixel_255": None,
+                "step_rule": t.step_rule,
+                "std": None,
+                **own,
+            }
         return d
 
     def threat(self) -> dict:
@@ -414,9 +502,15 @@ class AdversarialMethod(TrainMethod):
                 "k": self.steps,
                 **{key: self.options[key] for key in ("random_start", "attack_bn", "eps_warmup", "early_stop")},
                 **self.extra_record(),
-                "validation": {"attack": "pgd", "k": self.val_k, "step": self.val_eta,
-                               "step_rule": self.val_threat.step_rule, "n": self.val_n,
-                               "random_start": True, "column": ROBUST_COLUMN},
+                "validation": {
+                    "attack": "pgd",
+                    "k": self.val_k,
+                    "step": self.val_eta,
+                    "step_rule": self.val_threat.step_rule,
+                    "n": self.val_n,
+                    "random_start": True,
+                    "column": ROBUST_COLUMN,
+                },
                 "warnings": self.step_warnings(),
             }
             # fit asks for this record once per run, before the first epoch: said once, kept in the record

@@ -39,12 +39,14 @@ Hooks that ``fit`` calls on the method it trains with (defaults do nothing):
 ``end_epoch(row, history)`` may return a reason to stop (e.g. catastrophic
 overfitting), and ``threat()`` the threat model trained against, for records.
 """
+
 from __future__ import annotations
 
 import inspect
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -55,8 +57,8 @@ from ..registry import Registry
 if TYPE_CHECKING:
     from ..specs import TrainSpec
 
-METHODS: Registry[type["TrainMethod"]] = Registry("method")
-ADV_METHODS: Registry[Callable[["TrainMethod", "TrainSpec"], "TrainMethod"]] = Registry("adversarial method")
+METHODS: Registry[type[TrainMethod]] = Registry("method")
+ADV_METHODS: Registry[Callable[[TrainMethod, TrainSpec], TrainMethod]] = Registry("adversarial method")
 
 
 @dataclass
@@ -81,9 +83,9 @@ class Batch:
 
 @dataclass
 class BatchOutput:
-    loss: torch.Tensor           # scalar, what is back-propagated
-    logits: torch.Tensor         # (N, classes), for train accuracy
-    target: torch.Tensor         # (N,) labels for train accuracy
+    loss: torch.Tensor  # scalar, what is back-propagated
+    logits: torch.Tensor  # (N, classes), for train accuracy
+    target: torch.Tensor  # (N,) labels for train accuracy
     attack_seconds: float = 0.0  # time spent generating adversarial inputs
 
 
@@ -126,7 +128,7 @@ class TrainMethod(ABC):
         return BatchOutput(self.batch_criterion(logits, batch).mean(), logits, batch.target)
 
     # --- hooks for fit -----------------------------------------------------------------
-    def start_epoch(self, epoch: int, epochs: int) -> None:
+    def start_epoch(self, epoch: int, epochs: int) -> None:  # noqa: B027 (an optional hook: most methods keep it)
         """Called before epoch ``epoch`` (0-based) of ``epochs``."""
 
     def validation_metrics(self) -> list[ValMetric]:
@@ -164,7 +166,7 @@ def make_base_method(name: str, kwargs: dict | None = None) -> TrainMethod:
 
 
 @ADV_METHODS.register("none", summary="no adversarial training: the base method alone")
-def no_adversary(base: TrainMethod, spec: "TrainSpec") -> TrainMethod:
+def no_adversary(base: TrainMethod, spec: TrainSpec) -> TrainMethod:
     if spec.adv_kwargs:
         raise RobustError(
             f"adversarial options {', '.join(sorted(spec.adv_kwargs))} need an adversarial method; "

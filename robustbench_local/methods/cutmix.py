@@ -3,6 +3,7 @@ the partner's label by the box's share of the image. lam ~ Beta(alpha, alpha)
 sets the box size, and after clipping the box to the image lam is corrected to
 1 - box area / image area, so the label weights match the pixels exactly. Each
 batch is mixed with probability ``cutmix_prob`` (else trained as is)."""
+
 from __future__ import annotations
 
 import math

@@ -7,6 +7,7 @@ Cheap (one extra forward/backward per batch) but prone to catastrophic
 overfitting, so the guard stops the run by default (--early-stop) and best.pth is
 chosen by PGD robust accuracy on validation data. Pair it with a cyclic learning
 rate (--schedule onecycle), as the paper does."""
+
 from __future__ import annotations
 
 import torch

@@ -15,6 +15,7 @@ batch norm is in train mode (--attack-bn train). MixUp/CutMix are refused: a rep
 would draw a new mixture every time. The perturbation is not saved in last.pth, so
 a resumed run starts it afresh and is not bit-identical to an uninterrupted one
 (unlike the other methods)."""
+
 from __future__ import annotations
 
 import torch
@@ -34,8 +35,10 @@ class FreeAT(AdversarialMethod):
     STEP_RULE = "eps"  # the paper's step: eps per replay
     STEPS_MUST_REACH = False  # the perturbation carries over from replay to replay and batch to batch
     EXTRA = {"replays": (lambda n, v: check_int(n, v, 1), DEFAULT_REPLAYS)}
-    REFUSED = {"k": "each replay takes one step; --replays sets how many per batch",
-               "attack_bn": "the perturbation comes from the update's own forward pass, in train mode"}
+    REFUSED = {
+        "k": "each replay takes one step; --replays sets how many per batch",
+        "attack_bn": "the perturbation comes from the update's own forward pass, in train mode",
+    }
 
     def __init__(self, base, spec):
         super().__init__(base, spec)
@@ -43,8 +46,10 @@ class FreeAT(AdversarialMethod):
 
     def check_combination(self, options: dict, spec) -> None:
         if spec.method in ("mixup", "cutmix"):
-            raise RobustError(f"--adv free does not combine with --method {spec.method}: every replay would draw a "
-                              "new mixture; use --adv pgd or fgsm-rs with it")
+            raise RobustError(
+                f"--adv free does not combine with --method {spec.method}: every replay would draw a "
+                "new mixture; use --adv pgd or fgsm-rs with it"
+            )
         options["attack_bn"] = "train"
 
     def inner(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, float]:
@@ -55,8 +60,11 @@ class FreeAT(AdversarialMethod):
         ball = Ball(self.current_threat, self._std.expand(x.shape[1]), x.device, x.dtype)
         # one buffer the size of the largest batch; a smaller (last) batch uses its first rows
         if self._u is None or self._u.shape[1:] != x.shape[1:] or len(self._u) < len(x):
-            self._u = (ball.random(x.shape, x.device, x.dtype) if self.random_start
-                       else torch.zeros(x.shape, device=x.device, dtype=x.dtype))
+            self._u = (
+                ball.random(x.shape, x.device, x.dtype)
+                if self.random_start
+                else torch.zeros(x.shape, device=x.device, dtype=x.dtype)
+            )
         u = ball.project(self._u[: len(x)])  # the eps warm-up may have shrunk the ball
         x_adv, _ = ball.apply(x, u)
         x_adv = x_adv.detach().requires_grad_(True)

@@ -1,6 +1,7 @@
 """MixUp (Zhang et al. 2018): train on convex combinations of image pairs,
 x = lam * x_i + (1 - lam) * x_j with lam ~ Beta(alpha, alpha), and the same
 combination of their losses. Pairs come from a random permutation of the batch."""
+
 from __future__ import annotations
 
 import torch

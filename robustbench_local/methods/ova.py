@@ -5,6 +5,7 @@
 With log sigmoid(z) = logsigmoid(z) and log(1 - sigmoid(z)) = logsigmoid(-z) the
 loss is -(logsigmoid(z_y) + sum_{i != y} logsigmoid(-z_i)), finite for any logits
 without epsilon clamps. Predictions are the argmax of the logits, as before."""
+
 from __future__ import annotations
 
 import torch

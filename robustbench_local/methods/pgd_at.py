@@ -5,6 +5,7 @@ loss = w * L(f(x_adv)) + (1 - w) * L(f(x)), with L the base method's per-batch l
 the mixed loss, as Rice et al. 2020 do) and w = --adv-weight, default 1 (pure
 adversarial loss). x_adv maximises the same loss L: k steps of size eta in the
 eps-ball, from a random start, last iterate."""
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """Standard training: cross-entropy on clean inputs, with optional label smoothing."""
+
 from __future__ import annotations
 
 import torch

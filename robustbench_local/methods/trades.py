@@ -8,6 +8,7 @@ k signed steps from x + 0.001 * N(0, 1) (pixels, as the reference code), against
 the clean distribution computed once with the model in the attack's batch-norm
 mode and held fixed. In the outer loss the clean distribution is not detached,
 as in the reference code."""
+
 from __future__ import annotations
 
 import time
@@ -16,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import RobustError
 from ..attacks import attack_mode
+from ..errors import RobustError
 from .adversarial import AdversarialMethod, check_int, check_number, sync
 from .base import ADV_METHODS, Batch, BatchOutput
 
@@ -31,8 +32,9 @@ def kl_per_example(logits_adv: torch.Tensor, p_clean: torch.Tensor) -> torch.Ten
     return F.kl_div(F.log_softmax(logits_adv.float(), dim=1), p_clean.float(), reduction="none").sum(dim=1)
 
 
-def trades_loss(natural: torch.Tensor, logits_clean: torch.Tensor, logits_adv: torch.Tensor,
-                beta: float) -> tuple[torch.Tensor, torch.Tensor]:
+def trades_loss(
+    natural: torch.Tensor, logits_clean: torch.Tensor, logits_adv: torch.Tensor, beta: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(loss, kl): ``natural`` is the per-example clean loss; kl = batch-mean
     KL(p_clean || p_adv); loss = mean(natural) + beta * kl."""
     kl = kl_per_example(logits_adv, F.softmax(logits_clean.float(), dim=1)).mean()
@@ -45,13 +47,17 @@ class TRADES(AdversarialMethod):
     # eta default 2.5*eps/k, as PGD-AT (eps/4 at k = 10, as common TRADES reimplementations;
     # the reference code's 0.007 at eps 0.031 and k 10 is 2.26*eps/k)
     STEP_RULE = "2.5*eps/k"
-    EXTRA = {"k": (lambda n, v: check_int(n, v, 1), DEFAULT_K),
-             "beta": (lambda n, v: check_number(n, v, low=0.0), DEFAULT_BETA)}
+    EXTRA = {
+        "k": (lambda n, v: check_int(n, v, 1), DEFAULT_K),
+        "beta": (lambda n, v: check_number(n, v, low=0.0), DEFAULT_BETA),
+    }
 
     def check_combination(self, options: dict, spec) -> None:
         if not options["random_start"]:
-            raise RobustError("--adv trades needs its random start: at x itself the KL term and its gradient are "
-                              "zero, so the attack could not move; drop --no-random-start")
+            raise RobustError(
+                "--adv trades needs its random start: at x itself the KL term and its gradient are "
+                "zero, so the attack could not move; drop --no-random-start"
+            )
 
     def inner(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, float]:
         """x_adv maximising KL(p(x) || p(x_adv)) and the seconds it took (the clean

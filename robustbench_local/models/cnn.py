@@ -3,6 +3,7 @@
 Pools use ceil_mode so odd sizes (Fashion-MNIST's 28 -> 14 -> 7 -> 4) keep the
 border and line up with the stride-2 skip convolutions; on even sizes this is the
 same as a plain 2x2 max-pool."""
+
 from __future__ import annotations
 
 import torch
@@ -26,8 +27,9 @@ class CNNBlock(nn.Module):
 
     def __init__(self, c_in: int, c_out: int, *, bn: bool, skip: bool, dropout: float):
         super().__init__()
-        self.body = nn.Sequential(*conv_bn_relu(c_in, c_out, bn), *conv_bn_relu(c_out, c_out, bn),
-                                  nn.MaxPool2d(2, ceil_mode=True))
+        self.body = nn.Sequential(
+            *conv_bn_relu(c_in, c_out, bn), *conv_bn_relu(c_out, c_out, bn), nn.MaxPool2d(2, ceil_mode=True)
+        )
         self.skip = nn.Conv2d(c_in, c_out, 1, stride=2) if skip else None
         self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
 
@@ -39,12 +41,12 @@ class CNNBlock(nn.Module):
 
 
 class SeedCNN(nn.Module):
-    def __init__(self, num_classes: int, in_channels: int, maps: list[int], *, bn: bool, skip: bool,
-                 dropout: float):
+    def __init__(self, num_classes: int, in_channels: int, maps: list[int], *, bn: bool, skip: bool, dropout: float):
         super().__init__()
         widths = [in_channels, *maps]
-        self.features = nn.Sequential(*[CNNBlock(a, b, bn=bn, skip=skip, dropout=dropout)
-                                        for a, b in zip(widths, widths[1:])])
+        self.features = nn.Sequential(
+            *[CNNBlock(a, b, bn=bn, skip=skip, dropout=dropout) for a, b in zip(widths, widths[1:])]
+        )
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(maps[-1], num_classes)
 
@@ -62,18 +64,25 @@ class SeedCNN(nn.Module):
         "skip": "add a 1x1 stride-2 conv of each block's input to its pooled output",
     },
 )
-def cnn(num_classes: int, input_shape: tuple[int, int, int], maps="16,32,64", dropout=0.1, bn=True,
-        skip=False) -> nn.Module:
-    return SeedCNN(num_classes, input_shape[0], as_int_list("maps", maps),
-                   bn=as_bool("bn", bn), skip=as_bool("skip", skip),
-                   dropout=as_float("dropout", dropout, low=0.0, high=1.0, high_open=True))
+def cnn(
+    num_classes: int, input_shape: tuple[int, int, int], maps="16,32,64", dropout=0.1, bn=True, skip=False
+) -> nn.Module:
+    return SeedCNN(
+        num_classes,
+        input_shape[0],
+        as_int_list("maps", maps),
+        bn=as_bool("bn", bn),
+        skip=as_bool("skip", skip),
+        dropout=as_float("dropout", dropout, low=0.0, high=1.0, high_open=True),
+    )
 
 
 class VGG3(nn.Module):
     """32-32-pool, 64-64-pool, 128-128-pool (times width/32), flatten, [hidden FC], FC."""
 
-    def __init__(self, num_classes: int, input_shape: tuple[int, int, int], width: int, *, bn: bool,
-                 dropout: float, hidden: int):
+    def __init__(
+        self, num_classes: int, input_shape: tuple[int, int, int], width: int, *, bn: bool, dropout: float, hidden: int
+    ):
         super().__init__()
         c, h, w = input_shape
         layers: list[nn.Module] = []
@@ -108,8 +117,12 @@ class VGG3(nn.Module):
         "bn": "batch-norm after each conv (without it the convs get a bias)",
     },
 )
-def vgg(num_classes: int, input_shape: tuple[int, int, int], width=32, hidden=128, dropout=0.2,
-        bn=True) -> nn.Module:
-    return VGG3(num_classes, input_shape, as_int("width", width, minimum=1), bn=as_bool("bn", bn),
-                dropout=as_float("dropout", dropout, low=0.0, high=1.0, high_open=True),
-                hidden=as_int("hidden", hidden, minimum=0))
+def vgg(num_classes: int, input_shape: tuple[int, int, int], width=32, hidden=128, dropout=0.2, bn=True) -> nn.Module:
+    return VGG3(
+        num_classes,
+        input_shape,
+        as_int("width", width, minimum=1),
+        bn=as_bool("bn", bn),
+        dropout=as_float("dropout", dropout, low=0.0, high=1.0, high_open=True),
+        hidden=as_int("hidden", hidden, minimum=0),
+    )

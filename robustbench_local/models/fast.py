@@ -20,6 +20,7 @@ and its mirror; 'flip-translate' also averages in one-pixel shifts (reflect-padd
 and down-right, each with its mirror (airbench's level 2: half the weight on the
 unshifted pair). It is part of the classifier: attacks in eval mode see the averaged
 logits and pay for every view."""
+
 from __future__ import annotations
 
 import torch
@@ -79,8 +80,9 @@ class FastBatchNorm(nn.BatchNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training:
             self.num_batches_tracked.add_(1)
-        return F.batch_norm(x, self.running_mean, self.running_var, None, self.bias, self.training,
-                            self.momentum, self.eps)
+        return F.batch_norm(
+            x, self.running_mean, self.running_var, None, self.bias, self.training, self.momentum, self.eps
+        )
 
 
 class ConvGroup(nn.Module):
@@ -102,8 +104,17 @@ TTA = ("none", "flip", "flip-translate")
 
 
 class FastNet(nn.Module):
-    def __init__(self, num_classes: int, in_channels: int, widths: list[int], logit_scale: float, *,
-                 bn_momentum: float = 0.4, bias_lr_scale: float = 1.0, tta: str = "none"):
+    def __init__(
+        self,
+        num_classes: int,
+        in_channels: int,
+        widths: list[int],
+        logit_scale: float,
+        *,
+        bn_momentum: float = 0.4,
+        bias_lr_scale: float = 1.0,
+        tta: str = "none",
+    ):
         super().__init__()
         whiten_width = 2 * in_channels * WHITEN_KERNEL**2
         self.whiten = Whiten(in_channels, whiten_width, WHITEN_KERNEL)
@@ -123,7 +134,7 @@ class FastNet(nn.Module):
     def mirrored(self, x: torch.Tensor) -> torch.Tensor:
         # one batch of 2N: eval-mode batch norm makes this the same as two passes
         both = self.logits(torch.cat((x, x.flip(-1))))
-        return 0.5 * (both[: len(x)] + both[len(x):])
+        return 0.5 * (both[: len(x)] + both[len(x) :])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training or self.tta == "none":
@@ -143,8 +154,10 @@ class FastNet(nn.Module):
         shifts = [p for name, p in self.named_parameters() if name.endswith("bias") and p.requires_grad]
         ids = {id(p) for p in shifts}
         rest = [p for p in self.parameters() if id(p) not in ids and p.requires_grad]
-        return [{"params": rest},
-                {"params": shifts, "lr_scale": self.bias_lr_scale, "wd_scale": 1.0 / self.bias_lr_scale}]
+        return [
+            {"params": rest},
+            {"params": shifts, "lr_scale": self.bias_lr_scale, "wd_scale": 1.0 / self.bias_lr_scale},
+        ]
 
     @torch.no_grad()
     def init_whitening(self, images: torch.Tensor, eps: float = 5e-4) -> None:
@@ -177,19 +190,31 @@ class FastNet(nn.Module):
         "widths": "output channels of each conv group, one group per entry (airbench94: 64,256,256)",
         "logit_scale": "factor on the logits (airbench: 1/9)",
         "bn_momentum": "batch-norm running-statistics momentum (PyTorch convention; airbench: 0.4 with lookahead, "
-                       "0.1 without)",
+        "0.1 without)",
         "bias_lr_scale": "learning-rate factor for the batch-norm and whitening shifts (airbench: 64)",
         "tta": "test-time augmentation in eval mode: none, flip or flip-translate (2 or 6 views per image)",
     },
 )
-def fast(num_classes: int, input_shape: tuple[int, int, int], widths="64,128,128", logit_scale="1/9",
-         bn_momentum="0.4", bias_lr_scale="1", tta="none") -> nn.Module:
+def fast(
+    num_classes: int,
+    input_shape: tuple[int, int, int],
+    widths="64,128,128",
+    logit_scale="1/9",
+    bn_momentum="0.4",
+    bias_lr_scale="1",
+    tta="none",
+) -> nn.Module:
     if tta not in TTA:
         raise RobustError(f"tta must be one of {', '.join(TTA)}, got '{tta}'")
     scale = as_float("bias_lr_scale", bias_lr_scale, low=0.0)
     if scale == 0:
         raise RobustError("bias_lr_scale must be > 0 (it also divides the shifts' weight decay)")
-    return FastNet(num_classes, input_shape[0], as_int_list("widths", widths, minimum=1),
-                   as_float("logit_scale", logit_scale, low=0.0),
-                   bn_momentum=as_float("bn_momentum", bn_momentum, low=0.0, high=1.0),
-                   bias_lr_scale=scale, tta=tta)
+    return FastNet(
+        num_classes,
+        input_shape[0],
+        as_int_list("widths", widths, minimum=1),
+        as_float("logit_scale", logit_scale, low=0.0),
+        bn_momentum=as_float("bn_momentum", bn_momentum, low=0.0, high=1.0),
+        bias_lr_scale=scale,
+        tta=tta,
+    )

@@ -2,9 +2,10 @@
 
 Attacks and threat models then work on pixels, and the model's ``std`` tells them
 how a radius in normalized space maps to pixel space (see ``threat.py``)."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -90,9 +91,7 @@ def resolve_normalization(mode: str, info) -> tuple[tuple[float, ...], tuple[flo
     mean = tuple(float(v) for v in info.mean)
     std = tuple(float(v) for v in info.std)
     if len(mean) != channels or len(std) != channels:
-        raise RobustError(
-            f"dataset statistics have {len(mean)} mean / {len(std)} std values for {channels} channels"
-        )
+        raise RobustError(f"dataset statistics have {len(mean)} mean / {len(std)} std values for {channels} channels")
     if min(std) <= 0:
         raise RobustError(f"dataset std must be > 0 in every channel to normalize by it, got {list(std)}")
     return mean, std

@@ -4,10 +4,11 @@ Options reach the constructors from Python, from the CLI as strings ("16,32,64",
 "true") and from checkpoint metadata as JSON values, so each parser accepts both
 the plain value and its string form, and a bad value is one RobustError line that
 names the option."""
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from fractions import Fraction
-from typing import Sequence
 
 from ..errors import RobustError
 
@@ -46,8 +47,9 @@ def as_int(name: str, value: object, *, minimum: int | None = None) -> int:
     return out
 
 
-def as_float(name: str, value: object, *, low: float | None = None, high: float | None = None,
-             high_open: bool = False) -> float:
+def as_float(
+    name: str, value: object, *, low: float | None = None, high: float | None = None, high_open: bool = False
+) -> float:
     if isinstance(value, bool):
         raise _bad(name, value, "a number")
     try:

@@ -8,6 +8,7 @@
   16-32-64 channels), with shortcut option A (subsample and zero-pad) or B (1x1 conv).
 
 Global average pooling is adaptive, so 28x28 and 64x64 inputs work as well as 32x32."""
+
 from __future__ import annotations
 
 import torch
@@ -52,8 +53,7 @@ class PreActBlock(nn.Module):
         self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(c_out)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
-        self.shortcut = (nn.Conv2d(c_in, c_out, 1, stride, bias=False)
-                         if stride != 1 or c_in != c_out else None)
+        self.shortcut = nn.Conv2d(c_in, c_out, 1, stride, bias=False) if stride != 1 or c_in != c_out else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(x))
@@ -67,8 +67,16 @@ class CifarResNet(nn.Module):
     """3x3 stride-1 stem, stages of blocks (stage i: width * 2**i channels, stride 2 from
     the second stage on), global average pooling, linear."""
 
-    def __init__(self, num_classes: int, in_channels: int, blocks: list[int], width: int, *,
-                 preact: bool = False, shortcut: str = "B"):
+    def __init__(
+        self,
+        num_classes: int,
+        in_channels: int,
+        blocks: list[int],
+        width: int,
+        *,
+        preact: bool = False,
+        shortcut: str = "B",
+    ):
         super().__init__()
         self.preact = preact
         self.conv1 = nn.Conv2d(in_channels, width, 3, 1, 1, bias=False)
@@ -108,14 +116,23 @@ _RESNET_OPTIONS = {
 def _register_liu(name: str, default_blocks: str, preact: bool, summary: str) -> None:
     @MODELS.register(name, summary=summary, options=_RESNET_OPTIONS)
     def make(num_classes: int, input_shape: tuple[int, int, int], blocks=default_blocks, width=64) -> nn.Module:
-        return CifarResNet(num_classes, input_shape[0], as_int_list("blocks", blocks, minimum=1),
-                           as_int("width", width, minimum=1), preact=preact)
+        return CifarResNet(
+            num_classes,
+            input_shape[0],
+            as_int_list("blocks", blocks, minimum=1),
+            as_int("width", width, minimum=1),
+            preact=preact,
+        )
 
 
 _register_liu("resnet18", "2,2,2,2", False, "CIFAR ResNet-18 (Kuang Liu): 3x3 stride-1 stem, no max-pool, BasicBlocks")
 _register_liu("resnet34", "3,4,6,3", False, "CIFAR ResNet-34 (Kuang Liu): 3x3 stride-1 stem, no max-pool, BasicBlocks")
-_register_liu("preact-resnet18", "2,2,2,2", True,
-              "pre-activation ResNet-18 of Wong et al. / Rice et al. (adversarial-training baselines)")
+_register_liu(
+    "preact-resnet18",
+    "2,2,2,2",
+    True,
+    "pre-activation ResNet-18 of Wong et al. / Rice et al. (adversarial-training baselines)",
+)
 
 
 def _init_he(net: nn.Module) -> nn.Module:
@@ -132,12 +149,21 @@ def _register_he(depth: int) -> None:
     @MODELS.register(
         f"resnet{depth}",
         summary=f"He et al. CIFAR ResNet-{depth}: 3 stages of {n} BasicBlocks, 16-32-64 channels",
-        options={"shortcut": "A: subsample + zero-pad channels (the paper's CIFAR choice); B: 1x1 conv + BN",
-                 "width": "channels of the first stage (16 in the paper); stage i has width * 2**i"},
+        options={
+            "shortcut": "A: subsample + zero-pad channels (the paper's CIFAR choice); B: 1x1 conv + BN",
+            "width": "channels of the first stage (16 in the paper); stage i has width * 2**i",
+        },
     )
     def make(num_classes: int, input_shape: tuple[int, int, int], shortcut="A", width=16) -> nn.Module:
-        return _init_he(CifarResNet(num_classes, input_shape[0], [n, n, n], as_int("width", width, minimum=1),
-                                    shortcut=as_choice("shortcut", shortcut, ("A", "B"))))
+        return _init_he(
+            CifarResNet(
+                num_classes,
+                input_shape[0],
+                [n, n, n],
+                as_int("width", width, minimum=1),
+                shortcut=as_choice("shortcut", shortcut, ("A", "B")),
+            )
+        )
 
 
 for _depth in (20, 32, 44, 56, 110):

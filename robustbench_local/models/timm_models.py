@@ -6,11 +6,13 @@ timm builds the network for the dataset itself: ``num_classes`` sets the head an
 imported only when such a model is asked for, so the package works without it.
 After building, one eval-mode forward of a blank input checks the net takes the input
 size and returns (1, num_classes) logits."""
+
 from __future__ import annotations
 
 import difflib
 import functools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from torch import nn
 
@@ -24,7 +26,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 _OPTIONS = {
     "pretrained": "start from timm's pretrained weights (downloaded once from the Hugging Face hub; with no "
-                  "network, pass a local state_dict with --weights instead)",
+    "network, pass a local state_dict with --weights instead)",
 }
 
 
@@ -43,10 +45,14 @@ def build_timm(name: str, num_classes: int, input_shape: tuple[int, int, int], p
         net = timm.create_model(name, pretrained=pretrained, num_classes=num_classes, in_chans=input_shape[0])
     except Exception as e:  # noqa: BLE001 - hub errors (offline, no such file) and size asserts come in many types
         if pretrained:
-            raise RobustError(f"cannot get pretrained weights for {TIMM_PREFIX}{name} ({first_line(e)}); with no "
-                              "network, fetch them elsewhere and pass the state_dict with --weights") from None
-        raise RobustError(f"timm cannot build {TIMM_PREFIX}{name} for {num_classes} classes and "
-                          f"{'x'.join(map(str, input_shape))} inputs ({first_line(e)})") from None
+            raise RobustError(
+                f"cannot get pretrained weights for {TIMM_PREFIX}{name} ({first_line(e)}); with no "
+                "network, fetch them elsewhere and pass the state_dict with --weights"
+            ) from None
+        raise RobustError(
+            f"timm cannot build {TIMM_PREFIX}{name} for {num_classes} classes and "
+            f"{'x'.join(map(str, input_shape))} inputs ({first_line(e)})"
+        ) from None
     check_logits(net, f"{TIMM_PREFIX}{name}", num_classes, input_shape)
     return net
 
@@ -58,8 +64,10 @@ def timm_constructor(name: str) -> tuple[Callable[..., nn.Module], dict[str, Any
         close = difflib.get_close_matches(name, timm.list_models(), n=5)
         hint = f"close names: {', '.join(close)}" if close else "see timm.list_models() for the names"
         raise RobustError(f"unknown timm model '{name}' in '{TIMM_PREFIX}{name}'; {hint}")
-    meta = {"summary": f"timm {name} (head for the dataset's classes, first conv for its channels)",
-            "options": _OPTIONS}
+    meta = {
+        "summary": f"timm {name} (head for the dataset's classes, first conv for its channels)",
+        "options": _OPTIONS,
+    }
     return functools.partial(build_timm, name), meta
 
 

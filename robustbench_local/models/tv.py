@@ -22,12 +22,14 @@ Steps, in order:
 5. one eval-mode forward of a blank input checks the net takes input_shape and returns
    (1, num_classes); if not, a RobustError says so.
 """
+
 from __future__ import annotations
 
 import functools
 import socket
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.error import URLError
 
 import torch
@@ -45,15 +47,17 @@ STEMS = ("auto", "imagenet", "cifar")
 REGISTERED = ("resnet18", "resnet34", "resnet50", "mobilenet_v3_small", "efficientnet_b0")
 
 # Auxiliary classifiers would change what forward returns in training mode.
-_EXTRA_KWARGS = {"googlenet": {"aux_logits": False, "init_weights": True},
-                 "inception_v3": {"aux_logits": False, "init_weights": True}}
+_EXTRA_KWARGS = {
+    "googlenet": {"aux_logits": False, "init_weights": True},
+    "inception_v3": {"aux_logits": False, "init_weights": True},
+}
 
 _OPTIONS = {
     "pretrained": "start from torchvision's ImageNet weights (downloaded once into the torch hub cache)",
     "weights": "start from a local state_dict file of the ImageNet model (e.g. a downloaded torchvision .pth); "
-               "used instead of downloading when pretrained is also given",
+    "used instead of downloading when pretrained is also given",
     "stem": "auto: 'cifar' for images of side <= 32, else 'imagenet'; cifar: 3x3 stride-1 first conv and no "
-            "max-pool (ResNet/ResNeXt/Wide-ResNet/DenseNet only); imagenet: unchanged",
+    "max-pool (ResNet/ResNeXt/Wide-ResNet/DenseNet only); imagenet: unchanged",
 }
 
 
@@ -94,8 +98,11 @@ def _load(net: nn.Module, state: dict[str, torch.Tensor], name: str, source: str
     unexpected = [k for k in state if k not in own]
     wrong = [k for k in own if k in state and state[k].shape != own[k].shape]
     if missing or unexpected or wrong:
-        parts = [f"{label}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
-                 for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if keys]
+        parts = [
+            f"{label}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
+            for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong))
+            if keys
+        ]
         raise RobustError(f"{source} does not fit {TV_PREFIX}{name} (the ImageNet model): {'; '.join(parts)}")
     net.load_state_dict(state)
 
@@ -123,8 +130,17 @@ def _small_stem(net: nn.Module, in_channels: int) -> bool:
 
 def _adapt_input_channels(net: nn.Module, in_channels: int) -> None:
     path, old = next((n, m) for n, m in net.named_modules() if isinstance(m, nn.Conv2d))
-    new = nn.Conv2d(in_channels, old.out_channels, old.kernel_size, old.stride, old.padding, old.dilation,
-                    old.groups, bias=old.bias is not None, padding_mode=old.padding_mode)
+    new = nn.Conv2d(
+        in_channels,
+        old.out_channels,
+        old.kernel_size,
+        old.stride,
+        old.padding,
+        old.dilation,
+        old.groups,
+        bias=old.bias is not None,
+        padding_mode=old.padding_mode,
+    )
     with torch.no_grad():
         new.weight.copy_(old.weight.sum(1, keepdim=True).expand_as(new.weight) / in_channels)
         if old.bias is not None:
@@ -133,22 +149,27 @@ def _adapt_input_channels(net: nn.Module, in_channels: int) -> None:
 
 
 def _replace_head(net: nn.Module, num_classes: int, name: str) -> None:
-    heads = [(n, m) for n, m in net.named_modules()
-             if (isinstance(m, nn.Linear) and m.out_features == IMAGENET_CLASSES)
-             or (isinstance(m, nn.Conv2d) and m.out_channels == IMAGENET_CLASSES)]
+    heads = [
+        (n, m)
+        for n, m in net.named_modules()
+        if (isinstance(m, nn.Linear) and m.out_features == IMAGENET_CLASSES)
+        or (isinstance(m, nn.Conv2d) and m.out_channels == IMAGENET_CLASSES)
+    ]
     if not heads:
         raise RobustError(f"{TV_PREFIX}{name}: found no {IMAGENET_CLASSES}-way classifier layer to replace")
     path, old = heads[-1]
     if isinstance(old, nn.Linear):
         new: nn.Module = nn.Linear(old.in_features, num_classes, bias=old.bias is not None)
     else:  # SqueezeNet's 1x1 conv classifier
-        new = nn.Conv2d(old.in_channels, num_classes, old.kernel_size, old.stride, old.padding,
-                        bias=old.bias is not None)
+        new = nn.Conv2d(
+            old.in_channels, num_classes, old.kernel_size, old.stride, old.padding, bias=old.bias is not None
+        )
     _set(net, path, new)
 
 
-def build_torchvision(name: str, num_classes: int, input_shape: tuple[int, int, int], pretrained=False,
-                      weights=None, stem="auto") -> nn.Module:
+def build_torchvision(
+    name: str, num_classes: int, input_shape: tuple[int, int, int], pretrained=False, weights=None, stem="auto"
+) -> nn.Module:
     pretrained = as_bool("pretrained", pretrained)
     stem = as_choice("stem", stem, STEMS)
     if weights is not None and not isinstance(weights, str):
@@ -165,8 +186,10 @@ def build_torchvision(name: str, num_classes: int, input_shape: tuple[int, int, 
     elif stem == "cifar":
         replaced = _small_stem(net, c)
         if not replaced:
-            raise RobustError(f"stem=cifar is only defined for ResNet, ResNeXt, Wide-ResNet and DenseNet, "
-                              f"not {TV_PREFIX}{name}; use stem=auto or imagenet")
+            raise RobustError(
+                f"stem=cifar is only defined for ResNet, ResNeXt, Wide-ResNet and DenseNet, "
+                f"not {TV_PREFIX}{name}; use stem=auto or imagenet"
+            )
     else:
         replaced = False
     if not replaced and c != 3:
@@ -180,19 +203,23 @@ def torchvision_constructor(name: str) -> tuple[Callable[..., nn.Module], dict[s
     """The constructor and registry meta for ``tv-<name>``."""
     available = _tv_models().list_models(module=_tv_models())
     if name not in available:
-        raise RobustError(f"unknown torchvision model '{name}' in '{TV_PREFIX}{name}'; "
-                          f"torchvision classification models: {', '.join(available)}")
+        raise RobustError(
+            f"unknown torchvision model '{name}' in '{TV_PREFIX}{name}'; "
+            f"torchvision classification models: {', '.join(available)}"
+        )
     return functools.partial(build_torchvision, name), _meta(name)
 
 
 def _meta(name: str) -> dict[str, Any]:
-    return {"summary": f"torchvision {name} (ImageNet architecture, new head, small-input stem)",
-            "options": _OPTIONS}
+    return {"summary": f"torchvision {name} (ImageNet architecture, new head, small-input stem)", "options": _OPTIONS}
 
 
 for _name in REGISTERED:
     MODELS.register(f"{TV_PREFIX}{_name}", **_meta(_name))(functools.partial(build_torchvision, _name))
 
-register_prefix(TV_PREFIX, torchvision_constructor,
-                f"any torchvision classification model (e.g. {TV_PREFIX}resnet101), same options as the registered "
-                f"{TV_PREFIX} models")
+register_prefix(
+    TV_PREFIX,
+    torchvision_constructor,
+    f"any torchvision classification model (e.g. {TV_PREFIX}resnet101), same options as the registered "
+    f"{TV_PREFIX} models",
+)

@@ -1,5 +1,6 @@
 """Wide ResNets (Zagoruyko & Komodakis), as used by TRADES, MART and RobustBench:
 pre-activation blocks, 3 stages of 16k-32k-64k channels, (depth - 4) / 6 blocks per stage."""
+
 from __future__ import annotations
 
 import math
@@ -42,8 +43,15 @@ class WideResNet(nn.Module):
         self.conv1 = nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)
         stages = []
         for i in range(3):
-            blocks = [WideBlock(widths[i] if j == 0 else widths[i + 1], widths[i + 1],
-                                (1 if i == 0 else 2) if j == 0 else 1, dropout) for j in range(n)]
+            blocks = [
+                WideBlock(
+                    widths[i] if j == 0 else widths[i + 1],
+                    widths[i + 1],
+                    (1 if i == 0 else 2) if j == 0 else 1,
+                    dropout,
+                )
+                for j in range(n)
+            ]
             stages.append(nn.Sequential(*blocks))
         self.block1, self.block2, self.block3 = stages
         self.bn1 = nn.BatchNorm2d(widths[3])
@@ -75,8 +83,13 @@ def wide_resnet(num_classes: int, in_channels: int, depth, widen, dropout) -> Wi
     depth = as_int("depth", depth, minimum=10)
     if (depth - 4) % 6:
         raise RobustError(f"model option depth={depth} is invalid: expected 6n+4 (10, 16, 22, 28, 34, 40, ...)")
-    return WideResNet(num_classes, in_channels, depth, as_int("widen", widen, minimum=1),
-                      as_float("dropout", dropout, low=0.0, high=1.0, high_open=True))
+    return WideResNet(
+        num_classes,
+        in_channels,
+        depth,
+        as_int("widen", widen, minimum=1),
+        as_float("dropout", dropout, low=0.0, high=1.0, high_open=True),
+    )
 
 
 @MODELS.register("wrn", summary="WideResNet-depth-widen (Zagoruyko & Komodakis)", options=_OPTIONS)
@@ -87,9 +100,11 @@ def wrn(num_classes: int, input_shape: tuple[int, int, int], depth=28, widen=10,
 def _register_fixed(depth: int, default_widen: int) -> None:
     options = {k: v for k, v in _OPTIONS.items() if k != "depth"}
 
-    @MODELS.register(f"wrn-{depth}-{default_widen}",
-                     summary=f"WideResNet-{depth}-{default_widen}, the adversarial-training standard",
-                     options=options)
+    @MODELS.register(
+        f"wrn-{depth}-{default_widen}",
+        summary=f"WideResNet-{depth}-{default_widen}, the adversarial-training standard",
+        options=options,
+    )
     def make(num_classes: int, input_shape: tuple[int, int, int], widen=default_widen, dropout=0.0) -> nn.Module:
         return wide_resnet(num_classes, input_shape[0], depth, widen, dropout)
 

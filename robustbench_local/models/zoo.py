@@ -4,11 +4,13 @@ Constructors are registered by name as ``fn(num_classes, input_shape, **options)
 nn.Module`` (the raw network, taking normalized inputs). Registration meta holds a
 one-line ``summary`` and an ``options`` dict of help strings; the defaults come from
 the constructor's signature, so help and behaviour cannot drift apart."""
+
 from __future__ import annotations
 
 import inspect
 import json
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from torch import nn
 
@@ -29,8 +31,9 @@ TV_PREFIX = "tv-"
 _PREFIXES: dict[str, tuple[Callable[[str], tuple[Callable[..., nn.Module], dict[str, Any]]], str]] = {}
 
 
-def register_prefix(prefix: str, resolver: Callable[[str], tuple[Callable[..., nn.Module], dict[str, Any]]],
-                    description: str) -> None:
+def register_prefix(
+    prefix: str, resolver: Callable[[str], tuple[Callable[..., nn.Module], dict[str, Any]]], description: str
+) -> None:
     """Models named ``prefix + name`` are built by ``resolver(name)``, which imports its
     library only when such a model is asked for."""
     if prefix in _PREFIXES:
@@ -50,7 +53,7 @@ def _constructor(arch: str) -> tuple[Callable[..., nn.Module], dict[str, Any]]:
         return MODELS.get(arch), MODELS.meta(arch)
     for prefix, (resolver, _) in _PREFIXES.items():
         if arch.startswith(prefix) and len(arch) > len(prefix):
-            return resolver(arch[len(prefix):])
+            return resolver(arch[len(prefix) :])
     raise RobustError(
         f"unknown model '{arch}'; valid models: {', '.join(MODELS.names())}"
         + "".join(f", or {p}<name> ({d})" for p, (_, d) in sorted(_PREFIXES.items()))
@@ -117,8 +120,9 @@ def _check_shape(input_shape: Sequence[int]) -> tuple[int, int, int]:
     return shape  # type: ignore[return-value]
 
 
-def build_model(arch: str, *, num_classes: int, input_shape: Sequence[int], mean, std,
-                **arch_kwargs: Any) -> NormalizedModel:
+def build_model(
+    arch: str, *, num_classes: int, input_shape: Sequence[int], mean, std, **arch_kwargs: Any
+) -> NormalizedModel:
     """The registered network ``arch`` behind a Normalize(mean, std) layer; it takes
     [0,1] pixels shaped ``input_shape`` (C, H, W) and returns (B, num_classes) logits.
 
@@ -137,7 +141,9 @@ def build_model(arch: str, *, num_classes: int, input_shape: Sequence[int], mean
     try:
         json.dumps(arch_kwargs)
     except (TypeError, ValueError):
-        raise RobustError(f"model options must be plain JSON values (numbers, strings, lists), got {arch_kwargs!r}") from None
+        raise RobustError(
+            f"model options must be plain JSON values (numbers, strings, lists), got {arch_kwargs!r}"
+        ) from None
     normalized = NormalizedModel(nn.Identity(), mean, std)  # validates mean/std before any heavy construction
     if normalized.mean.numel() != shape[0]:
         raise RobustError(

@@ -13,30 +13,31 @@ each record's digest) and the digest of every file written. A folder holding rep
 files that this tool did not write from that results folder, or that were changed
 since, is someone's work: write() refuses it unless forced. A report of the same
 results folder is rewritten, and the change in its records is stated."""
+
 from __future__ import annotations
 
 import hashlib
 import io
 import json
 import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
 import pandas as pd
 
 from ..errors import RobustError
 from ..fileio import write_files
 from ..outputs import cannot_write
+from ..text import plural
 from .corruptions import CorruptionSection, build_corruptions
-from .html import render_html
 from .examples import OWN, Example, find_examples
+from .html import render_html
 from .leaderboard import Leaderboard, build_leaderboard
 from .load import ReportData, load_report_data
 from .markdown import render_markdown
 from .plots import ReportFigure, all_figures
 from .tables import Comparison, build_comparison, csv_frame
-from ..text import plural
 
 FIG_DIR = "figures"
 MANIFEST = "report-manifest.json"
@@ -110,20 +111,34 @@ def build_report(
     folder), rendered in memory; filters as in load_report_data."""
     out = Path(out if out is not None else results)
     sources = record_digests(results)
-    data = load_report_data(results, dataset=dataset, attack=attack, checkpoint=checkpoint, skip_bad=skip_bad, warn=warn)
+    data = load_report_data(
+        results, dataset=dataset, attack=attack, checkpoint=checkpoint, skip_bad=skip_bad, warn=warn
+    )
     data.notes = notes or ""
     comp = build_comparison(data)
     figures = all_figures(data, comp)
     examples = find_examples(results, out, data)
     board = build_leaderboard(data, results)
     corr = build_corruptions(data, comp, results, skip_bad=skip_bad, warn=warn)
-    return Report(data, comp, csv_frame(data), render_markdown(data, comp, figures, examples, FIG_DIR, board, corr),
-                  render_html(data, comp, figures, examples, board, corr), figures + corr.figures, examples, out,
-                  Path(results), sources, leaderboard=board, corruptions=corr)
+    return Report(
+        data,
+        comp,
+        csv_frame(data),
+        render_markdown(data, comp, figures, examples, FIG_DIR, board, corr),
+        render_html(data, comp, figures, examples, board, corr),
+        figures + corr.figures,
+        examples,
+        out,
+        Path(results),
+        sources,
+        leaderboard=board,
+        corruptions=corr,
+    )
 
 
-def write_report(results: str | Path = "results", out: str | Path | None = None, *, force: bool = False,
-                 **kw) -> Report:
+def write_report(
+    results: str | Path = "results", out: str | Path | None = None, *, force: bool = False, **kw
+) -> Report:
     report = build_report(results, out, **kw)
     report.write(force=force)
     return report
@@ -163,8 +178,9 @@ def _read_manifest(out: Path) -> dict | None:
         m = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    ok = isinstance(m, dict) and all(isinstance(m.get(k), t) for k, t in
-                                     (("results", str), ("records", dict), ("files", dict)))
+    ok = isinstance(m, dict) and all(
+        isinstance(m.get(k), t) for k, t in (("results", str), ("records", dict), ("files", dict))
+    )
     return m if ok else None
 
 
@@ -194,14 +210,14 @@ def check_target(out: str | Path, results: str | Path, sources: dict[str, str], 
     manifest = _read_manifest(out)
     problem = None
     if manifest is None:
-        problem = (f"{out} already holds {', '.join(present)} that `robust report` did not write "
-                   f"(no valid {MANIFEST})")
+        problem = f"{out} already holds {', '.join(present)} that `robust report` did not write (no valid {MANIFEST})"
     else:
         changed = _changed_files(out, manifest)
         made_from = (out / manifest["results"]).resolve()
         if changed:
-            problem = (f"{changed[0]} was changed after `robust report` wrote it in {out}"
-                       + (f" (and {plural(len(changed) - 1, 'more file')})" if len(changed) > 1 else ""))
+            problem = f"{changed[0]} was changed after `robust report` wrote it in {out}" + (
+                f" (and {plural(len(changed) - 1, 'more file')})" if len(changed) > 1 else ""
+            )
         elif made_from != Path(results).resolve():
             problem = f"{out} holds a report made from the records in {os.path.relpath(made_from)}"
     if problem:
@@ -218,5 +234,4 @@ def check_target(out: str | Path, results: str | Path, sources: dict[str, str], 
     return f"replaced the report made from {plural(len(old), 'record')} in {out} ({', '.join(parts)})"
 
 
-__all__ = ["MANIFEST", "Report", "build_report", "check_target", "record_digests", "write_report",
-           "load_report_data"]
+__all__ = ["MANIFEST", "Report", "build_report", "check_target", "record_digests", "write_report", "load_report_data"]

@@ -7,6 +7,7 @@ Two records are paired when they ran the same attack (label, steps, whether it
 accumulates, where its images were crafted) at the same radius (norm, space, eps in
 both spaces) on the same points (dataset, split, selection seed, n and the digest of
 the point indices)."""
+
 from __future__ import annotations
 
 import math
@@ -25,8 +26,10 @@ from .tables import Table, attack_order, column_name
 
 ALPHA = 0.05
 # how the report names its marks, beside the tables that carry them
-MARK_NOTE = ("indistinguishable from the best in its column at the 5% level: McNemar's exact test on the same "
-             "points against the column's best, Holm-corrected over the column's comparisons")
+MARK_NOTE = (
+    "indistinguishable from the best in its column at the 5% level: McNemar's exact test on the same "
+    "points against the column's best, Holm-corrected over the column's comparisons"
+)
 
 _EPS = ("eps_normalized", "eps_pixel", "step_normalized")
 _ATTACK = ("_col", "attack_members", "norm", "eps_space", "transfer_from", "replayed_from")
@@ -83,16 +86,19 @@ def resolve_model(evals: pd.DataFrame, name: str) -> str:
         raise RobustError(f"no evaluated model is named {name!r}; the results hold: {known}")
     if len(keys) > 1:
         paths = ", ".join(sorted({str(p) for p in evals.loc[hit, "checkpoint_path"] if isinstance(p, str)}))
-        raise RobustError(f"{name!r} names {len(keys)} different models ({paths or ', '.join(keys)}); "
-                          "name one by its checkpoint path")
+        raise RobustError(
+            f"{name!r} names {len(keys)} different models ({paths or ', '.join(keys)}); name one by its checkpoint path"
+        )
     return keys[0]
 
 
 def record_flags(row: pd.Series) -> np.ndarray:
     """A record's per-point robust flags, or a RobustError when it holds none."""
     if not isinstance(row.get("robust_flags"), str):
-        raise RobustError(f"record {row['record']} ({row['checkpoint']}, {row['attack']}) holds no per-point flags "
-                          "(it was made before records kept them); evaluate the model again to compare it")
+        raise RobustError(
+            f"record {row['record']} ({row['checkpoint']}, {row['attack']}) holds no per-point flags "
+            "(it was made before records kept them); evaluate the model again to compare it"
+        )
     return unpack_flags(row["robust_flags"], int(row["n"]))
 
 
@@ -109,9 +115,11 @@ def _points_differ(row_a: pd.Series, row_b: pd.Series) -> str:
 def pair_rows(row_a: pd.Series, row_b: pd.Series) -> PairedTest:
     """The paired test of two records; a RobustError when they are not on the same points."""
     if _key(row_a, _POINTS) != _key(row_b, _POINTS) or not isinstance(row_a["indices_sha256"], str):
-        raise RobustError(f"records {row_a['record']} and {row_b['record']} are not on the same points "
-                          f"({_points_differ(row_a, row_b)}); a paired test needs both models evaluated with the "
-                          "same --n, --seed and split")
+        raise RobustError(
+            f"records {row_a['record']} and {row_b['record']} are not on the same points "
+            f"({_points_differ(row_a, row_b)}); a paired test needs both models evaluated with the "
+            "same --n, --seed and split"
+        )
     return paired_test(record_flags(row_a), record_flags(row_b))
 
 
@@ -130,7 +138,8 @@ def compare_models(data: ReportData, a: str, b: str) -> ModelComparison:
     threats_b = dict(list(rows_b.groupby(rows_b.apply(lambda r: _key(r, _ATTACK + _EPS), axis=1), sort=False)))
     pairs, not_paired = [], []
     has_flags = df["robust_flags"].map(lambda v: isinstance(v, str)) & df["indices_sha256"].map(
-        lambda v: isinstance(v, str))
+        lambda v: isinstance(v, str)
+    )
     for tk, ga in threats_a:
         gb = threats_b.get(tk)
         if gb is None:
@@ -149,18 +158,20 @@ def compare_models(data: ReportData, a: str, b: str) -> ModelComparison:
         usable = usable[usable["_pk"].isin(set(pb.loc[has_flags[pb.index], "_pk"]))]
         if usable.empty:  # records written before they kept which points stayed robust
             old = sorted({r for g in (shared, pb) for r in g.loc[~has_flags[g.index], "record"]})
-            not_paired.append(f"{where}: no per-point flags in {', '.join(old)} (made before records kept them; "
-                              "evaluate again to compare)")
+            not_paired.append(
+                f"{where}: no per-point flags in {', '.join(old)} (made before records kept them; "
+                "evaluate again to compare)"
+            )
             continue
         ra = newest_largest(usable)
         rb = newest_largest(pb[(pb["_pk"] == ra["_pk"]) & has_flags[pb.index]])
-        pairs.append(Paired(str(first["_col"]), threat, eps_first(first["eps_normalized"]),
-                            ra, rb, pair_rows(ra, rb)))
+        pairs.append(Paired(str(first["_col"]), threat, eps_first(first["eps_normalized"]), ra, rb, pair_rows(ra, rb)))
     if not pairs:
         if not_paired:
             raise RobustError(f"{name_a} and {name_b} have no attack to compare point by point; {not_paired[0]}")
-        raise RobustError(f"{name_a} and {name_b} share no attack at the same radius; evaluate both with the same "
-                          "attack and eps")
+        raise RobustError(
+            f"{name_a} and {name_b} share no attack at the same radius; evaluate both with the same attack and eps"
+        )
     pairs.sort(key=lambda p: (attack_order(p.attack), str(p.row_a["norm"]), p.eps))
     return ModelComparison(a, b, name_a, name_b, pairs, not_paired)
 
@@ -175,8 +186,10 @@ def indistinguishable_from_best(flags: Mapping[str, object], alpha: float = ALPH
     arrays = {k: np.asarray(v.cpu() if hasattr(v, "cpu") else v, dtype=bool) for k, v in flags.items()}
     lengths = {len(v) for v in arrays.values()}
     if len(lengths) != 1:
-        raise RobustError(f"the models' flags cover different numbers of points ({sorted(lengths)}); marks against "
-                          "the best need every model on the same points")
+        raise RobustError(
+            f"the models' flags cover different numbers of points ({sorted(lengths)}); marks against "
+            "the best need every model on the same points"
+        )
     acc = {k: int(v.sum()) for k, v in arrays.items()}
     top = max(acc.values())
     best = sorted(k for k in acc if acc[k] == top)

@@ -1,6 +1,7 @@
 """The common-corruption section's figures: per model, a heatmap of accuracy by
 corruption and severity, and mean accuracy against severity; in colour-blind-safe
 colours (cividis, Okabe & Ito), at most PER_FIGURE models per figure."""
+
 from __future__ import annotations
 
 import math
@@ -23,8 +24,6 @@ OKABE_ITO = ("#000000", "#E69F00", "#56B4E9", "#009E73", "#0072B2", "#D55E00", "
 PER_FIGURE = 8  # models per heatmap or curve figure: one Okabe-Ito colour each
 
 
-
-
 def _short(name: str) -> str:
     """A legend's model name: 'runs/seed0/best.pth' -> 'runs/seed0'."""
     for tail in ("/best.pth", "/last.pth"):
@@ -38,7 +37,7 @@ def corruption_label(c: str, differs: dict[str, str]) -> str:
 
 
 def _chunks(rows: list[ModelRow]) -> list[list[ModelRow]]:
-    return [rows[i:i + PER_FIGURE] for i in range(0, len(rows), PER_FIGURE)]
+    return [rows[i : i + PER_FIGURE] for i in range(0, len(rows), PER_FIGURE)]
 
 
 def section_figures(t: CorruptionTable) -> list[ReportFigure]:
@@ -49,14 +48,20 @@ def section_figures(t: CorruptionTable) -> list[ReportFigure]:
         part = "" if len(parts) == 1 else f"-{i}"
         of = "" if len(parts) == 1 else f" ({i} of {len(parts)})"
         title = f"{t.title}: accuracy by corruption and severity{of}"
-        out.append(ReportFigure(f"{FIG_PREFIX}heatmap-{base}{part}.png", title,
-                                png_bytes(heatmap_figure(rows, t.names, t.severities, t.differs, title))))
+        out.append(
+            ReportFigure(
+                f"{FIG_PREFIX}heatmap-{base}{part}.png",
+                title,
+                png_bytes(heatmap_figure(rows, t.names, t.severities, t.differs, title)),
+            )
+        )
     for i, rows in enumerate(parts, 1):
         part = "" if len(parts) == 1 else f"-{i}"
         of = "" if len(parts) == 1 else f" ({i} of {len(parts)})"
         title = f"{t.title}: mean corruption accuracy vs severity{of}"
-        out.append(ReportFigure(f"{FIG_PREFIX}severity-{base}{part}.png", title,
-                                png_bytes(severity_figure(rows, title))))
+        out.append(
+            ReportFigure(f"{FIG_PREFIX}severity-{base}{part}.png", title, png_bytes(severity_figure(rows, title)))
+        )
     return out
 
 
@@ -68,8 +73,9 @@ def _fitted(lo: float, hi: float, step: float) -> tuple[float, float]:
     return a, b
 
 
-def heatmap_figure(rows: list[ModelRow], names: list[str], severities: list[int], differs: dict[str, str],
-                   title: str) -> Figure:
+def heatmap_figure(
+    rows: list[ModelRow], names: list[str], severities: list[int], differs: dict[str, str], title: str
+) -> Figure:
     """One panel per model: corruptions (rows) by severity (columns), accuracy in % written
     in each cell, on one colour scale (cividis) fitted to the values shown."""
     grids = [np.array([[100 * r.grid.get((c, s), math.nan) for s in severities] for c in names]) for r in rows]
@@ -94,8 +100,15 @@ def heatmap_figure(rows: list[ModelRow], names: list[str], severities: list[int]
             for j in range(g.shape[1]):
                 v = g[i, j]
                 dark = not math.isnan(v) and norm(v) < 0.5  # cividis is dark at the low end
-                ax.text(j, i, "-" if math.isnan(v) else f"{v:.0f}", ha="center", va="center", fontsize=6.5,
-                        color="white" if dark else "black")
+                ax.text(
+                    j,
+                    i,
+                    "-" if math.isnan(v) else f"{v:.0f}",
+                    ha="center",
+                    va="center",
+                    fontsize=6.5,
+                    color="white" if dark else "black",
+                )
         ax.set_xticks(range(len(severities)), labels=[str(s) for s in severities])
         ax.set_yticks(range(len(names)), labels=[corruption_label(c, differs) if k % ncols == 0 else "" for c in names])
         ax.tick_params(length=0)
@@ -120,9 +133,18 @@ def severity_figure(rows: list[ModelRow], title: str) -> Figure:
         acc = np.array(ys, dtype=float)
         lo, hi = np.array([c[0] for c in cis], dtype=float), np.array([c[1] for c in cis], dtype=float)
         err = np.maximum(100 * np.array([acc - lo, hi - acc]), 0.0)
-        ax.errorbar(xs, 100 * acc, yerr=err, color=OKABE_ITO[i % len(OKABE_ITO)], marker=MARKERS[i % len(MARKERS)],
-                    linestyle=STYLES[(i // len(OKABE_ITO)) % len(STYLES)], markersize=4.5, capsize=2.5,
-                    linewidth=1.4, label=_short(r.name))
+        ax.errorbar(
+            xs,
+            100 * acc,
+            yerr=err,
+            color=OKABE_ITO[i % len(OKABE_ITO)],
+            marker=MARKERS[i % len(MARKERS)],
+            linestyle=STYLES[(i // len(OKABE_ITO)) % len(STYLES)],
+            markersize=4.5,
+            capsize=2.5,
+            linewidth=1.4,
+            label=_short(r.name),
+        )
         lows.append(100 * float(lo.min()))
         highs.append(100 * float(hi.max()))
     a, b = _fitted(min(lows) - 2, max(highs) + 2, 5.0)

@@ -1,6 +1,7 @@
 """The common-corruption section in words and tables, for REPORT.md and report.html:
 what the numbers mean, where the corrupted images came from, the table of models by
 corruption, and the published CIFAR-10-C figures our numbers are read against."""
+
 from __future__ import annotations
 
 import base64
@@ -28,26 +29,35 @@ EXPLAIN = (
     "standard errors) and n. relative drop: (clean - mean corruption) / clean. adversarial: {adv}"
 )
 
+
 def context(section: CorruptionSection) -> str:
     rows = [r for t in section.tables for r in t.rows]
     differ = []
     if any(r.dataset == "cifar10" for r in rows):
-        differ.append("our models are small and trained briefly on this machine (see Training), on this project's "
-                      "JPEG (quality 75) copy of CIFAR-10 rather than the original images")
+        differ.append(
+            "our models are small and trained briefly on this machine (see Training), on this project's "
+            "JPEG (quality 75) copy of CIFAR-10 rather than the original images"
+        )
     else:
         differ.append("our models are small and trained briefly on this machine (see Training)")
     if any(r.source == "generated" for r in rows):
-        differ.append("the corrupted images are generated here by our own implementation of CIFAR-10-C's "
-                      "parameters, seeded, not read from the released files")
+        differ.append(
+            "the corrupted images are generated here by our own implementation of CIFAR-10-C's "
+            "parameters, seeded, not read from the released files"
+        )
     if any("frost" in r.differs for r in rows):
         differ.append("frost uses a procedural ice texture in place of the benchmark's frost photographs")
     return CONTEXT.format(differ="; ".join(differ))
 
 
 def explain(section: CorruptionSection) -> str:
-    adv = ("at the report's main radius, " + section.radius if section.radius else "none in this report")
-    adv += (": AutoAttack where the model has a standard AutoAttack record there, else the per-example worst "
-            "case over the attacks run, as each cell says." if section.radius else ".")
+    adv = "at the report's main radius, " + section.radius if section.radius else "none in this report"
+    adv += (
+        ": AutoAttack where the model has a standard AutoAttack record there, else the per-example worst "
+        "case over the attacks run, as each cell says."
+        if section.radius
+        else "."
+    )
     return EXPLAIN.format(adv=adv)
 
 
@@ -55,8 +65,10 @@ def source_text(t: CorruptionTable) -> str:
     by: dict[str, list[str]] = {}
     for r in t.rows:
         by.setdefault(r.source, []).append(r.name)
-    words = {"generated": "generated here (seeded, from the clean test images)",
-             "real": "read from real CIFAR-10-C files (RobustBench's layout)"}
+    words = {
+        "generated": "generated here (seeded, from the clean test images)",
+        "real": "read from real CIFAR-10-C files (RobustBench's layout)",
+    }
     if len(by) == 1:
         return f"Corrupted images: {words[next(iter(by))]} for every model."
     parts = [f"{words[s]} for {', '.join(names)}" for s, names in sorted(by.items())]
@@ -73,10 +85,27 @@ def published_cells(t: CorruptionTable) -> tuple[list[str], list[list[str]]] | N
     training, clean, mean corruption, relative drop, the three worst corruptions."""
     if t.dataset != "cifar10":
         return None
-    head = ["published model", "architecture", "training", "clean %", "mean corruption %", "relative drop",
-            "worst corruptions (% over severities)"]
-    rows = [[p.name, p.architecture, p.training, f"{p.clean:.2f}", f"{p.mean:.2f}", f"{100 * p.relative_drop:.1f}%",
-             _worst(p.by_corruption)] for p in PUBLISHED]
+    head = [
+        "published model",
+        "architecture",
+        "training",
+        "clean %",
+        "mean corruption %",
+        "relative drop",
+        "worst corruptions (% over severities)",
+    ]
+    rows = [
+        [
+            p.name,
+            p.architecture,
+            p.training,
+            f"{p.clean:.2f}",
+            f"{p.mean:.2f}",
+            f"{100 * p.relative_drop:.1f}%",
+            _worst(p.by_corruption),
+        ]
+        for p in PUBLISHED
+    ]
     return head, rows
 
 
@@ -86,21 +115,27 @@ def comparison_lines(t: CorruptionTable) -> list[str]:
     if t.dataset != "cifar10":
         return []
     std, adv = PUBLISHED
-    out = [f"Published ({SOURCE}): {std.name} ({std.architecture}, {std.training}) loses "
-           f"{100 * std.relative_drop:.1f}% of its clean accuracy, worst under {_worst(std.by_corruption)}; "
-           f"{adv.name} ({adv.architecture}, {adv.training}) loses {100 * adv.relative_drop:.1f}%, worst under "
-           f"{_worst(adv.by_corruption)}: adversarial training trades the noise losses for losses under "
-           "contrast and fog."]
+    out = [
+        f"Published ({SOURCE}): {std.name} ({std.architecture}, {std.training}) loses "
+        f"{100 * std.relative_drop:.1f}% of its clean accuracy, worst under {_worst(std.by_corruption)}; "
+        f"{adv.name} ({adv.architecture}, {adv.training}) loses {100 * adv.relative_drop:.1f}%, worst under "
+        f"{_worst(adv.by_corruption)}: adversarial training trades the noise losses for losses under "
+        "contrast and fog."
+    ]
     for r in t.rows:
         if r.relative_drop is None or r.degenerate:
             continue
-        out.append(f"{r.name} ({r.method}): loses {100 * r.relative_drop:.1f}% of its clean "
-                   f"{100 * r.clean.acc:.1f}% (n={r.n:,}), worst under "
-                   f"{_worst({c: 100 * v for c, v in r.by_corruption.items()})}.")
-    out.append("Why ours differ: small models trained briefly on this machine start from a lower clean accuracy; "
-               "they are trained and tested on a JPEG (quality 75) copy of CIFAR-10, whose images have already "
-               "lost some fine detail; and the corrupted images are generated by our implementation (frost with a "
-               "procedural texture), not read from the released files.")
+        out.append(
+            f"{r.name} ({r.method}): loses {100 * r.relative_drop:.1f}% of its clean "
+            f"{100 * r.clean.acc:.1f}% (n={r.n:,}), worst under "
+            f"{_worst({c: 100 * v for c, v in r.by_corruption.items()})}."
+        )
+    out.append(
+        "Why ours differ: small models trained briefly on this machine start from a lower clean accuracy; "
+        "they are trained and tested on a JPEG (quality 75) copy of CIFAR-10, whose images have already "
+        "lost some fine detail; and the corrupted images are generated by our implementation (frost with a "
+        "procedural texture), not read from the released files."
+    )
     return out
 
 
@@ -124,16 +159,22 @@ def table_cells(t: CorruptionTable) -> tuple[list[str], list[list[str]]]:
     head += ["mean corruption %", "relative drop", "adversarial %"]
     rows = []
     for r in t.rows:
-        rows.append([r.name + (" (degenerate)" if r.degenerate else ""), r.method,
-                     f"{_pct(r.clean.acc)} [{_pct(r.clean.lo)}, {_pct(r.clean.hi)}]"]
-                    + [_pct(r.by_corruption.get(c)) for c in t.names]
-                    + [cell_text(r.mean), _drop(r.relative_drop), _adv_text(r.adversarial)])
+        rows.append(
+            [
+                r.name + (" (degenerate)" if r.degenerate else ""),
+                r.method,
+                f"{_pct(r.clean.acc)} [{_pct(r.clean.lo)}, {_pct(r.clean.hi)}]",
+            ]
+            + [_pct(r.by_corruption.get(c)) for c in t.names]
+            + [cell_text(r.mean), _drop(r.relative_drop), _adv_text(r.adversarial)]
+        )
     return head, rows
 
 
 def _footnotes(t: CorruptionTable) -> list[str]:
-    return [f"†{i} {c.replace('_', ' ')} differs from CIFAR-10-C: {why}"
-            for i, (c, why) in enumerate(t.differs.items(), 1)]
+    return [
+        f"†{i} {c.replace('_', ' ')} differs from CIFAR-10-C: {why}" for i, (c, why) in enumerate(t.differs.items(), 1)
+    ]
 
 
 def _row_notes(t: CorruptionTable) -> list[str]:
@@ -141,8 +182,11 @@ def _row_notes(t: CorruptionTable) -> list[str]:
 
 
 def _superseded(section: CorruptionSection) -> list[str]:
-    return [f"{old} is superseded by the newer {new} (same model, points, corruptions and severities); the newer "
-            "one is used." for old, new in section.superseded]
+    return [
+        f"{old} is superseded by the newer {new} (same model, points, corruptions and severities); the newer "
+        "one is used."
+        for old, new in section.superseded
+    ]
 
 
 def _md(v: str) -> str:
@@ -188,8 +232,10 @@ def _img(f: ReportFigure) -> str:
 def _html_table(head: list[str], rows: list[list[str]], numeric: range) -> str:
     trs = ["<tr>" + "".join(f"<th>{escape(h)}</th>" for h in head) + "</tr>"]
     for cells in rows:
-        tds = [f'<td class="num">{escape(c)}</td>' if j in numeric else f"<td>{escape(c)}</td>"
-               for j, c in enumerate(cells)]
+        tds = [
+            f'<td class="num">{escape(c)}</td>' if j in numeric else f"<td>{escape(c)}</td>"
+            for j, c in enumerate(cells)
+        ]
         trs.append("<tr>" + "".join(tds) + "</tr>")
     return '<table class="corruptions">\n' + "\n".join(trs) + "\n</table>"
 
@@ -198,8 +244,11 @@ def corruptions_html(section: CorruptionSection | None) -> list[str]:
     """report.html's elements for the section ([] when there is no corruption record)."""
     if section is None or section.empty:
         return []
-    out = ["<h2>Common corruptions</h2>", f"<p>{escape(context(section))}</p>",
-           f'<p class="small">{escape(explain(section))}</p>']
+    out = [
+        "<h2>Common corruptions</h2>",
+        f"<p>{escape(context(section))}</p>",
+        f'<p class="small">{escape(explain(section))}</p>',
+    ]
     for t in section.tables:
         if len(section.tables) > 1:
             out.append(f"<h3>{escape(t.title)}</h3>")

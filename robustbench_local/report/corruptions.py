@@ -15,13 +15,14 @@ AutoAttack record there, else the worst case over the attacks run, labelled whic
 
 Nothing here is drawn or written when the store holds no corruption record, so such a
 report is byte-identical to one made without this section."""
+
 from __future__ import annotations
 
 import io
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import matplotlib
 import numpy as np
@@ -30,15 +31,14 @@ import pandas as pd
 from ..corruptions import CORRUPTIONS
 from ..errors import RobustError
 from ..results import ResultsStore, mean_interval, unpack_flags
-from .load import ReportData, dataset_matches, glob_any, newest_largest, source_label
 from .corruption_figures import section_figures
+from .load import ReportData, dataset_matches, glob_any, newest_largest, source_label
 from .plots import RC, ReportFigure
 from .robustbench_info import is_standard_aa
 from .tables import WORST, Cell, Comparison, Row, attack_order, method_text
 
 CSV_NAME = "corruptions.csv"
 DEDUP = ("ckpt_key", "dataset", "split", "n", "seed", "indices_sha256", "names", "severities", "source")
-
 
 
 # ----------------------------------------------------------------------------- what the section holds
@@ -146,8 +146,11 @@ def corruption_problem(rec: dict) -> str | None:
     names = about.get("names")
     if not (isinstance(names, list) and names and all(isinstance(c, str) for c in names)):
         return "corruptions.names is not a list of corruption names"
-    if not (isinstance(about.get("severities"), list) and about["severities"]
-            and all(_count(s) for s in about["severities"])):
+    if not (
+        isinstance(about.get("severities"), list)
+        and about["severities"]
+        and all(_count(s) for s in about["severities"])
+    ):
         return "corruptions.severities is not a list of levels"
     if not _count(m.get("n")):
         return "metrics.n is not a positive count"
@@ -163,8 +166,14 @@ def corruption_problem(rec: dict) -> str | None:
     if not (isinstance(res, list) and res):
         return "metrics.results is not a list of results"
     for r in res:
-        if not (isinstance(r, dict) and isinstance(r.get("corruption"), str) and _count(r.get("severity"))
-                and _count(r.get("n")) and _frac(r.get("acc")) and _pair(r.get("ci95"))):
+        if not (
+            isinstance(r, dict)
+            and isinstance(r.get("corruption"), str)
+            and _count(r.get("severity"))
+            and _count(r.get("n"))
+            and _frac(r.get("acc"))
+            and _pair(r.get("ci95"))
+        ):
             return "metrics.results holds an entry without corruption, severity, n, acc and ci95"
     for key in ("by_corruption", "by_severity"):
         v = m.get(key)
@@ -183,8 +192,11 @@ def _flat(rec: dict) -> dict:
         "checkpoint": str(name),
         "checkpoint_path": path,
         "checkpoint_sha256": sha,
-        "method": method_text(ck.get("method"), ck.get("adv"), source_label(src.get("route"), src.get("zoo_name"),
-                                                                            src.get("file"), src.get("factory"))),
+        "method": method_text(
+            ck.get("method"),
+            ck.get("adv"),
+            source_label(src.get("route"), src.get("zoo_name"), src.get("file"), src.get("factory")),
+        ),
         "dataset": str(ck.get("dataset") or data.get("dataset") or "unknown"),
         "split": str(data.get("split") or "test"),
         "n": int(m["n"]),
@@ -250,8 +262,11 @@ def _adversarial(row: Row, evals: pd.DataFrame, radius: str, main: bool) -> Adve
     before AutoAttack-native), else its worst-case cell, else its only (or lowest) attack."""
     attacks = {c: cell for c, cell in row.cells.items() if c != "clean"}
     by_record = {r: evals[evals["record"] == r].iloc[0] for r in {c.record for c in attacks.values() if c.record}}
-    aa = [(by_record[c.record]["attack_name"] == "autoattack", c.n, col) for col, c in attacks.items()
-          if c.record and is_standard_aa(by_record[c.record])]
+    aa = [
+        (by_record[c.record]["attack_name"] == "autoattack", c.n, col)
+        for col, c in attacks.items()
+        if c.record and is_standard_aa(by_record[c.record])
+    ]
     if aa:
         col = max(aa)[2]
         return Adversarial(attacks[col], col, True, radius, main)
@@ -265,8 +280,9 @@ def _adversarial(row: Row, evals: pd.DataFrame, radius: str, main: bool) -> Adve
         return Adversarial(attacks[singles[0]], singles[0], False, radius, main)
     if singles:
         low = min(singles, key=lambda c: (attacks[c].acc, attack_order(c)))
-        return Adversarial(attacks[low], f"{low}, the lowest of {', '.join(singles)} (not per-example)", False,
-                           radius, main)
+        return Adversarial(
+            attacks[low], f"{low}, the lowest of {', '.join(singles)} (not per-example)", False, radius, main
+        )
     return None
 
 
@@ -318,12 +334,20 @@ def _model_row(f: dict, evals: pd.DataFrame, adv: dict[str, tuple[Row, str, bool
     n = f["n"]
     by_sev = {int(k): float(v) for k, v in m["by_severity"].items()}
     row = ModelRow(
-        name=name, method=method, ckpt_key=f["ckpt_key"], sha256=f["checkpoint_sha256"], dataset=f["dataset"],
-        split=f["split"], record=f["record"], source=f["source"], n=n,
+        name=name,
+        method=method,
+        ckpt_key=f["ckpt_key"],
+        sha256=f["checkpoint_sha256"],
+        dataset=f["dataset"],
+        split=f["split"],
+        record=f["record"],
+        source=f["source"],
+        n=n,
         clean=Cell(float(m["clean_acc"]), *map(float, m["clean_ci95"]), n, record=f["record"]),
         mean=Cell(float(m["mean_acc"]), *map(float, m["mean_ci95"]), n, record=f["record"]),
         relative_drop=float(m["relative_drop"]) if m.get("relative_drop") is not None else None,
-        names=names, severities=severities,
+        names=names,
+        severities=severities,
         by_corruption={c: float(v) for c, v in m["by_corruption"].items()},
         by_severity=by_sev,
         severity_ci={s: _severity_ci(results, s, n) for s in by_sev},
@@ -357,8 +381,9 @@ def _shown(records: list[dict]) -> tuple[dict, list[dict]]:
     return ranked[-1], ranked[:-1]
 
 
-def build_corruptions(data: ReportData, comp: Comparison, results, *, skip_bad: bool = True,
-                      warn: Callable[[str], None] | None = None) -> CorruptionSection:
+def build_corruptions(
+    data: ReportData, comp: Comparison, results, *, skip_bad: bool = True, warn: Callable[[str], None] | None = None
+) -> CorruptionSection:
     """The section from the store's corruption records (empty when there are none);
     records it cannot use are added to ``data.skipped`` and passed to ``warn``."""
     section = CorruptionSection(radius=comp.tables[0].title if comp.tables else None)
@@ -377,18 +402,25 @@ def build_corruptions(data: ReportData, comp: Comparison, results, *, skip_bad: 
             shown, others = _shown(recs)
             mr = _model_row(shown, evals, adv)
             if others:
-                mr.notes.append(f"{len(others)} other corruption record{'s' if len(others) > 1 else ''} of this "
-                                f"model (other points or corruptions) in {CSV_NAME}")
+                mr.notes.append(
+                    f"{len(others)} other corruption record{'s' if len(others) > 1 else ''} of this "
+                    f"model (other points or corruptions) in {CSV_NAME}"
+                )
             if shown["pairs"] < len(CORRUPTIONS) * 5:
-                mr.notes.append(f"{len(mr.names)} of {len(CORRUPTIONS)} corruptions at severities "
-                                f"{', '.join(map(str, mr.severities))}, not the full benchmark")
+                mr.notes.append(
+                    f"{len(mr.names)} of {len(CORRUPTIONS)} corruptions at severities "
+                    f"{', '.join(map(str, mr.severities))}, not the full benchmark"
+                )
             model_rows.append(mr)
         model_rows.sort(key=lambda r: (r.name, r.ckpt_key))
         names = _order(c for r in model_rows for c in r.names)
         why = {c: w for r in model_rows for c, w in r.differs.items()}
         differs = {c: why[c] for c in names if c in why}
-        section.tables.append(CorruptionTable(dataset, split, model_rows, names,
-                                              sorted({s for r in model_rows for s in r.severities}), differs))
+        section.tables.append(
+            CorruptionTable(
+                dataset, split, model_rows, names, sorted({s for r in model_rows for s in r.severities}), differs
+            )
+        )
     section.csv = _csv(rows, section)
     with matplotlib.rc_context(RC):
         for t in section.tables:
@@ -399,8 +431,23 @@ def build_corruptions(data: ReportData, comp: Comparison, results, *, skip_bad: 
 
 # ----------------------------------------------------------------------------- CSV
 
-CSV_COLUMNS = ["dataset", "split", "model", "checkpoint_sha256", "method", "source", "corruption", "family",
-               "severity", "n", "acc", "ci_low", "ci_high", "differs_from_cifar10c", "record"]
+CSV_COLUMNS = [
+    "dataset",
+    "split",
+    "model",
+    "checkpoint_sha256",
+    "method",
+    "source",
+    "corruption",
+    "family",
+    "severity",
+    "n",
+    "acc",
+    "ci_low",
+    "ci_high",
+    "differs_from_cifar10c",
+    "record",
+]
 
 
 def _csv(rows: list[dict], section: CorruptionSection) -> pd.DataFrame:
@@ -412,16 +459,43 @@ def _csv(rows: list[dict], section: CorruptionSection) -> pd.DataFrame:
         m, about = f["rec"]["metrics"], f["rec"]["corruptions"]
         name, method = names.get(f["ckpt_key"], (f["checkpoint"], f["method"]))
         differs = (about.get("differs_from_cifar10c") or {}) if f["source"] == "generated" else {}
-        base = {"dataset": f["dataset"], "split": f["split"], "model": name,
-                "checkpoint_sha256": f["checkpoint_sha256"], "method": method, "source": f["source"],
-                "record": f["record"]}
+        base = {
+            "dataset": f["dataset"],
+            "split": f["split"],
+            "model": name,
+            "checkpoint_sha256": f["checkpoint_sha256"],
+            "method": method,
+            "source": f["source"],
+            "record": f["record"],
+        }
         lo, hi = m["clean_ci95"]
-        out.append({**base, "corruption": "clean", "family": "clean", "severity": 0, "n": f["n"],
-                    "acc": m["clean_acc"], "ci_low": lo, "ci_high": hi, "differs_from_cifar10c": False})
+        out.append(
+            {
+                **base,
+                "corruption": "clean",
+                "family": "clean",
+                "severity": 0,
+                "n": f["n"],
+                "acc": m["clean_acc"],
+                "ci_low": lo,
+                "ci_high": hi,
+                "differs_from_cifar10c": False,
+            }
+        )
         for r in m["results"]:
-            out.append({**base, "corruption": r["corruption"], "family": r.get("family") or "",
-                        "severity": int(r["severity"]), "n": int(r["n"]), "acc": r["acc"], "ci_low": r["ci95"][0],
-                        "ci_high": r["ci95"][1], "differs_from_cifar10c": r["corruption"] in differs})
+            out.append(
+                {
+                    **base,
+                    "corruption": r["corruption"],
+                    "family": r.get("family") or "",
+                    "severity": int(r["severity"]),
+                    "n": int(r["n"]),
+                    "acc": r["acc"],
+                    "ci_low": r["ci95"][0],
+                    "ci_high": r["ci95"][1],
+                    "differs_from_cifar10c": r["corruption"] in differs,
+                }
+            )
     rank = {c: i for i, c in enumerate(CORRUPTIONS)}
     df = pd.DataFrame(out, columns=CSV_COLUMNS)
     df["_c"] = df["corruption"].map(lambda c: -1 if c == "clean" else rank.get(c, len(rank)))

@@ -1,6 +1,7 @@
 """Example grids and confusion matrices that `robust visualize` and `robust analyze`
 left in the results folder, for the checkpoints the report shows. The report
 links them (REPORT.md) and embeds them (report.html); it never runs a model."""
+
 from __future__ import annotations
 
 import os
@@ -43,8 +44,8 @@ def find_examples(results: str | Path, out: str | Path, data: ReportData) -> lis
                 continue
             run = next((r for r in runs if p.name.startswith(r + "-")), None)
             if run:
-                found.append((p, f"{run}: {p.stem[len(run) + 1:]} examples (clean | adversarial | perturbation)"))
+                found.append((p, f"{run}: {p.stem[len(run) + 1 :]} examples (clean | adversarial | perturbation)"))
     for run in sorted(runs):
         for p in sorted((results / "analysis" / run).glob("*-confusion.png")):
-            found.append((p, f"{run}: {p.stem[:-len('-confusion')]} confusion matrix"))
+            found.append((p, f"{run}: {p.stem[: -len('-confusion')]} confusion matrix"))
     return [Example(title, Path(os.path.relpath(p, out)).as_posix(), p.read_bytes()) for p, title in found]

@@ -11,6 +11,7 @@ is at that radius, else the worst case over the attacks run, labelled as such.
 
 What differs is said beside the table: our data is the JPEG (quality 75) copy of
 CIFAR-10, our training ran on this machine, and our n is what the records hold."""
+
 from __future__ import annotations
 
 import json
@@ -53,28 +54,94 @@ class Published:
 # whose zoo models are PreAct-ResNet-18s; its L-inf Rice2020Overfitting is a WideResNet-34-20.
 WONG = "E. Wong, L. Rice, J. Z. Kolter, \"Fast is better than free: Revisiting adversarial training\", ICLR 2020"
 RICE = "L. Rice, E. Wong, J. Z. Kolter, \"Overfitting in adversarially robust deep learning\", ICML 2020"
-CARMON = ("Y. Carmon, A. Raghunathan, L. Schmidt, P. Liang, J. C. Duchi, \"Unlabeled Data Improves Adversarial "
-          "Robustness\", NeurIPS 2019")
-ENGSTROM = ("L. Engstrom, A. Ilyas, S. Santurkar, D. Tsipras, \"Robustness (Python library)\", GitHub, Sep 2019")
-STANDARD = ("RobustBench's standardly trained model (F. Croce et al., \"RobustBench\", NeurIPS 2021 Datasets and "
-            "Benchmarks)")
+CARMON = (
+    "Y. Carmon, A. Raghunathan, L. Schmidt, P. Liang, J. C. Duchi, \"Unlabeled Data Improves Adversarial "
+    "Robustness\", NeurIPS 2019"
+)
+ENGSTROM = "L. Engstrom, A. Ilyas, S. Santurkar, D. Tsipras, \"Robustness (Python library)\", GitHub, Sep 2019"
+STANDARD = (
+    "RobustBench's standardly trained model (F. Croce et al., \"RobustBench\", NeurIPS 2021 Datasets and Benchmarks)"
+)
 NOT_STATED = "not stated in the entry"
 PUBLISHED: tuple[Published, ...] = (
-    Published("Carmon2019Unlabeled", "Linf", "WideResNet-28-10", "robust self-training (TRADES loss)", 89.69, 59.53,
-              NOT_STATED, CARMON, "https://arxiv.org/abs/1905.13736",
-              extra_data="500k unlabeled extra images (80M Tiny Images), pseudo-labelled"),
-    Published("Rice2020Overfitting", "Linf", "WideResNet-34-20", "PGD-AT, early stopping", 85.34, 53.42, NOT_STATED,
-              RICE, "https://arxiv.org/abs/2002.11569"),
-    Published("Wong2020Fast", "Linf", "PreAct-ResNet-18", "FGSM-RS", 83.34, 43.21,
-              "12 GPU-min, 15 epochs (paper)", WONG, "https://arxiv.org/abs/2001.03994"),
-    Published("Standard", "Linf", "WideResNet-28-10", "standard", 94.78, 0.00, NOT_STATED, STANDARD,
-              "https://github.com/RobustBench/robustbench"),
-    Published("Engstrom2019Robustness", "L2", "ResNet-50", "PGD-AT", 90.83, 69.24, NOT_STATED, ENGSTROM,
-              "https://github.com/MadryLab/robustness"),
-    Published("Rice2020Overfitting", "L2", "PreAct-ResNet-18", "PGD-AT, early stopping", 88.67, 67.68, NOT_STATED,
-              RICE, "https://arxiv.org/abs/2002.11569"),
-    Published("Standard", "L2", "WideResNet-28-10", "standard", 94.78, 0.00, NOT_STATED, STANDARD,
-              "https://github.com/RobustBench/robustbench"),
+    Published(
+        "Carmon2019Unlabeled",
+        "Linf",
+        "WideResNet-28-10",
+        "robust self-training (TRADES loss)",
+        89.69,
+        59.53,
+        NOT_STATED,
+        CARMON,
+        "https://arxiv.org/abs/1905.13736",
+        extra_data="500k unlabeled extra images (80M Tiny Images), pseudo-labelled",
+    ),
+    Published(
+        "Rice2020Overfitting",
+        "Linf",
+        "WideResNet-34-20",
+        "PGD-AT, early stopping",
+        85.34,
+        53.42,
+        NOT_STATED,
+        RICE,
+        "https://arxiv.org/abs/2002.11569",
+    ),
+    Published(
+        "Wong2020Fast",
+        "Linf",
+        "PreAct-ResNet-18",
+        "FGSM-RS",
+        83.34,
+        43.21,
+        "12 GPU-min, 15 epochs (paper)",
+        WONG,
+        "https://arxiv.org/abs/2001.03994",
+    ),
+    Published(
+        "Standard",
+        "Linf",
+        "WideResNet-28-10",
+        "standard",
+        94.78,
+        0.00,
+        NOT_STATED,
+        STANDARD,
+        "https://github.com/RobustBench/robustbench",
+    ),
+    Published(
+        "Engstrom2019Robustness",
+        "L2",
+        "ResNet-50",
+        "PGD-AT",
+        90.83,
+        69.24,
+        NOT_STATED,
+        ENGSTROM,
+        "https://github.com/MadryLab/robustness",
+    ),
+    Published(
+        "Rice2020Overfitting",
+        "L2",
+        "PreAct-ResNet-18",
+        "PGD-AT, early stopping",
+        88.67,
+        67.68,
+        NOT_STATED,
+        RICE,
+        "https://arxiv.org/abs/2002.11569",
+    ),
+    Published(
+        "Standard",
+        "L2",
+        "WideResNet-28-10",
+        "standard",
+        94.78,
+        0.00,
+        NOT_STATED,
+        STANDARD,
+        "https://github.com/RobustBench/robustbench",
+    ),
 )
 
 
@@ -192,32 +259,55 @@ def _our_row(info: dict, evals: pd.DataFrame, data: ReportData, results: Path | 
         train = match_train(ref, data.trains)
         cost = cost_text(train, _train_device(results, train) if train else None)
     aa = info["autoattack_acc"] is not None
-    robust = (_acc(info["autoattack_acc"], info["autoattack_ci95"], info["n"]) if aa
-              else _acc(info["robust_acc"], info["robust_ci95"], info["n"]))
+    robust = (
+        _acc(info["autoattack_acc"], info["autoattack_ci95"], info["n"])
+        if aa
+        else _acc(info["robust_acc"], info["robust_ci95"], info["n"])
+    )
     notes = []
     if aa and info["autoattack_attack"] == "AutoAttack-native":
-        notes.append("AutoAttack-native: this tool's own cascade of AutoAttack's standard attacks and settings, "
-                     "not the autoattack package")
+        notes.append(
+            "AutoAttack-native: this tool's own cascade of AutoAttack's standard attacks and settings, "
+            "not the autoattack package"
+        )
     if not aa:
         how = " (per-example worst case)" if len(info["robust_attacks"]) > 1 else ""
-        notes.append(f"no AutoAttack record at this radius: worst case over {', '.join(info['robust_attacks'])}"
-                     f"{how}, not AutoAttack")
+        notes.append(
+            f"no AutoAttack record at this radius: worst case over {', '.join(info['robust_attacks'])}"
+            f"{how}, not AutoAttack"
+        )
     elif info["robust_acc"] is not None and info["robust_acc"] < info["autoattack_acc"]:
         worst = _acc(info["robust_acc"], info["robust_ci95"], info["n"])
-        notes.append(f"the per-example worst case over {', '.join(info['robust_attacks'])} on the same points is "
-                     f"lower: {worst.text()}")
+        notes.append(
+            f"the per-example worst case over {', '.join(info['robust_attacks'])} on the same points is "
+            f"lower: {worst.text()}"
+        )
     if info["degenerate"]:
         notes.append(f"degenerate model ({info['degenerate']}): its robust accuracy is meaningless")
-    return OurRow(name=info["name"], architecture=info["architecture"] or "-", training=_training_text(ref),
-                  clean=_clean(evals, ref["ckpt_key"]), robust=robust, autoattack=aa,
-                  attacks=list(info["robust_attacks"]), cost=cost, notes=notes, degenerate=bool(info["degenerate"]))
+    return OurRow(
+        name=info["name"],
+        architecture=info["architecture"] or "-",
+        training=_training_text(ref),
+        clean=_clean(evals, ref["ckpt_key"]),
+        robust=robust,
+        autoattack=aa,
+        attacks=list(info["robust_attacks"]),
+        cost=cost,
+        notes=notes,
+        degenerate=bool(info["degenerate"]),
+    )
 
 
 def _radii(evals: pd.DataFrame) -> str:
     """' (the CIFAR-10 records here are at L-inf 3.99/255)': the radii there are instead."""
     names = {"linf": "L-inf", "l2": "L2"}
-    found = sorted({(names[n], p) for n, p in zip(evals["norm"], evals["eps_pixel"])
-                    if n in names and isinstance(p, float) and not math.isnan(p)})
+    found = sorted(
+        {
+            (names[n], p)
+            for n, p in zip(evals["norm"], evals["eps_pixel"])
+            if n in names and isinstance(p, float) and not math.isnan(p)
+        }
+    )
     if not found:
         return ""
     by_norm: dict[str, list[str]] = {}
@@ -245,12 +335,19 @@ def build_leaderboard(data: ReportData, results: str | Path | None = None) -> Le
     board = Leaderboard([])
     for threat in ("Linf", "L2"):
         eps = STANDARD_EPS[(DATASET, threat)]
-        at = [i for i in infos if i["dataset"] == DATASET and i["threat_model"] == threat
-              and is_standard_eps(DATASET, threat, i["eps_pixel"])]
+        at = [
+            i
+            for i in infos
+            if i["dataset"] == DATASET
+            and i["threat_model"] == threat
+            and is_standard_eps(DATASET, threat, i["eps_pixel"])
+        ]
         if not at:
             if threat == "Linf":  # the leaderboard everyone compares on; L2 only shows when we have it
-                board.missing.append("No record here is at RobustBench's CIFAR-10 L-inf threat model (eps 8/255 in "
-                                     "pixels), so no model of ours is on its leaderboard" + _radii(evals) + ".")
+                board.missing.append(
+                    "No record here is at RobustBench's CIFAR-10 L-inf threat model (eps 8/255 in "
+                    "pixels), so no model of ours is on its leaderboard" + _radii(evals) + "."
+                )
             continue
         ours = [_our_row(i, evals, data, results) for i in at]
         ours.sort(key=lambda r: (r.degenerate, not r.autoattack, -r.robust.pct, -r.clean.pct, r.name))
@@ -286,26 +383,36 @@ def differences(board: Board) -> list[str]:
         f"±{_half_width(worst.robust.pct, worst.robust.n):.1f} points.",
     ]
     if any(not r.autoattack for r in board.ours):
-        lines.append("A robust cell of ours marked 'not AutoAttack' is the worst case over the attacks named: like "
-                     "AutoAttack's, an upper bound on true robustness, usually a looser one; it does not rank "
-                     "against the published AutoAttack figures.")
+        lines.append(
+            "A robust cell of ours marked 'not AutoAttack' is the worst case over the attacks named: like "
+            "AutoAttack's, an upper bound on true robustness, usually a looser one; it does not rank "
+            "against the published AutoAttack figures."
+        )
     extra = [p for p in board.published if p.extra_data]
     if extra:
-        lines.append("Extra data: " + "; ".join(f"{p.name} also trains on {p.extra_data}" for p in extra)
-                     + "; ours use only CIFAR-10's training images.")
+        lines.append(
+            "Extra data: "
+            + "; ".join(f"{p.name} also trains on {p.extra_data}" for p in extra)
+            + "; ours use only CIFAR-10's training images."
+        )
     return lines
 
 
 def intro(board: Board) -> str:
-    return (f"Our models beside published RobustBench entries at the same threat model: {board.title} in pixels of "
-            "[0, 1] images. Accuracy in %. Ours with its 95% Wilson interval and n (clean: the model's test-set "
-            "evaluation with the most points); published figures as RobustBench lists them (AutoAttack, "
-            f"standard version, all {PUBLISHED_N:,} test images), cited below.")
+    return (
+        f"Our models beside published RobustBench entries at the same threat model: {board.title} in pixels of "
+        "[0, 1] images. Accuracy in %. Ours with its 95% Wilson interval and n (clean: the model's test-set "
+        "evaluation with the most points); published figures as RobustBench lists them (AutoAttack, "
+        f"standard version, all {PUBLISHED_N:,} test images), cited below."
+    )
 
 
 def citations(board: Board) -> list[str]:
-    return [f"{p.name}: {p.paper}, {p.link}; RobustBench model {p.name}, "
-            + MODEL_INFO.format(threat=board.threat, name=p.name) for p in board.published]
+    return [
+        f"{p.name}: {p.paper}, {p.link}; RobustBench model {p.name}, "
+        + MODEL_INFO.format(threat=board.threat, name=p.name)
+        for p in board.published
+    ]
 
 
 def _row_cells(board: Board) -> tuple[list[str], list[tuple[bool, list[str], list[int]]]]:
@@ -315,11 +422,39 @@ def _row_cells(board: Board) -> tuple[list[str], list[tuple[bool, list[str], lis
     for r in board.ours:
         robust = r.robust.text() + ("" if r.autoattack else " (worst case, not AutoAttack)")
         ids = [notes.index(f"{r.name}: {n}") + 1 for n in r.notes]
-        rows.append((True, ["ours", r.name + (" (degenerate)" if r.degenerate else ""), r.architecture, r.training,
-                            r.clean.text(), robust, r.cost, "measured here"], ids))
+        rows.append(
+            (
+                True,
+                [
+                    "ours",
+                    r.name + (" (degenerate)" if r.degenerate else ""),
+                    r.architecture,
+                    r.training,
+                    r.clean.text(),
+                    robust,
+                    r.cost,
+                    "measured here",
+                ],
+                ids,
+            )
+        )
     for i, p in enumerate(board.published, 1):
-        rows.append((False, ["published", p.name, p.architecture, p.method, f"{p.clean:.2f} n={PUBLISHED_N:,}",
-                             f"{p.autoattack:.2f} n={PUBLISHED_N:,}", p.cost, f"RobustBench [{i}]"], []))
+        rows.append(
+            (
+                False,
+                [
+                    "published",
+                    p.name,
+                    p.architecture,
+                    p.method,
+                    f"{p.clean:.2f} n={PUBLISHED_N:,}",
+                    f"{p.autoattack:.2f} n={PUBLISHED_N:,}",
+                    p.cost,
+                    f"RobustBench [{i}]",
+                ],
+                [],
+            )
+        )
     return head, rows
 
 
@@ -382,8 +517,11 @@ def leaderboard_html(lb: Leaderboard) -> list[str]:
             trs.append(f'<tr class="{"ours" if ours else "published"}">' + "".join(tds) + "</tr>")
         out.append('<table class="leaderboard">\n' + "\n".join(trs) + "\n</table>")
         if _notes(b):
-            out.append('<ul class="notes">' + "".join(f'<li class="info">†{i}: {escape(n)}</li>'
-                                                      for i, n in enumerate(_notes(b), 1)) + "</ul>")
+            out.append(
+                '<ul class="notes">'
+                + "".join(f'<li class="info">†{i}: {escape(n)}</li>' for i, n in enumerate(_notes(b), 1))
+                + "</ul>"
+            )
         out.append("<p>What differs:</p><ul>" + "".join(f"<li>{escape(d)}</li>" for d in differences(b)) + "</ul>")
         out.append("<ol>" + "".join(f"<li>{escape(c)}</li>" for c in citations(b)) + "</ol>")
     return out

@@ -3,15 +3,16 @@ record (newest wins among repeats), training runs with their histories, and the
 filters of `robust report`.
 
 Everything here is plain Python and pandas; nothing touches a model."""
+
 from __future__ import annotations
 
 import fnmatch
 import math
 import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Iterable
 
 import pandas as pd
 
@@ -23,8 +24,21 @@ from ..results import ResultsStore
 MODEL_CHECKS = ("outputs_are_logits", "deterministic", "input_gradients", "no_collapse_at_large_eps")
 
 # What makes two evaluation records repeats of one measurement.
-DEDUP_KEY = ("ckpt_key", "attack", "attack_members", "cumulative", "norm", "eps_normalized", "eps_pixel",
-             "step_normalized", "split", "n", "indices_sha256", "transfer_from", "replayed_from")
+DEDUP_KEY = (
+    "ckpt_key",
+    "attack",
+    "attack_members",
+    "cumulative",
+    "norm",
+    "eps_normalized",
+    "eps_pixel",
+    "step_normalized",
+    "split",
+    "n",
+    "indices_sha256",
+    "transfer_from",
+    "replayed_from",
+)
 
 
 @dataclass
@@ -44,6 +58,7 @@ class TrainRun:
     paths: frozenset[str]
     history: list[dict]
     warning: str | None = None  # the last epoch's training warning (e.g. validation predicts one class)
+    seed: int | None = None  # the training seed
 
 
 @dataclass
@@ -158,6 +173,10 @@ def _text(v) -> str | None:
     return v if isinstance(v, str) and v else None
 
 
+def _seed(v) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else None
+
+
 def source_label(route, zoo_name=None, file=None, factory=None) -> str | None:
     """How a model we did not train came in, for the tables' method column: 'RobustBench zoo:
     Wong2020Fast', 'weights: sd.pth', 'TorchScript: model.pt', 'model-fn: net.py:make'; None for ours."""
@@ -192,8 +211,14 @@ def _eval_row(rec: dict) -> dict:
     deg = rec.get("degenerate")
     members = att.get("members")
     src = ck.get("source") if isinstance(ck.get("source"), dict) else {}  # models we did not train
+    exp = rec.get("experiment") if isinstance(rec.get("experiment"), dict) else {}
     return {
         "checkpoint": str(name),
+        # an experiment's cells that differ only in their training seed share a group; records written before
+        # they said so have their cell's name as the group (and the seed of their training record, see below)
+        "experiment": _text(exp.get("name")),
+        "group": _text(exp.get("group")) or _text(exp.get("cell")),
+        "train_seed": _seed(exp.get("seed")),
         "ckpt_key": str(sha or path or name),
         "checkpoint_path": path,
         "checkpoint_sha256": sha,
@@ -201,8 +226,9 @@ def _eval_row(rec: dict) -> dict:
         "arch": ck.get("arch"),
         "method": ck.get("method"),
         "adv": ck.get("adv") if ck.get("adv") not in (None, "") else "none",
-        "model_source": source_label(src.get("route"), _text(src.get("zoo_name")), src.get("file"),
-                                     _text(src.get("factory"))),
+        "model_source": source_label(
+            src.get("route"), _text(src.get("zoo_name")), src.get("file"), _text(src.get("factory"))
+        ),
         "source_route": _text(src.get("route")),
         "source_file": _text(src.get("file")),
         "zoo_name": _text(src.get("zoo_name")),
@@ -248,8 +274,9 @@ def _eval_row(rec: dict) -> dict:
         "clean_seconds": float(m["clean_seconds"]) if m.get("clean_seconds") is not None else math.nan,
         "model_warnings": " | ".join(dict.fromkeys(model_warn)) or None,
         # why the model's robust numbers are meaningless (it guesses or predicts one class), or None
-        "degenerate": (str(deg.get("reason") or "degenerate model") if isinstance(deg, dict)
-                       else str(deg) if deg else None),
+        "degenerate": (
+            str(deg.get("reason") or "degenerate model") if isinstance(deg, dict) else str(deg) if deg else None
+        ),
         "warnings": " | ".join(dict.fromkeys(cell_warn)) or None,
         "created": _created(rec),
         "record": Path(rec.get("_path", "?")).name,
@@ -279,8 +306,12 @@ def _train_run(rec: dict) -> TrainRun:
         secs = secs.get("total") if isinstance(secs, dict) else secs
         minutes = secs / 60 if isinstance(secs, (int, float)) else None
     history = [h for h in (rec.get("history") or []) if isinstance(h, dict)]
-    name = (ck.get("out_dir") or spec.get("out") or (Path(sorted(paths)[0]).parent.as_posix() if paths else None)
-            or Path(rec.get("_path", "train")).stem)
+    name = (
+        ck.get("out_dir")
+        or spec.get("out")
+        or (Path(sorted(paths)[0]).parent.as_posix() if paths else None)
+        or Path(rec.get("_path", "train")).stem
+    )
     ds = _get(rec, "data", "dataset") or _get(spec, "data", "dataset")
     if isinstance(ds, dict):
         ds = ds.get("name")
@@ -299,6 +330,7 @@ def _train_run(rec: dict) -> TrainRun:
         paths=frozenset(paths),
         history=history,
         warning=str(history[-1]["warning"]) if history and history[-1].get("warning") else None,
+        seed=_seed(spec.get("seed")),
     )
 
 
@@ -380,8 +412,9 @@ def eval_problem(rec: dict) -> str | None:
     for key in ("step_normalized", "step_pixel"):
         if att.get(key) is not None and not _radius_ok(att[key]):
             return _wrong(f"attack.{key}", att[key], "a finite step")
-    if att.get("members") is not None and not (isinstance(att["members"], list)
-                                               and all(isinstance(x, str) for x in att["members"])):
+    if att.get("members") is not None and not (
+        isinstance(att["members"], list) and all(isinstance(x, str) for x in att["members"])
+    ):
         return "attack.members is not a list of labels"
     n = m.get("n")
     if not (isinstance(n, int) and not isinstance(n, bool) and n > 0):
@@ -397,11 +430,13 @@ def eval_problem(rec: dict) -> str | None:
         if m.get(key) is not None and not _finite(m[key]):
             return _wrong(f"metrics.{key}", m[key], "a number of seconds")
     mn = m.get("min_norms")
-    if mn is not None and not (isinstance(mn, list) and len(mn) == n
-                               and all(v is None or (_finite(v) and v >= 0) for v in mn)):
+    if mn is not None and not (
+        isinstance(mn, list) and len(mn) == n and all(v is None or (_finite(v) and v >= 0) for v in mn)
+    ):
         return _wrong("metrics.min_norms", mn, f"a list of {n} norms (>= 0) or nulls")
-    if m.get("per_class") is not None and not (isinstance(m["per_class"], dict)
-                                               and all(isinstance(v, dict) for v in m["per_class"].values())):
+    if m.get("per_class") is not None and not (
+        isinstance(m["per_class"], dict) and all(isinstance(v, dict) for v in m["per_class"].values())
+    ):
         return "metrics.per_class is not an object of per-class objects"
     return None
 
@@ -414,8 +449,9 @@ def train_problem(rec: dict) -> str | None:
     for key in ("spec", "data", "metrics"):
         if rec.get(key) is not None and not isinstance(rec[key], dict):
             return _wrong(key, rec[key], "an object")
-    if rec.get("history") is not None and not (isinstance(rec["history"], list)
-                                               and all(isinstance(h, dict) for h in rec["history"])):
+    if rec.get("history") is not None and not (
+        isinstance(rec["history"], list) and all(isinstance(h, dict) for h in rec["history"])
+    ):
         return _wrong("history", rec["history"], "a list of epoch rows")
     if rec.get("minutes") is not None and not _finite(rec["minutes"]):
         return _wrong("minutes", rec["minutes"], "a number")
@@ -426,8 +462,10 @@ def train_problem(rec: dict) -> str | None:
 
 
 def glob_any(pattern: str, values: Iterable) -> bool:
-    return any(isinstance(v, str) and (fnmatch.fnmatchcase(v, pattern) or fnmatch.fnmatchcase(Path(v).as_posix(), pattern))
-               for v in values)
+    return any(
+        isinstance(v, str) and (fnmatch.fnmatchcase(v, pattern) or fnmatch.fnmatchcase(Path(v).as_posix(), pattern))
+        for v in values
+    )
 
 
 def _attack_matches(row: dict, wanted: tuple[str, ...]) -> bool:
@@ -481,10 +519,16 @@ def load_report_data(
         return None
 
     records = ResultsStore(results).load(skip_bad=skip_bad, warn=note)
-    evals = [(r, row) for r in records if r.get("kind") == "eval"
-             for row in [reduce(r, eval_problem, _eval_row)] if row is not None]
-    trains = [t for r in records if r.get("kind") == "train" for t in [reduce(r, train_problem, _train_run)]
-              if t is not None]
+    evals = [
+        (r, row)
+        for r in records
+        if r.get("kind") == "eval"
+        for row in [reduce(r, eval_problem, _eval_row)]
+        if row is not None
+    ]
+    trains = [
+        t for r in records if r.get("kind") == "train" for t in [reduce(r, train_problem, _train_run)] if t is not None
+    ]
 
     rows, per_class = [], {}
     for rec, row in evals:
@@ -504,13 +548,20 @@ def load_report_data(
     filters = {"dataset": dataset, "attack": attack, "checkpoint": checkpoint}
     if not rows and not trains and not any(r.get("kind") == "corruption" for r in records):
         active = ", ".join(f"--{k} {' '.join(v)}" for k, v in filters.items() if v)
-        raise RobustError(f"no records in {Path(results) / 'records'} match {active}" if active
-                          else f"no usable evaluation or training records in {Path(results) / 'records'}"
-                          + (f" ({len(skipped)} could not be used)" if skipped else ""))
+        raise RobustError(
+            f"no records in {Path(results) / 'records'} match {active}"
+            if active
+            else f"no usable evaluation or training records in {Path(results) / 'records'}"
+            + (f" ({len(skipped)} could not be used)" if skipped else "")
+        )
 
+    for row in rows:  # the training seed of an experiment's record that does not state it
+        if row["group"] is not None and row["train_seed"] is None:
+            train = match_train(row, trains)
+            row["train_seed"] = train.seed if train else None
     df = pd.DataFrame(rows, columns=list(_eval_row_columns()))
     df, superseded = _newest_only(df)
-    for old, new in superseded:
+    for old, _new in superseded:
         per_class.pop(old, None)
     created = [c for c in list(df["created"]) + [t.created for t in trains] if c]
     return ReportData(
@@ -539,8 +590,13 @@ def _newest_only(df: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[str, str]]]
         return df.reset_index(drop=True), []
     df = df.sort_values(["created", "record"], kind="stable").reset_index(drop=True)
     eps_cols = {i for i, c in enumerate(DEDUP_KEY) if c.startswith(("eps_", "step_"))}
-    key = pd.Series(["\x1f".join(eps_key(v) if i in eps_cols else repr(v) for i, v in enumerate(t))
-                     for t in df[list(DEDUP_KEY)].itertuples(index=False)], index=df.index)
+    key = pd.Series(
+        [
+            "\x1f".join(eps_key(v) if i in eps_cols else repr(v) for i, v in enumerate(t))
+            for t in df[list(DEDUP_KEY)].itertuples(index=False)
+        ],
+        index=df.index,
+    )
     keep = ~key.duplicated(keep="last")
     kept_by_key = dict(zip(key[keep], df.loc[keep, "record"]))
     superseded = sorted((r, kept_by_key[k]) for r, k in zip(df.loc[~keep, "record"], key[~keep]))

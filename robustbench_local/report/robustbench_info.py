@@ -15,6 +15,7 @@ RobustBench measures eps in pixels of [0, 1] images: a record maps to a leaderbo
 threat only when its ball is one in pixel space (eps given in pixels, or in
 normalized space under one std for every channel, converted by the record's
 eps_pixel). Pure apart from ModelInfoSet.write."""
+
 from __future__ import annotations
 
 import hashlib
@@ -35,8 +36,13 @@ RB_DIR = "robustbench"
 MADE_BY = "robust report (robustbench_local)"  # marks the files this module may replace or remove
 THREATS = {"linf": "Linf", "l2": "L2"}  # RobustBench's leaderboards with a norm ball
 # the radius (pixels) each leaderboard ranks by; a model's file shows that one when it was evaluated there
-STANDARD_EPS = {("cifar10", "Linf"): 8 / 255, ("cifar10", "L2"): 0.5, ("cifar100", "Linf"): 8 / 255,
-                ("cifar100", "L2"): 0.5, ("imagenet", "Linf"): 4 / 255}
+STANDARD_EPS = {
+    ("cifar10", "Linf"): 8 / 255,
+    ("cifar10", "L2"): 0.5,
+    ("cifar100", "Linf"): 8 / 255,
+    ("cifar100", "L2"): 0.5,
+    ("imagenet", "Linf"): 4 / 255,
+}
 WEIGHT_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".safetensors", ".pth.tar", ".tar")
 
 
@@ -46,8 +52,10 @@ class ModelInfoSet:
     left_out: list[str] = field(default_factory=list)  # evaluations with no RobustBench counterpart, and why
 
     def contents(self) -> dict[str, bytes]:
-        return {rel: (json.dumps(info, indent=2, allow_nan=False) + "\n").encode("utf-8")
-                for rel, info in self.files.items()}
+        return {
+            rel: (json.dumps(info, indent=2, allow_nan=False) + "\n").encode("utf-8")
+            for rel, info in self.files.items()
+        }
 
     def write(self, out: str | Path) -> list[Path]:
         """Writes every file under ``out`` as one (fileio.write_files), then removes the
@@ -145,8 +153,11 @@ def _summary(rows: pd.DataFrame, threat: str) -> dict:
     aa_rows = attacks[attacks.apply(is_standard_aa, axis=1)]
     aa = None
     if not aa_rows.empty:  # pyautoattack's own run first: it is the number the leaderboard reports
-        aa = aa_rows.assign(_aa=aa_rows["attack_name"] == "autoattack").sort_values(
-            ["_aa", "n", "created", "record"], kind="stable").iloc[-1]
+        aa = (
+            aa_rows.assign(_aa=aa_rows["attack_name"] == "autoattack")
+            .sort_values(["_aa", "n", "created", "record"], kind="stable")
+            .iloc[-1]
+        )
     ref = aa if aa is not None else newest_largest(attacks)
     sha, n = ref["indices_sha256"], int(ref["n"])
     same_points = attacks.apply(lambda r: _given(sha) and r["indices_sha256"] == sha and int(r["n"]) == n, axis=1)
@@ -167,16 +178,21 @@ def _summary(rows: pd.DataFrame, threat: str) -> dict:
         acc, (lo, hi) = k / n, wilson_interval(k, n)
     else:  # records without per-point flags: a worst-case record of one call covering them, else the lowest
         wanted = set(same["attack"])
-        cover = rows[(rows["attack_name"] == WORST) & (rows["indices_sha256"] == sha) & (rows["n"] == n)
-                     & rows["attack_members"].map(lambda m: _given(m) and wanted <= set(m.split("+")))]
+        cover = rows[
+            (rows["attack_name"] == WORST)
+            & (rows["indices_sha256"] == sha)
+            & (rows["n"] == n)
+            & rows["attack_members"].map(lambda m: _given(m) and wanted <= set(m.split("+")))
+        ]
         low = newest_largest(cover) if not cover.empty else same.sort_values("robust_acc", kind="stable").iloc[0]
         per_example = not cover.empty
         acc, lo, hi = low["robust_acc"], low["robust_lo"], low["robust_hi"]
         used.append(low["record"])
 
     degenerate = next((d for d in rows["degenerate"] if _given(d)), None)
-    warnings = sorted({w for col in ("warnings", "model_warnings") for ws in same[col] if _given(ws)
-                       for w in ws.split(" | ")})
+    warnings = sorted(
+        {w for col in ("warnings", "model_warnings") for ws in same[col] if _given(ws) for w in ws.split(" | ")}
+    )
     return {
         "eps": rb_eps(threat, float(ref["eps_pixel"])),
         "eps_pixel": float(ref["eps_pixel"]),
@@ -193,8 +209,10 @@ def _summary(rows: pd.DataFrame, threat: str) -> dict:
         "robust_ci95": _pct_pair(lo, hi),
         "robust_attacks": labels,
         "robust_per_example": per_example,
-        "not_combined": [{"attack": column_name(r), "n": int(r["n"]), "robust_acc": _pct(r["robust_acc"]),
-                          "record": r["record"]} for _, r in others.sort_values(["record"]).iterrows()],
+        "not_combined": [
+            {"attack": column_name(r), "n": int(r["n"]), "robust_acc": _pct(r["robust_acc"]), "record": r["record"]}
+            for _, r in others.sort_values(["record"]).iterrows()
+        ],
         "records": sorted(set(used)),
         "degenerate": degenerate,
         "warnings": warnings,
@@ -204,15 +222,21 @@ def _summary(rows: pd.DataFrame, threat: str) -> dict:
 def _footnote(s: dict) -> str | None:
     parts = []
     if s["autoattack_attack"] == "AutoAttack-native":
-        parts.append("autoattack_acc is from AutoAttack-native, this tool's own cascade of AutoAttack's standard "
-                     "attacks and settings, not from the autoattack package.")
+        parts.append(
+            "autoattack_acc is from AutoAttack-native, this tool's own cascade of AutoAttack's standard "
+            "attacks and settings, not from the autoattack package."
+        )
     elif s["autoattack_acc"] is None:
-        parts.append("No standard AutoAttack evaluation at this eps; robust_acc is from "
-                     + ", ".join(s["robust_attacks"])
-                     + (" (per-example worst case)." if len(s["robust_attacks"]) > 1 else "."))
+        parts.append(
+            "No standard AutoAttack evaluation at this eps; robust_acc is from "
+            + ", ".join(s["robust_attacks"])
+            + (" (per-example worst case)." if len(s["robust_attacks"]) > 1 else ".")
+        )
     if s["eps_space"] == "normalized":
-        parts.append(f"eps was given in normalized space ({fmt_eps(s['eps_normalized'])}) and is "
-                     f"{fmt_eps(s['eps_pixel'])} in pixels.")
+        parts.append(
+            f"eps was given in normalized space ({fmt_eps(s['eps_normalized'])}) and is "
+            f"{fmt_eps(s['eps_pixel'])} in pixels."
+        )
     if s["degenerate"]:
         parts.append(f"Degenerate model ({s['degenerate']}): its robust accuracies are meaningless.")
     return " ".join(parts) or None
@@ -228,8 +252,9 @@ def _threat_of(row: pd.Series) -> tuple[str | None, str | None]:
         return None, f"{row['norm']} has no RobustBench leaderboard"
     pixel = row["eps_pixel"]
     if isinstance(pixel, str):
-        return None, ("its pixel radius differs per channel (a normalized-space ball under unequal stds is no "
-                      "pixel-space ball)")
+        return None, (
+            "its pixel radius differs per channel (a normalized-space ball under unequal stds is no pixel-space ball)"
+        )
     if pixel is None or math.isnan(pixel):
         return None, "its radius in pixels is not recorded"
     return threat, None
@@ -239,16 +264,26 @@ def is_standard_eps(dataset: str, threat: str, eps_pixel) -> bool:
     """Whether a pixel radius is the one the leaderboard ranks by. Within float32 round-off:
     8/255 given in pixels is recorded as 0.03137255087, whose 6-digit eps_key is not 8/255's."""
     std = STANDARD_EPS.get((dataset, threat))
-    return (std is not None and isinstance(eps_pixel, (int, float)) and not isinstance(eps_pixel, bool)
-            and math.isclose(float(eps_pixel), std, rel_tol=1e-5))
+    return (
+        std is not None
+        and isinstance(eps_pixel, (int, float))
+        and not isinstance(eps_pixel, bool)
+        and math.isclose(float(eps_pixel), std, rel_tol=1e-5)
+    )
 
 
 def _pick_eps(by_eps: dict[str, pd.DataFrame], dataset: str, threat: str) -> str:
     """The radius the file shows: the leaderboard's own, else one with a standard
     AutoAttack number, else the one with the most evaluations (the smallest on a tie)."""
     std = {k: g for k, g in by_eps.items() if is_standard_eps(dataset, threat, g["eps_pixel"].iloc[0])}
-    return min(std or by_eps, key=lambda k: (not by_eps[k].apply(is_standard_aa, axis=1).any(), -len(by_eps[k]),
-                                             float(by_eps[k]["eps_pixel"].iloc[0])))
+    return min(
+        std or by_eps,
+        key=lambda k: (
+            not by_eps[k].apply(is_standard_aa, axis=1).any(),
+            -len(by_eps[k]),
+            float(by_eps[k]["eps_pixel"].iloc[0]),
+        ),
+    )
 
 
 def model_infos(data: ReportData) -> ModelInfoSet:
@@ -261,44 +296,75 @@ def model_infos(data: ReportData) -> ModelInfoSet:
     mapped = df.apply(_threat_of, axis=1)
     for (_, why), (_, row) in zip(mapped, df.iterrows()):
         if why:
-            note = (f"{row['checkpoint']}: {row['attack']} at {row['norm']} eps {fmt_eps(row['eps_pixel'])} pixel "
-                    f"has no RobustBench model_info: {why}")
+            note = (
+                f"{row['checkpoint']}: {row['attack']} at {row['norm']} eps {fmt_eps(row['eps_pixel'])} pixel "
+                f"has no RobustBench model_info: {why}"
+            )
             if note not in out.left_out:
                 out.left_out.append(note)
-    df = df.assign(_rb=[t for t, _ in mapped], _ek=df["eps_pixel"].map(eps_key),
-                   _ds=df["dataset"].map(lambda d: str(d) if _given(d) else "unknown"))
+    df = df.assign(
+        _rb=[t for t, _ in mapped],
+        _ek=df["eps_pixel"].map(eps_key),
+        _ds=df["dataset"].map(lambda d: str(d) if _given(d) else "unknown"),
+    )
     df = df[df["_rb"].notna()]
 
     infos: dict[tuple, dict] = {}
-    for (ckpt_key, dataset, threat), g in sorted(df.groupby(["ckpt_key", "_ds", "_rb"], sort=False),
-                                                  key=lambda kv: tuple(map(str, kv[0]))):
+    for (ckpt_key, dataset, threat), g in sorted(
+        df.groupby(["ckpt_key", "_ds", "_rb"], sort=False), key=lambda kv: tuple(map(str, kv[0]))
+    ):
         by_eps = {k: eg for k, eg in g.groupby("_ek", sort=False)}
         main = _pick_eps(by_eps, dataset, threat)
         s = _summary(by_eps[main], threat)
         first = newest_largest(g)
-        others = [_summary(eg, threat) for k, eg in sorted(by_eps.items(), key=lambda kv: float(kv[1]["eps_pixel"]
-                                                                                               .iloc[0])) if k != main]
+        others = [
+            _summary(eg, threat)
+            for k, eg in sorted(by_eps.items(), key=lambda kv: float(kv[1]["eps_pixel"].iloc[0]))
+            if k != main
+        ]
         source = {  # "checkpoint": one of ours, from robust train
-            "route": _s(first["source_route"]) or "checkpoint", "zoo_name": _s(first["zoo_name"]),
-            "zoo_dataset": _s(first["zoo_dataset"]), "zoo_threat_model": _s(first["zoo_threat_model"]),
-            "file": _s(first["source_file"]) or _s(first["checkpoint_path"]), "sha256": _s(first["checkpoint_sha256"]),
+            "route": _s(first["source_route"]) or "checkpoint",
+            "zoo_name": _s(first["zoo_name"]),
+            "zoo_dataset": _s(first["zoo_dataset"]),
+            "zoo_threat_model": _s(first["zoo_threat_model"]),
+            "file": _s(first["source_file"]) or _s(first["checkpoint_path"]),
+            "sha256": _s(first["checkpoint_sha256"]),
         }
         infos[(dataset, threat, str(ckpt_key))] = {
             # RobustBench's fields, in its order
-            "link": None, "name": str(first["checkpoint"]), "authors": None, "additional_data": None,
-            "number_forward_passes": None, "dataset": dataset, "venue": None,
+            "link": None,
+            "name": str(first["checkpoint"]),
+            "authors": None,
+            "additional_data": None,
+            "number_forward_passes": None,
+            "dataset": dataset,
+            "venue": None,
             "architecture": _s(first["arch"]),
-            "eps": s["eps"], "clean_acc": s["clean_acc"], "reported": None, "autoattack_acc": s["autoattack_acc"],
-            "footnote": _footnote(s), "unreliable": bool(s["degenerate"] or s["warnings"]),
+            "eps": s["eps"],
+            "clean_acc": s["clean_acc"],
+            "reported": None,
+            "autoattack_acc": s["autoattack_acc"],
+            "footnote": _footnote(s),
+            "unreliable": bool(s["degenerate"] or s["warnings"]),
             # ours
-            "threat_model": threat, "eps_pixel": s["eps_pixel"], "eps_space": s["eps_space"], "n": s["n"],
-            "clean_ci95": s["clean_ci95"], "autoattack_ci95": s["autoattack_ci95"],
-            "autoattack_attack": s["autoattack_attack"], "attack_version": s["attack_version"],
-            "robust_acc": s["robust_acc"], "robust_ci95": s["robust_ci95"], "robust_attacks": s["robust_attacks"],
-            "robust_per_example": s["robust_per_example"], "not_combined": s["not_combined"],
-            "degenerate": s["degenerate"], "warnings": s["warnings"],
+            "threat_model": threat,
+            "eps_pixel": s["eps_pixel"],
+            "eps_space": s["eps_space"],
+            "n": s["n"],
+            "clean_ci95": s["clean_ci95"],
+            "autoattack_ci95": s["autoattack_ci95"],
+            "autoattack_attack": s["autoattack_attack"],
+            "attack_version": s["attack_version"],
+            "robust_acc": s["robust_acc"],
+            "robust_ci95": s["robust_ci95"],
+            "robust_attacks": s["robust_attacks"],
+            "robust_per_example": s["robust_per_example"],
+            "not_combined": s["not_combined"],
+            "degenerate": s["degenerate"],
+            "warnings": s["warnings"],
             "source": source,
-            "normalization": _s(first["normalization"]), "normalization_source": _s(first["normalization_source"]),
+            "normalization": _s(first["normalization"]),
+            "normalization_source": _s(first["normalization_source"]),
             "records": s["records"],
             "other_eps": [{k: v for k, v in o.items() if k not in ("eps_space", "eps_normalized")} for o in others],
             "made_by": MADE_BY,

@@ -1,22 +1,33 @@
 """The comparison tables: one per threat model (norm and eps in both spaces), one
 row per checkpoint, one column per attack, each cell an accuracy with its 95%
-interval and n, warnings beside the numbers they concern; the markdown and CSV
-forms of them."""
+interval and n, warnings beside the numbers they concern, and what the worst-case
+column is over said once per table; and report.csv's rows. How a table is laid
+out on the page is layout.py's."""
+
 from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from ..results import wilson_interval
-from .load import (ReportData, TrainRun, eps_first, eps_key, fmt_eps, fmt_eps_255, match_train, newest_largest,
-                   threat_label)
 from ..text import method_label  # noqa: F401  (the report's method column; tests import it here)
+from .load import (
+    ReportData,
+    TrainRun,
+    eps_first,
+    eps_key,
+    match_train,
+    newest_largest,
+    threat_label,
+)
 
 WORST = "worst-case"
+MARK = "◆"  # beside a number indistinguishable from its column's best (compare.MARK_NOTE says how)
 
 
 @dataclass
@@ -27,6 +38,7 @@ class Cell:
     n: int
     notes: list[int] = field(default_factory=list)  # footnote numbers
     record: str | None = None
+    over: str | None = None  # a worst-case cell: the attacks it is the worst case over (and how it was combined)
 
 
 @dataclass
@@ -43,6 +55,10 @@ class Row:
     eval_seconds: float
     notes: list[int] = field(default_factory=list)  # model-level warnings
     degenerate: str | None = None  # why its robust numbers are meaningless (guesses, one class), or None
+    experiment: str | None = None  # the experiment and group of cells (one method, several training seeds)
+    group: str | None = None  # that trained it, and its training seed; None for a model from elsewhere
+    train_seed: int | None = None
+    created: str = ""  # its newest record
 
 
 @dataclass
@@ -53,6 +69,8 @@ class Table:
     eps_pixel: object
     columns: list[str]  # 'clean' first, then attacks, worst case last
     rows: list[Row]
+    marks: dict[str, set[int]] = field(default_factory=dict)  # column -> rows indistinguishable from its best
+    worst_note: str | None = None  # what the worst-case cells are over, said once under the table
 
 
 @dataclass
@@ -112,12 +130,16 @@ def source_of(row: pd.Series) -> str | None:
 def provenance_note(row: pd.Series, col: str) -> str | None:
     """The footnote naming a transfer or replay record's source, or None."""
     if _given(row.get("transfer_from")):
-        return (f"{col} on {row['checkpoint']}: a transfer attack, crafted on the surrogate {row['transfer_from']} "
-                f"and scored on {row['checkpoint']}")
+        return (
+            f"{col} on {row['checkpoint']}: a transfer attack, crafted on the surrogate {row['transfer_from']} "
+            f"and scored on {row['checkpoint']}"
+        )
     if _given(row.get("replayed_from")):
         crafted = f" (crafted on {row['crafted_on']})" if _given(row.get("crafted_on")) else ""
-        return (f"{col} on {row['checkpoint']}: saved adversarial images replayed from {row['replayed_from']}"
-                f"{crafted}, nothing crafted on {row['checkpoint']}")
+        return (
+            f"{col} on {row['checkpoint']}: saved adversarial images replayed from {row['replayed_from']}"
+            f"{crafted}, nothing crafted on {row['checkpoint']}"
+        )
     return None
 
 
@@ -161,7 +183,6 @@ def _threat_key(row) -> tuple:
     return (str(row["norm"]), eps_key(row["eps_normalized"]), eps_key(row["eps_pixel"]))
 
 
-
 def _pct(v: float) -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}"
 
@@ -175,8 +196,12 @@ def cell_text(c: Cell) -> str:
 # adversarially trained model is not "standard"), the base loss beside it when it is
 # not plain cross-entropy.
 def _describe_model(row: pd.Series) -> tuple[str, str, str, str]:
-    return (str(row["dataset"] or "-"), str(row["arch"] or "-"),
-            method_text(row["method"], row["adv"], row.get("model_source")), str(row["adv"] or "none"))
+    return (
+        str(row["dataset"] or "-"),
+        str(row["arch"] or "-"),
+        method_text(row["method"], row["adv"], row.get("model_source")),
+        str(row["adv"] or "none"),
+    )
 
 
 def method_text(method, adv, source=None) -> str:
@@ -191,8 +216,10 @@ def _headline_rank(kv) -> tuple:
     the most attacks and records; on a tie, one some checkpoint was trained at."""
     (norm, _, _), g = kv
     e = g["eps_normalized"].iloc[0]
-    trained = any(isinstance(t, float) and isinstance(e, float) and math.isclose(t, e, rel_tol=1e-6)
-                  for t in g["train_eps_normalized"])
+    trained = any(
+        isinstance(t, float) and isinstance(e, float) and math.isclose(t, e, rel_tol=1e-6)
+        for t in g["train_eps_normalized"]
+    )
     return (-g["ckpt_key"].nunique(), -g["_col"].nunique(), -len(g), not trained, str(norm), eps_first(e))
 
 
@@ -204,27 +231,54 @@ def build_comparison(data: ReportData) -> Comparison:
     df = df.assign(_col=df.apply(column_name, axis=1), _threat=df.apply(_threat_key, axis=1))
     df = df.assign(_col=_split_sources(df))
     groups = sorted(df.groupby("_threat", sort=False), key=_headline_rank)
-    headline, rest = groups[0], sorted(groups[1:], key=lambda kv: (kv[0][0], eps_first(kv[1]["eps_normalized"].iloc[0]),
-                                                                  eps_first(kv[1]["eps_pixel"].iloc[0])))
+    headline, rest = (
+        groups[0],
+        sorted(
+            groups[1:],
+            key=lambda kv: (
+                kv[0][0],
+                eps_first(kv[1]["eps_normalized"].iloc[0]),
+                eps_first(kv[1]["eps_pixel"].iloc[0]),
+            ),
+        ),
+    )
     for (norm, _, _), g in [headline, *rest]:
         first = g.iloc[0]
         rows = []
-        for ckpt_key, cg in sorted(g.groupby("ckpt_key", sort=False), key=lambda kv: (str(kv[1]["dataset"].iloc[0]),
-                                                                                       str(kv[1]["checkpoint"].iloc[0]), kv[0])):
+        for _ckpt_key, cg in sorted(
+            g.groupby("ckpt_key", sort=False),
+            key=lambda kv: (str(kv[1]["dataset"].iloc[0]), str(kv[1]["checkpoint"].iloc[0]), kv[0]),
+        ):
             rows.append(_build_row(comp, cg, data.trains))
+        worst = _worst_case_note(comp, rows)
         # a worst case taken across records can add the column where no single call made one
-        columns = ["clean"] + sorted(set(g["_col"]) | {c for r in rows for c in r.cells if c != "clean"},
-                                     key=attack_order)
-        comp.tables.append(Table(threat_label(norm, first["eps_normalized"], first["eps_pixel"]), norm,
-                                 first["eps_normalized"], first["eps_pixel"], columns, rows))
+        columns = ["clean"] + sorted(
+            set(g["_col"]) | {c for r in rows for c in r.cells if c != "clean"}, key=attack_order
+        )
+        comp.tables.append(
+            Table(
+                threat_label(norm, first["eps_normalized"], first["eps_pixel"]),
+                norm,
+                first["eps_normalized"],
+                first["eps_pixel"],
+                columns,
+                rows,
+                worst_note=worst,
+            )
+        )
+    from .compare import table_marks  # compare builds on this module's tables
+
+    for t in comp.tables:
+        t.marks = {col: rows for col, rows in table_marks(data, t).items() if rows}
     return comp
 
 
 def _build_row(comp: Comparison, cg: pd.DataFrame, trains: list[TrainRun]) -> Row:
     ref = newest_largest(cg)
     dataset, model, method, adv = _describe_model(ref)
-    cells: dict[str, Cell] = {"clean": Cell(ref["clean_acc"], ref["clean_lo"], ref["clean_hi"], int(ref["n"]),
-                                            record=ref["record"])}
+    cells: dict[str, Cell] = {
+        "clean": Cell(ref["clean_acc"], ref["clean_lo"], ref["clean_hi"], int(ref["n"]), record=ref["record"])
+    }
     row_notes: list[int] = []
     eval_seconds = 0.0
     clean_seconds = 0.0
@@ -239,12 +293,15 @@ def _build_row(comp: Comparison, cg: pd.DataFrame, trains: list[TrainRun]) -> Ro
             for w in r["warnings"].split(" | "):
                 cell.notes.append(comp.note(f"{col} on {r['checkpoint']}: {w}"))
         if len(ag) > 1:
-            cell.notes.append(comp.note(
-                f"{col} on {r['checkpoint']}: {len(ag)} evaluations on different points; the table shows the one "
-                f"with the largest n ({r['record']}); report.csv lists all", warning=False))
+            cell.notes.append(
+                comp.note(
+                    f"{col} on {r['checkpoint']}: {len(ag)} evaluations on different points; the table shows the one "
+                    f"with the largest n ({r['record']}); report.csv lists all",
+                    warning=False,
+                )
+            )
         if r["attack_name"] == WORST and isinstance(r["attack_members"], str):
-            cell.notes.append(comp.note(f"worst case on {r['checkpoint']}: per-example worst case over "
-                                        f"{r['attack_members'].replace('+', ', ')}", warning=False))
+            cell.over = r["attack_members"].replace("+", ", ")
         cells[col] = cell
         if r["attack_name"] != WORST and not math.isnan(r["eval_seconds"]):
             eval_seconds += r["eval_seconds"]
@@ -261,8 +318,25 @@ def _build_row(comp: Comparison, cg: pd.DataFrame, trains: list[TrainRun]) -> Ro
     for w in sorted({w for ws in cg["model_warnings"] if isinstance(ws, str) for w in ws.split(" | ")}):
         row_notes.append(comp.note(f"{ref['checkpoint']}: {w}"))
     train = match_train(ref, trains)
-    return Row(str(ref["checkpoint"]), dataset, model, method, adv, ref["train_eps_normalized"], ref["train_eps_pixel"],
-               cells, train.minutes if train else None, eval_seconds + clean_seconds, row_notes, degenerate)
+    seed = ref["train_seed"]
+    return Row(
+        str(ref["checkpoint"]),
+        dataset,
+        model,
+        method,
+        adv,
+        ref["train_eps_normalized"],
+        ref["train_eps_pixel"],
+        cells,
+        train.minutes if train else None,
+        eval_seconds + clean_seconds,
+        row_notes,
+        degenerate,
+        ref["experiment"] if _given(ref["experiment"]) else None,
+        ref["group"] if _given(ref["group"]) else None,
+        None if seed is None or pd.isna(seed) else int(seed),
+        str(cg["created"].max()),
+    )
 
 
 def _worst_across_records(comp: Comparison, shown: dict[str, pd.Series], cells: dict[str, Cell]) -> None:
@@ -279,7 +353,11 @@ def _worst_across_records(comp: Comparison, shown: dict[str, pd.Series], cells: 
     if len(points) != 1 or None in next(iter(points)):
         return
     worst = shown.get(WORST)
-    covered = set(worst["attack_members"].split("+")) if worst is not None and isinstance(worst["attack_members"], str) else set()
+    covered = (
+        set(worst["attack_members"].split("+"))
+        if worst is not None and isinstance(worst["attack_members"], str)
+        else set()
+    )
     labels = {c: r["attack"] for c, r in attacks.items()}
     if set(labels.values()) <= covered:
         return  # one call already took the worst case over all of them
@@ -290,82 +368,83 @@ def _worst_across_records(comp: Comparison, shown: dict[str, pd.Series], cells: 
         robust = flags if robust is None else robust & flags
     k = int(robust.sum())
     lo, hi = wilson_interval(k, n)
-    cell = Cell(k / n, lo, hi, n, record=None)
     records = sorted({r["record"] for r in attacks.values()})
-    first = next(iter(attacks.values()))
-    cell.notes.append(comp.note(
-        f"worst case on {first['checkpoint']}: per-example worst case over {', '.join(sorted(attacks, key=attack_order))}, "
-        f"combined from {len(records)} records on the same {n} points", warning=False))
-    cells[WORST] = cell
+    over = ", ".join(sorted(attacks, key=attack_order))
+    over += f", combined from {len(records)} records on the same {n} points"
+    cells[WORST] = Cell(k / n, lo, hi, n, record=None, over=over)
 
 
-def adv_text(row: Row) -> str:
-    """'pgd @ 0.0313 norm = 0.0157 px (3.99/255)' or 'none'."""
-    if row.adv in ("none", "-", "None"):
-        return "none"
-    pn, pp = row.train_eps_normalized, row.train_eps_pixel
-    parts = []
-    if not (isinstance(pn, float) and math.isnan(pn)):
-        parts.append(f"{fmt_eps(pn)} norm")
-    if not (isinstance(pp, float) and math.isnan(pp)):
-        parts.append(f"{fmt_eps(pp)} px ({fmt_eps_255(pp)})")
-    return f"{row.adv} @ " + " = ".join(parts) if parts else row.adv
-
-
-def checkpoint_text(row: Row) -> str:
-    """The checkpoint's name, marked when the model is degenerate."""
-    return row.checkpoint + (" (degenerate)" if row.degenerate else "")
-
-
-def minutes_text(m: float | None) -> str:
-    return "-" if m is None else f"{m:.1f}"
-
-
-def notes_text(comp: Comparison, notes: list[int]) -> str:
-    return " ".join(comp.marker(i) for i in notes)
-
-
-# ----------------------------------------------------------------------------- markdown
-
-
-def _md_escape(s: str) -> str:
-    return str(s).replace("|", "\\|").replace("\n", " ")
-
-
-def markdown_table(t: Table, comp: Comparison) -> str:
-    head = ["checkpoint", "dataset", "model", "method", "adversarial training (eps)"] + t.columns + ["train min", "eval s"]
-    align = ["---"] * 5 + ["---:"] * (len(t.columns) + 2)
-    lines = ["| " + " | ".join(_md_escape(h) for h in head) + " |", "| " + " | ".join(align) + " |"]
-    for r in t.rows:
-        name = checkpoint_text(r) + (" " + notes_text(comp, r.notes) if r.notes else "")
-        cells = []
-        for col in t.columns:
-            c = r.cells.get(col)
-            cells.append("" if c is None else cell_text(c) + (" " + notes_text(comp, c.notes) if c.notes else ""))
-        vals = [name, r.dataset, r.model, r.method, adv_text(r)] + cells + [minutes_text(r.train_minutes), f"{r.eval_seconds:.1f}"]
-        lines.append("| " + " | ".join(_md_escape(v) for v in vals) + " |")
-    return "\n".join(lines)
-
-
-def table_notes(t: Table) -> list[int]:
-    seen: list[int] = []
-    for r in t.rows:
-        for i in r.notes + [i for c in r.cells.values() for i in c.notes]:
-            if i not in seen:
-                seen.append(i)
-    return sorted(seen)
+def _worst_case_note(comp: Comparison, rows: list[Row]) -> str | None:
+    """What the worst-case column is over, said once: the set most of its cells share.
+    A cell over another set carries a note of its own saying which."""
+    cells = [(r, r.cells[WORST]) for r in rows if WORST in r.cells and r.cells[WORST].over]
+    if not cells:
+        return None
+    common = Counter(c.over for _, c in cells).most_common(1)[0][0]  # on a tie, the first row's
+    for r, c in cells:
+        if c.over != common:
+            c.notes.append(
+                comp.note(f"worst case on {r.checkpoint}: per-example worst case over {c.over}", warning=False)
+            )
+    every = len(cells) == sum(WORST in r.cells for r in rows) and all(c.over == common for _, c in cells)
+    return f"{WORST}: the per-example worst case over {common}" + (
+        ", in every row." if every else ", unless a note beside the cell says otherwise."
+    )
 
 
 # ----------------------------------------------------------------------------- CSV
 
 
-CSV_ORDER = ["dataset", "checkpoint", "checkpoint_path", "checkpoint_sha256", "arch", "method", "adv",
-             "train_eps_normalized", "train_eps_pixel", "attack", "attack_name", "attack_kind", "attack_members",
-             "cumulative", "transfer_from", "replayed_from", "crafted_on", "norm", "eps_space", "eps_normalized",
-             "eps_pixel", "step_normalized", "step_pixel", "step_rule", "k", "restarts", "split", "n",
-             "selection", "data_seed", "indices_sha256", "clean_acc", "clean_lo", "clean_hi", "robust_acc", "robust_lo",
-             "robust_hi", "eval_seconds", "clean_seconds", "train_minutes", "degenerate", "model_warnings", "warnings",
-             "created", "record"]
+CSV_ORDER = [
+    "dataset",
+    "checkpoint",
+    "checkpoint_path",
+    "checkpoint_sha256",
+    "experiment",
+    "group",
+    "train_seed",
+    "arch",
+    "method",
+    "adv",
+    "train_eps_normalized",
+    "train_eps_pixel",
+    "attack",
+    "attack_name",
+    "attack_kind",
+    "attack_members",
+    "cumulative",
+    "transfer_from",
+    "replayed_from",
+    "crafted_on",
+    "norm",
+    "eps_space",
+    "eps_normalized",
+    "eps_pixel",
+    "step_normalized",
+    "step_pixel",
+    "step_rule",
+    "k",
+    "restarts",
+    "split",
+    "n",
+    "selection",
+    "data_seed",
+    "indices_sha256",
+    "clean_acc",
+    "clean_lo",
+    "clean_hi",
+    "robust_acc",
+    "robust_lo",
+    "robust_hi",
+    "eval_seconds",
+    "clean_seconds",
+    "train_minutes",
+    "degenerate",
+    "model_warnings",
+    "warnings",
+    "created",
+    "record",
+]
 
 
 def csv_frame(data: ReportData) -> pd.DataFrame:
@@ -382,10 +461,20 @@ def csv_frame(data: ReportData) -> pd.DataFrame:
     cols = df.apply(column_name, axis=1)
     rank = {c: i for i, c in enumerate(sorted(set(cols), key=attack_order))}
     df["_o"] = cols.map(rank)
-    df = df.sort_values(["dataset", "checkpoint", "ckpt_key", "norm", "_e", "_o", "n", "created", "record"],
-                        kind="stable", key=lambda s: s if pd.api.types.is_numeric_dtype(s) else s.astype(str))
+    df = df.sort_values(
+        ["dataset", "checkpoint", "ckpt_key", "norm", "_e", "_o", "n", "created", "record"],
+        kind="stable",
+        key=lambda s: s if pd.api.types.is_numeric_dtype(s) else s.astype(str),
+    )
     df = df[CSV_ORDER].reset_index(drop=True)
-    for col in ("train_eps_normalized", "train_eps_pixel", "eps_normalized", "eps_pixel", "step_normalized", "step_pixel"):
+    for col in (
+        "train_eps_normalized",
+        "train_eps_pixel",
+        "eps_normalized",
+        "eps_pixel",
+        "step_normalized",
+        "step_pixel",
+    ):
         if any(isinstance(v, str) for v in df[col]):
             df[col] = [v if isinstance(v, str) else (None if math.isnan(v) else repr(float(v))) for v in df[col]]
         else:
@@ -393,6 +482,6 @@ def csv_frame(data: ReportData) -> pd.DataFrame:
     for col in df.columns:  # text columns: missing is NaN, as read_csv gives it back
         if df[col].dtype == object and not any(isinstance(v, (bool, float, int)) for v in df[col] if v is not None):
             df[col] = pd.Series([v if isinstance(v, str) else None for v in df[col]], dtype="str")
-    for col in ("k", "restarts", "data_seed"):  # integers, blank where the attack has no such setting
+    for col in ("k", "restarts", "data_seed", "train_seed"):  # integers, blank where there is no such setting
         df[col] = pd.to_numeric(df[col], errors="coerce").astype("Int64")
     return df
