@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ..errors import RobustError
 
-# the benchmark's order and spelling (CIFAR-10-C's file names); functions.NAMES is the same tuple
+# the benchmark's order and spelling (CIFAR-10-C's file names); functions.NAMES is this tuple
 CORRUPTIONS = (
     "gaussian_noise",
     "shot_noise",

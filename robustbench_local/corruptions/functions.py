@@ -36,25 +36,9 @@ from PIL import Image
 from scipy import ndimage
 
 from ..errors import RobustError
-from . import blur, weather
+from . import CORRUPTIONS, blur, weather
 
-NAMES: tuple[str, ...] = (
-    "gaussian_noise",
-    "shot_noise",
-    "impulse_noise",
-    "defocus_blur",
-    "glass_blur",
-    "motion_blur",
-    "zoom_blur",
-    "snow",
-    "frost",
-    "fog",
-    "brightness",
-    "contrast",
-    "elastic_transform",
-    "pixelate",
-    "jpeg_compression",
-)
+NAMES: tuple[str, ...] = CORRUPTIONS  # the package's list: importing it needs no scipy or scikit-image
 
 FAMILIES: dict[str, str] = {
     **dict.fromkeys(NAMES[0:3], "noise"),
