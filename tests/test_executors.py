@@ -103,7 +103,18 @@ def log_lines(path: Path) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- two worker processes
-def test_two_workers_give_the_records_of_the_sequential_run(tree, tmp_path, monkeypatch):
+@pytest.fixture
+def one_thread(monkeypatch):
+    """One thread in this process and in every worker: sums split over other thread counts round
+    differently, and the records are compared to the last bit."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # workers inherit it, and the pool then leaves threads alone
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_two_workers_give_the_records_of_the_sequential_run(tree, tmp_path, monkeypatch, one_thread):
     monkeypatch.chdir(write_study(tmp_path / "seq", tree, FOUR_CELLS).parent)
     run_experiment("exp.toml", say=quiet)
     monkeypatch.chdir(write_study(tmp_path / "par", tree, FOUR_CELLS).parent)
