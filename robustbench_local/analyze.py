@@ -25,12 +25,30 @@ import pandas as pd
 import torch
 from torch import nn
 
+from .analysis_figures import confusion_png, gradcam_png, misclassified_png
 from .attacks import AttackSpec
-from .errors import RobustError
 from .evaluation import predict, resolve_target, run_attack, select_points
+from .gradcam import GradCAMResult, conv_layers, gradcam, gradcam_maps, last_feature_map, resolve_layer
 from .results import wilson_interval
-from .runtime import module_mode, resolve_device
+from .runtime import resolve_device
 from .threat import find_std
+
+# GradCAM and the figures live in gradcam.py and analysis_figures.py; their names stay importable from here
+__all__ = [
+    "MISCLASSIFIED_SHOWN",
+    "Analysis",
+    "GradCAMResult",
+    "analyze",
+    "confusion_counts",
+    "confusion_png",
+    "conv_layers",
+    "gradcam",
+    "gradcam_maps",
+    "gradcam_png",
+    "last_feature_map",
+    "misclassified_png",
+    "resolve_layer",
+]
 
 MISCLASSIFIED_SHOWN = 32
 
@@ -245,241 +263,6 @@ def analyze(
         wrong_rows=preds.iloc[wrong].reset_index(drop=True),
         gradcam=cam,
     )
-
-
-# ----------------------------------------------------------------------------- figures
-
-
-def _png(fig) -> bytes:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    FigureCanvasAgg(fig)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, metadata={"Software": None}, bbox_inches="tight")
-    return buf.getvalue()
-
-
-def _heading(a: Analysis) -> str:
-    what = "clean" if a.threat is None else f"{a.mode.split('-eps')[0]} at {a.threat}"
-    return f"{a.name}: {what}; n={a.n}"
-
-
-def confusion_png(a: Analysis) -> bytes:
-    """Row-normalized confusion matrix (each row sums to 1 over its class count)."""
-    import matplotlib
-    from matplotlib.figure import Figure
-
-    cm = a.normalized_confusion()
-    k = len(a.classes)
-    side = max(4.5, 0.45 * k + 2.5)
-    with matplotlib.rc_context({"font.size": 8}):
-        fig = Figure(figsize=(side + 1.0, side))
-        ax = fig.add_subplot(1, 1, 1)
-        im = ax.imshow(cm, cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
-        ticks = range(k)
-        ax.set_xticks(ticks, labels=list(a.classes), rotation=45, ha="right")
-        ax.set_yticks(ticks, labels=list(a.classes))
-        ax.set_xlabel("predicted class")
-        ax.set_ylabel("true class")
-        if k <= 20:
-            for i in range(k):
-                for j in range(k):
-                    if a.confusion[i, j]:
-                        ax.text(
-                            j,
-                            i,
-                            f"{cm[i, j]:.2f}",
-                            ha="center",
-                            va="center",
-                            fontsize=6.5,
-                            color="white" if cm[i, j] > 0.5 else "black",
-                        )
-        fig.colorbar(im, ax=ax, fraction=0.046, label="share of the true class")
-        ax.set_title(
-            f"confusion matrix, rows normalized\n{_heading(a)}; top-1 {a.top1:.2%}, top-{a.top_k} {a.top5:.2%}",
-            fontsize=8,
-        )
-        return _png(fig)
-
-
-def misclassified_png(a: Analysis) -> bytes:
-    """Up to 32 misclassified inputs (adversarial ones under an attack), titled
-    true -> predicted with the confidence."""
-    import matplotlib
-    from matplotlib.figure import Figure
-
-    m = len(a.wrong_rows)
-    cols = 8
-    rows = max(1, math.ceil(m / cols))
-    with matplotlib.rc_context({"font.size": 6.5}):
-        fig = Figure(figsize=(cols * 1.35, rows * 1.5 + 0.5))
-        if m == 0:
-            fig.text(0.5, 0.5, "no misclassified examples", ha="center", va="center")
-        for i in range(m):
-            ax = fig.add_subplot(rows, cols, i + 1)
-            img = a.x_wrong[i].permute(1, 2, 0).numpy()
-            if img.shape[2] == 1:
-                ax.imshow(img[:, :, 0], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-            else:
-                ax.imshow(np.clip(img, 0, 1), interpolation="nearest")
-            r = a.wrong_rows.iloc[i]
-            ax.set_title(
-                f"{r['true_name']} -> {r['pred_name']}\n{r['confidence']:.0%} (#{int(r['index'])})",
-                color="#cf222e",
-                fontsize=6.5,
-                pad=2,
-            )
-            ax.set_xticks([])
-            ax.set_yticks([])
-        total = int((~a.predictions["correct"]).sum())
-        fig.suptitle(
-            f"misclassified: first {m} of {total} (in evaluation order); true -> predicted, confidence\n{_heading(a)}",
-            fontsize=8,
-        )
-        return _png(fig)
-
-
-# ----------------------------------------------------------------------------- GradCAM
-
-
-@dataclass
-class GradCAMResult:
-    """GradCAM (Selvaraju et al. 2017) of one layer for a few points: for the
-    predicted class c, weights = spatial mean of d logit_c / d activation, map =
-    ReLU(sum_k weight_k * activation_k), upsampled to the image and scaled to [0,1]
-    per image."""
-
-    layer: str
-    x: torch.Tensor  # clean images
-    y: torch.Tensor
-    pred: torch.Tensor
-    cam: torch.Tensor  # (N, H, W)
-    x_adv: torch.Tensor | None = None
-    adv_pred: torch.Tensor | None = None
-    cam_adv: torch.Tensor | None = None
-
-
-def conv_layers(model: nn.Module) -> list[str]:
-    return [name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
-
-
-def last_feature_map(model: nn.Module, x: torch.Tensor) -> str | None:
-    """The module whose (N, C, h, w) output (h * w > 1) is computed last in a
-    forward pass: the usual GradCAM layer, the last feature map before pooling."""
-    seen: list[str] = []
-    handles = [
-        m.register_forward_hook(
-            lambda _m, _i, out, name=name: (
-                seen.append(name)
-                if isinstance(out, torch.Tensor) and out.dim() == 4 and out.shape[-1] * out.shape[-2] > 1
-                else None
-            )
-        )
-        for name, m in model.named_modules()
-        if name
-    ]
-    try:
-        with torch.no_grad():
-            model(x[:1])
-    finally:
-        for h in handles:
-            h.remove()
-    return seen[-1] if seen else None
-
-
-def resolve_layer(model: nn.Module, name: str, x: torch.Tensor) -> str:
-    """A module name of ``model``; 'auto' is the last feature map (see last_feature_map)."""
-    convs = conv_layers(model)
-    if name == "auto":
-        found = last_feature_map(model, x)
-        if found is None:
-            raise RobustError("the model has no layer with a (N, C, h, w) output for GradCAM")
-        return found
-    if name not in dict(model.named_modules()) or name == "":
-        raise RobustError(f"unknown layer '{name}' for GradCAM; convolution layers: {', '.join(convs) or 'none'}")
-    return name
-
-
-def gradcam(
-    model: nn.Module, layer: str, x: torch.Tensor, target: torch.Tensor | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(maps (N, H, W) in [0,1], the class each map explains: ``target`` or the
-    prediction). The layer's output must be (N, C, h, w)."""
-
-    module = dict(model.named_modules())[layer]
-    store: dict[str, torch.Tensor] = {}
-    handle = module.register_forward_hook(lambda _m, _i, out: store.__setitem__("act", out))
-    try:
-        with module_mode(model, train=False), torch.enable_grad():
-            logits = model(x.detach().clone().requires_grad_(True))
-            act = store.get("act")
-            if not isinstance(act, torch.Tensor) or act.dim() != 4:
-                raise RobustError(
-                    f"layer '{layer}' gives no (N, C, h, w) feature map for GradCAM; pick a convolution layer"
-                )
-            cls = logits.argmax(1) if target is None else target.to(logits.device)
-            # gradients w.r.t. the feature map only: the model's parameter grads stay untouched
-            (grad,) = torch.autograd.grad(logits.gather(1, cls[:, None]).sum(), act)
-    except RuntimeError as e:
-        raise RobustError(
-            f"GradCAM cannot use layer '{layer}' ({str(e).splitlines()[0][:120]}); pick a convolution layer"
-        ) from None
-    finally:
-        handle.remove()
-    weights = grad.mean(dim=(2, 3), keepdim=True)
-    cam = torch.relu((weights * act).sum(1, keepdim=True))
-    cam = torch.nn.functional.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
-    top = cam.flatten(1).amax(1).clamp_min(1e-12)[:, None, None]
-    return (cam / top).detach().cpu(), cls.detach().cpu()
-
-
-def gradcam_maps(
-    model: nn.Module, layer: str, x: torch.Tensor, y: torch.Tensor, x_adv: torch.Tensor | None = None
-) -> GradCAMResult:
-    cam, pred = gradcam(model, layer, x)
-    res = GradCAMResult(layer, x.detach().cpu(), y.cpu(), pred, cam)
-    if x_adv is not None:
-        res.cam_adv, res.adv_pred = gradcam(model, layer, x_adv)
-        res.x_adv = x_adv.detach().cpu()
-    return res
-
-
-def gradcam_png(a: Analysis) -> bytes:
-    """Per point: image and its GradCAM overlay, clean (and adversarial)."""
-    import matplotlib
-    from matplotlib.figure import Figure
-
-    g = a.gradcam
-    cols = 2 if g.x_adv is None else 4
-    k = len(g.y)
-    with matplotlib.rc_context({"font.size": 6.5}):
-        fig = Figure(figsize=(cols * 1.4, k * 1.5 + 0.5))
-        for i in range(k):
-            panels = [(g.x[i], None, g.pred[i], "clean"), (g.x[i], g.cam[i], g.pred[i], "GradCAM")]
-            if g.x_adv is not None:
-                panels += [
-                    (g.x_adv[i], None, g.adv_pred[i], "adv"),
-                    (g.x_adv[i], g.cam_adv[i], g.adv_pred[i], "GradCAM"),
-                ]
-            for j, (img, cam, pred, what) in enumerate(panels):
-                ax = fig.add_subplot(k, cols, i * cols + j + 1)
-                im = img.permute(1, 2, 0).numpy()
-                ax.imshow(
-                    im[:, :, 0] if im.shape[2] == 1 else im,
-                    cmap="gray" if im.shape[2] == 1 else None,
-                    vmin=0,
-                    vmax=1,
-                    interpolation="nearest",
-                )
-                if cam is not None:
-                    ax.imshow(cam.numpy(), cmap="jet", alpha=0.45, vmin=0, vmax=1, interpolation="bilinear")
-                ok = int(pred) == int(g.y[i])
-                ax.set_title(f"{what}: {a.classes[int(pred)]}", color="#1a7f37" if ok else "#cf222e", pad=2)
-                ax.set_xticks([])
-                ax.set_yticks([])
-        fig.suptitle(f"GradCAM of layer {g.layer} for the predicted class\n{_heading(a)}", fontsize=7)
-        fig.subplots_adjust(top=1 - 0.45 / (k * 1.5 + 0.5), hspace=0.3)
-        return _png(fig)
 
 
 def _slug(s: str) -> str:

@@ -1,11 +1,12 @@
 """What to train, as frozen dataclasses built from CLI options or a TOML table.
 
-Each spec checks its numbers and closed choices in ``__post_init__`` and raises a
-one-line RobustError, so a typo fails before anything touches the disk. Names
-that live in registries owned by other modules (datasets, architectures,
-normalizations) are checked when ``fit`` builds them, still before the run folder
-is created; training-method and adversarial-method names are checked here, since
-those registries are cheap to import.
+Each spec checks its numbers and closed choices in ``__post_init__`` (values.py: a
+one-line error naming the key path, such as ``train.lr``), so a typo fails before
+anything touches the disk. Names that live in registries owned by other modules
+(datasets, architectures, normalizations) are checked when ``fit`` builds them, still
+before the run folder is created. The training-method and adversarial-method names
+and options are checked by the methods package, which registers that check here
+(``register_train_check``): the specs import no module that builds things.
 
 TOML layout (``TrainSpec.from_dict``)::
 
@@ -23,13 +24,13 @@ TOML layout (``TrainSpec.from_dict``)::
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any
+from typing import Any, ClassVar
 
 from .errors import RobustError
+from .values import AUTO, Key, ValueProblem, boolean, choice, integer, number, table, tristate
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 # cosine and onecycle are stepped per batch; step drops 10x at 50% and 75% of the
@@ -38,80 +39,18 @@ SCHEDULES = ("cosine", "onecycle", "step", "plateau", "none")
 # the precision of the inner attack of adversarial training: fp32 whatever --amp says, or
 # the training forward's AMP dtype (faster, slightly weaker steps)
 ATTACK_PRECISIONS = ("fp32", "amp")
-AUTO = "auto"
+
+# Checks of a whole TrainSpec registered by the modules that own a part of it (methods:
+# its method names and options), so that the spec stays plain data that imports none of them.
+_TRAIN_CHECKS: list[Callable[[TrainSpec], None]] = []
 
 
-def _fail(msg: str) -> RobustError:
-    return RobustError(msg)
-
-
-def _int(name: str, value: Any, *, minimum: int | None = None, optional: bool = False) -> int | None:
-    if value is None and optional:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise _fail(f"{name} must be an integer, got {value!r}")
-    try:
-        f = float(value)
-    except ValueError:
-        raise _fail(f"{name} must be an integer, got {value!r}") from None
-    if not f.is_integer():
-        raise _fail(f"{name} must be an integer, got {value!r}")
-    v = int(f)
-    if minimum is not None and v < minimum:
-        raise _fail(f"{name} must be >= {minimum}, got {v}")
-    return v
-
-
-def _float(
-    name: str,
-    value: Any,
-    *,
-    low: float | None = None,
-    high: float | None = None,
-    low_open: bool = False,
-    high_open: bool = False,
-    optional: bool = False,
-) -> float | None:
-    if value is None and optional:
-        return None
-    if isinstance(value, bool):
-        raise _fail(f"{name} must be a number, got {value!r}")
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise _fail(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(v):
-        raise _fail(f"{name} must be finite, got {value!r}")
-    if low is not None and (v < low or (low_open and v == low)):
-        raise _fail(f"{name} must be {'>' if low_open else '>='} {low:g}, got {v:g}")
-    if high is not None and (v > high or (high_open and v == high)):
-        raise _fail(f"{name} must be {'<' if high_open else '<='} {high:g}, got {v:g}")
-    return v
-
-
-def _choice(name: str, value: Any, choices: tuple) -> Any:
-    if value not in choices:
-        raise _fail(f"unknown {name} {value!r}; valid: {', '.join(str(c) for c in choices)}")
-    return value
-
-
-def _tristate(name: str, value: Any) -> bool | str:
-    """True, False or 'auto' (decided per device when training starts)."""
-    if value is None or value == AUTO:
-        return AUTO
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("on", "true", "yes", "1", "off", "false", "no", "0"):
-        return value.lower() in ("on", "true", "yes", "1")
-    raise _fail(f"{name} must be true, false or 'auto', got {value!r}")
-
-
-def _kwargs(name: str, value: Any) -> dict:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise _fail(f"{name} must be a table of name = value pairs, got {value!r}")
-    return {str(k): v for k, v in value.items()}
+def register_train_check(check: Callable[[TrainSpec], None]) -> Callable[[TrainSpec], None]:
+    """``check(spec)`` runs on every TrainSpec built from now on and raises RobustError
+    for what it refuses."""
+    if check not in _TRAIN_CHECKS:
+        _TRAIN_CHECKS.append(check)
+    return check
 
 
 def _set(obj: Any, name: str, value: Any) -> None:
@@ -123,8 +62,13 @@ def _from_dict(cls, d: Mapping | None, what: str):
     names = {f.name for f in fields(cls)}
     unknown = sorted(set(d) - names)
     if unknown:
-        raise _fail(f"unknown {what} option(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}")
+        raise RobustError(f"unknown {what} option(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}")
     return cls(**d)
+
+
+def _name(key: Key, value: Any, example: str) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueProblem(key, f"must be a name such as {example}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -143,21 +87,20 @@ class DataSpec:
     augment: str | None = None
     split_seed: int = 0
 
+    KEY: ClassVar[Key] = ("data",)  # key paths of its errors: data.subset, ...
+
     def __post_init__(self) -> None:
-        if not isinstance(self.dataset, str) or not self.dataset.strip():
-            raise _fail(f"dataset must be a name such as cifar10, got {self.dataset!r}")
+        k = self.KEY
+        _name(k + ("dataset",), self.dataset, "cifar10")
         _set(self, "data_root", None if self.data_root is None else str(self.data_root))
-        _set(self, "image_size", _int("--image-size", self.image_size, minimum=1, optional=True))
-        _set(self, "subset", _int("--subset", self.subset, minimum=1, optional=True))
+        _set(self, "image_size", integer(k + ("image_size",), self.image_size, minimum=1, optional=True))
+        _set(self, "subset", integer(k + ("subset",), self.subset, minimum=1, optional=True))
         # a validation split is required: best.pth is chosen on it, never on test
-        _set(
-            self,
-            "val_fraction",
-            _float("--val-fraction", self.val_fraction, low=0.0, high=1.0, low_open=True, high_open=True),
-        )
+        val = number(k + ("val_fraction",), self.val_fraction, low=0.0, high=1.0, low_open=True, high_open=True)
+        _set(self, "val_fraction", val)
         if self.augment is not None and not isinstance(self.augment, str):
-            raise _fail(f"--augment must be a policy name, got {self.augment!r}")
-        _set(self, "split_seed", _int("--split-seed", self.split_seed, minimum=0))
+            raise ValueProblem(k + ("augment",), f"must be a policy name, got {self.augment!r}")
+        _set(self, "split_seed", integer(k + ("split_seed",), self.split_seed, minimum=0))
 
     @classmethod
     def from_dict(cls, d: Mapping | None) -> DataSpec:
@@ -177,12 +120,14 @@ class ModelSpec:
     kwargs: dict = field(default_factory=dict)
     normalize: str = "seed"
 
+    KEY: ClassVar[Key] = ("model",)  # key paths of its errors: model.kwargs, ...
+
     def __post_init__(self) -> None:
-        if not isinstance(self.arch, str) or not self.arch.strip():
-            raise _fail(f"model must be a name such as cnn, got {self.arch!r}")
-        _set(self, "kwargs", _kwargs("model kwargs", self.kwargs))
+        k = self.KEY
+        _name(k + ("arch",), self.arch, "cnn")
+        _set(self, "kwargs", {str(n): v for n, v in table(k + ("kwargs",), self.kwargs, optional=True).items()})
         if not isinstance(self.normalize, str):
-            raise _fail(f"--normalize must be seed, dataset or none, got {self.normalize!r}")
+            raise ValueProblem(k + ("normalize",), f"must be seed, dataset or none, got {self.normalize!r}")
 
     @classmethod
     def from_dict(cls, d: Mapping | None) -> ModelSpec:
@@ -238,57 +183,63 @@ class TrainSpec:
     attack_precision: str = "fp32"
     sync_bn: bool = False
 
+    KEY: ClassVar[Key] = ("train",)  # key paths of its errors: train.lr, train.adv_kwargs.eps, ...
+
     def __post_init__(self) -> None:
         if isinstance(self.data, Mapping):
             _set(self, "data", DataSpec.from_dict(self.data))
         if isinstance(self.model, Mapping):
             _set(self, "model", ModelSpec.from_dict(self.model))
         if not isinstance(self.data, DataSpec) or not isinstance(self.model, ModelSpec):
-            raise _fail("data and model must be DataSpec and ModelSpec (or tables in TOML)")
-        _set(self, "method_kwargs", _kwargs("method kwargs", self.method_kwargs))
-        _set(self, "adv_kwargs", _kwargs("adversarial kwargs", self.adv_kwargs))
-        _set(self, "epochs", _int("--epochs", self.epochs, minimum=1))
-        _set(self, "batch_size", _int("--batch-size", self.batch_size, minimum=1))
-        _choice("optimizer", self.optimizer, OPTIMIZERS)
-        _set(self, "lr", _float("--lr", self.lr, low=0.0, low_open=True))
-        _set(self, "momentum", _float("--momentum", self.momentum, low=0.0, high=1.0, high_open=True))
-        if not isinstance(self.nesterov, bool):
-            raise _fail(f"nesterov must be true or false, got {self.nesterov!r}")
+            raise RobustError("data and model must be DataSpec and ModelSpec (or tables in TOML)")
+        k = self.KEY
+        for name in ("method_kwargs", "adv_kwargs"):
+            _set(self, name, {str(n): v for n, v in table(k + (name,), getattr(self, name), optional=True).items()})
+        _set(self, "epochs", integer(k + ("epochs",), self.epochs, minimum=1))
+        _set(self, "batch_size", integer(k + ("batch_size",), self.batch_size, minimum=1))
+        choice(k + ("optimizer",), self.optimizer, OPTIMIZERS)
+        _set(self, "lr", number(k + ("lr",), self.lr, low=0.0, low_open=True))
+        _set(self, "momentum", number(k + ("momentum",), self.momentum, low=0.0, high=1.0, high_open=True))
+        boolean(k + ("nesterov",), self.nesterov)
         if self.nesterov and self.optimizer == "sgd" and self.momentum == 0:
-            raise _fail("--nesterov needs --momentum > 0; pass --no-nesterov or a momentum such as 0.9")
-        _set(self, "weight_decay", _float("--weight-decay", self.weight_decay, low=0.0))
-        _choice("schedule", self.schedule, SCHEDULES)
-        _set(self, "warmup_epochs", _float("--warmup", self.warmup_epochs, low=0.0))
+            raise ValueProblem(
+                k + ("nesterov",), "needs train.momentum > 0; set nesterov false or a momentum such as 0.9"
+            )
+        _set(self, "weight_decay", number(k + ("weight_decay",), self.weight_decay, low=0.0))
+        choice(k + ("schedule",), self.schedule, SCHEDULES)
+        _set(self, "warmup_epochs", number(k + ("warmup_epochs",), self.warmup_epochs, low=0.0))
         if self.warmup_epochs >= self.epochs:
-            raise _fail(f"--warmup ({self.warmup_epochs:g} epochs) must be shorter than --epochs ({self.epochs})")
-        _set(self, "grad_clip", _float("--grad-clip", self.grad_clip, low=0.0, low_open=True, optional=True))
-        _set(self, "patience", _int("--patience", self.patience, minimum=1, optional=True))
-        _set(self, "amp", _tristate("--amp", self.amp))
-        _set(self, "channels_last", _tristate("--channels-last", self.channels_last))
-        _set(self, "seed", _int("--seed", self.seed, minimum=0))
+            raise ValueProblem(
+                k + ("warmup_epochs",),
+                f"{self.warmup_epochs:g} epochs must be shorter than train.epochs ({self.epochs})",
+            )
+        clip = number(k + ("grad_clip",), self.grad_clip, low=0.0, low_open=True, optional=True)
+        _set(self, "grad_clip", clip)
+        _set(self, "patience", integer(k + ("patience",), self.patience, minimum=1, optional=True))
+        _set(self, "amp", tristate(k + ("amp",), self.amp))
+        _set(self, "channels_last", tristate(k + ("channels_last",), self.channels_last))
+        _set(self, "seed", integer(k + ("seed",), self.seed, minimum=0))
         if not isinstance(self.device, str):
-            raise _fail(f"device must be auto, cpu, cuda or mps, got {self.device!r}")
+            raise ValueProblem(k + ("device",), f"must be auto, cpu, cuda or mps, got {self.device!r}")
         for name in ("out", "init"):
             v = getattr(self, name)
             _set(self, name, None if v is None else str(v))
         if not isinstance(self.selection, str) or not self.selection:
-            raise _fail(f"selection must be a validation column such as val_acc, got {self.selection!r}")
+            raise ValueProblem(
+                k + ("selection",), f"must be a validation column such as val_acc, got {self.selection!r}"
+            )
         if isinstance(self.compile, str) and self.compile.lower() in ("true", "false", "on", "off"):
             _set(self, "compile", self.compile.lower() in ("true", "on"))
         if not isinstance(self.compile, (bool, str)) or self.compile == "":
-            raise _fail(f"compile must be true, false or a torch.compile backend name, got {self.compile!r}")
-        _choice("attack precision", self.attack_precision, ATTACK_PRECISIONS)
-        if not isinstance(self.sync_bn, bool):
-            raise _fail(f"sync_bn must be true or false, got {self.sync_bn!r}")
-        self._check_methods()
-
-    def _check_methods(self) -> None:
-        # methods are cheap to build and own their option checks: fail at once on an
-        # unknown name or option, before any data is read (adversarial factories must
-        # stay cheap and side-effect free for this)
-        from .methods import build_method
-
-        build_method(self)
+            raise ValueProblem(
+                k + ("compile",), f"must be true, false or a torch.compile backend name, got {self.compile!r}"
+            )
+        choice(k + ("attack_precision",), self.attack_precision, ATTACK_PRECISIONS)
+        boolean(k + ("sync_bn",), self.sync_bn)
+        # the checks of the modules that own a part of the spec (methods: names and options),
+        # before any data is read
+        for check in _TRAIN_CHECKS:
+            check(self)
 
     # --- conversions -----------------------------------------------------------------
     @classmethod

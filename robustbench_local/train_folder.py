@@ -7,14 +7,19 @@ from __future__ import annotations
 import csv
 import io
 import os
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .checkpoint import read_checkpoint
 from .errors import RobustError
-from .fileio import to_jsonable, write_text
+from .fileio import to_jsonable, write_json, write_text
 from .lock import FolderLock
 from .specs import TrainSpec
+
+if TYPE_CHECKING:  # only for annotations: train_setup.py imports this module
+    from .train_setup import Run
 
 # options that may change when resuming: more epochs, another device, other patience;
 # compiling changes no number
@@ -114,3 +119,14 @@ def write_history(path: Path, history: list[dict]) -> None:
     for row in history:
         writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
     write_text(path, buf.getvalue())
+
+
+def start_folder(run: Run, say: Callable[[str], None]) -> None:
+    """As training starts (rank 0): removes what a first epoch that never finished left,
+    creates the folder and writes config.json; every later file is written atomically."""
+    if run.leftovers:
+        say(f"removing {', '.join(p.name for p in run.leftovers)} left by a first epoch that never finished")
+        for f in run.leftovers:
+            f.unlink(missing_ok=True)
+    run.out_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run.out_dir / "config.json", {"spec": run.spec.to_dict(), "resolved": run.resolved()})

@@ -5,13 +5,18 @@ display, and the one-line duration of a training run."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
 from .progress import ProgressDisplay
 from .runtime import is_interactive
-from .text import duration, pct, plural
+from .text import acc_text, duration, pct, plural
+
+if TYPE_CHECKING:  # only for annotations: train_setup.py imports the models and methods
+    from .train_setup import Run
 
 
 class Reporter:
@@ -116,4 +121,29 @@ def duration_text(seconds: dict | None, epochs: int) -> str:
     return (
         f"{duration(train + val)} over {plural(epochs, 'epoch')} "
         f"(train {train / epochs:.1f} s + val {val / epochs:.1f} s per epoch)"
+    )
+
+
+def summary_rows(
+    run: Run,
+    history: list[dict],
+    best: dict,
+    metrics: dict,
+    test_n: int,
+    seconds: dict,
+    record_path: Path | None,
+    stopped: str | None,
+) -> list[tuple[str, str]]:
+    """The rows of fit()'s closing summary: best epoch, val and test accuracy, time and files."""
+    return (
+        [
+            ("best epoch", f"{best['epoch']} of {len(history)} (by {run.selection.metric} on validation)"),
+            ("val acc", acc_text(metrics["val_acc"], metrics["val_n"], metrics["val_ci95"])),
+            ("test acc", acc_text(metrics["test_acc"], test_n, metrics["test_ci95"]) + " (best.pth, reported only)"),
+            ("time", duration_text(seconds, len(history))),
+            ("best.pth", str(run.best_path)),
+            ("last.pth", str(run.last_path)),
+        ]
+        + ([("record", str(record_path))] if record_path else [])
+        + ([("stopped", stopped)] if stopped else [])
     )

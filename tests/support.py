@@ -1,5 +1,6 @@
-"""Shared, cached test assets: real CIFAR-10 subsets and a small model trained once
-per test session (a few seconds on 2 CPU cores)."""
+"""Shared, cached test assets: real CIFAR-10 subsets and small models, each trained
+once per test session (a few seconds on 2 CPU cores). conftest.py wraps the common
+ones as fixtures."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ import torch.nn.functional as F
 
 @cache
 def cifar10():
+    """All of CIFAR-10 from the offline copy (never downloaded); conftest's ``cifar10``
+    fixture is this same object."""
     from robustbench_local.data import load_dataset
 
-    return load_dataset("cifar10")
+    return load_dataset("cifar10", download=False)
 
 
 @cache

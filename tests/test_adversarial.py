@@ -411,23 +411,23 @@ def test_guard_stops_with_early_stop_and_logs_without(caplog):
 @pytest.mark.parametrize(
     "adv, kwargs, message",
     [
-        ("pgd", {"k": 0}, "--k must be >= 1, got 0"),
-        ("pgd", {"eps": 0}, "--eps must be > 0"),
-        ("pgd", {"eps": -0.1}, "--eps must be > 0"),
-        ("trades", {"beta": -1}, "--beta must be >= 0"),
+        ("pgd", {"k": 0}, "train.adv_kwargs.k: must be >= 1, got 0"),
+        ("pgd", {"eps": 0}, "train.adv_kwargs.eps: must be > 0"),
+        ("pgd", {"eps": -0.1}, "train.adv_kwargs.eps: must be > 0"),
+        ("trades", {"beta": -1}, "train.adv_kwargs.beta: must be >= 0"),
         ("pgd", {"eps": 2.0}, "holds every image"),  # 1.0 pixel with std 0.5
         ("pgd", {"eps": 1.0, "eps_space": "pixel"}, "holds every image"),
-        ("pgd", {"eta": 0}, "--eta must be > 0"),
-        ("pgd", {"adv_weight": 1.5}, "--adv-weight must be <= 1"),
-        ("pgd", {"norm": "l1"}, "adversarial training supports --norm linf and l2, not l1"),
-        ("pgd", {"norm": "l0"}, "unknown --norm 'l0'"),
-        ("pgd", {"eps": "8/x"}, "--eps '8/x' is not a number"),
-        ("pgd", {"attack_bn": "frozen"}, "unknown --attack-bn"),
+        ("pgd", {"eta": 0}, "train.adv_kwargs.eta: must be > 0"),
+        ("pgd", {"adv_weight": 1.5}, "train.adv_kwargs.adv_weight: must be <= 1"),
+        ("pgd", {"norm": "l1"}, "train.adv_kwargs.norm: adversarial training supports linf and l2, not l1"),
+        ("pgd", {"norm": "l0"}, "train.adv_kwargs.norm: unknown value 'l0'"),
+        ("pgd", {"eps": "8/x"}, "train.adv_kwargs.eps: '8/x' is not a number"),
+        ("pgd", {"attack_bn": "frozen"}, "train.adv_kwargs.attack_bn: unknown value"),
         ("pgd", {"beta": 6}, "adversarial method 'pgd' does not take beta"),
-        ("fgsm-rs", {"k": 3}, "--adv fgsm-rs does not take --k"),
+        ("fgsm-rs", {"k": 3}, "train.adv_kwargs.k: not taken by adversarial method 'fgsm-rs'"),
         ("trades", {"random_start": False}, "needs its random start"),
-        ("pgd", {"eps_warmup": 11}, "--eps-warmup (11 epochs) must be at most --epochs (10)"),
-        ("pgd", {"val_n": 0}, "--val-robust-n must be >= 1"),
+        ("pgd", {"eps_warmup": 11}, "train.adv_kwargs.eps_warmup: 11 epochs must be at most train.epochs (10)"),
+        ("pgd", {"val_n": 0}, "train.adv_kwargs.val_n: must be >= 1"),
     ],
 )
 def test_bad_options_fail_with_one_line(adv, kwargs, message):
@@ -544,16 +544,16 @@ def test_cli_adversarial_run_and_record(tree, tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--adv", "pgd", "--k", "0"], "--k must be >= 1, got 0"),
-        (["--adv", "pgd", "--eps", "0"], "--eps must be > 0"),
-        (["--adv", "trades", "--beta", "-1"], "--beta must be >= 0"),
+        (["--adv", "pgd", "--k", "0"], "--k: must be >= 1, got 0"),
+        (["--adv", "pgd", "--eps", "0"], "--eps: must be > 0"),
+        (["--adv", "trades", "--beta", "-1"], "--beta: must be >= 0"),
         (["--adv", "pgd", "--eps", "2"], "holds every image"),
         (["--adv", "pgd", "--eps", "1", "--eps-space", "pixel"], "holds every image"),
-        (["--adv", "fgsm-rs", "--k", "3"], "--adv fgsm-rs does not take --k"),
+        (["--adv", "fgsm-rs", "--k", "3"], "--k: not taken by adversarial method 'fgsm-rs'"),
         (["--adv", "pgd", "--beta", "1"], "adversarial method 'pgd' does not take beta"),
-        (["--eps", "0.03"], "need an adversarial method; pass --adv"),
+        (["--eps", "0.03"], "need an adversarial method; set --adv"),
         (["--adv", "madry"], "unknown adversarial method 'madry'; valid adversarial methods: fgsm-rs, free, none, pgd"),
-        (["--adv", "pgd", "--eps-warmup", "3"], "--eps-warmup (3 epochs) must be at most --epochs (1)"),
+        (["--adv", "pgd", "--eps-warmup", "3"], "--eps-warmup: 3 epochs must be at most --epochs (1)"),
     ],
 )
 def test_cli_bad_adversarial_options_fail_cleanly(args, message, tmp_path):
@@ -693,14 +693,14 @@ def test_free_at_trains_replays_steps_per_batch_and_gains_robustness(tmp_path, c
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"k": 3}, "--adv free does not take --k"),
-        ({"attack_bn": "eval"}, "--adv free does not take --attack-bn"),
-        ({"replays": 0}, "--replays must be >= 1, got 0"),
+        ({"k": 3}, "train.adv_kwargs.k: not taken by adversarial method 'free'"),
+        ({"attack_bn": "eval"}, "train.adv_kwargs.attack_bn: not taken by adversarial method 'free'"),
+        ({"replays": 0}, "train.adv_kwargs.replays: must be >= 1, got 0"),
     ],
 )
 def test_free_options_fail_with_one_line(kwargs, message):
     with pytest.raises(RobustError) as err:
         TrainSpec(adv="free", adv_kwargs=kwargs)
     assert message in str(err.value) and "\n" not in str(err.value)
-    with pytest.raises(RobustError, match="does not combine with --method mixup"):
+    with pytest.raises(RobustError, match="train.method: adversarial method 'free' does not combine with mixup"):
         TrainSpec(adv="free", method="mixup")

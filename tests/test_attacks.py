@@ -3,18 +3,13 @@
 import pytest
 import torch
 import torch.nn as nn
-from support import correct_points, eval_points, trained_cnn
+from support import correct_points, eval_points
 
 from robustbench_local.attacks import AttackSpec, fgsm, pgd
 from robustbench_local.attacks import names as attack_names
 from robustbench_local.threat import Ball, ThreatModel
 
 EPS = 0.0313  # normalized, the seeds' convention (0.01565 in pixels)
-
-
-@pytest.fixture(scope="module")
-def model():
-    return trained_cnn()[0]
 
 
 def acc_under(model, x, y, attack=None):

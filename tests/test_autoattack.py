@@ -11,7 +11,6 @@ from click.testing import CliRunner
 from support import correct_points, trained_cnn
 
 from robustbench_local.attacks import ATTACKS, AttackSpec, autoattack, fgsm, pgd
-from robustbench_local.checkpoint import save_checkpoint
 from robustbench_local.cli import main
 from robustbench_local.errors import RobustError
 from robustbench_local.threat import Ball, ThreatModel
@@ -25,11 +24,6 @@ EPS_DEFAULT_PX = 0.0313 * 0.5  # --eps 0.0313 normalized, std 0.5
 @pytest.fixture(scope="module")
 def model_meta():
     return trained_cnn(epochs=2, n_train=2000)
-
-
-@pytest.fixture(scope="module")
-def ckpt(model_meta, tmp_path_factory):
-    return save_checkpoint(tmp_path_factory.mktemp("aa") / "best.pth", *model_meta)
 
 
 def eval_aa(ckpt, out, *args):

@@ -27,11 +27,6 @@ from robustbench_local.data import DatasetBundle  # noqa: E402
 from robustbench_local.errors import RobustError  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    return save_checkpoint(tmp_path_factory.mktemp("corr") / "best.pth", *trained_cnn(epochs=2, n_train=2000))
-
-
 def small_bundle(n: int = 24, first: bool = False) -> DatasetBundle:
     """The test split cut to n images: the first n (test positions 0..n-1, all of one class
     in the JPEG tree's order) or a seeded choice of every class."""
@@ -154,8 +149,7 @@ def test_corruption_record_holds_every_cell_and_the_summaries(tmp_path):
     assert rec["corruptions"]["source"] == "generated" and rec["data"]["n"] == 48
 
 
-def test_robust_eval_corruptions_through_the_cli(ckpt, tmp_path, monkeypatch):
-    monkeypatch.setenv("ROBUST_CACHE", str(tmp_path / "cache"))
+def test_robust_eval_corruptions_through_the_cli(ckpt, tmp_path):
     res = CliRunner().invoke(
         main,
         [
@@ -205,14 +199,13 @@ def test_robust_eval_corruptions_through_the_cli(ckpt, tmp_path, monkeypatch):
     assert not (tmp_path / "res3").exists()
 
 
-def test_a_degenerate_model_is_named_in_the_record_and_the_output(tmp_path, monkeypatch):
+def test_a_degenerate_model_is_named_in_the_record_and_the_output(tmp_path):
     model, meta = trained_cnn(epochs=1, n_train=256)
     last = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
     with torch.no_grad():  # every input goes to class 3
         last.weight.zero_()
         last.bias.copy_(torch.nn.functional.one_hot(torch.tensor(3), 10).float())
     path = save_checkpoint(tmp_path / "one-class.pth", model, meta)
-    monkeypatch.setenv("ROBUST_CACHE", str(tmp_path / "cache"))
     res = CliRunner().invoke(
         main,
         ["eval", "--corruptions", "fog", "--severity", "1", "--n", "40", "--results", str(tmp_path / "res"), str(path)],

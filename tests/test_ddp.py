@@ -130,8 +130,9 @@ def _worker(out: Path) -> None:
 
 # ----------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
-def ddp(tmp_path_factory):
-    """The torchrun launch: 2 processes on the CPU; returns (folder, combined stdout)."""
+def ddp(tmp_path_factory, cifar10):
+    """The torchrun launch: 2 processes on the CPU; returns (folder, combined stdout).
+    CIFAR-10 is decoded into the session's cache first, so the two ranks only read it."""
     out = tmp_path_factory.mktemp("ddp")
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO / "tests"))
     cmd = [

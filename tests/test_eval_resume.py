@@ -6,21 +6,15 @@ import importlib
 
 import pytest
 import torch
-from support import cifar10, trained_cnn
+from support import cifar10
 
 from robustbench_local.attacks import AttackSpec
-from robustbench_local.checkpoint import save_checkpoint
 from robustbench_local.evaluation import evaluate
 from robustbench_local.partial import PartialRun
 from robustbench_local.threat import ThreatModel
 
 N, BATCH = 40, 10
 THREAT = ThreatModel("linf", 0.0313, 0.0313 / 4)
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    return save_checkpoint(tmp_path_factory.mktemp("resume") / "best.pth", *trained_cnn(epochs=2, n_train=2000))
 
 
 def run(ckpt, attack, resume_dir=None):

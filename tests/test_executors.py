@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-from support import TINY_EXPERIMENT, image_tree
+from support import TINY_EXPERIMENT
 
 from robustbench_local.checkpoint import read_checkpoint
 from robustbench_local.cli import main
@@ -59,11 +59,6 @@ seed = 1
 # run-to-run differences that are no result: when and how fast, and the checkpoint's hash (its metadata holds
 # its own timings; the weights are compared separately)
 VOLATILE = {"created", "environment", "minutes", "images_per_s"}  # and *seconds, *sha256
-
-
-@pytest.fixture(scope="module")
-def tree(tmp_path_factory, cifar10) -> str:
-    return image_tree(tmp_path_factory.mktemp("cifar-tiny"), cifar10, 40, 20)
 
 
 def write_study(folder: Path, tree: str, cells: str, extra: str = "") -> Path:

@@ -265,5 +265,5 @@ def test_compile_backend_names_are_checked():
     assert resolve_compile(False) is None and resolve_compile(True) == "inductor"
     with pytest.raises(RobustError, match="unknown torch.compile backend 'nope'"):
         resolve_compile("nope")
-    with pytest.raises(RobustError, match="attack precision"):
+    with pytest.raises(RobustError, match="train.attack_precision: unknown value .fp8."):
         TrainSpec(attack_precision="fp8")

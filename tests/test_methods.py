@@ -167,9 +167,9 @@ def test_bad_method_inputs_are_one_line_errors():
     with pytest.raises(RobustError, match="method 'ova' does not take alpha"):
         make_base_method("ova", {"alpha": 1.0})
     for name, kwargs, text in [
-        ("mixup", {"alpha": 0}, "--alpha"),
-        ("cutmix", {"cutmix_prob": 1.5}, "--cutmix-prob"),
-        ("standard", {"label_smoothing": 1.0}, "--label-smoothing"),
+        ("mixup", {"alpha": 0}, "train.method_kwargs.alpha: must be > 0"),
+        ("cutmix", {"cutmix_prob": 1.5}, "train.method_kwargs.cutmix_prob: must be <= 1"),
+        ("standard", {"label_smoothing": 1.0}, "train.method_kwargs.label_smoothing: must be < 1"),
     ]:
         with pytest.raises(RobustError, match=text):
             make_base_method(name, kwargs)

@@ -4,7 +4,7 @@ agreement with the independent implementations (torchattacks, pyautoattack)."""
 
 import pytest
 import torch
-from support import eval_points, trained_cnn
+from support import eval_points
 
 from robustbench_local.attacks.cw import cw
 from robustbench_local.attacks.deepfool import deepfool
@@ -24,11 +24,6 @@ RUNS = {  # name -> (attack, norm, pixel eps, options)
     "fab-l1": (fab_t, "l1", 4.0, FAB_OPTS),
 }
 P = {"linf": float("inf"), "l2": 2, "l1": 1}
-
-
-@pytest.fixture(scope="module")
-def model():
-    return trained_cnn()[0]
 
 
 @pytest.fixture(scope="module")

@@ -587,7 +587,7 @@ def test_fast_net_tta_averages_mirrored_and_shifted_views(images):
         assert not torch.allclose(shift(x), mirrored)
     shift.train()  # training steps see one view
     torch.testing.assert_close(shift(x), plain.train()(x))
-    with pytest.raises(RobustError, match="tta must be one of"):
+    with pytest.raises(RobustError, match="model.kwargs.tta: must be one of"):
         make("fast", tta="crops")
 
 
@@ -611,7 +611,7 @@ def test_fast_net_optimizer_groups_scale_the_shifts_learning_rate():
     cnn = make("cnn", maps="4,4")
     (only,) = param_groups(cnn, spec)  # no hook: one group of every parameter, the run's lr and decay
     assert [id(p) for p in only["params"]] == [id(p) for p in cnn.parameters()] and set(only) == {"params"}
-    with pytest.raises(RobustError, match="bias_lr_scale must be > 0"):
+    with pytest.raises(RobustError, match="model.kwargs.bias_lr_scale: must be > 0"):
         make("fast", bias_lr_scale="0")
 
 

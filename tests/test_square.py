@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from support import eval_points, trained_cnn
+from support import eval_points
 from torch import nn
 
 from robustbench_local.attacks.base import make_ball
@@ -20,11 +20,6 @@ from robustbench_local.threat import ThreatModel
 # (norm, eps) per eps space: the seeds' normalized radii and the field's pixel ones
 RADII = {"normalized": {"linf": 0.0313, "l2": 0.5}, "pixel": {"linf": 8 / 255, "l2": 0.5}}
 REF_QUERIES = 100  # enough to break about a third of the points at 8/255, in a few seconds per run
-
-
-@pytest.fixture(scope="module")
-def model():
-    return trained_cnn()[0]
 
 
 def _predict(model, x):

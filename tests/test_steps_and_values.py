@@ -255,7 +255,7 @@ def test_python_api_derives_per_attack_and_reads_old_records():
         (["visualize", "--eps", "inf", "CKPT"], "finite"),
         (["visualize", "--amplify", "nan", "CKPT"], "finite"),
         (["analyze", "--attack", "pgd", "--eta", "nan", "CKPT"], "finite"),
-        (["train", "--lr", "inf", "--epochs", "1"], "lr must be finite"),
+        (["train", "--lr", "inf", "--epochs", "1"], "--lr: must be finite"),
         (["train", "--adv", "pgd", "--eps", "nan", "--epochs", "1"], "finite"),
         (["train", "--adv", "pgd", "--val-robust-eta", "inf", "--epochs", "1"], "finite"),
     ],

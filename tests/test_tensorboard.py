@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from support import TINY_EXPERIMENT, image_tree
+from support import TINY_EXPERIMENT
 
 from robustbench_local.cli import main
 from robustbench_local.errors import RobustError
@@ -30,11 +30,6 @@ TRAIN_TAGS = {
     "lr": "lr",
     "throughput/images_per_s": "images_per_s",
 }
-
-
-@pytest.fixture(scope="module")
-def tree(tmp_path_factory, cifar10) -> str:
-    return image_tree(tmp_path_factory.mktemp("cifar-tiny"), cifar10, 40, 20)
 
 
 def scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:

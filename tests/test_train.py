@@ -274,14 +274,14 @@ def test_spec_checks_and_round_trip():
     assert spec.run_name() == "fashion-mnist-vgg-cutmix-s0"
     assert TrainSpec(data=DataSpec(dataset="imagefolder:/x/animals.tar.gz")).run_name() == "animals-cnn-standard-s0"
     for bad, text in [
-        ({"epochs": 0}, "--epochs must be >= 1"),
-        ({"lr": 0}, "--lr must be > 0"),
-        ({"batch_size": -1}, "--batch-size"),
-        ({"schedule": "linear"}, "unknown schedule"),
-        ({"optimizer": "lion"}, "unknown optimizer"),
-        ({"warmup_epochs": 10}, "shorter than --epochs"),
-        ({"data": {"subset": 0}}, "--subset must be >= 1"),
-        ({"data": {"val_fraction": 0}}, "--val-fraction"),
+        ({"epochs": 0}, "train.epochs: must be >= 1"),
+        ({"lr": 0}, "train.lr: must be > 0"),
+        ({"batch_size": -1}, "train.batch_size"),
+        ({"schedule": "linear"}, "train.schedule: unknown value"),
+        ({"optimizer": "lion"}, "train.optimizer: unknown value"),
+        ({"warmup_epochs": 10}, "shorter than train.epochs"),
+        ({"data": {"subset": 0}}, "data.subset: must be >= 1"),
+        ({"data": {"val_fraction": 0}}, "data.val_fraction"),
         ({"lrr": 1}, "unknown train option"),
         ({"epochs": 2.5}, "integer"),
         ({"method": "mixup", "method_kwargs": {"beta": 1}}, "does not take beta"),
@@ -379,7 +379,7 @@ def test_cli_subprocess(tree, tmp_path):
     p = subprocess.run(
         cmd[:6] + ["--epochs", "0", "--out", "bad"], cwd=tmp_path, capture_output=True, text=True, timeout=600
     )
-    assert p.returncode == 2 and p.stderr.strip() == "error: --epochs must be >= 1, got 0"
+    assert p.returncode == 2 and p.stderr.strip() == "error: --epochs: must be >= 1, got 0"
     assert "Traceback" not in p.stderr and not (tmp_path / "bad").exists()
 
 
@@ -389,8 +389,8 @@ def test_cli_subprocess(tree, tmp_path):
         (["--model", "nope"], "unknown model 'nope'; valid models: "),
         (["--method", "nope"], "unknown method 'nope'; valid methods: cutmix, mixup, ova, standard"),
         (["--dataset", "nope"], "unknown dataset 'nope'; valid datasets: "),
-        (["--epochs", "0"], "--epochs must be >= 1"),
-        (["--lr", "0"], "--lr must be > 0"),
+        (["--epochs", "0"], "--epochs: must be >= 1"),
+        (["--lr", "0"], "--lr: must be > 0"),
         (["--subset", "1000000"], "subset of 1000000 asked for, but the train split has only"),
         (["--method", "ova", "--alpha", "1"], "method 'ova' does not take alpha"),
         (["--maps", "8,x"], "maps"),

@@ -1,6 +1,7 @@
 """The `robust` command group. Each command lives in its own module under cli/ and
 only parses options into specs and calls one library function; nothing imports
-the CLI. Library errors (RobustError) become one line on stderr and exit code 2."""
+the CLI. Library errors (RobustError) become one line on stderr and exit code 2; a
+bad value's key path (train.lr) is shown as the command's flag (--lr, flags.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 import click
 
 from ..errors import RobustError
+from .flags import for_command
 
 # command name -> module under cli/ that defines a click command called `command`
 COMMANDS = {
@@ -52,8 +54,8 @@ class RobustGroup(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except RobustError as e:
-            click.echo(f"error: {e}", err=True)
+        except RobustError as e:  # a bad value names the command's flag for its key (flags.py)
+            click.echo(f"error: {for_command(ctx.invoked_subcommand, e)}", err=True)
             sys.exit(2)
         except OSError as e:  # last resort (full disk, revoked permission): commands name their outputs first
             where = f" {e.filename}" if e.filename else ""

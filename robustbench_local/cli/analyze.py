@@ -8,8 +8,17 @@ from pathlib import Path
 import click
 
 from ..errors import RobustError
-from .common import device_options
+from .common import (
+    DEFAULT_OUT_HELP,
+    batch_size_option,
+    data_root_option,
+    n_option,
+    out_option,
+    results_option,
+    split_option,
+)
 from .model_source import foreign_model_options, one_model
+from .runtime_options import device_options
 from .suite import build_specs, suite_options
 from .tables import console
 
@@ -32,30 +41,13 @@ def _clean_by_default(cmd: click.Command) -> click.Command:
 @click.argument("checkpoint", required=False, type=click.Path(dir_okay=False))
 @suite_options
 @foreign_model_options
-@click.option(
-    "--n",
-    type=int,
-    default=None,
-    help="Analyze n test points (the first n of a permutation seeded by --seed) [default: the whole split].",
+@n_option(None, "Analyze n test points (the first n of a permutation seeded by --seed) [default: the whole split].")
+@split_option("Split to analyze.")
+@out_option(
+    "Folder for the files [default: RESULTS/analysis/<run>/]; names start with 'clean-' or the "
+    "attack label and eps, e.g. PGD-10-eps0.0313-."
 )
-@click.option(
-    "--split", type=click.Choice(["test", "val"]), default="test", show_default=True, help="Split to analyze."
-)
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Folder for the files [default: RESULTS/analysis/<run>/]; names start with 'clean-' or the "
-    "attack label and eps, e.g. PGD-10-eps0.0313-.",
-)
-@click.option(
-    "--results",
-    "results_dir",
-    type=click.Path(file_okay=False),
-    default="results",
-    show_default=True,
-    help="Results folder for the default --out.",
-)
+@results_option(DEFAULT_OUT_HELP)
 @click.option(
     "--gradcam",
     "gradcam_layer",
@@ -65,8 +57,8 @@ def _clean_by_default(cmd: click.Command) -> click.Command:
     "the last feature map) for the first --gradcam-n points, clean and adversarial.",
 )
 @click.option("--gradcam-n", type=int, default=8, show_default=True, help="Points shown in the GradCAM figure.")
-@click.option("--batch-size", type=int, default=256, show_default=True, help="Points predicted or attacked at once.")
-@click.option("--data-root", type=click.Path(file_okay=False), default=None, help="Folder searched first for the data.")
+@batch_size_option("Points predicted or attacked at once.")
+@data_root_option(search_path=False)
 @device_options
 def command(
     checkpoint,

@@ -1,26 +1,17 @@
-"""Options shared by several commands, each with its unit and default in --help."""
+"""Options several commands take, each declared once. A flag that means the same
+in every command but reads differently there (what --batch-size counts, what
+--results receives) takes its help, and where needed its default, as an argument;
+its name, type and the way its default is shown stay the same everywhere.
+
+Only click is imported here, so commands that never touch torch (report) start
+quickly; the options whose choices come from torch-side modules live in
+runtime_options.py."""
 
 from __future__ import annotations
 
-import functools
-
 import click
 
-from ..runtime import DEVICES
-from ..threat import NORMS, SPACES, parse_number
-
-
-class Number(click.ParamType):
-    """A finite float that also accepts fractions such as 8/255. A bad value is a
-    RobustError, so it ends as one line (exit code 2) like every other bad input."""
-
-    name = "NUMBER"
-
-    def convert(self, value, param, ctx):
-        return parse_number(value, what=param.opts[0] if param else "value")
-
-
-NUMBER = Number()
+SPLITS = ("test", "val")
 
 
 def compose(*decorators):
@@ -32,22 +23,22 @@ def compose(*decorators):
     return apply
 
 
-def device_options(f):
-    return compose(
-        click.option(
-            "--device",
-            type=click.Choice(DEVICES),
-            default="auto",
-            show_default=True,
-            help="Where to compute: auto picks cuda, then mps, then cpu.",
-        ),
-        click.option(
-            "--seed", type=int, default=0, show_default=True, help="Random seed; saved in every checkpoint and record."
-        ),
-    )(f)
+def data_root_option(search_path: bool = True):
+    """--data-root; search_path: the help also names the folders searched after it."""
+    help_ = (
+        "Folder searched first for data; then $ROBUST_DATA, ./data, ../shared/data."
+        if search_path
+        else "Folder searched first for the data."
+    )
+    return click.option("--data-root", type=click.Path(file_okay=False), default=None, help=help_)
+
+
+def image_size_option(help_: str):
+    return click.option("--image-size", type=int, default=None, help=help_)
 
 
 def data_options(f):
+    """The data a model is trained on (robust train)."""
     return compose(
         click.option(
             "--dataset",
@@ -55,83 +46,51 @@ def data_options(f):
             show_default=True,
             help="cifar10, cifar100, fashion-mnist or imagefolder:PATH (a folder or tar/tar.gz).",
         ),
-        click.option(
-            "--data-root",
-            type=click.Path(file_okay=False),
-            default=None,
-            help="Folder searched first for data; then $ROBUST_DATA, ./data, ../shared/data.",
-        ),
-        click.option(
-            "--image-size",
-            type=int,
-            default=None,
-            help="Resize images to this side length in pixels (imagefolder datasets), e.g. 64.",
-        ),
+        data_root_option(),
+        image_size_option("Resize images to this side length in pixels (imagefolder datasets), e.g. 64."),
     )(f)
 
 
-ETA_HELP = (
-    "Attack step size in --eps-space units. Default: derived from eps at each radius, PGD 2.5*eps/k "
-    "(Madry et al. 2018; eps/4 at k 10), FGSM eps, R+FGSM 1.25*eps; AutoAttack adapts its own. "
-    "--eta 0.002 is the seeds' step (0.001 pixel with mean=std=0.5). A given eta is used at every radius; "
-    "PGD with k*eta < eps is flagged in the record."
-)
+def weights_option(help_: str):
+    return click.option("--weights", type=click.Path(dir_okay=False), default=None, help=help_)
 
 
-def threat_options(multi_eps: bool = False, eta_default: float | None = None):
-    """--norm/--eps/--eta/--eps-space. With multi_eps, --eps may repeat or be a
-    comma list, giving a sweep. eta_default None: each attack derives its step."""
-
-    def deco(f):
-        eps_help = (
-            "Attack radius in --eps-space units; 8/255 style fractions work. "
-            "Default 0.0313 normalized = 0.0157 pixel (about 4/255) for mean=std=0.5."
-        )
-        if multi_eps:
-            eps_opt = click.option(
-                "--eps",
-                "eps",
-                multiple=True,
-                default=("0.0313",),
-                show_default=True,
-                help=eps_help + " Repeat it or give a comma list for a sweep.",
-            )
-        else:
-            eps_opt = click.option("--eps", type=NUMBER, default=0.0313, show_default=True, help=eps_help)
-        return compose(
-            click.option(
-                "--norm",
-                type=click.Choice(NORMS),
-                default="linf",
-                show_default=True,
-                help="Threat-model norm; an attack that has no geometry for it refuses it in one line.",
-            ),
-            eps_opt,
-            click.option(
-                "--eta", type=NUMBER, default=eta_default, show_default=eta_default is not None, help=ETA_HELP
-            ),
-            click.option(
-                "--eps-space",
-                type=click.Choice(SPACES),
-                default="normalized",
-                show_default=True,
-                help="normalized: eps measured after the model's (x-mean)/std, the seeds' convention; "
-                "pixel: eps on [0,1] pixels, RobustBench's convention.",
-            ),
-        )(f)
-
-    return deco
+def model_option_option(dest: str, help_: str):
+    """--model-option KEY=VALUE, repeatable; parsed by model_source.parse_model_options."""
+    return click.option("--model-option", dest, multiple=True, metavar="KEY=VALUE", help=help_)
 
 
-def parse_eps_list(values) -> list[float]:
-    out: list[float] = []
-    for v in values:
-        for part in str(v).split(","):
-            if part.strip():
-                out.append(parse_number(part, "--eps"))
-    return out
+def n_option(default: int | None, help_: str):
+    return click.option("--n", type=int, default=default, show_default=default is not None, help=help_)
 
 
-def wraps_cli(f):
-    """Keep click's metadata when wrapping a command function."""
-    return functools.wraps(f)
+def split_option(help_: str):
+    return click.option("--split", type=click.Choice(SPLITS), default="test", show_default=True, help=help_)
+
+
+def batch_size_option(help_: str, default: int = 256):
+    return click.option("--batch-size", type=int, default=default, show_default=True, help=help_)
+
+
+DEFAULT_OUT_HELP = "Results folder for the default --out."
+
+
+def results_option(help_: str, dest: str = "results_dir"):
+    return click.option(
+        "--results", dest, type=click.Path(file_okay=False), default="results", show_default=True, help=help_
+    )
+
+
+def out_option(help_: str, folder: bool = True):
+    """--out: a folder, or (folder False) a file."""
+    kind = click.Path(file_okay=False) if folder else click.Path(dir_okay=False)
+    return click.option("--out", type=kind, default=None, help=help_)
+
+
+def tensorboard_option(help_: str):
+    return click.option("--tensorboard", type=click.Path(file_okay=False), default=None, metavar="DIR", help=help_)
+
+
+def channels_last_option(help_: str):
+    """Unset means auto: the runtime picks the layout for the device."""
+    return click.option("--channels-last/--no-channels-last", default=None, help=help_)

@@ -6,6 +6,8 @@ import json
 
 import click
 
+from .common import data_root_option, image_size_option
+
 
 def _classes_cell(classes: list[str], limit: int = 12) -> str:
     shown = ", ".join(classes[:limit])
@@ -13,24 +15,14 @@ def _classes_cell(classes: list[str], limit: int = 12) -> str:
 
 
 @click.command("data")
-@click.option(
-    "--data-root",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Folder searched first for data; then $ROBUST_DATA, ./data, ../shared/data.",
-)
+@data_root_option()
 @click.option(
     "--dataset",
     "datasets",
     multiple=True,
     help="Describe only this dataset (repeatable), e.g. imagefolder:PATH. Default: every built-in one.",
 )
-@click.option(
-    "--image-size",
-    type=int,
-    default=None,
-    help="Resize images to this side length in pixels (as for training), e.g. 64.",
-)
+@image_size_option("Resize images to this side length in pixels (as for training), e.g. 64.")
 @click.option("--json", "as_json", is_flag=True, help="Print the description as JSON instead of a table.")
 def command(data_root, datasets, image_size, as_json):
     """List each dataset: where it was found (or where it was looked for), the sizes of its

@@ -7,8 +7,17 @@ from pathlib import Path
 import click
 
 from ..errors import RobustError
-from .common import device_options
+from .common import (
+    batch_size_option,
+    channels_last_option,
+    data_root_option,
+    n_option,
+    results_option,
+    split_option,
+    tensorboard_option,
+)
 from .model_source import foreign_model_options, pop_request, split_positional
+from .runtime_options import device_options
 from .suite import build_specs, suite_options
 from .tables import console, print_corruption_table, print_eval_table
 
@@ -17,21 +26,9 @@ from .tables import console, print_corruption_table, print_eval_table
 @click.argument("checkpoints", nargs=-1, required=False, type=click.Path(dir_okay=False))
 @suite_options
 @foreign_model_options
-@click.option(
-    "--n",
-    type=int,
-    default=1000,
-    show_default=True,
-    help="Number of evaluation points: a fixed subset (seeded by --seed) of --split, recorded by its indices.",
-)
-@click.option(
-    "--split",
-    type=click.Choice(["test", "val"]),
-    default="test",
-    show_default=True,
-    help="Split the points come from (val: the checkpoint's own validation split).",
-)
-@click.option("--batch-size", type=int, default=256, show_default=True, help="Points attacked at once.")
+@n_option(1000, "Number of evaluation points: a fixed subset (seeded by --seed) of --split, recorded by its indices.")
+@split_option("Split the points come from (val: the checkpoint's own validation split).")
+@batch_size_option("Points attacked at once.")
 @click.option(
     "--cascade/--no-cascade",
     default=False,
@@ -80,29 +77,14 @@ from .tables import console, print_corruption_table, print_eval_table
     help="Save clean and adversarial examples, labels, predictions and split indices to this .pt file "
     "(one file per checkpoint: NAME.pt gets the checkpoint's run name appended when there are several).",
 )
-@click.option(
-    "--results",
-    "results_dir",
-    type=click.Path(file_okay=False),
-    default="results",
-    show_default=True,
-    help="Results folder; records go to DIR/records/.",
-)
+@results_option("Results folder; records go to DIR/records/.")
 @click.option("--record/--no-record", default=True, show_default=True, help="Append records to the results store.")
-@click.option(
-    "--tensorboard",
-    type=click.Path(file_okay=False),
-    default=None,
-    metavar="DIR",
-    help="Also write clean and robust accuracy as TensorBoard scalars to DIR (DIR/<run> for each of several "
-    "checkpoints), at the step of the checkpoint's epoch. Needs the tensorboard package.",
+@tensorboard_option(
+    "Also write clean and robust accuracy as TensorBoard scalars to DIR (DIR/<run> for each of several "
+    "checkpoints), at the step of the checkpoint's epoch. Needs the tensorboard package."
 )
-@click.option("--data-root", type=click.Path(file_okay=False), default=None, help="Folder searched first for the data.")
-@click.option(
-    "--channels-last/--no-channels-last",
-    default=None,
-    help="NHWC memory layout for the attacks. Default: on for CUDA and CPU (faster there), off on MPS.",
-)
+@data_root_option(search_path=False)
+@channels_last_option("NHWC memory layout for the attacks. Default: on for CUDA and CPU (faster there), off on MPS.")
 @click.option(
     "--corruptions",
     "corruptions",

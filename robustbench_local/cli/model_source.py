@@ -9,7 +9,7 @@ import click
 from ..errors import RobustError
 from ..foreign import RB_THREAT_MODELS, ModelRequest
 from ..foreign.normalization import CHOICES
-from .common import compose
+from .common import compose, image_size_option, model_option_option, weights_option
 
 FOREIGN_KEYS = (
     "arch",
@@ -37,20 +37,11 @@ def foreign_model_options(f):
             help="Architecture of a plain --weights file: a zoo model (see `robust models`), "
             "tv-NAME (any torchvision classifier) or timm-NAME (any timm model, `pip install timm`).",
         ),
-        click.option(
-            "--weights",
-            type=click.Path(dir_okay=False),
-            default=None,
-            help="A plain state_dict file (or one under 'state_dict', 'model', ...; DataParallel's "
-            "'module.' is stripped), read without running code; with --arch, --robustbench or --model-fn.",
+        weights_option(
+            "A plain state_dict file (or one under 'state_dict', 'model', ...; DataParallel's "
+            "'module.' is stripped), read without running code; with --arch, --robustbench or --model-fn."
         ),
-        click.option(
-            "--model-option",
-            "arch_option",
-            multiple=True,
-            metavar="KEY=VALUE",
-            help="An architecture option of --arch, e.g. maps=16,32,64; repeat for several.",
-        ),
+        model_option_option("arch_option", "An architecture option of --arch, e.g. maps=16,32,64; repeat for several."),
         click.option(
             "--robustbench",
             default=None,
@@ -86,7 +77,7 @@ def foreign_model_options(f):
             help="Data of a foreign model (cifar10, cifar100, fashion-mnist, imagefolder:PATH); its test "
             "split is evaluated. RobustBench models default to their own.",
         ),
-        click.option("--image-size", type=int, default=None, help="Resize a foreign model's images to this side."),
+        image_size_option("Resize a foreign model's images to this side."),
         click.option(
             "--num-classes",
             type=int,

@@ -5,24 +5,13 @@ from __future__ import annotations
 import click
 
 from ..text import plural
+from .common import out_option, results_option
 from .tables import console
 
 
 @click.command("report")
-@click.option(
-    "--results",
-    "results_dir",
-    type=click.Path(file_okay=False),
-    default="results",
-    show_default=True,
-    help="Results folder to read; records are in DIR/records/.",
-)
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Folder for REPORT.md, report.csv, report.html and figures/ [default: the --results folder].",
-)
+@results_option("Results folder to read; records are in DIR/records/.")
+@out_option("Folder for REPORT.md, report.csv, report.html and figures/ [default: the --results folder].")
 @click.option("--dataset", multiple=True, help="Only these datasets (glob allowed, e.g. cifar*); repeat for several.")
 @click.option(
     "--attack",

@@ -10,7 +10,8 @@ import functools
 import click
 
 from ..errors import RobustError
-from .common import NUMBER, compose, parse_eps_list, threat_options
+from .common import compose
+from .runtime_options import NUMBER, parse_eps_list, threat_options
 
 # flags the commands already own: an attack option may not take one of them
 RESERVED = {

@@ -7,8 +7,17 @@ from pathlib import Path
 import click
 
 from ..errors import RobustError
-from .common import NUMBER, device_options
+from .common import (
+    DEFAULT_OUT_HELP,
+    batch_size_option,
+    data_root_option,
+    n_option,
+    out_option,
+    results_option,
+    split_option,
+)
 from .model_source import foreign_model_options, one_model
+from .runtime_options import NUMBER, device_options
 from .suite import build_specs, suite_options
 from .tables import console
 
@@ -17,31 +26,14 @@ from .tables import console
 @click.argument("checkpoint", required=False, type=click.Path(dir_okay=False))
 @suite_options
 @foreign_model_options
-@click.option(
-    "--n",
-    type=int,
-    default=20,
-    show_default=True,
-    help="Number of test images: the first n of a permutation seeded by --seed (as robust eval picks them).",
-)
-@click.option(
-    "--split", type=click.Choice(["test", "val"]), default="test", show_default=True, help="Split the images come from."
-)
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="PNG to write [default: RESULTS/figures/<run>-<attack>.png]; with several attacks or radii "
+@n_option(20, "Number of test images: the first n of a permutation seeded by --seed (as robust eval picks them).")
+@split_option("Split the images come from.")
+@out_option(
+    "PNG to write [default: RESULTS/figures/<run>-<attack>.png]; with several attacks or radii "
     "the attack label and eps are added to the name.",
+    folder=False,
 )
-@click.option(
-    "--results",
-    "results_dir",
-    type=click.Path(file_okay=False),
-    default="results",
-    show_default=True,
-    help="Results folder for the default --out.",
-)
+@results_option(DEFAULT_OUT_HELP)
 @click.option(
     "--amplify",
     type=NUMBER,
@@ -49,8 +41,8 @@ from .tables import console
     show_default=True,
     help="Factor the perturbation is multiplied by in the third panel (centred at grey 0.5).",
 )
-@click.option("--batch-size", type=int, default=256, show_default=True, help="Images attacked at once.")
-@click.option("--data-root", type=click.Path(file_okay=False), default=None, help="Folder searched first for the data.")
+@batch_size_option("Images attacked at once.")
+@data_root_option(search_path=False)
 @device_options
 def command(checkpoint, suite, n, split, out, results_dir, amplify, batch_size, data_root, device, seed, **foreign):
     """Draw n test images of CHECKPOINT clean, attacked and as the amplified

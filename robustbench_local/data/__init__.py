@@ -5,6 +5,7 @@ batched on-device augmentation.
     loader = TensorLoader(bundle.train, 128, device=dev, shuffle=True,
                           augment=build_augment("basic", bundle.info))
 """
+
 from .augment import (
     AUGMENT_POLICIES,
     build_augment,

@@ -2,9 +2,10 @@
 (B, C, H, W), same shape. Every op works on the whole batch at once (masks, gathers,
 broadcasting), with no per-image Python loop, and draws its randomness from the
 global torch RNG on the batch's device, so a reseeded run repeats exactly."""
+
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -58,8 +59,9 @@ def _gray(x: torch.Tensor) -> torch.Tensor:
     return 0.299 * r + 0.587 * g + 0.114 * b  # ITU-R 601 luma, as torchvision uses
 
 
-def color_jitter(x: torch.Tensor, brightness: float = 0.2, contrast: float = 0.2,
-                 saturation: float = 0.2) -> torch.Tensor:
+def color_jitter(
+    x: torch.Tensor, brightness: float = 0.2, contrast: float = 0.2, saturation: float = 0.2
+) -> torch.Tensor:
     """Per-image random brightness (scale), contrast (blend with the image's mean gray)
     and saturation (blend with its own gray image; skipped for 1-channel images),
     clamped to [0,1] after each step like torchvision's ColorJitter."""
@@ -124,8 +126,13 @@ def build_augment(policy: str, info) -> Callable[[torch.Tensor], torch.Tensor] |
     side = min(info.input_shape[1], info.input_shape[2])
     if policy == "light":
         shift = max(1, round(side / 16))
-        return Augment(policy, [(f"random_translate({shift}, reflect)", lambda x: random_crop(x, shift, mode="reflect")),
-                                ("hflip(p=0.5)", lambda x: hflip(x, 0.5))])
+        return Augment(
+            policy,
+            [
+                (f"random_translate({shift}, reflect)", lambda x: random_crop(x, shift, mode="reflect")),
+                ("hflip(p=0.5)", lambda x: hflip(x, 0.5)),
+            ],
+        )
     pad = max(1, round(side / 8))
     ops: list[tuple[str, Callable[[torch.Tensor], torch.Tensor]]] = [
         (f"random_crop(pad={pad})", lambda x: random_crop(x, pad)),

@@ -3,6 +3,7 @@ tensors, keyed by the source's content, the image size and the format version.
 
 Files are written atomically and read with ``torch.load(weights_only=True)``, so a
 cache file can never run code; an unreadable one is decoded again and replaced."""
+
 from __future__ import annotations
 
 import hashlib
@@ -11,8 +12,8 @@ import re
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 

@@ -4,6 +4,7 @@ files, and ImageFolder trees given as a directory or a tar/tar.gz archive.
 Every reader returns uint8 tensors in (N, C, H, W) order and int64 labels. Pickled
 CIFAR batches go through a restricted unpickler: a data file can rebuild numpy
 arrays and plain containers, never call anything else."""
+
 from __future__ import annotations
 
 import gzip
@@ -12,9 +13,9 @@ import os
 import pickle
 import re
 import tarfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -180,8 +181,13 @@ def iter_image_files(source: Path, folders: set[str] | None = None) -> Iterator[
                     name = name[2:]
                 rel = PurePosixPath(name.lstrip("/"))
                 rel_s = rel.as_posix()
-                if (member.isdir() and folders is not None and rel_s not in ("", ".") and _is_visible(rel_s)
-                        and ".." not in rel.parts):
+                if (
+                    member.isdir()
+                    and folders is not None
+                    and rel_s not in ("", ".")
+                    and _is_visible(rel_s)
+                    and ".." not in rel.parts
+                ):
                     folders.add(rel_s)
                 if not member.isfile():  # links and devices are never followed
                     continue
@@ -236,14 +242,20 @@ def _decode(name: str, data: bytes, image_size: int | None) -> np.ndarray:
             return np.asarray(im, dtype=np.uint8)
     # PIL's own texts name an in-memory buffer (<_io.BytesIO object at 0x...>), not the file
     except UnidentifiedImageError:
-        raise RobustError(f"cannot decode {name}: it is not an image PIL can read (damaged, or not the format its "
-                          "name says); fix or remove it") from None
+        raise RobustError(
+            f"cannot decode {name}: it is not an image PIL can read (damaged, or not the format its "
+            "name says); fix or remove it"
+        ) from None
     except Image.DecompressionBombError:
-        raise RobustError(f"cannot decode {name}: it has more pixels than PIL's safety limit allows; shrink or "
-                          "remove it") from None
+        raise RobustError(
+            f"cannot decode {name}: it has more pixels than PIL's safety limit allows; shrink or remove it"
+        ) from None
     except (OSError, ValueError, SyntaxError) as e:
-        reason = re.sub(r"<[^<>]* at 0x[0-9a-fA-F]+>", "the file", str(e).strip().splitlines()[0] if str(e).strip()
-                        else type(e).__name__)
+        reason = re.sub(
+            r"<[^<>]* at 0x[0-9a-fA-F]+>",
+            "the file",
+            str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__,
+        )
         raise RobustError(f"cannot decode {name}: the image is damaged ({reason}); fix or remove it") from None
 
 
@@ -279,13 +291,15 @@ def _check_class_folders(keys: list[tuple[str, ...]], stripped: dict, folders: s
     with_images = {k[:-1] for k in keys}
     for folder in sorted(folders):
         parts = PurePosixPath(folder).parts
-        rest = parts[len(prefix):]
+        rest = parts[len(prefix) :]
         is_class = parts[: len(prefix)] == prefix and len(rest) == (2 if split else 1)
         if not is_class or (split and rest[0] not in ("train", "test")):
             continue
         if parts not in with_images:
-            raise RobustError(f"class folder {name(folder)} holds no images ({', '.join(IMAGE_EXTENSIONS)}); add its "
-                              "images or remove the folder")
+            raise RobustError(
+                f"class folder {name(folder)} holds no images ({', '.join(IMAGE_EXTENSIONS)}); add its "
+                "images or remove the folder"
+            )
 
 
 def decode_image_tree(source: Path, image_size: int | None) -> ImageTree:
@@ -347,8 +361,7 @@ def decode_image_tree(source: Path, image_size: int | None) -> ImageTree:
     bad = [("/".join(k)) for k, p in stripped.items() if len(p) != 2]
     if bad:
         raise RobustError(
-            f"{source}: expected train/<class>/<image> and test/<class>/<image>, or <class>/<image>; "
-            f"found {bad[0]}"
+            f"{source}: expected train/<class>/<image> and test/<class>/<image>, or <class>/<image>; found {bad[0]}"
         )
     _check_class_folders(keys, stripped, folders, False, name)
     classes = sorted(tops)

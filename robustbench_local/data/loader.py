@@ -1,9 +1,10 @@
 """The training loader: the whole split lives on the device as uint8, and a batch is a
 slice of a random permutation, turned into float and augmented on the device. No
 worker processes and no per-image PIL work (airbench's recipe)."""
+
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -23,9 +24,19 @@ class TensorLoader:
     number of batches; the last ``len(split) % world_size`` examples of the permutation (a
     different few each shuffled epoch) are skipped that epoch."""
 
-    def __init__(self, split: Split, batch_size: int, *, device, shuffle: bool,
-                 augment: Callable[[torch.Tensor], torch.Tensor] | None = None, drop_last: bool = False,
-                 rank: int = 0, world_size: int = 1, channels_last: bool = False):
+    def __init__(
+        self,
+        split: Split,
+        batch_size: int,
+        *,
+        device,
+        shuffle: bool,
+        augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        drop_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
+        channels_last: bool = False,
+    ):
         if batch_size < 1:
             raise RobustError(f"batch size must be at least 1, got {batch_size}")
         if world_size < 1 or not (0 <= rank < world_size):

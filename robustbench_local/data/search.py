@@ -3,15 +3,16 @@
 Order: --data-root, $ROBUST_DATA, ./data, ../shared/data (both relative to the
 current folder), then ../shared/data beside the repository, so the offline copies
 are found from any working directory."""
+
 from __future__ import annotations
 
 import os
 import shutil
 import socket
 import tempfile
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
 
 # <repo root>/../shared/data, the repo root being the folder that holds the package
 REPO_SHARED_DATA = Path(__file__).resolve().parent.parent.parent.parent / "shared" / "data"

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..errors import RobustError
 from ..specs import DataSpec, TrainSpec
-from .source import Path_, Problem, describe_path
+from .source import Path_, Problem, blame, describe_path
 from .values import integer, known, string, table
 
 SEEDS = "seeds"  # training seeds, one cell each
@@ -119,9 +119,13 @@ def cell_seeds(cpath: Path_, entry: dict, train_raw: dict) -> list[tuple[int, Pa
 def build_blamed(build: Callable[..., Any], d: dict, order: Sequence[str], where: Callable[[str], Path_]):
     """``build(**d)``; when it raises, add the keys one at a time (in ``order``) to
     find the one that breaks it, and raise a Problem at that key."""
+    own = getattr(build, "KEY", ())  # the spec's own key paths start with it: train.lr
     try:
         return build(**d)
     except RobustError as e:
+        problem = blame(e, own, where, d)  # a value error names its key: no search needed
+        if problem is not None:
+            raise problem from None
         partial: dict = {}
         for k in order:
             if k not in d:
@@ -130,7 +134,7 @@ def build_blamed(build: Callable[..., Any], d: dict, order: Sequence[str], where
             try:
                 build(**partial)
             except RobustError as e2:
-                raise Problem(where(k), str(e2)) from None
+                raise blame(e2, own, where, d) or Problem(where(k), str(e2)) from None
         raise Problem(where(next(iter(d), "")) if d else (), str(e)) from None
 
 

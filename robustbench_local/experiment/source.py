@@ -1,31 +1,40 @@
 """Reading an experiment file: the TOML itself, and the line of each key, so that an
-error names the file, the line and the key (``Problem`` carries the key path until
-``Source.error`` formats it)."""
+error names the file, the line and the key (``Problem``, values.py's ValueProblem,
+carries the key path until ``Source.error`` formats it)."""
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable, Container
 from pathlib import Path
 
 from ..errors import RobustError
+from ..values import Key, ValueProblem
 
 try:  # Python >= 3.11
     import tomllib
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-Path_ = tuple  # a key path inside the file, e.g. ("cells", 1, "adv_kwargs", "k")
+Path_ = Key  # a key path inside the file, e.g. ("cells", 1, "adv_kwargs", "k")
+
+# A bad value at a key path of the experiment file: the one error type of values.py,
+# formatted with the file, the key and its line by ``load_experiment``.
+Problem = ValueProblem
 
 
-class Problem(RobustError):
-    """A bad value at a key path of the experiment file; formatted with the file,
-    the key and its line by ``load_experiment``."""
-
-    def __init__(self, path: Path_, msg: str):
-        super().__init__(msg)
-        self.path = tuple(path)
-        self.msg = msg
+def blame(error: RobustError, own: Key, where: Callable[[str], Path_], given: Container[str]) -> Problem | None:
+    """``error``, raised while building a spec from keys of the file, as a Problem at the
+    key of the file that it names: the spec's key paths start with ``own`` (e.g.
+    ("train",)), the first key after it was set at ``where(key)`` when it is in ``given``.
+    None when the error names no such key."""
+    if not isinstance(error, ValueProblem):
+        return None
+    key = error.key[len(own) :] if error.key[: len(own)] == tuple(own) else error.key
+    if not key or key[0] not in given:
+        return None
+    return Problem(tuple(where(key[0])) + key[1:], error.msg)
 
 
 _BARE = r"[A-Za-z0-9_-]+|\"(?:[^\"\\]|\\.)*\"|'[^']*'"

@@ -189,7 +189,7 @@ def _from_weights(req: ModelRequest, k: int, shape, stated, dataset: str):
     """Plain weights into an architecture of our zoo, torchvision or timm."""
     from ..checkpoint import load_state
     from ..models import build_model
-    from ..models.zoo import TV_PREFIX
+    from ..models.tv import TV_PREFIX
     from .weights import read_state_dict, split_normalized
 
     state, under = read_state_dict(req.weights)
@@ -220,7 +220,7 @@ def _from_weights(req: ModelRequest, k: int, shape, stated, dataset: str):
 
 
 def _implied_normalization(arch: str, channels: int) -> N.Normalization:
-    from ..models.zoo import TV_PREFIX
+    from ..models.tv import TV_PREFIX
 
     if arch.startswith(TV_PREFIX):
         return N.named(

@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from typing import TYPE_CHECKING
 
+from ..specs import TrainSpec, register_train_check
 from .base import ADV_METHODS, METHODS, Batch, BatchOutput, TrainMethod, ValMetric, make_base_method, no_adversary
-
-if TYPE_CHECKING:
-    from ..specs import TrainSpec
 
 for _mod in sorted(m.name for m in pkgutil.iter_modules(__path__)):
     if _mod != "base":
@@ -24,6 +21,11 @@ def build_method(spec: TrainSpec) -> TrainMethod:
     by the adversarial method ``spec.adv`` ('none' returns the base itself)."""
     base = make_base_method(spec.method, spec.method_kwargs)
     return ADV_METHODS.get(spec.adv)(base, spec)
+
+
+# every TrainSpec built from now on checks its method names and options at once, before
+# any data is read (so building a method must stay cheap and free of side effects)
+register_train_check(build_method)
 
 
 __all__ = [

@@ -51,8 +51,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from ..errors import RobustError
 from ..registry import Registry
+from ..values import Key, ValueProblem, number
 
 if TYPE_CHECKING:
     from ..specs import TrainSpec
@@ -152,6 +152,11 @@ class TrainMethod(ABC):
         return f"{type(self).__name__}({args})"
 
 
+def method_key(option: str) -> Key:
+    """The key path of a training method's option, as errors name it."""
+    return ("train", "method_kwargs", option)
+
+
 def make_base_method(name: str, kwargs: dict | None = None) -> TrainMethod:
     """The registered method ``name`` with options ``kwargs``; an option the method
     does not take is a one-line error naming the ones it does."""
@@ -161,38 +166,31 @@ def make_base_method(name: str, kwargs: dict | None = None) -> TrainMethod:
     unknown = sorted(set(kwargs) - set(params))
     if unknown:
         takes = ", ".join(params) if params else "no options"
-        raise RobustError(f"method '{name}' does not take {', '.join(unknown)}; it takes {takes}")
+        raise ValueProblem(
+            method_key(unknown[0]), f"method '{name}' does not take {', '.join(unknown)}; it takes {takes}"
+        )
     return cls(**kwargs)
 
 
 @ADV_METHODS.register("none", summary="no adversarial training: the base method alone")
 def no_adversary(base: TrainMethod, spec: TrainSpec) -> TrainMethod:
     if spec.adv_kwargs:
-        raise RobustError(
-            f"adversarial options {', '.join(sorted(spec.adv_kwargs))} need an adversarial method; "
-            f"pass --adv (one of: {', '.join(n for n in ADV_METHODS.names() if n != 'none') or 'none registered'})"
+        given = sorted(spec.adv_kwargs)
+        adversarial = ", ".join(n for n in ADV_METHODS.names() if n != "none") or "none registered"
+        raise ValueProblem(
+            ("train", "adv_kwargs", given[0]),
+            f"adversarial options ({', '.join(given)}) need an adversarial method; set train.adv (one of: {adversarial})",
         )
     return base
 
 
 def check_label_smoothing(value: Any) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise RobustError(f"--label-smoothing must be a number in [0, 1), got {value!r}") from None
-    if not 0.0 <= v < 1.0:
-        raise RobustError(f"--label-smoothing must be in [0, 1), got {v:g}")
-    return v
+    return number(method_key("label_smoothing"), value, low=0.0, high=1.0, high_open=True)
 
 
 def check_alpha(value: Any) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise RobustError(f"--alpha must be a number > 0, got {value!r}") from None
-    if not v > 0 or v != v or v == float("inf"):
-        raise RobustError(f"--alpha (the Beta(alpha, alpha) mixing parameter) must be > 0 and finite, got {v:g}")
-    return v
+    """The Beta(alpha, alpha) mixing parameter of MixUp and CutMix."""
+    return number(method_key("alpha"), value, low=0.0, low_open=True)
 
 
 def sample_beta(alpha: float) -> float:

@@ -10,8 +10,8 @@ import math
 
 import torch
 
-from ..errors import RobustError
-from .base import METHODS, Batch, TrainMethod, check_alpha, check_label_smoothing, sample_beta
+from ..values import number
+from .base import METHODS, Batch, TrainMethod, check_alpha, check_label_smoothing, method_key, sample_beta
 from .standard import cross_entropy
 
 
@@ -33,12 +33,7 @@ class CutMix(TrainMethod):
 
     def __init__(self, alpha: float = 1.0, cutmix_prob: float = 0.5, label_smoothing: float = 0.0):
         self.alpha = check_alpha(alpha)
-        try:
-            self.cutmix_prob = float(cutmix_prob)
-        except (TypeError, ValueError):
-            raise RobustError(f"--cutmix-prob must be a probability in [0, 1], got {cutmix_prob!r}") from None
-        if not 0.0 <= self.cutmix_prob <= 1.0:
-            raise RobustError(f"--cutmix-prob must be a probability in [0, 1], got {self.cutmix_prob:g}")
+        self.cutmix_prob = number(method_key("cutmix_prob"), cutmix_prob, low=0.0, high=1.0)
         self.label_smoothing = check_label_smoothing(label_smoothing)
 
     def prepare(self, x: torch.Tensor, y: torch.Tensor, lam: float | None = None) -> Batch:

@@ -4,9 +4,9 @@ gradient step of eta (default 1.25 * eps), project back into the ball and onto
 valid pixels, and train on the result with the base method's loss.
 
 Cheap (one extra forward/backward per batch) but prone to catastrophic
-overfitting, so the guard stops the run by default (--early-stop) and best.pth is
+overfitting, so the guard stops the run by default (early_stop) and best.pth is
 chosen by PGD robust accuracy on validation data. Pair it with a cyclic learning
-rate (--schedule onecycle), as the paper does."""
+rate (schedule onecycle), as the paper does."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ class FGSMRS(AdversarialMethod):
     STEP_RULE = "1.25*eps"
     STEPS_MUST_REACH = False  # one step from a random start: the start, not the step, spreads it over the ball
     EARLY_STOP_DEFAULT = True
-    REFUSED = {"k": "it takes exactly one step (use --adv pgd for k steps)"}
+    REFUSED = {"k": "it takes exactly one step (use train.adv pgd for k steps)"}
 
     def inner(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, float]:
         return self.attack(model, batch.x, lambda logits: self.base.batch_criterion(logits, batch), steps=1)

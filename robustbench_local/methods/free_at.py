@@ -11,7 +11,7 @@ trains for epochs / m epochs.
 The input gradient is caught by a hook on the adversarial input, so fit()'s loop
 (AMP scaling, clipping, DDP) stays the same. fit() reads ``replays`` and repeats
 each batch that many times. The attack runs in the update's own forward pass, so
-batch norm is in train mode (--attack-bn train). MixUp/CutMix are refused: a replay
+batch norm is in train mode (attack_bn train). MixUp/CutMix are refused: a replay
 would draw a new mixture every time. The perturbation is not saved in last.pth, so
 a resumed run starts it afresh and is not bit-identical to an uninterrupted one
 (unlike the other methods)."""
@@ -21,9 +21,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..errors import RobustError
 from ..threat import Ball
-from .adversarial import AdversarialMethod, check_int
+from ..values import ValueProblem
+from .adv_options import steps
+from .adversarial import AdversarialMethod
 from .base import ADV_METHODS, Batch, BatchOutput
 
 DEFAULT_REPLAYS = 8  # the paper's m on CIFAR-10
@@ -34,9 +35,9 @@ class FreeAT(AdversarialMethod):
     name = "free"
     STEP_RULE = "eps"  # the paper's step: eps per replay
     STEPS_MUST_REACH = False  # the perturbation carries over from replay to replay and batch to batch
-    EXTRA = {"replays": (lambda n, v: check_int(n, v, 1), DEFAULT_REPLAYS)}
+    EXTRA = {"replays": (steps(), DEFAULT_REPLAYS)}
     REFUSED = {
-        "k": "each replay takes one step; --replays sets how many per batch",
+        "k": "each replay takes one step; train.adv_kwargs.replays sets how many per batch",
         "attack_bn": "the perturbation comes from the update's own forward pass, in train mode",
     }
 
@@ -46,9 +47,10 @@ class FreeAT(AdversarialMethod):
 
     def check_combination(self, options: dict, spec) -> None:
         if spec.method in ("mixup", "cutmix"):
-            raise RobustError(
-                f"--adv free does not combine with --method {spec.method}: every replay would draw a "
-                "new mixture; use --adv pgd or fgsm-rs with it"
+            raise ValueProblem(
+                ("train", "method"),
+                f"adversarial method 'free' does not combine with {spec.method}: every replay would draw a "
+                "new mixture; use train.adv pgd or fgsm-rs with it",
             )
         options["attack_bn"] = "train"
 

@@ -11,20 +11,17 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .adversarial import AdversarialMethod, check_int, check_number
+from .adv_options import steps, weight
+from .adversarial import AdversarialMethod
 from .base import ADV_METHODS, Batch, BatchOutput
 
 DEFAULT_K = 10
 
 
-def check_weight(name: str, value) -> float:
-    return check_number(name, value, low=0.0, low_open=True, high=1.0)
-
-
 @ADV_METHODS.register("pgd", summary="PGD-AT, Madry et al. 2018 (--eps --eta --k --adv-weight)")
 class PGDAT(AdversarialMethod):
     name = "pgd"
-    EXTRA = {"k": (lambda n, v: check_int(n, v, 1), DEFAULT_K), "adv_weight": (check_weight, 1.0)}
+    EXTRA = {"k": (steps(), DEFAULT_K), "adv_weight": (weight, 1.0)}
 
     def inner(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, float]:
         return self.attack(model, batch.x, lambda logits: self.base.batch_criterion(logits, batch), steps=self.k)

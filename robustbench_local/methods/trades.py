@@ -18,8 +18,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..attacks import attack_mode
-from ..errors import RobustError
-from .adversarial import AdversarialMethod, check_int, check_number, sync
+from ..values import ValueProblem, number
+from .adv_options import option_key, steps
+from .adversarial import AdversarialMethod, sync
 from .base import ADV_METHODS, Batch, BatchOutput
 
 DEFAULT_K = 10
@@ -48,15 +49,16 @@ class TRADES(AdversarialMethod):
     # the reference code's 0.007 at eps 0.031 and k 10 is 2.26*eps/k)
     STEP_RULE = "2.5*eps/k"
     EXTRA = {
-        "k": (lambda n, v: check_int(n, v, 1), DEFAULT_K),
-        "beta": (lambda n, v: check_number(n, v, low=0.0), DEFAULT_BETA),
+        "k": (steps(), DEFAULT_K),
+        "beta": (lambda key, value: number(key, value, low=0.0), DEFAULT_BETA),
     }
 
     def check_combination(self, options: dict, spec) -> None:
         if not options["random_start"]:
-            raise RobustError(
-                "--adv trades needs its random start: at x itself the KL term and its gradient are "
-                "zero, so the attack could not move; drop --no-random-start"
+            raise ValueProblem(
+                option_key("random_start"),
+                "trades needs its random start: at x itself the KL term and its gradient are "
+                "zero, so the attack could not move; leave random_start on",
             )
 
     def inner(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, float]:

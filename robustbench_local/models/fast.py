@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import RobustError
-from .options import as_float, as_int_list
+from .options import as_float, as_int_list, bad
 from .zoo import MODELS
 
 WHITEN_KERNEL = 2
@@ -205,10 +205,10 @@ def fast(
     tta="none",
 ) -> nn.Module:
     if tta not in TTA:
-        raise RobustError(f"tta must be one of {', '.join(TTA)}, got '{tta}'")
+        raise bad("tta", f"must be one of {', '.join(TTA)}, got '{tta}'")
     scale = as_float("bias_lr_scale", bias_lr_scale, low=0.0)
     if scale == 0:
-        raise RobustError("bias_lr_scale must be > 0 (it also divides the shifts' weight decay)")
+        raise bad("bias_lr_scale", "must be > 0 (it also divides the shifts' weight decay)")
     return FastNet(
         num_classes,
         input_shape[0],

@@ -2,95 +2,46 @@
 
 Options reach the constructors from Python, from the CLI as strings ("16,32,64",
 "true") and from checkpoint metadata as JSON values, so each parser accepts both
-the plain value and its string form, and a bad value is one RobustError line that
-names the option."""
+the plain value and its string form. The checks are values.py's; a bad value is one
+error at the key path ``model.kwargs.<name>``."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from fractions import Fraction
 
-from ..errors import RobustError
-
-_TRUE = {"1", "true", "yes", "on", "y", "t"}
-_FALSE = {"0", "false", "no", "off", "n", "f"}
+from .. import values
+from ..values import Key, ValueProblem
 
 
-def _bad(name: str, value: object, expected: str) -> RobustError:
-    return RobustError(f"model option {name}={value!r} is invalid: expected {expected}")
+def option_key(name: str) -> Key:
+    """The key path of a model option, as errors name it."""
+    return ("model", "kwargs", name)
+
+
+def bad(name: str, msg: str) -> ValueProblem:
+    """An error about model option ``name`` that the values checks do not cover."""
+    return ValueProblem(option_key(name), msg)
 
 
 def as_bool(name: str, value: object) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-        return value.strip().lower() in _TRUE
-    raise _bad(name, value, "true or false")
+    return values.boolean(option_key(name), value, words=True)
 
 
 def as_int(name: str, value: object, *, minimum: int | None = None) -> int:
-    if isinstance(value, bool):
-        raise _bad(name, value, "an integer")
-    try:
-        if isinstance(value, float):
-            if not value.is_integer():
-                raise ValueError
-            out = int(value)
-        else:
-            out = int(str(value).strip()) if isinstance(value, str) else int(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise _bad(name, value, "an integer") from None
-    if minimum is not None and out < minimum:
-        raise _bad(name, value, f"an integer >= {minimum}")
-    return out
+    return values.integer(option_key(name), value, minimum=minimum)
 
 
 def as_float(
     name: str, value: object, *, low: float | None = None, high: float | None = None, high_open: bool = False
 ) -> float:
-    if isinstance(value, bool):
-        raise _bad(name, value, "a number")
-    try:
-        if isinstance(value, str) and "/" in value:  # fractions such as 1/9
-            out = float(Fraction(value.strip()))
-        else:
-            out = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError, ZeroDivisionError):
-        raise _bad(name, value, "a number") from None
-    if out != out or out in (float("inf"), float("-inf")):
-        raise _bad(name, value, "a finite number")
-    if low is not None and out < low:
-        raise _bad(name, value, f"a number >= {low}")
-    if high is not None and (out >= high if high_open else out > high):
-        raise _bad(name, value, f"a number {'<' if high_open else '<='} {high}")
-    return out
+    return values.number(option_key(name), value, low=low, high=high, high_open=high_open)
 
 
 def as_int_list(name: str, value: object, *, minimum: int = 1, length: int | None = None) -> list[int]:
     """[16, 32, 64], (16, 32, 64), "16,32,64" or "16 32 64"."""
-    if isinstance(value, str):
-        parts: Sequence[object] = [p for p in value.replace(",", " ").split() if p]
-    elif isinstance(value, (list, tuple)):
-        parts = value
-    elif isinstance(value, int) and not isinstance(value, bool):
-        parts = [value]
-    else:
-        raise _bad(name, value, "a list of integers such as 16,32,64")
-    what = f"a list of {length} integers >= {minimum}" if length else f"a list of integers >= {minimum}"
-    try:
-        out = [as_int(name, p, minimum=minimum) for p in parts]
-    except RobustError:
-        raise _bad(name, value, what) from None
-    if not out or (length is not None and len(out) != length):
-        raise _bad(name, value, what)
-    return out
+    return values.integers(option_key(name), value, minimum=minimum, length=length)
 
 
 def as_choice(name: str, value: object, choices: Sequence[str]) -> str:
-    text = str(value).strip()
-    for c in choices:
-        if text.lower() == c.lower():
-            return c
-    raise _bad(name, value, "one of " + ", ".join(choices))
+    """One of ``choices``, in any case."""
+    return values.choice(option_key(name), str(value).strip(), choices, fold_case=True)

@@ -36,9 +36,10 @@ import torch
 from torch import nn
 
 from ..errors import RobustError
-from .options import as_bool, as_choice
-from .zoo import MODELS, TV_PREFIX, check_logits, register_prefix
+from .options import as_bool, as_choice, bad
+from .zoo import MODELS, check_logits, register_prefix
 
+TV_PREFIX = "tv-"  # the family's name prefix, registered with the zoo below
 DOWNLOAD_TIMEOUT_S = 20.0
 IMAGENET_CLASSES = 1000
 SMALL_INPUT_SIDE = 32
@@ -62,7 +63,7 @@ _OPTIONS = {
 
 
 def _tv_models():
-    import torchvision.models
+    import torchvision.models  # on first use: importing torchvision slows every start-up
 
     return torchvision.models
 
@@ -78,14 +79,15 @@ def _download(name: str) -> dict[str, torch.Tensor]:
         reason = e.reason if isinstance(e, URLError) else e
         raise RobustError(
             f"cannot download pretrained weights for {TV_PREFIX}{name} from {weights.url} ({reason}); "
-            f"with no network, fetch that file elsewhere and pass weights=PATH (e.g. --weights PATH)"
+            f"with no network, fetch that file elsewhere and pass weights=PATH (the model option)"
         ) from None
     finally:
         socket.setdefaulttimeout(previous)
 
 
 def _read_state_dict(path: str) -> dict[str, torch.Tensor]:
-    from ..foreign.weights import read_state_dict  # the package imports models: not at module level
+    # at call time: importing foreign runs its __init__, which builds on the models package
+    from ..foreign.weights import read_state_dict
 
     return read_state_dict(Path(path).expanduser())[0]
 
@@ -173,7 +175,7 @@ def build_torchvision(
     pretrained = as_bool("pretrained", pretrained)
     stem = as_choice("stem", stem, STEMS)
     if weights is not None and not isinstance(weights, str):
-        raise RobustError(f"model option weights={weights!r} is invalid: expected a file path")
+        raise bad("weights", f"must be a file path, got {weights!r}")
     c, h, w = input_shape
     net = _tv_models().get_model(name, weights=None, **_EXTRA_KWARGS.get(name, {}))
     if weights:  # a local file wins, with or without pretrained=true: nothing is downloaded
@@ -186,9 +188,10 @@ def build_torchvision(
     elif stem == "cifar":
         replaced = _small_stem(net, c)
         if not replaced:
-            raise RobustError(
+            raise bad(
+                "stem",
                 f"stem=cifar is only defined for ResNet, ResNeXt, Wide-ResNet and DenseNet, "
-                f"not {TV_PREFIX}{name}; use stem=auto or imagenet"
+                f"not {TV_PREFIX}{name}; use stem=auto or imagenet",
             )
     else:
         replaced = False

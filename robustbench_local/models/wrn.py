@@ -9,8 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import RobustError
-from .options import as_float, as_int
+from .options import as_float, as_int, bad
 from .zoo import MODELS
 
 
@@ -82,7 +81,7 @@ _OPTIONS = {
 def wide_resnet(num_classes: int, in_channels: int, depth, widen, dropout) -> WideResNet:
     depth = as_int("depth", depth, minimum=10)
     if (depth - 4) % 6:
-        raise RobustError(f"model option depth={depth} is invalid: expected 6n+4 (10, 16, 22, 28, 34, 40, ...)")
+        raise bad("depth", f"must be 6n+4 (10, 16, 22, 28, 34, 40, ...), got {depth}")
     return WideResNet(
         num_classes,
         in_channels,

@@ -12,10 +12,13 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import torch
 from torch import nn
 
 from ..errors import RobustError, first_line
 from ..registry import Registry
+from ..runtime import module_mode
+from ..values import ValueProblem
 from .normalize import NormalizedModel
 
 MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
@@ -23,8 +26,6 @@ MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
 # Options that only choose starting weights; a model rebuilt from a checkpoint gets its
 # weights from the state_dict, so these are kept apart from the architecture options.
 INIT_ONLY_OPTIONS = ("pretrained", "weights")
-
-TV_PREFIX = "tv-"
 
 # Families of outside models named by a prefix ("tv-resnet50", "timm-convnext_tiny"):
 # prefix -> (resolver(name) -> (constructor, meta), one-line description for listings).
@@ -94,17 +95,13 @@ def model_kwargs_help(arch: str | None = None) -> str:
 def check_logits(net: nn.Module, label: str, num_classes: int, input_shape: tuple[int, int, int]) -> None:
     """One eval-mode forward of a blank input: the net takes ``input_shape`` and returns
     (1, num_classes) logits, or a RobustError says what it cannot do."""
-    import torch
-
-    from ..runtime import module_mode
-
     try:
         with module_mode(net, train=False), torch.no_grad():
             out = net(torch.zeros(1, *input_shape))
     except Exception as e:  # noqa: BLE001 - shape errors come as RuntimeError, ValueError or AssertionError
         raise RobustError(
             f"{label} cannot take {'x'.join(map(str, input_shape))} inputs ({first_line(e)}); "
-            "resize the images (--image-size) or pick another model"
+            "resize the images (data.image_size) or pick another model"
         ) from None
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (1, num_classes):
         raise RobustError(f"{label} does not return plain (batch, {num_classes}) logits")
@@ -135,8 +132,9 @@ def build_model(
     valid = option_defaults(arch)
     unknown = sorted(set(arch_kwargs) - set(valid))
     if unknown:
-        raise RobustError(
-            f"model '{arch}' has no option {', '.join(unknown)}; valid options: {', '.join(valid) or 'none'}"
+        raise ValueProblem(
+            ("model", "kwargs", unknown[0]),
+            f"model '{arch}' has no option {', '.join(unknown)}; valid options: {', '.join(valid) or 'none'}",
         )
     try:
         json.dumps(arch_kwargs)

@@ -37,7 +37,9 @@ from .leaderboard import Leaderboard, build_leaderboard
 from .load import ReportData, load_report_data
 from .markdown import render_markdown
 from .plots import ReportFigure, all_figures
-from .tables import Comparison, build_comparison, csv_frame
+from .report_csv import csv_frame
+from .table_parts import Comparison
+from .tables import build_comparison
 
 FIG_DIR = "figures"
 MANIFEST = "report-manifest.json"

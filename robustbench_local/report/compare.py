@@ -21,8 +21,10 @@ import pandas as pd
 from ..errors import RobustError
 from ..results import unpack_flags
 from ..stats import PairedTest, holm, mcnemar_p, paired_test
-from .load import ReportData, eps_first, eps_key, newest_largest, threat_label
-from .tables import Table, attack_order, column_name
+from .columns import attack_order, column_name
+from .load import ReportData, newest_largest
+from .radii import eps_first, eps_key, threat_label
+from .table_parts import Table
 
 ALPHA = 0.05
 # how the report names its marks, beside the tables that carry them

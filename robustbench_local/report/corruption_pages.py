@@ -8,11 +8,12 @@ import base64
 import math
 from html import escape
 
+from .corruption_adversarial import Adversarial
 from .corruption_figures import corruption_label
 from .corruption_published import PUBLISHED, SOURCE
-from .corruptions import CSV_NAME, Adversarial, CorruptionSection, CorruptionTable
+from .corruptions import CSV_NAME, CorruptionSection, CorruptionTable
 from .plots import ReportFigure
-from .tables import cell_text
+from .table_parts import cell_text
 
 CONTEXT = (
     "Hendrycks & Dietterich (\"Benchmarking Neural Network Robustness to Common Corruptions and Perturbations\", "

@@ -13,13 +13,14 @@ from .corruptions import CorruptionSection
 from .examples import Example
 from .figure_base import ReportFigure
 from .layout import COST_HEAD, COST_TITLE, cost_rows, lead_cells, lead_columns, legend, mark_note, marked, table_notes
-from .leaderboard import LEADERBOARD_CSS, Leaderboard, leaderboard_html
+from .leaderboard import Leaderboard
+from .leaderboard_pages import LEADERBOARD_CSS, leaderboard_html
 from .load import ReportData
 from .markdown import EXPLAIN, MIN_NORM_EXPLAIN, TRAIN_HEAD, header_lines, training_rows
 from .min_norm_plots import MIN_NORM
 from .seeds import SEED_EXPLAIN, SeedTable, build_seed_tables, degenerate_notes, member_text, seed_cell_text, seeds_text
 from .sort_script import SORT_CSS, SORT_SCRIPT
-from .tables import MARK, Cell, Comparison, Table, cell_text
+from .table_parts import MARK, Cell, Comparison, Table, cell_text
 
 CSS = """
 body { font: 14px/1.45 -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1320px;

@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 
 from .compare import MARK_NOTE
-from .load import fmt_eps, fmt_eps_255
-from .tables import MARK, Comparison, Row, Table
+from .radii import fmt_eps, fmt_eps_255
+from .table_parts import MARK, Comparison, Row, Table
 
 TRAIN_EPS = "train eps"
 COST_HEAD = ["checkpoint", "method", "train min", "eval s"]

@@ -10,139 +10,30 @@ AutoAttack, worst case per example): AutoAttack where a standard AutoAttack reco
 is at that radius, else the worst case over the attacks run, labelled as such.
 
 What differs is said beside the table: our data is the JPEG (quality 75) copy of
-CIFAR-10, our training ran on this machine, and our n is what the records hold."""
+CIFAR-10, our training ran on this machine, and our n is what the records hold.
+
+The published entries live in leaderboard_published.py; the section's markdown and
+HTML in leaderboard_pages.py."""
 
 from __future__ import annotations
 
 import json
 import math
 from dataclasses import dataclass, field, replace
-from html import escape
 from pathlib import Path
 
 import pandas as pd
 
-from ..results import wilson_interval
-from .load import ReportData, TrainRun, fmt_eps_255, match_train, newest_largest
+from .leaderboard_pages import leaderboard_markdown as leaderboard_markdown  # re-exported: tests import it here
+from .leaderboard_published import PUBLISHED, Published
+from .load import ReportData, newest_largest
+from .radii import fmt_eps_255
 from .robustbench_info import STANDARD_EPS, is_standard_eps, model_infos
-from .tables import method_text
+from .table_parts import method_text
+from .train_runs import TrainRun, match_train
 
 DATASET = "cifar10"
-PUBLISHED_N = 10_000  # RobustBench evaluates every CIFAR-10 entry on the whole test set
 THREAT_TITLES = {"Linf": "L-inf, eps 8/255", "L2": "L2, eps 0.5"}
-MODEL_INFO = "github.com/RobustBench/robustbench, model_info/cifar10/{threat}/{name}.json"
-
-
-@dataclass(frozen=True)
-class Published:
-    """One RobustBench entry as its model_info file lists it (accuracies in %)."""
-
-    name: str  # RobustBench's model name
-    threat: str  # "Linf" or "L2"
-    architecture: str
-    method: str
-    clean: float
-    autoattack: float
-    cost: str  # training cost as the paper states it, or why it is not given here
-    paper: str  # authors, title, venue
-    link: str
-    extra_data: str | None = None
-
-
-# Figures from RobustBench's model_info files (MODEL_INFO). Architectures are the zoo's
-# networks: RobustBench writes "ResNet-18" for Wong2020Fast and Rice2020Overfitting (L2),
-# whose zoo models are PreAct-ResNet-18s; its L-inf Rice2020Overfitting is a WideResNet-34-20.
-WONG = "E. Wong, L. Rice, J. Z. Kolter, \"Fast is better than free: Revisiting adversarial training\", ICLR 2020"
-RICE = "L. Rice, E. Wong, J. Z. Kolter, \"Overfitting in adversarially robust deep learning\", ICML 2020"
-CARMON = (
-    "Y. Carmon, A. Raghunathan, L. Schmidt, P. Liang, J. C. Duchi, \"Unlabeled Data Improves Adversarial "
-    "Robustness\", NeurIPS 2019"
-)
-ENGSTROM = "L. Engstrom, A. Ilyas, S. Santurkar, D. Tsipras, \"Robustness (Python library)\", GitHub, Sep 2019"
-STANDARD = (
-    "RobustBench's standardly trained model (F. Croce et al., \"RobustBench\", NeurIPS 2021 Datasets and Benchmarks)"
-)
-NOT_STATED = "not stated in the entry"
-PUBLISHED: tuple[Published, ...] = (
-    Published(
-        "Carmon2019Unlabeled",
-        "Linf",
-        "WideResNet-28-10",
-        "robust self-training (TRADES loss)",
-        89.69,
-        59.53,
-        NOT_STATED,
-        CARMON,
-        "https://arxiv.org/abs/1905.13736",
-        extra_data="500k unlabeled extra images (80M Tiny Images), pseudo-labelled",
-    ),
-    Published(
-        "Rice2020Overfitting",
-        "Linf",
-        "WideResNet-34-20",
-        "PGD-AT, early stopping",
-        85.34,
-        53.42,
-        NOT_STATED,
-        RICE,
-        "https://arxiv.org/abs/2002.11569",
-    ),
-    Published(
-        "Wong2020Fast",
-        "Linf",
-        "PreAct-ResNet-18",
-        "FGSM-RS",
-        83.34,
-        43.21,
-        "12 GPU-min, 15 epochs (paper)",
-        WONG,
-        "https://arxiv.org/abs/2001.03994",
-    ),
-    Published(
-        "Standard",
-        "Linf",
-        "WideResNet-28-10",
-        "standard",
-        94.78,
-        0.00,
-        NOT_STATED,
-        STANDARD,
-        "https://github.com/RobustBench/robustbench",
-    ),
-    Published(
-        "Engstrom2019Robustness",
-        "L2",
-        "ResNet-50",
-        "PGD-AT",
-        90.83,
-        69.24,
-        NOT_STATED,
-        ENGSTROM,
-        "https://github.com/MadryLab/robustness",
-    ),
-    Published(
-        "Rice2020Overfitting",
-        "L2",
-        "PreAct-ResNet-18",
-        "PGD-AT, early stopping",
-        88.67,
-        67.68,
-        NOT_STATED,
-        RICE,
-        "https://arxiv.org/abs/2002.11569",
-    ),
-    Published(
-        "Standard",
-        "L2",
-        "WideResNet-28-10",
-        "standard",
-        94.78,
-        0.00,
-        NOT_STATED,
-        STANDARD,
-        "https://github.com/RobustBench/robustbench",
-    ),
-)
 
 
 @dataclass
@@ -354,174 +245,3 @@ def build_leaderboard(data: ReportData, results: str | Path | None = None) -> Le
         published = sorted((p for p in PUBLISHED if p.threat == threat), key=lambda p: (-p.autoattack, p.name))
         board.boards.append(Board(threat, eps, ours, published))
     return board
-
-
-# ----------------------------------------------------------------------------- words beside the table
-
-
-def _half_width(pct: float, n: int) -> float:
-    lo, hi = wilson_interval(round(pct / 100 * n), n)
-    return 100 * (hi - lo) / 2
-
-
-def differences(board: Board) -> list[str]:
-    """What differs between our rows and the published ones, one sentence each."""
-    ns = sorted({r.robust.n for r in board.ours})
-    n_text = " or ".join(f"{n:,}" for n in ns)
-    worst = max(board.ours, key=lambda r: _half_width(r.robust.pct, r.robust.n))
-    pub = max(board.published, key=lambda p: p.autoattack)
-    lines = [
-        "Data: our models are trained and tested on this project's JPEG copy of CIFAR-10 (quality 75, chroma "
-        "subsampled), whose pixels differ from the original release that RobustBench uses; that lowers accuracy, "
-        "so the same recipe lands somewhat below its published figure here.",
-        "Compute: our training cost is the wall-clock minutes of the training record, on the device it names; "
-        "the published models were trained on GPUs, Wong2020Fast in 12 GPU-minutes, the others at costs their "
-        "entries do not state.",
-        f"n: every published figure is on all {PUBLISHED_N:,} test images (a 95% interval of about "
-        f"±{_half_width(pub.autoattack, PUBLISHED_N):.1f} points at {pub.autoattack:.1f}%, never published); "
-        f"ours are on {n_text} point{'s' if ns != [1] else ''} as each cell says, with intervals up to "
-        f"±{_half_width(worst.robust.pct, worst.robust.n):.1f} points.",
-    ]
-    if any(not r.autoattack for r in board.ours):
-        lines.append(
-            "A robust cell of ours marked 'not AutoAttack' is the worst case over the attacks named: like "
-            "AutoAttack's, an upper bound on true robustness, usually a looser one; it does not rank "
-            "against the published AutoAttack figures."
-        )
-    extra = [p for p in board.published if p.extra_data]
-    if extra:
-        lines.append(
-            "Extra data: "
-            + "; ".join(f"{p.name} also trains on {p.extra_data}" for p in extra)
-            + "; ours use only CIFAR-10's training images."
-        )
-    return lines
-
-
-def intro(board: Board) -> str:
-    return (
-        f"Our models beside published RobustBench entries at the same threat model: {board.title} in pixels of "
-        "[0, 1] images. Accuracy in %. Ours with its 95% Wilson interval and n (clean: the model's test-set "
-        "evaluation with the most points); published figures as RobustBench lists them (AutoAttack, "
-        f"standard version, all {PUBLISHED_N:,} test images), cited below."
-    )
-
-
-def citations(board: Board) -> list[str]:
-    return [
-        f"{p.name}: {p.paper}, {p.link}; RobustBench model {p.name}, "
-        + MODEL_INFO.format(threat=board.threat, name=p.name)
-        for p in board.published
-    ]
-
-
-def _row_cells(board: Board) -> tuple[list[str], list[tuple[bool, list[str], list[int]]]]:
-    """The header and (ours?, cells, note numbers) per row; note i is board-wide."""
-    head = ["", "model", "architecture", "training", "clean %", "robust % (AutoAttack)", "training cost", "source"]
-    rows, notes = [], _notes(board)
-    for r in board.ours:
-        robust = r.robust.text() + ("" if r.autoattack else " (worst case, not AutoAttack)")
-        ids = [notes.index(f"{r.name}: {n}") + 1 for n in r.notes]
-        rows.append(
-            (
-                True,
-                [
-                    "ours",
-                    r.name + (" (degenerate)" if r.degenerate else ""),
-                    r.architecture,
-                    r.training,
-                    r.clean.text(),
-                    robust,
-                    r.cost,
-                    "measured here",
-                ],
-                ids,
-            )
-        )
-    for i, p in enumerate(board.published, 1):
-        rows.append(
-            (
-                False,
-                [
-                    "published",
-                    p.name,
-                    p.architecture,
-                    p.method,
-                    f"{p.clean:.2f} n={PUBLISHED_N:,}",
-                    f"{p.autoattack:.2f} n={PUBLISHED_N:,}",
-                    p.cost,
-                    f"RobustBench [{i}]",
-                ],
-                [],
-            )
-        )
-    return head, rows
-
-
-def _notes(board: Board) -> list[str]:
-    return [f"{r.name}: {n}" for r in board.ours for n in r.notes]
-
-
-# ----------------------------------------------------------------------------- markdown and HTML
-
-
-def _md(v: str) -> str:
-    return str(v).replace("|", "\\|").replace("\n", " ")
-
-
-def leaderboard_markdown(lb: Leaderboard) -> list[str]:
-    """REPORT.md's lines for the section ([] when there is nothing to say)."""
-    if lb.empty:
-        return []
-    out = ["## Leaderboard: RobustBench CIFAR-10", ""]
-    out += [line for m in lb.missing for line in (m, "")]
-    for b in lb.boards:
-        out += [f"### {b.title}", "", intro(b), ""]
-        head, rows = _row_cells(b)
-        out.append("| " + " | ".join(head) + " |")
-        out.append("| " + " | ".join(["---"] * 4 + ["---:"] * 2 + ["---"] * 2) + " |")
-        for ours, cells, ids in rows:
-            cells = list(cells)
-            if ours:
-                cells[0] = "**ours**"
-                cells[1] += "".join(f" †{i}" for i in ids)
-            out.append("| " + " | ".join(_md(c) for c in cells) + " |")
-        out.append("")
-        out += [f"- †{i}: {n}" for i, n in enumerate(_notes(b), 1)] + ([""] if _notes(b) else [])
-        out += ["What differs:", ""] + [f"- {d}" for d in differences(b)] + [""]
-        out += [f"{i}. {c}" for i, c in enumerate(citations(b), 1)] + [""]
-    return out
-
-
-LEADERBOARD_CSS = """
-tr.ours td { background: #eef6ff; }
-tr.ours td:first-child { font-weight: bold; }
-"""
-
-
-def leaderboard_html(lb: Leaderboard) -> list[str]:
-    """report.html's elements for the section ([] when there is nothing to say)."""
-    if lb.empty:
-        return []
-    out = ["<h2>Leaderboard: RobustBench CIFAR-10</h2>"] + [f"<p>{escape(m)}</p>" for m in lb.missing]
-    for b in lb.boards:
-        out += [f"<h3>{escape(b.title)}</h3>", f'<p class="small">{escape(intro(b))}</p>']
-        head, rows = _row_cells(b)
-        trs = ["<tr>" + "".join(f"<th>{escape(h)}</th>" for h in head) + "</tr>"]
-        for ours, cells, ids in rows:
-            tds = []
-            for j, c in enumerate(cells):
-                mark = "".join(f' <span class="info">†{i}</span>' for i in ids) if j == 1 else ""
-                cls = ' class="num"' if j in (4, 5) else ""
-                tds.append(f"<td{cls}>{escape(c)}{mark}</td>")
-            trs.append(f'<tr class="{"ours" if ours else "published"}">' + "".join(tds) + "</tr>")
-        out.append('<table class="leaderboard">\n' + "\n".join(trs) + "\n</table>")
-        if _notes(b):
-            out.append(
-                '<ul class="notes">'
-                + "".join(f'<li class="info">†{i}: {escape(n)}</li>' for i, n in enumerate(_notes(b), 1))
-                + "</ul>"
-            )
-        out.append("<p>What differs:</p><ul>" + "".join(f"<li>{escape(d)}</li>" for d in differences(b)) + "</ul>")
-        out.append("<ol>" + "".join(f"<li>{escape(c)}</li>" for c in citations(b)) + "</ol>")
-    return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from ..text import plural
+from ..text import method_label, plural
 from .corruption_pages import corruptions_markdown
 from .corruptions import CorruptionSection
 from .examples import Example
@@ -22,11 +22,13 @@ from .layout import (
     notes_text,
     table_notes,
 )
-from .leaderboard import Leaderboard, leaderboard_markdown
-from .load import ReportData, TrainRun, robust_key
+from .leaderboard import Leaderboard
+from .leaderboard_pages import leaderboard_markdown
+from .load import ReportData
 from .min_norm_plots import MIN_NORM
 from .seeds import SEED_EXPLAIN, SeedTable, build_seed_tables, degenerate_notes, seed_cell_text, seeds_text
-from .tables import MARK, Comparison, Table, cell_text, method_label
+from .table_parts import MARK, Comparison, Table, cell_text
+from .train_runs import TrainRun, robust_key
 
 EXPLAIN = (
     "Each cell: accuracy in % with its 95% Wilson interval [low, high] and n, the number of test points. "

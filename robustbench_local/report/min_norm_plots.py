@@ -12,9 +12,11 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from .columns import attack_order, column_name, split_sources, threat_key
 from .figure_base import MARKERS, RC, ReportFigure, pct_err, pixel_ratio, png_bytes, slug, tab_colors
-from .load import ReportData, eps_key, newest_largest
-from .tables import WORST, _split_sources, _threat_key, attack_order, column_name
+from .load import ReportData, newest_largest
+from .radii import eps_key
+from .table_parts import WORST
 
 # An eps-curves- name, so the report treats the file as its own (examples.OWN).
 MIN_NORM = "eps-curves-min-norm-"
@@ -85,8 +87,8 @@ def min_norm_series(data: ReportData) -> list[MinNormCurve]:
     df = data.evals
     if df.empty:
         return []
-    df = df.assign(_col=df.apply(column_name, axis=1), _threat=df.apply(_threat_key, axis=1))
-    df = df.assign(_col=_split_sources(df))  # the table's column names: one per transfer source
+    df = df.assign(_col=df.apply(column_name, axis=1), _threat=df.apply(threat_key, axis=1))
+    df = df.assign(_col=split_sources(df))  # the table's column names: one per transfer source
     has_norms = df["min_norms"].map(lambda v: isinstance(v, list))
     mn = df[(df["attack_kind"] == "minimal-norm") & has_norms & (df["eps_space"].isin(["pixel", "normalized"]))]
     fixed = df[(df["attack_kind"] != "minimal-norm") & (df["attack_name"] != WORST)]

@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 
 from .figure_base import RC, ReportFigure, png_bytes, slug
 from .load import ReportData
-from .tables import Comparison
+from .table_parts import Comparison
 
 CMAP = "cividis"
 MAX_ROWS = 24  # checkpoints in one panel

@@ -13,11 +13,14 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
+from .columns import attack_order, column_name
 from .figure_base import MARKERS, RC, STYLES, ReportFigure, palette, pct_err, pixel_ratio, png_bytes, slug, tab_colors
-from .load import ReportData, TrainRun, eps_first, eps_key, newest_largest, robust_key
+from .load import ReportData, newest_largest
 from .min_norm_plots import min_norm_curves
 from .per_class import per_class_heatmaps
-from .tables import Comparison, attack_order, column_name
+from .radii import eps_first, eps_key
+from .table_parts import Comparison
+from .train_runs import TrainRun, robust_key
 
 CLEAN_MARKER = "h"  # clean accuracy at eps 0: hollow, and no attack's marker
 FAMILIES = ("no adversarial training", "adversarial training", "models from elsewhere")  # the eps-curve panels

@@ -29,8 +29,10 @@ import pandas as pd
 
 from ..errors import RobustError
 from ..results import unpack_flags, wilson_interval
-from .load import ReportData, eps_key, fmt_eps, newest_largest
-from .tables import WORST, attack_order, column_name
+from .columns import attack_order, column_name
+from .load import ReportData, newest_largest
+from .radii import eps_key, fmt_eps
+from .table_parts import WORST
 
 RB_DIR = "robustbench"
 MADE_BY = "robust report (robustbench_local)"  # marks the files this module may replace or remove

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from ..stats import SeedSummary, seed_summary
 from .load import ReportData
-from .tables import Cell, Comparison, Row, cell_text
+from .table_parts import Cell, Comparison, Row, cell_text
 
 SEED_EXPLAIN = (
     "One row per method an experiment trained with several seeds (seeds = [0, 1, 2] in its file). Each cell: the "
