@@ -36,6 +36,12 @@ GROUPS = {
     "digital": CORRUPTIONS[11:15],
 }
 SEVERITIES = (1, 2, 3, 4, 5)
+FAMILIES: dict[str, str] = {  # the benchmark's four groups, in its order
+    **dict.fromkeys(CORRUPTIONS[0:3], "noise"),
+    **dict.fromkeys(CORRUPTIONS[3:7], "blur"),
+    **dict.fromkeys(CORRUPTIONS[7:11], "weather"),
+    **dict.fromkeys(CORRUPTIONS[11:15], "digital"),
+}
 SOURCES = ("auto", "generated", "real")  # real: CIFAR-10-C / CIFAR-100-C .npy files on the data search path
 EXTRA = "pip install 'robustbench_local[corruptions]' (scipy, scikit-image)"
 

@@ -20,8 +20,8 @@ from ..checks import not_degenerate
 from ..results import mean_interval, pack_flags, wilson_interval
 from ..runtime import environment
 from ..text import acc_text
-from . import SOURCES
-from .functions import DIFFERS, FAMILIES
+from . import FAMILIES, SOURCES
+from .functions import DIFFERS
 from .sets import GENERATOR_VERSION, SetKey, find_real_folder, generated_set, real_set
 
 

@@ -1,5 +1,5 @@
 """The 15 image corruptions of CIFAR-10-C, 5 severities each, as one call:
-``corrupt(image, name, severity, rng)``. This module owns the public names (NAMES, FAMILIES,
+``corrupt(image, name, severity, rng)``. This module owns the public names (NAMES,
 PARAMETERS, STOCHASTIC, DIFFERS), input checks, the noise and digital corruptions, and
 dispatch; blur.py and weather.py hold the rest.
 
@@ -40,12 +40,6 @@ from . import CORRUPTIONS, blur, weather
 
 NAMES: tuple[str, ...] = CORRUPTIONS  # the package's list: importing it needs no scipy or scikit-image
 
-FAMILIES: dict[str, str] = {
-    **dict.fromkeys(NAMES[0:3], "noise"),
-    **dict.fromkeys(NAMES[3:7], "blur"),
-    **dict.fromkeys(NAMES[7:11], "weather"),
-    **dict.fromkeys(NAMES[11:15], "digital"),
-}
 
 # per severity: additive Gaussian std
 GAUSSIAN_NOISE = (0.04, 0.06, 0.08, 0.09, 0.10)

@@ -8,6 +8,7 @@ import base64
 import math
 from html import escape
 
+from ..corruptions import FAMILIES
 from .corruption_adversarial import Adversarial
 from .corruption_figures import corruption_label
 from .corruption_published import PUBLISHED, SOURCE
@@ -154,22 +155,72 @@ def _pct(v: float | None) -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}"
 
 
-def table_cells(t: CorruptionTable) -> tuple[list[str], list[list[str]]]:
-    """The header and each row's cells (text), shared by markdown and HTML."""
-    head = ["model", "method", "clean %"] + [corruption_label(c, t.differs) for c in t.names]
-    head += ["mean corruption %", "relative drop", "adversarial %"]
+# beyond this many corruption columns the table would overflow the page: it shows the four
+# families' means, and the per-corruption table goes under a details element
+MAX_COLUMNS = 6
+
+
+def wide(t: CorruptionTable) -> bool:
+    return len(t.names) > MAX_COLUMNS
+
+
+def _families(t: CorruptionTable) -> list[str]:
+    return list(dict.fromkeys(FAMILIES[c] for c in t.names))
+
+
+def shared_label(t: CorruptionTable) -> str | None:
+    """The adversarial column's label when every row has the same one (said once under a wide table)."""
+    labels = {(r.adversarial.label, r.adversarial.main) for r in t.rows if r.adversarial is not None}
+    if len(labels) == 1 and all(r.adversarial is not None for r in t.rows) and next(iter(labels))[1]:
+        return next(iter(labels))[0]
+    return None
+
+
+def _family_mean(by_corruption: dict[str, float], names: list[str], family: str) -> float | None:
+    vals = [by_corruption[c] for c in names if FAMILIES[c] == family and c in by_corruption]
+    return sum(vals) / len(vals) if vals else None
+
+
+def table_cells(t: CorruptionTable, per_corruption: bool | None = None) -> tuple[list[str], list[list[str]]]:
+    """The header and each row's cells (text), shared by markdown and HTML: one column per
+    corruption, or (a wide table's headline) one per family."""
+    each = not wide(t) if per_corruption is None else per_corruption
+    label = None if each else shared_label(t)
+    columns = [corruption_label(c, t.differs) for c in t.names] if each else [f"{f} (mean)" for f in _families(t)]
+    head = ["model", "method", "clean %"] + columns
+    # a shared worst case is the comparison table's worst-case column, whose attacks are said there once
+    shown = "worst-case" if label and label.startswith("worst case") else label
+    head += ["mean corruption %", "relative drop", "adversarial %" if label is None else f"adversarial % ({shown})"]
     rows = []
     for r in t.rows:
+        values = (
+            [_pct(r.by_corruption.get(c)) for c in t.names]
+            if each
+            else [_pct(_family_mean(r.by_corruption, t.names, f)) for f in _families(t)]
+        )
+        adv = cell_text(r.adversarial.cell) if label is not None and r.adversarial else _adv_text(r.adversarial)
         rows.append(
             [
                 r.name + (" (degenerate)" if r.degenerate else ""),
                 r.method,
                 f"{_pct(r.clean.acc)} [{_pct(r.clean.lo)}, {_pct(r.clean.hi)}]",
             ]
-            + [_pct(r.by_corruption.get(c)) for c in t.names]
-            + [cell_text(r.mean), _drop(r.relative_drop), _adv_text(r.adversarial)]
+            + values
+            + [cell_text(r.mean), _drop(r.relative_drop), adv]
         )
     return head, rows
+
+
+def each_corruption_tables(t: CorruptionTable) -> list[tuple[list[str], list[list[str]]]]:
+    """A wide table's per-corruption detail, two families per table so that each fits the
+    page: model, clean and each corruption's mean over severities."""
+    head, rows = table_cells(t, per_corruption=True)
+    families = _families(t)
+    out = []
+    for pair in (families[i : i + 2] for i in range(0, len(families), 2)):
+        keep = [0, 2] + [3 + j for j, c in enumerate(t.names) if FAMILIES[c] in pair]
+        out.append(([head[i] for i in keep], [[row[i] for i in keep] for row in rows]))
+    return out
 
 
 def _footnotes(t: CorruptionTable) -> list[str]:
@@ -208,6 +259,14 @@ def corruptions_markdown(section: CorruptionSection | None, fig_dir: str = "figu
         out.append("| " + " | ".join(["---"] * 2 + ["---:"] * (len(head) - 2)) + " |")
         out += ["| " + " | ".join(_md(c) for c in cells) + " |" for cells in rows]
         out.append("")
+        if wide(t):
+            out += ["<details><summary>Each corruption (mean over severities, %)</summary>", ""]
+            for head, rows in each_corruption_tables(t):
+                out.append("| " + " | ".join(_md(h) for h in head) + " |")
+                out.append("| " + " | ".join(["---"] + ["---:"] * (len(head) - 1)) + " |")
+                out += ["| " + " | ".join(_md(c) for c in cells) + " |" for cells in rows]
+                out.append("")
+            out += ["</details>", ""]
         notes = _footnotes(t) + _row_notes(t)
         out += [f"- {n}" for n in notes] + ([""] if notes else [])
         published = published_cells(t)
@@ -256,6 +315,12 @@ def corruptions_html(section: CorruptionSection | None) -> list[str]:
         out.append(f"<p>{escape(source_text(t))}</p>")
         head, rows = table_cells(t)
         out.append(_html_table(head, rows, numeric=range(2, len(head))))
+        if wide(t):
+            out.append(
+                "<details><summary>Each corruption (mean over severities, %)</summary>"
+                + "".join(_html_table(h, r, numeric=range(1, len(h))) for h, r in each_corruption_tables(t))
+                + "</details>"
+            )
         notes = _footnotes(t) + _row_notes(t)
         if notes:
             out.append('<ul class="notes">' + "".join(f'<li class="info">{escape(n)}</li>' for n in notes) + "</ul>")
