@@ -6,10 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from robustbench_local.corruptions import blur, weather
+from robustbench_local.corruptions import FAMILIES, blur, weather
 from robustbench_local.corruptions.functions import (
     DIFFERS,
-    FAMILIES,
     NAMES,
     PARAMETERS,
     STOCHASTIC,
