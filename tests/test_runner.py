@@ -285,8 +285,16 @@ def test_changed_options_of_a_trained_cell_are_refused(work, exp):
     assert plan[0].train == "resume" and plan[0].todo_text().startswith("train 1 epoch; 3 evaluations")
 
 
+def _drop_train_record(sha: str) -> None:
+    for f in Path("out/results/records").glob("train-*.json"):
+        if json.loads(f.read_text())["checkpoint"]["sha256"] == sha:
+            f.unlink()
+
+
 def test_first_epoch_cut_off_leftovers_are_cleared(work):
-    # cut off after best.pth but before last.pth of epoch 1: nothing to resume from
+    # cut off after best.pth but before last.pth of epoch 1: nothing to resume from, and
+    # no training record yet (fit writes it at the end)
+    _drop_train_record(file_sha256("out/runs/std/best.pth"))
     Path("out/runs/std/last.pth").unlink()
     plan = run_experiment(work / "exp.toml", dry_run=True, say=quiet).plan
     assert plan[0].train == "train" and plan[1].finished
@@ -295,6 +303,27 @@ def test_first_epoch_cut_off_leftovers_are_cleared(work):
     assert all(p.finished for p in run_experiment(work / "exp.toml", dry_run=True, say=quiet).plan)
     assert "removing best.pth, history.csv, config.json" in Path("out/tiny.log").read_text()
     assert read_checkpoint("out/runs/std/last.pth")["train_state"]["epoch"] == 1
+
+
+def test_a_kept_best_checkpoint_with_its_training_record_is_not_trained_again(work, exp, monkeypatch):
+    # what a committed study keeps: best.pth and the records, without last.pth
+    Path("out/runs/std/last.pth").unlink()
+    sha = file_sha256("out/runs/std/best.pth")
+    plan = run_experiment(work / "exp.toml", dry_run=True, say=quiet).plan
+    assert plan[0].train == "done" and plan[0].finished and plan[0].sha256 == sha
+
+    def no_training(*a, **k):
+        raise AssertionError("a kept checkpoint is not trained again")
+
+    monkeypatch.setattr(train_module, "fit", no_training)
+    path = exp(TWO_CELLS, extra='[[attacks]]\nname = "pgd"\nk = 3\neta = 0.01\n')
+    summary = run_experiment(path, only=["std"], say=quiet)
+    assert summary.trained == [] and summary.evaluated
+    new = [r for r in records("eval") if r["attack"].get("k") == 3]
+    assert new and all(r["checkpoint"]["sha256"] == sha for r in new)
+    # the kept file must still be the cell's: other options are refused as for a whole run folder
+    with pytest.raises(RobustError, match="holds a run trained with other options"):
+        run_experiment(exp(TWO_CELLS.replace('name = "std"', 'name = "std"\nlr = 0.2')), dry_run=True, say=quiet)
 
 
 def test_a_cell_cut_off_during_its_final_test_pass_gets_its_record(work):

@@ -82,7 +82,8 @@ class EvalIndex:
             ck, data = rec.get("checkpoint") or {}, rec.get("data") or {}
             key = (ck.get("sha256"), data.get("n"), data.get("split"), data.get("seed"), bool(rec.get("cascade")))
             self.by_key.setdefault(key, []).append(rec)
-        self.train_shas = {(r.get("checkpoint") or {}).get("sha256") for r in store.find("train")}
+        self.train_records = {(r.get("checkpoint") or {}).get("sha256"): r for r in store.find("train")}
+        self.train_shas = set(self.train_records)
         self.corruption_records = list(store.find("corruption"))
 
     def corruptions_done(self, sha: str, plan: CorruptionPlan, n: int) -> bool:
@@ -116,30 +117,41 @@ def remaining(
     return done, todo, corr
 
 
+def _read_matching(exp: Experiment, cell: Cell, path, out) -> dict:
+    """The checkpoint at ``path``, refused when it was trained with other options than the cell's."""
+    try:
+        ckpt = read_checkpoint(path)
+    except RobustError as e:
+        raise exp.problem(cell.path, f"{e}; delete {out} to train this cell again") from None
+    # the very comparison fit makes on --resume, so the plan and the training agree
+    diffs = spec_differences(ckpt["meta"].get("spec") or {}, cell.spec.to_dict())
+    if diffs:
+        raise exp.problem(
+            cell.path,
+            f"{out} holds a run trained with other options ({'; '.join(diffs[:3])}"
+            f"{' ...' if len(diffs) > 3 else ''}); delete that folder or rename the cell",
+        )
+    return ckpt
+
+
 def plan_cell(exp: Experiment, cell: Cell, index: EvalIndex, sizes: dict[str, int]) -> CellPlan:
     """What is done and what is left for one cell, read from its run folder and the store."""
     out = exp.cell_dir(cell)
     last, best = out / "last.pth", out / "best.pth"
     state, epochs_done, stopped = "train", 0, None
     if last.is_file():
-        try:
-            ckpt = read_checkpoint(last)
-        except RobustError as e:
-            raise exp.problem(cell.path, f"{e}; delete {out} to train this cell again") from None
-        # the very comparison fit makes on --resume, so the plan and the training agree
-        diffs = spec_differences(ckpt["meta"].get("spec") or {}, cell.spec.to_dict())
-        if diffs:
-            raise exp.problem(
-                cell.path,
-                f"{out} holds a run trained with other options ({'; '.join(diffs[:3])}"
-                f"{' ...' if len(diffs) > 3 else ''}); delete that folder or rename the cell",
-            )
-        ts = ckpt.get("train_state")
+        ts = _read_matching(exp, cell, last, out).get("train_state")
         if not isinstance(ts, dict):
             raise exp.problem(cell.path, f"{last} holds no training state; delete {out} to train this cell again")
         epochs_done, stopped = int(ts.get("epoch", 0)), ts.get("stopped")
         finished = bool(stopped) or epochs_done >= cell.spec.epochs
         state = "done" if finished and best.is_file() else "resume"
+    elif best.is_file() and file_sha256(best) in index.train_shas:
+        # a kept checkpoint: a study may commit best.pth alone (last.pth adds the optimizer's state
+        # and doubles the size); the training record of that very file says training finished
+        _read_matching(exp, cell, best, out)
+        rec = index.train_records[file_sha256(best)]
+        epochs_done, stopped, state = int(rec.get("epochs_run") or cell.spec.epochs), rec.get("stopped"), "done"
     sha = file_sha256(best) if state == "done" else None
     done, todo, corr = remaining(exp, index, sha, sizes)
     return CellPlan(cell, state, epochs_done, stopped, sha, done, todo, bool(sha) and sha in index.train_shas, corr)
