@@ -72,7 +72,7 @@ def _pyautoattack(model, x, y, eps_px: float, batch_size: int, quick: bool) -> t
 
 def run(quick: bool = False, out_dir=None) -> dict:
     from robustbench_local.checkpoint import load_checkpoint
-    from robustbench_local.evaluation import select_points
+    from robustbench_local.eval_inputs import select_points
     from robustbench_local.threat import ThreatModel, find_std
 
     cfg = QUICK if quick else FULL

@@ -46,7 +46,7 @@ CASES = {
 
 def prepare(quick: bool, which: str) -> dict:
     from robustbench_local.checkpoint import load_checkpoint
-    from robustbench_local.evaluation import select_points
+    from robustbench_local.eval_inputs import select_points
 
     cfg = QUICK if quick else FULL
     common.setup_threads()

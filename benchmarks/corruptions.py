@@ -33,7 +33,7 @@ def run(quick: bool = False, out_dir=None) -> dict:
     from robustbench_local.checkpoint import load_checkpoint
     from robustbench_local.corruptions import CORRUPTIONS, SEVERITIES, require_extra
     from robustbench_local.corruptions.sets import corrupt_images
-    from robustbench_local.evaluation import predict
+    from robustbench_local.eval_clean import predict
 
     require_extra()
     cfg = dict(QUICK if quick else FULL)

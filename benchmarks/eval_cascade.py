@@ -67,7 +67,7 @@ def torchattacks_accuracy(model, x, y, k: int, eps_px: float, step_px: float, ba
 
 def prepare(quick: bool, which: str = "standard") -> dict:
     from robustbench_local.checkpoint import load_checkpoint
-    from robustbench_local.evaluation import select_points
+    from robustbench_local.eval_inputs import select_points
     from robustbench_local.threat import ThreatModel, find_std
 
     cfg = QUICK if quick else FULL
@@ -271,7 +271,8 @@ def robust_train_checkpoint(quick: bool, given: Path | None) -> tuple[Path, str]
 def part_b(quick: bool, checkpoint: Path | None, suite_n: int | None = None) -> tuple[dict, list]:
     from robustbench_local.attacks import AttackSpec
     from robustbench_local.checkpoint import load_checkpoint
-    from robustbench_local.evaluation import evaluate, select_points
+    from robustbench_local.eval_inputs import select_points
+    from robustbench_local.evaluation import evaluate
     from robustbench_local.threat import ThreatModel, find_std
 
     cfg = dict(QUICK if quick else FULL)

@@ -283,7 +283,7 @@ def tta_test(best: Path, bundle, cfg: dict) -> dict:
     """Test accuracy of best.pth as the fast net with ``tta`` on (float32, eval mode),
     and the seconds it took (counted in the budget)."""
     from robustbench_local.checkpoint import load_checkpoint
-    from robustbench_local.evaluation import predict
+    from robustbench_local.eval_clean import predict
     from robustbench_local.results import wilson_interval
 
     t0 = time.perf_counter()

@@ -7,6 +7,8 @@ Public API (imported lazily so that ``import robustbench_local`` stays cheap)::
 
 from __future__ import annotations
 
+import importlib
+
 __version__ = "0.1.0"
 
 _LAZY = {
@@ -27,8 +29,6 @@ __all__ = list(_LAZY) + ["__version__"]
 
 def __getattr__(name: str):
     if name in _LAZY:
-        import importlib
-
         mod, attr = _LAZY[name]
         return getattr(importlib.import_module(f".{mod}", __name__), attr)
     raise AttributeError(f"module 'robustbench_local' has no attribute '{name}'")

@@ -14,7 +14,7 @@ if TYPE_CHECKING:  # the figures only read an Analysis; analyze.py imports this 
 
 
 def _png(fig) -> bytes:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # deferred: start-up time (matplotlib)
 
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
@@ -29,6 +29,7 @@ def _heading(a: Analysis) -> str:
 
 def confusion_png(a: Analysis) -> bytes:
     """Row-normalized confusion matrix (each row sums to 1 over its class count)."""
+    # deferred: start-up time (matplotlib)
     import matplotlib
     from matplotlib.figure import Figure
 
@@ -68,6 +69,7 @@ def confusion_png(a: Analysis) -> bytes:
 def misclassified_png(a: Analysis) -> bytes:
     """Up to 32 misclassified inputs (adversarial ones under an attack), titled
     true -> predicted with the confidence."""
+    # deferred: start-up time (matplotlib)
     import matplotlib
     from matplotlib.figure import Figure
 
@@ -104,6 +106,7 @@ def misclassified_png(a: Analysis) -> bytes:
 
 def gradcam_png(a: Analysis) -> bytes:
     """Per point: image and its GradCAM overlay, clean (and adversarial)."""
+    # deferred: start-up time (matplotlib)
     import matplotlib
     from matplotlib.figure import Figure
 

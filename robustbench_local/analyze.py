@@ -27,28 +27,14 @@ from torch import nn
 
 from .analysis_figures import confusion_png, gradcam_png, misclassified_png
 from .attacks import AttackSpec
-from .evaluation import predict, resolve_target, run_attack, select_points
-from .gradcam import GradCAMResult, conv_layers, gradcam, gradcam_maps, last_feature_map, resolve_layer
+from .eval_attack import run_attack
+from .eval_clean import predict
+from .eval_inputs import resolve_target, select_points
+from .fileio import write_bytes
+from .gradcam import GradCAMResult, gradcam_maps, resolve_layer
 from .results import wilson_interval
 from .runtime import resolve_device
 from .threat import find_std
-
-# GradCAM and the figures live in gradcam.py and analysis_figures.py; their names stay importable from here
-__all__ = [
-    "MISCLASSIFIED_SHOWN",
-    "Analysis",
-    "GradCAMResult",
-    "analyze",
-    "confusion_counts",
-    "confusion_png",
-    "conv_layers",
-    "gradcam",
-    "gradcam_maps",
-    "gradcam_png",
-    "last_feature_map",
-    "misclassified_png",
-    "resolve_layer",
-]
 
 MISCLASSIFIED_SHOWN = 32
 
@@ -157,8 +143,6 @@ class Analysis:
 
     def write(self, out: str | Path) -> list[Path]:
         """All files, rendered first, then each written atomically."""
-        from .fileio import write_bytes
-
         files = self.files()
         paths = []
         for name, content in files.items():

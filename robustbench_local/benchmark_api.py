@@ -26,7 +26,18 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .attacks import AttackSpec
+from .data import load_dataset
 from .errors import RobustError
+from .eval_inputs import Target
+from .evaluation import evaluate
+from .foreign import check_forward, foreign_meta
+from .foreign import normalization as N
+from .models.normalize import NormalizedModel
+from .outputs import ensure_writable_dir, save_record
+from .results import ResultsStore
+from .runtime import module_mode
+from .threat import ThreatModel
 
 THREATS = {"Linf": "linf", "L2": "l2"}
 UNSUPPORTED_THREATS = ("corruptions", "corruptions_3d")
@@ -84,15 +95,6 @@ def benchmark(
     ``to_disk`` needs ``model_name``, as in RobustBench; the record is written to
     ``results_dir`` whenever that is not None. ``seed`` chooses the points, ``version``
     the AutoAttack version (standard, plus, rand)."""
-    from .attacks import AttackSpec
-    from .data import load_dataset
-    from .evaluation import Target, evaluate
-    from .foreign import check_forward, foreign_meta
-    from .foreign import normalization as N
-    from .models.normalize import NormalizedModel
-    from .runtime import module_mode
-    from .threat import ThreatModel
-
     if isinstance(model, Sequence) or isinstance(device, Sequence) and not isinstance(device, str):
         raise RobustError("benchmark() takes one model on one device")
     if not isinstance(model, nn.Module):
@@ -141,9 +143,6 @@ def benchmark(
 
     store = None
     if results_dir is not None:
-        from .outputs import ensure_writable_dir
-        from .results import ResultsStore
-
         store = ResultsStore(results_dir)
         ensure_writable_dir(store.records_dir, "results_dir", shown=store.root)  # before any attack runs
     dev = str(device) if device is not None else "cpu"
@@ -157,7 +156,5 @@ def benchmark(
     print(f"Clean accuracy: {clean:.2%}")
     print(f"Adversarial accuracy: {robust:.2%}")
     if store is not None:
-        from .outputs import save_record
-
         save_record(store, rec, "results_dir")
     return clean, robust

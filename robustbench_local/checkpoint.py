@@ -26,6 +26,7 @@ from torch import nn
 
 from .errors import CheckpointError, first_line
 from .fileio import atomic_path, to_jsonable
+from .models import build_model
 from .runtime import git_commit, package_versions
 from .torchfile import load_weights_only
 
@@ -120,8 +121,6 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
 
 def build_from_meta(meta: dict) -> nn.Module:
     """A freshly initialised model with the architecture and normalization in ``meta``."""
-    from .models import build_model
-
     return build_model(
         meta["arch"],
         num_classes=int(meta["num_classes"]),

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attacks.pgd import pgd
+from .results import wilson_interval
 from .runtime import module_mode
 from .threat import ThreatModel
 
@@ -208,8 +209,6 @@ def degenerate_counts(correct: int, n: int, pred_counts, label_counts, classes=(
     """not_degenerate from counts: ``correct`` of ``n`` right, ``pred_counts[c]`` and
     ``label_counts[c]`` predictions and labels of class c (training sums these over
     batches and ranks)."""
-    from .results import wilson_interval
-
     pred_counts, label_counts = [int(v) for v in pred_counts], [int(v) for v in label_counts]
     num_classes = len(pred_counts)
     if n <= 0 or num_classes < 2:
@@ -268,8 +267,6 @@ def square_below_whitebox(square_acc: float, whitebox_acc: float, n: int, whiteb
     gradients at the same threat on the same points; when Square's robust accuracy is
     below the 95% Wilson interval of the white-box number, the white-box attack is being
     starved, most likely by masked or obfuscated gradients (Carlini et al. 2019)."""
-    from .results import wilson_interval
-
     if n <= 0:
         return Finding("square_below_whitebox", True, "nothing to compare (n=0)")
     lo, hi = wilson_interval(round(whitebox_acc * n), n)

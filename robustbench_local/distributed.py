@@ -30,9 +30,11 @@ from torch.nn.parallel import DistributedDataParallel
 
 from .errors import RobustError
 from .runtime import epoch_seed, resolve_device
+from .values import Key, ValueProblem
 
 # long enough for rank 0 to run work the others wait for (robust validation, AutoAttack)
 TIMEOUT = timedelta(hours=2)
+SYNC_BN_NEEDS_CUDA = "needs CUDA GPUs (PyTorch's SyncBatchNorm has no CPU kernels); turn it off"
 _owned = False  # whether this module created the process group (and so destroys it)
 
 
@@ -62,16 +64,17 @@ def is_main() -> bool:
     return rank() == 0
 
 
-def init(device: str | torch.device = "auto") -> torch.device:
+def init(device: str | torch.device = "auto", key: Key = ("eval", "device")) -> torch.device:
     """Resolve the device and, under torchrun, join the process group (once per process).
 
     CUDA: each process takes GPU LOCAL_RANK and the backend is NCCL. CPU: Gloo.
-    Returns the device this process computes on."""
+    Returns the device this process computes on. A device that cannot be used is a
+    ValueProblem at ``key`` (training passes ("train", "device"))."""
     global _owned
     if isinstance(device, torch.device):
         device = str(device)
     if not launched():
-        return resolve_device(device)
+        return resolve_device(device, key)
     missing = [v for v in ("RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT") if v not in os.environ]
     if missing:
         raise RobustError(
@@ -79,16 +82,15 @@ def init(device: str | torch.device = "auto") -> torch.device:
             "start distributed runs with torchrun"
         )
     if device.startswith("cuda:") and device != f"cuda:{os.environ['LOCAL_RANK']}":
-        raise RobustError(
-            f"--device {device} under torchrun: every process takes the GPU of its LOCAL_RANK; "
-            "pass --device cuda (or auto)"
+        raise ValueProblem(
+            key, f"{device} under torchrun: every process takes the GPU of its LOCAL_RANK; use cuda (or auto)"
         )
     if device.startswith("cuda:"):
         device = "cuda"
-    dev = resolve_device(device)
+    dev = resolve_device(device, key)
     if dev.type == "mps":
-        raise RobustError(
-            "distributed runs need CUDA (NCCL) or the CPU (Gloo); MPS has no collective backend: pass --device cpu"
+        raise ValueProblem(
+            key, "distributed runs need CUDA (NCCL) or the CPU (Gloo); MPS has no collective backend: use cpu"
         )
     lr = int(os.environ["LOCAL_RANK"])
     if dev.type == "cuda":
@@ -173,14 +175,15 @@ def main_first() -> Iterator[None]:
 
 
 # ----------------------------------------------------------------------------- sharding
-def global_to_local_batch(global_batch: int, world: int | None = None) -> int:
-    """--batch-size is the GLOBAL batch (what one optimizer step sees, whatever the
-    number of processes); each rank takes an equal share."""
+def global_to_local_batch(global_batch: int, world: int | None = None, key: Key = ("train", "batch_size")) -> int:
+    """The batch size is the GLOBAL batch (what one optimizer step sees, whatever the
+    number of processes); each rank takes an equal share. A batch that does not divide
+    is a ValueProblem at ``key``."""
     w = world_size() if world is None else world
     if global_batch % w:
-        raise RobustError(
-            f"--batch-size {global_batch} is the global batch and must divide evenly over the {w} "
-            f"processes; use a multiple of {w}"
+        raise ValueProblem(
+            key,
+            f"{global_batch} is the global batch and must divide evenly over the {w} processes; use a multiple of {w}",
         )
     return global_batch // w
 
@@ -235,7 +238,7 @@ def wrap_ddp(module: nn.Module, device: torch.device) -> nn.Module:
 def convert_sync_bn(module: nn.Module, device: torch.device) -> nn.Module:
     """Batch norm over the global batch (statistics all-reduced every forward), CUDA only."""
     if device.type != "cuda":
-        raise RobustError("--sync-bn needs CUDA GPUs (PyTorch's SyncBatchNorm has no CPU kernels); drop it")
+        raise ValueProblem(("train", "sync_bn"), SYNC_BN_NEEDS_CUDA)
     if not active():
         return module
     return nn.SyncBatchNorm.convert_sync_batchnorm(module)

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .checkpoint import file_sha256, load_checkpoint
 from .errors import RobustError
 
 
@@ -27,8 +28,6 @@ class Ensemble(nn.Module):
 def load_ensemble(paths: Sequence[str | Path], device: str | torch.device = "cpu"):
     """(Ensemble, meta) from checkpoints that share dataset, classes and
     normalization; evaluate() accepts the pair directly."""
-    from .checkpoint import file_sha256, load_checkpoint
-
     if len(paths) < 2:
         raise RobustError("--ensemble needs at least two checkpoints")
     models, metas = zip(*(load_checkpoint(p, device=device) for p in paths))

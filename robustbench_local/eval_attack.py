@@ -10,6 +10,7 @@ import torch
 
 from . import distributed
 from .attacks import AttackSpec
+from .attacks.base import make_ball
 from .errors import RobustError
 from .eval_clean import predict, predict_sharded
 from .eval_inputs import Points, Target
@@ -50,8 +51,6 @@ def run_attack(
     partial: where finished batches are kept so that a cut-off run resumes (single
     process, without ``keep_adv``); attacks that batch internally (AutoAttack) are
     then called once per ``batch_size`` points, so that there are batches to keep."""
-    from .attacks.base import make_ball
-
     info = spec.info
     torch.manual_seed(seed)  # same random starts whatever ran before
     # every point's random start is drawn up front for the whole point set, so it does not

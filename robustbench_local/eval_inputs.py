@@ -10,7 +10,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .checkpoint import file_sha256, load_checkpoint
+from .data import DatasetBundle, Split, load_dataset
 from .errors import RobustError
+from .values import ValueProblem
 
 
 @dataclass
@@ -84,8 +87,6 @@ def dataset_name(meta: dict) -> str | None:
 
 def resolve_target(obj, device: torch.device, name: str | None = None) -> Target:
     """A checkpoint path, a (model, meta) pair or a bare module."""
-    from .checkpoint import file_sha256, load_checkpoint
-
     if isinstance(obj, Target):
         obj.model.to(device)
         return obj
@@ -105,8 +106,6 @@ def resolve_target(obj, device: torch.device, name: str | None = None) -> Target
 
 def model_dataset(meta: dict | None, data_root: str | None = None):
     """The DatasetBundle a model was trained on, split as its training run split it."""
-    from .data import load_dataset
-
     if not meta or not dataset_name(meta):
         raise RobustError("no data given and the model's metadata names no dataset; pass data")
     dmeta = (meta.get("spec") or {}).get("data") or meta.get("data") or {}  # the training DataSpec
@@ -125,8 +124,6 @@ def select_points(
     """``data``: a DatasetBundle, a Split, an (x, y) pair, or None to load the
     checkpoint's own dataset. The subset is the first n of a permutation seeded
     by ``seed``, so the same n and seed give the same points everywhere."""
-    from .data import DatasetBundle, Split
-
     classes: tuple[str, ...] = tuple(meta.get("classes", ())) if meta else ()
     dataset = dataset_name(meta or {}) or "tensors"
     if data is None:
@@ -137,7 +134,7 @@ def select_points(
     if isinstance(data, Split):
         whole = len(data)
         if n is not None and n > whole:
-            raise RobustError(f"--n {n} is larger than the {whole} examples of the {split} split")
+            raise ValueProblem(("eval", "n"), f"{n} is larger than the {whole} examples of the {split} split")
         sub = data.subset(n, seed=seed) if n is not None and n < whole else data
         sel = (
             f"first {len(sub)} of a permutation of the {whole} {split} examples (torch.Generator seed {seed})"

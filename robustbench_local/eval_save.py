@@ -7,6 +7,8 @@ import torch
 
 from .attacks import AttackSpec
 from .eval_inputs import Points, Target
+from .fileio import atomic_path
+from .outputs import UnsavedWork, cannot_write
 
 
 def adv_entries(spec: AttackSpec, eps: float, run, attack: dict) -> dict:
@@ -26,14 +28,10 @@ def write_adv_file(path, points: Points, clean_pred, saved: dict, target: Target
     try:
         _write(path, points, clean_pred, saved, target)
     except OSError as e:
-        from .outputs import UnsavedWork, cannot_write
-
         raise UnsavedWork(str(cannot_write(path, "--save-adv", e, "FILE")), records) from None
 
 
 def _write(path, points: Points, clean_pred, saved: dict, target: Target) -> None:
-    from .fileio import atomic_path
-
     payload = {
         "x_clean": points.x.cpu(),
         "y": points.y.cpu(),

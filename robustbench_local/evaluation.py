@@ -34,38 +34,19 @@ import torch
 
 from . import distributed
 from .attacks import AttackSpec
-from .errors import RobustError
-from .eval_attack import AttackRun, check_same_eps_meaning, partial_run, run_attack, transfer_attack
+from .eval_attack import check_same_eps_meaning, partial_run, run_attack, transfer_attack
 from .eval_checks import convergence_checks, pairwise_checks, step_checks, sweep_checks
-from .eval_clean import clean_pass, predict, predict_sharded
-from .eval_inputs import Points, Target, dataset_name, model_dataset, resolve_target, select_points
-from .eval_records import attack_metrics, attack_record, min_norm_list, summary_rows, worst_case_record
+from .eval_clean import clean_pass
+from .eval_inputs import resolve_target, select_points
+from .eval_records import attack_metrics, attack_record, min_norm_list, worst_case_record
 from .eval_save import adv_entries, write_adv_file
 from .progress import ProgressDisplay
 from .runtime import environment, resolve_channels_last
 from .text import acc_text, plural
 from .threat import find_std
+from .values import ValueProblem
 
 Log = Callable[[str], None]
-
-# names kept importable from here for the modules and tests that use them
-_dataset_name, _metrics, _sweep_checks = dataset_name, attack_metrics, sweep_checks
-__all__ = [
-    "AttackRun",
-    "Log",
-    "Points",
-    "Target",
-    "evaluate",
-    "expand_sweep",
-    "min_norm_list",
-    "model_dataset",
-    "predict",
-    "predict_sharded",
-    "resolve_target",
-    "run_attack",
-    "select_points",
-    "summary_rows",
-]
 
 
 def expand_sweep(attacks: Sequence[AttackSpec], eps_list: Sequence[float] | None) -> list[AttackSpec]:
@@ -114,7 +95,7 @@ def evaluate(
     (partial.py), so that the same call after a cut-off resumes where it stopped
     (checkpoints only: an in-memory model has no sha256 to key them by)."""
     if not attacks:
-        raise RobustError("no attack given; use --attack fgsm|pgd|autoattack")
+        raise ValueProblem(("eval", "attack"), "no attack given; name at least one (`robust attacks` lists them)")
     dev = distributed.init(device) if isinstance(device, str) or distributed.launched() else device
     say = log if log is not None and distributed.is_main() else (lambda s: None)
     progress = progress if distributed.is_main() else None

@@ -4,12 +4,17 @@ leaves a half-written checkpoint, record or report behind."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+
+from .errors import RobustError
 
 
 def _read_umask() -> int:
@@ -118,8 +123,7 @@ def write_files(files: dict[Path, bytes]) -> list[Path]:
 
 def to_jsonable(obj: Any) -> Any:
     """Numbers stay numbers: tensors and numpy scalars become Python floats/ints/lists."""
-    import numpy as np
-    import torch
+    import torch  # deferred: start-up time (fileio also serves the report, which never needs torch)
 
     if isinstance(obj, dict):
         return {str(k): to_jsonable(v) for k, v in obj.items()}
@@ -139,8 +143,6 @@ def to_jsonable(obj: Any) -> Any:
 def non_finite_field(obj: Any, where: str = "") -> tuple[str, float] | None:
     """The dotted place and value of the first NaN or infinity in ``obj`` (e.g.
     ('attack.eps', inf), ('history[3].val_loss', nan)), or None when all are finite."""
-    import math
-
     if isinstance(obj, float) and not math.isfinite(obj):
         return (where or "the value", obj)
     if isinstance(obj, dict):
@@ -158,8 +160,6 @@ def non_finite_field(obj: Any, where: str = "") -> tuple[str, float] | None:
 
 def dumps_json(obj: Any, **kw) -> str:
     """Strict JSON text (NaN and Infinity are not JSON): a RobustError names the field."""
-    from .errors import RobustError
-
     data = to_jsonable(obj)
     try:
         return json.dumps(data, allow_nan=False, **kw)

@@ -17,6 +17,7 @@ from typing import Any
 
 from .errors import RobustError
 from .fileio import make_dirs, remove_empty, write_bytes
+from .results import ResultsStore
 
 
 class UnsavedWork(RobustError):
@@ -111,8 +112,6 @@ def save_record(store: Any, record: dict, option: str = "--results") -> Path:
         return store.add(record)
     except OSError as e:
         failure = e
-    from .results import ResultsStore
-
     for root in (unsaved_root(), Path(tempfile.gettempdir()) / "robustbench_local-unsaved"):
         try:
             kept = ResultsStore(root).add(record)

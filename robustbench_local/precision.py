@@ -11,8 +11,7 @@ import torch
 from torch import nn
 
 from . import distributed
-from .errors import RobustError
-from .specs import AUTO
+from .values import AUTO, ValueProblem
 
 
 @dataclass(frozen=True)
@@ -52,7 +51,7 @@ def resolve_precision(amp: bool | str, device: torch.device) -> Precision:
         return Precision(torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16, "cuda")
     if device.type == "cpu":
         return Precision(torch.bfloat16, "cpu")
-    raise RobustError(f"--amp is not supported on {device.type}; pass --no-amp")
+    raise ValueProblem(("train", "amp"), f"mixed precision is not supported on {device.type}; turn it off")
 
 
 def resolve_compile(value: bool | str) -> str | None:
@@ -60,11 +59,13 @@ def resolve_compile(value: bool | str) -> str | None:
     if value is False:
         return None
     backend = "inductor" if value is True else value
-    import torch._dynamo  # here, not at the top: importing dynamo is slow and only --compile needs it
+    import torch._dynamo  # deferred: start-up time (importing dynamo is slow and only --compile needs it)
 
     known = torch._dynamo.list_backends(exclude_tags=())
     if backend not in known:
-        raise RobustError(f"unknown torch.compile backend '{backend}'; valid: {', '.join(sorted(known))}")
+        raise ValueProblem(
+            ("train", "compile"), f"unknown torch.compile backend '{backend}'; valid: {', '.join(sorted(known))}"
+        )
     return backend
 
 

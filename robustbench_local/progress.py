@@ -113,7 +113,7 @@ class ProgressDisplay:
         every: float | None = None,
         heartbeat: float | None = HEARTBEAT,
     ):
-        from rich.console import Console
+        from rich.console import Console  # deferred: start-up time (rich, on a terminal only)
 
         self.console = console or Console(highlight=False)
         if interactive is None:
@@ -198,6 +198,7 @@ class ProgressDisplay:
 
     def _rich(self):
         if self._progress is None:
+            # deferred: start-up time (rich's progress bars, on a terminal only)
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
             self._progress = Progress(

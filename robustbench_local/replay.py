@@ -13,16 +13,19 @@ from pathlib import Path
 
 from . import checks as C
 from . import distributed
+from .checkpoint import file_sha256
 from .errors import RobustError
-from .evaluation import Log, Points, _dataset_name, _metrics, predict, resolve_target
+from .eval_clean import predict
+from .eval_inputs import Points, dataset_name, resolve_target
+from .eval_records import attack_metrics
+from .evaluation import Log
 from .results import wilson_interval
 from .runtime import environment, module_mode
 from .text import acc_text
+from .torchfile import load_weights_only
 
 
 def load_adv_file(path: str | Path) -> dict:
-    from .torchfile import load_weights_only
-
     payload = load_weights_only(path, label=f"--replay file {path}", what="file written by robust eval --save-adv")
     if not isinstance(payload, dict) or not {"x_clean", "y", "index"} <= set(payload):
         raise RobustError(
@@ -43,14 +46,12 @@ def replay(
     name: str | None = None,
 ) -> list[dict]:
     """One record per attack (and radius) saved in ``adv_file``, scored on the model."""
-    from .checkpoint import file_sha256
-
     payload = load_adv_file(adv_file)
     dev = distributed.init(device) if isinstance(device, str) else device
     say = log or (lambda s: None)
     target = resolve_target(model_or_checkpoint, dev, name)
     model = target.model.eval()
-    wanted = _dataset_name(target.meta)
+    wanted = dataset_name(target.meta)
     if wanted and payload.get("dataset") and wanted != payload["dataset"]:
         raise RobustError(
             f"--replay file {adv_file} holds {payload['dataset']} images but {target.name} was trained on {wanted}"
@@ -101,7 +102,7 @@ def replay(
             **base,
             "attack": attack,
             "checks": [degenerate.to_dict()],
-            "metrics": _metrics(points, clean_ok, robust_ok, seconds, int(clean_ok.sum())),
+            "metrics": attack_metrics(points, clean_ok, robust_ok, seconds, int(clean_ok.sum())),
         }
         records.append(rec)
         eps = attack.get("eps_pixel", attack.get("eps"))

@@ -10,6 +10,8 @@ from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
+
 from .errors import RobustError
 from .fileio import dumps_json, non_finite_field, write_json
 
@@ -21,16 +23,12 @@ def pack_flags(flags) -> str:
     """Per-point booleans (a tensor or sequence, in the order of the record's points) as
     hex of their packed bits: 2,000 points take 500 characters. Records keep which
     points stayed robust this way, so worst cases can be taken across evaluations."""
-    import numpy as np
-
     bits = np.asarray(flags.cpu() if hasattr(flags, "cpu") else flags, dtype=bool)
     return np.packbits(bits).tobytes().hex()
 
 
 def unpack_flags(text: str, n: int):
     """pack_flags' inverse: a bool numpy array of length n."""
-    import numpy as np
-
     bits = np.unpackbits(np.frombuffer(bytes.fromhex(text), dtype=np.uint8))
     if len(bits) < n or len(bits) - n >= 8:
         raise RobustError(f"robust_flags hold {len(bits)} bits, which does not fit {n} points")
@@ -43,8 +41,6 @@ Z95 = 1.959963984540054  # the two-sided 95% normal quantile
 def mean_interval(scores, z: float = Z95) -> tuple[float, tuple[float, float]]:
     """Mean of per-point scores in [0, 1] and its normal 95% interval over the points
     (mean +- z standard errors), clipped to [0, 1]; (0, 1) bounds below 2 points."""
-    import numpy as np
-
     v = np.asarray(scores, dtype=np.float64)
     n = len(v)
     mean = float(v.mean()) if n else 0.0

@@ -13,16 +13,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import RobustError
+from . import __version__
+from .values import Key, ValueProblem
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+EVAL_DEVICE: Key = ("eval", "device")
 
 
-def resolve_device(name: str = "auto") -> torch.device:
+def resolve_device(name: str = "auto", key: Key = EVAL_DEVICE) -> torch.device:
     """'auto' picks cuda, then mps, then cpu; an explicit choice that is not
-    available is an error rather than a silent fallback."""
+    available is an error rather than a silent fallback, a ValueProblem at ``key``
+    (training passes ("train", "device"))."""
     if name not in DEVICES and not name.startswith("cuda:"):
-        raise RobustError(f"unknown device '{name}'; valid devices: {', '.join(DEVICES)}")
+        raise ValueProblem(key, f"unknown device '{name}'; valid devices: {', '.join(DEVICES)}")
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda", torch.cuda.current_device())
@@ -30,9 +33,9 @@ def resolve_device(name: str = "auto") -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RobustError("--device cuda was asked for but no CUDA GPU is visible; use --device auto or cpu")
+        raise ValueProblem(key, f"{name} was asked for but no CUDA GPU is visible; use auto or cpu")
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise RobustError("--device mps was asked for but MPS is not available; use --device auto or cpu")
+        raise ValueProblem(key, "mps was asked for but MPS is not available; use auto or cpu")
     return torch.device(name)
 
 
@@ -102,9 +105,7 @@ def git_commit() -> str | None:
 
 
 def package_versions() -> dict[str, str]:
-    import torchvision
-
-    from . import __version__
+    import torchvision  # deferred: start-up time (torchvision is slow to import; only records need its version)
 
     return {
         "robustbench_local": __version__,

@@ -45,7 +45,7 @@ def require(option: str = "--tensorboard") -> None:
 
 def _writer(folder: str | os.PathLike):
     require()
-    from torch.utils.tensorboard import SummaryWriter
+    from torch.utils.tensorboard import SummaryWriter  # deferred: optional dependency (tensorboard)
 
     return SummaryWriter(log_dir=str(folder))
 

@@ -46,6 +46,7 @@ def explain(path: Path, e: BaseException, *, label: str, what: str) -> str:
         return f"cannot read {label} ({err.strerror or err})"
     if not head:
         return f"{label} is corrupt or truncated: it is empty (0 bytes)"
+    # deferred: import cycle (torchfile -> foreign -> checkpoint -> torchfile)
     from .foreign.code import TRUST_FLAG, is_torchscript
 
     if is_torchscript(path):

@@ -52,16 +52,14 @@ from .precision import build_training_model
 from .results import ResultsStore
 from .runtime import configure_backends, cpu_has_native_bf16, epoch_seed
 from .specs import TrainSpec
-from .split_eval import evaluate_split
+from .split_eval import evaluate_split  # looked up on this module at the test pass: tests replace it
 from .text import method_label, plural
-from .train_epoch import NUMBERS_EVERY, epoch_loader, train_epoch, validate_epoch
+from .train_epoch import epoch_loader, train_epoch, validate_epoch
 from .train_folder import cannot_write, lock_folder, start_folder, write_history
 from .train_progress import Reporter, summary_rows
 from .train_record import final_metrics, is_recorded, train_record
 from .train_setup import Run, prepare_run
-
-# evaluate_split is looked up here at the test pass (tests replace it); NUMBERS_EVERY stays importable from here
-__all__ = ["NUMBERS_EVERY", "FitResult", "evaluate_split", "fit", "prepare_run"]
+from .values import ValueProblem
 
 
 @dataclass
@@ -193,8 +191,8 @@ def _train(
     )
     if precision.enabled and device.type == "cpu" and cpu_has_native_bf16() is False:
         reporter.say(
-            "warning: this CPU has no native bf16 instructions (avx512_bf16 or AMX), so --amp emulates "
-            "bf16 and is usually several times slower than fp32 here; drop --amp"
+            "warning: this CPU has no native bf16 instructions (avx512_bf16 or AMX), so mixed precision (amp) "
+            "emulates bf16 and is usually several times slower than fp32 here; turn amp off"
         )
     stopped: str | None = None
     try:
@@ -207,8 +205,10 @@ def _train(
             lr = run.optim.schedule.lr
             t = train_epoch(run, loader, reporter)
             if not math.isfinite(t["loss"]):
-                raise RobustError(
-                    f"training diverged at epoch {epoch + 1} (train loss {t['loss']}); lower --lr or set --grad-clip"
+                raise ValueProblem(
+                    spec.KEY + ("lr",),
+                    f"training diverged at epoch {epoch + 1} (train loss {t['loss']}); lower train.lr or set "
+                    "train.grad_clip",
                 )
             row, v_seconds = validate_epoch(run, reporter, epoch, lr, t)
             row = distributed.broadcast_object(row)  # rank 0's row everywhere: the same decisions below

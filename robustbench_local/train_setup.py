@@ -31,8 +31,9 @@ from .models import build_model, resolve_normalization
 from .optim import LRSchedule, build_optimizer, param_groups
 from .precision import Precision, resolve_compile, resolve_precision
 from .runtime import resolve_channels_last, seed_everything
-from .specs import AUTO, TrainSpec
+from .specs import TrainSpec
 from .train_folder import RESUMABLE_CHANGES, fresh_folder, run_folder, spec_differences
+from .values import AUTO, ValueProblem
 
 
 @dataclass(frozen=True)
@@ -152,9 +153,10 @@ class Run:
 def prepare_run(spec: TrainSpec, *, resume: bool = False, val_metrics: Sequence[ValMetric] = ()) -> Run:
     """Build and check every piece of a run; raises RobustError (one line) before
     anything is written."""
-    device = distributed.init(spec.device)  # joins the process group under torchrun
+    k = spec.KEY
+    device = distributed.init(spec.device, k + ("device",))  # joins the process group under torchrun
     world = distributed.world_size()
-    local_batch = distributed.global_to_local_batch(spec.batch_size, world)
+    local_batch = distributed.global_to_local_batch(spec.batch_size, world, k + ("batch_size",))
     precision = resolve_precision(spec.amp, device)
     placement = Placement(
         device,
@@ -165,11 +167,11 @@ def prepare_run(spec: TrainSpec, *, resume: bool = False, val_metrics: Sequence[
         local_batch=local_batch,
     )
     if spec.sync_bn and device.type != "cuda":
-        raise RobustError("--sync-bn needs CUDA GPUs (PyTorch's SyncBatchNorm has no CPU kernels); drop it")
+        raise ValueProblem(k + ("sync_bn",), distributed.SYNC_BN_NEEDS_CUDA)
 
     out_dir = run_folder(spec)
     if out_dir.exists() and not out_dir.is_dir():
-        raise RobustError(f"--out {out_dir} is a file, not a folder")
+        raise ValueProblem(k + ("out",), f"{out_dir} is a file, not a folder")
     if resume and not (out_dir / "last.pth").is_file():
         raise RobustError(f"nothing to resume in {out_dir} (no last.pth); drop --resume to start the run")
     leftovers = [] if resume else fresh_folder(out_dir, spec)
@@ -186,7 +188,9 @@ def prepare_run(spec: TrainSpec, *, resume: bool = False, val_metrics: Sequence[
     info = bundle.info
     train = bundle.train if d.subset is None else bundle.train.subset(d.subset, seed=d.split_seed)
     if len(bundle.val) == 0:
-        raise RobustError(f"the validation split of {info.name} is empty; raise --val-fraction")
+        raise ValueProblem(
+            spec.data.KEY + ("val_fraction",), f"leaves the validation split of {info.name} empty; raise it"
+        )
     augment_policy = d.augment or default_augment(info)
     data = TrainData(bundle, train, augment_policy, build_augment(augment_policy, info))
 
@@ -212,7 +216,9 @@ def prepare_run(spec: TrainSpec, *, resume: bool = False, val_metrics: Sequence[
     columns = {"val_acc", "val_loss"} | {c for m in extra for c in m.columns}
     metric = method.selection if spec.selection == AUTO else spec.selection
     if metric not in columns:
-        raise RobustError(f"unknown selection metric '{metric}'; valid: {', '.join(sorted(columns))}")
+        raise ValueProblem(
+            k + ("selection",), f"unknown selection metric '{metric}'; valid: {', '.join(sorted(columns))}"
+        )
     selection = Selection(metric, minimize=metric.endswith("loss"), val_metrics=extra)
 
     if len(train) < world:
@@ -288,6 +294,9 @@ def method_config(method: TrainMethod) -> dict:
     return base.config() if hasattr(base, "config") else {}
 
 
+INIT = TrainSpec.KEY + ("init",)  # the key of _load_init's errors: the checkpoint given does not fit
+
+
 def _load_init(path: str, model: nn.Module) -> dict:
     """Start from another checkpoint's weights (fine-tuning); it must have the same
     architecture, classes, input shape and normalization."""
@@ -300,12 +309,13 @@ def _load_init(path: str, model: nn.Module) -> dict:
     ):
         theirs = meta.get(key)
         if (list(theirs) if isinstance(theirs, (list, tuple)) else theirs) != ours:
-            raise CheckpointError(f"--init {path} has {key} {theirs!r} but this run has {ours!r}")
+            raise ValueProblem(INIT, f"{path} has {key} {theirs!r} but this run has {ours!r}")
     for key, ours in (("mean", model.mean), ("std", model.std)):
         if not torch.allclose(torch.as_tensor(meta[key], dtype=torch.float32), ours.float().cpu()):
-            raise CheckpointError(
-                f"--init {path} was trained with normalization {meta.get('normalization')!r} "
-                f"({key} {meta[key]}); pass the same --normalize"
+            raise ValueProblem(
+                INIT,
+                f"{path} was trained with normalization {meta.get('normalization')!r} "
+                f"({key} {meta[key]}); set model.normalize to the same",
             )
     load_state(model, ckpt["state_dict"], path)
     return {

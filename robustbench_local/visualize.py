@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +22,9 @@ import torch
 from torch import nn
 
 from .attacks import AttackSpec
-from .evaluation import predict, resolve_target, run_attack, select_points
+from .eval_attack import run_attack
+from .eval_clean import predict
+from .eval_inputs import resolve_target, select_points
 from .runtime import resolve_device
 from .threat import find_std
 
@@ -142,6 +145,7 @@ def _show(ax, img: np.ndarray) -> None:
 def grid_figure(ex: Examples, amplify: float = AMPLIFY):
     """The matplotlib Figure (3 image axes per example, in clean, adversarial,
     perturbation order)."""
+    # deferred: start-up time (matplotlib)
     import matplotlib
     from matplotlib.figure import Figure
 
@@ -182,7 +186,7 @@ def grid_figure(ex: Examples, amplify: float = AMPLIFY):
 
 def render_grid(ex: Examples, amplify: float = AMPLIFY) -> bytes:
     """PNG bytes of the grid (no 'Software' stamp: the same inputs give the same bytes)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # deferred: start-up time (matplotlib)
 
     fig = grid_figure(ex, amplify)
     FigureCanvasAgg(fig)
@@ -206,6 +210,4 @@ def run_name(checkpoint: str) -> str:
 
 
 def _slug(s: str) -> str:
-    import re
-
     return re.sub(r"[^A-Za-z0-9_.+-]+", "_", s).strip("_") or "x"

@@ -23,7 +23,8 @@ from robustbench_local.cli import main
 from robustbench_local.data import load_dataset
 from robustbench_local.errors import RobustError
 from robustbench_local.methods import ADV_METHODS, build_method
-from robustbench_local.methods.adversarial import check_radius, collapse, guard_epochs
+from robustbench_local.methods.adv_options import check_radius
+from robustbench_local.methods.overfitting_guard import collapse, guard_epochs
 from robustbench_local.methods.trades import kl_per_example, trades_loss
 from robustbench_local.models import build_model
 from robustbench_local.results import ResultsStore
@@ -469,7 +470,8 @@ def _cli(args, cwd: Path):
 
 
 def test_cli_parses_the_documented_command_exactly():
-    from robustbench_local.cli.train import build_spec, command
+    from robustbench_local.cli.train import command
+    from robustbench_local.cli.train_spec import build_spec
 
     ctx = command.make_context("train", ["--adv", "pgd", "--eps", "0.0313", "--k", "10"])
     spec = build_spec(ctx.params)

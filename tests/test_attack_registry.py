@@ -35,7 +35,8 @@ from robustbench_local.attacks.base import AttackResult, make_ball
 from robustbench_local.attacks.registry import KINDS, all_options
 from robustbench_local.checkpoint import save_checkpoint
 from robustbench_local.cli import main
-from robustbench_local.evaluation import evaluate, min_norm_list
+from robustbench_local.eval_records import min_norm_list
+from robustbench_local.evaluation import evaluate
 from robustbench_local.results import unpack_flags
 from robustbench_local.threat import NORMS, ThreatModel
 

@@ -261,7 +261,7 @@ def test_imagefolder_errors(tmp_path):
         load_dataset("imagefolder")
     with pytest.raises(RobustError, match="valid datasets: .*imagefolder:PATH"):
         load_dataset("cifar11")
-    with pytest.raises(RobustError, match="image-size"):
+    with pytest.raises(RobustError, match="data.image_size: must be a positive number of pixels"):
         load_dataset("cifar10", image_size=0)
 
 
@@ -609,7 +609,8 @@ def test_format_constants_match_torchvision():
     # reading never imports torchvision (seconds of import time), so its facts are copied: keep them equal
     from torchvision.datasets import CIFAR10, CIFAR100, FashionMNIST
 
-    from robustbench_local.data.datasets import CIFAR10_FORMAT, CIFAR100_FORMAT, FASHION_MNIST_CLASSES
+    from robustbench_local.data.cifar import CIFAR10_FORMAT, CIFAR100_FORMAT
+    from robustbench_local.data.fashion_mnist import FASHION_MNIST_CLASSES
 
     for fmt, cls in ((CIFAR10_FORMAT, CIFAR10), (CIFAR100_FORMAT, CIFAR100)):
         assert fmt.folder == cls.base_folder and fmt.torchvision_class == cls.__name__

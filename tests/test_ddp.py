@@ -325,8 +325,9 @@ def test_sync_bn_on_the_cpu_is_refused_before_any_data_is_read(tmp_path):
     spec = TrainSpec(
         data=DataSpec(dataset=str(tmp_path / "nowhere")), sync_bn=True, device="cpu", out=str(tmp_path / "run")
     )
-    with pytest.raises(RobustError, match="--sync-bn needs CUDA"):
+    with pytest.raises(RobustError, match="needs CUDA GPUs") as err:
         prepare_run(spec)
+    assert err.value.key == ("train", "sync_bn")
     assert not (tmp_path / "run").exists()
 
 

@@ -23,8 +23,8 @@ from robustbench_local.cli import main
 from robustbench_local.errors import RobustError
 from robustbench_local.fileio import write_json
 from robustbench_local.report import build_report
-from robustbench_local.report.tables import method_label
 from robustbench_local.results import ResultsStore
+from robustbench_local.text import method_label
 
 FIXTURES = Path(__file__).parent / "fixtures" / "records"
 ADVERSARIAL = "cifar10-cnn-standard-pgd-s0/best.pth"

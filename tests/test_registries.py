@@ -26,7 +26,7 @@ from support import image_tree
 
 from robustbench_local.cli import main
 from robustbench_local.data import load_dataset
-from robustbench_local.data.datasets import DATASETS
+from robustbench_local.data.sources import DATASETS
 from robustbench_local.errors import DataNotFound, RobustError
 from robustbench_local.methods import ADV_METHODS, METHODS, build_method
 from robustbench_local.models import MODELS, NormalizedModel, build_model

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from robustbench_local.cli import main
 from robustbench_local.errors import RobustError
 from robustbench_local.report import build_report
-from robustbench_local.report.tables import cell_text
+from robustbench_local.report.table_parts import cell_text
 
 FIXTURES = Path(__file__).parent / "fixtures" / "records"
 OLD_REPEAT = "eval-20250110T090000-54229673a4.json"  # PGD-20 on the standard CNN, superseded

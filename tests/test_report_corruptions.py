@@ -37,7 +37,8 @@ from robustbench_local.report.corruptions import CSV_NAME, build_corruptions
 from robustbench_local.report.html import render_html
 from robustbench_local.report.load import load_report_data
 from robustbench_local.report.markdown import render_markdown
-from robustbench_local.report.tables import build_comparison, cell_text
+from robustbench_local.report.table_parts import cell_text
+from robustbench_local.report.tables import build_comparison
 from robustbench_local.results import ResultsStore, pack_flags, wilson_interval
 
 FIXTURES = Path(__file__).parent / "fixtures" / "records"
@@ -271,6 +272,28 @@ def test_a_degenerate_models_corruption_row_is_marked(store):
         "and drop are meaningless"
     ) in sec
     assert not any(x.startswith(f"- {STANDARD} (") for x in sec.splitlines())  # no drop sentence for it
+
+
+def test_a_wide_tables_family_means_are_the_records_own(store):
+    """Past six corruptions the table shows a column per family: the record's by_family,
+    recomputed from its corruptions' means only for a record written without it."""
+    root, _ = store
+    evals = _evals(root)
+    own = corruption_record(evals[STANDARD], GROUPS_ALL, SEVERITIES, seed=4, created="2025-03-01T00:00:00+00:00")
+    own["metrics"]["by_family"]["noise"] = 0.4321  # not its corruptions' mean: which one is shown tells
+    old = corruption_record(evals[ADVERSARIAL], GROUPS_ALL, SEVERITIES, seed=5, created="2025-03-01T00:00:00+00:00")
+    del old["metrics"]["by_family"]
+    for rec in (own, old):
+        ResultsStore(root).add(rec)
+    sec = "\n".join(corruptions_markdown(_section_only(root)[2]))
+    head = next(x for x in sec.splitlines() if x.startswith("| model |"))
+    head = [c.strip() for c in head.strip("|").split("|")]
+    families = list(GROUPS)
+    assert head[3:7] == [f"{f} (mean)" for f in families]
+    assert _row(sec, STANDARD)[3] == "43.2"
+    assert _row(sec, STANDARD)[4:7] == [_pct(own["metrics"]["by_family"][f]) for f in families[1:]]
+    by_corruption = old["metrics"]["by_corruption"]
+    assert _row(sec, ADVERSARIAL)[3:7] == [_pct(np.mean([by_corruption[c] for c in GROUPS[f]])) for f in families]
 
 
 def _section_html(html: str) -> str:

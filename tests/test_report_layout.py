@@ -21,10 +21,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from matplotlib.collections import PolyCollection
+from matplotlib.colors import to_hex
 
 from robustbench_local.report import build_report
+from robustbench_local.report.figure_base import OKABE_ITO
 from robustbench_local.report.load import load_report_data
-from robustbench_local.report.per_class import CMAP, MAX_ROWS, PerClass, per_class_figure
+from robustbench_local.report.per_class import CMAP, MAX_ROWS, PerClass, per_class_figure, per_class_tables
 from robustbench_local.report.plots import eps_curve_figures
 from robustbench_local.report.sort_script import SORT_SCRIPT
 from robustbench_local.results import ResultsStore, wilson_interval
@@ -228,21 +231,66 @@ def test_every_table_sorts_with_a_script_of_its_own(suite, wide_report):
 
 
 # ----------------------------------------------------------------------------- figures
-def test_eps_curves_have_a_panel_per_family_a_small_legend_and_a_fitted_axis(suite):
+def _methods(data) -> dict[str, list[str]]:
+    """The suite's methods from its records: the cells of one group, by their name."""
+    return {g: sorted(set(rows["checkpoint"])) for g, rows in data.evals.groupby("group")}
+
+
+def test_eps_curves_have_a_panel_per_family_a_legend_entry_per_method_and_a_fitted_axis(suite):
     data = load_report_data(SUITE)
     (fig,) = [f for _, _, f in eps_curve_figures(data)]
     axes = fig.axes
     assert [ax.get_title() for ax in axes] == ["no adversarial training", "adversarial training"]
+    # a method trained with several seeds is one entry in one colour, not one per seed
     entries = [t.get_text() for ax in axes for t in ax.get_legend().get_texts()]
-    entries += [t.get_text() for t in fig.legends[0].get_texts()]
-    checkpoints = sorted(set(data.evals["checkpoint"]))
-    assert sorted(entries[: len(checkpoints)]) == checkpoints
+    methods = _methods(data)
+    assert len(methods) == 7
+    assert sorted(entries) == sorted(f"{g} ({len(c)} seeds)" if len(c) > 1 else c[0] for g, c in methods.items())
+    colours = [to_hex(h.get_color()) for ax in axes for h in ax.get_legend().legend_handles]
+    assert set(colours) <= {c.lower() for c in OKABE_ITO}  # colour-blind safe
     attacks = ["FGSM", "PGD-20", "PGD-50"] + (["AutoAttack"] if (data.evals["attack"] == "AutoAttack").any() else [])
-    assert entries[len(checkpoints) :] == ["clean (eps 0)", *attacks, "worst-case"]
-    lows = 100 * data.evals[["clean_lo", "robust_lo"]].min().min()
-    highs = 100 * data.evals[["clean_hi", "robust_hi"]].max().max()
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["clean (eps 0)", *attacks, "worst-case"]
+    low = 100 * data.evals["robust_acc"].min()
+    high = 100 * data.evals[["clean_acc", "robust_acc"]].max().max()
     bottom, top = axes[0].get_ylim()
-    assert bottom <= lows and highs <= top < 85 and axes[1].get_ylim() == (bottom, top)
+    assert bottom <= low and high <= top < 85 and axes[1].get_ylim() == (bottom, top)
+
+
+def test_a_methods_seeds_are_their_mean_in_a_band_from_lowest_to_highest(suite):
+    data = load_report_data(SUITE)
+    (fig,) = [f for _, _, f in eps_curve_figures(data)]
+    ax = fig.axes[1]  # adversarial training
+    sweep = data.evals[(data.evals["group"] == "pgd-at") & (data.evals["attack"] == "PGD-20")]
+    by_eps = sweep.groupby("eps_normalized")["robust_acc"]
+    assert sweep["checkpoint"].nunique() == 3 and len(by_eps) >= 2
+    (line,) = [x for x in ax.lines if len(x.get_xdata()) > 1 and np.allclose(x.get_ydata(), 100 * by_eps.mean())]
+    assert list(line.get_xdata()) == pytest.approx(list(by_eps.mean().index))  # only the measured radii
+    (band,) = [
+        c
+        for c in ax.collections
+        if isinstance(c, PolyCollection) and to_hex(c.get_facecolor()[0]) == to_hex(line.get_color())
+    ]
+    ys = band.get_paths()[0].vertices[:, 1]
+    assert min(ys) == pytest.approx(100 * by_eps.min().min()) and max(ys) == pytest.approx(100 * by_eps.max().max())
+    # clean accuracy and a lone radius stay markers: no line reaches eps 0 or joins one radius
+    for x in fig.axes[0].lines + ax.lines:
+        if x.get_linestyle() != "None":
+            assert len(x.get_xdata()) > 1 and 0.0 not in list(x.get_xdata())
+
+
+def test_the_suite_per_class_figure_has_a_row_per_method(suite):
+    data = load_report_data(SUITE)
+    (pc,) = per_class_tables(data, suite.comparison)
+    methods = _methods(data)
+    assert sorted(pc.checkpoints) == sorted(
+        f"{g} (mean, {len(c)} seeds)" if len(c) > 1 else c[0] for g, c in methods.items()
+    )
+    rows = [r for r in suite.comparison.tables[0].rows if r.group == "pgd-at"]
+    clean = [data.per_class[r.cells["clean"].record] for r in rows]
+    expect = [np.mean([pc_[k]["clean_acc"] for pc_ in clean]) for k in pc.classes]
+    assert len(rows) == 3 and pc.values[
+        pc.columns.index("clean"), pc.checkpoints.index("pgd-at (mean, 3 seeds)")
+    ] == pytest.approx(expect)
 
 
 def _per_class(n_ckpts: int, columns: list[str], n_classes: int = 10) -> PerClass:

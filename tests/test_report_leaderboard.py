@@ -17,7 +17,9 @@ from support import trained_cnn
 
 from robustbench_local.checkpoint import file_sha256, save_checkpoint
 from robustbench_local.cli import main
-from robustbench_local.report.leaderboard import PUBLISHED, build_leaderboard, leaderboard_markdown
+from robustbench_local.report.leaderboard import build_leaderboard
+from robustbench_local.report.leaderboard_pages import leaderboard_markdown
+from robustbench_local.report.leaderboard_published import PUBLISHED
 from robustbench_local.report.load import load_report_data
 from robustbench_local.results import ResultsStore
 

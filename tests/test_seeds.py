@@ -25,7 +25,7 @@ from robustbench_local.errors import RobustError
 from robustbench_local.experiment import load_experiment, run_experiment
 from robustbench_local.report import build_report
 from robustbench_local.report.compare import MARK_NOTE, indistinguishable_from_best
-from robustbench_local.report.tables import MARK
+from robustbench_local.report.table_parts import MARK
 from robustbench_local.results import ResultsStore, pack_flags, unpack_flags, wilson_interval
 
 N = 200

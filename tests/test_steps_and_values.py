@@ -18,7 +18,8 @@ from robustbench_local.attacks import AttackSpec
 from robustbench_local.checkpoint import save_checkpoint
 from robustbench_local.cli import main
 from robustbench_local.errors import RobustError
-from robustbench_local.evaluation import _sweep_checks, evaluate
+from robustbench_local.eval_checks import sweep_checks
+from robustbench_local.evaluation import evaluate
 from robustbench_local.experiment import load_experiment
 from robustbench_local.threat import ThreatModel
 
@@ -345,6 +346,6 @@ def test_a_real_rise_within_one_norm_and_space_is_still_flagged(target):
     small, large, other = recs
     # what an attack that fails at the larger radius would give: more robust points there
     large["metrics"]["robust_acc"] = small["metrics"]["robust_acc"] + 0.05
-    _sweep_checks(recs, 100)
+    sweep_checks(recs, 100)
     assert failed(small, "accuracy_rises_with_eps") and failed(large, "accuracy_rises_with_eps")
     assert not [c for c in other["checks"] if c["name"] == "accuracy_rises_with_eps"]  # alone in its space

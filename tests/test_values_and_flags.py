@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from robustbench_local.cli.flags import COMMANDS, TRAIN_FLAGS, flag_for, for_command
+from robustbench_local.cli.flags import COMMANDS, flag_for, flags_of, for_command, train_flags
 from robustbench_local.errors import RobustError
 from robustbench_local.specs import TrainSpec
 from robustbench_local.values import ValueProblem, boolean, choice, dotted, integer, integers, number, tristate
@@ -53,6 +53,8 @@ def test_checks_convert_what_they_accept():
 
 
 def test_spec_errors_name_keys_and_the_cli_names_flags():
+    import robustbench_local.methods  # noqa: F401  registers the methods' checks that TrainSpec runs
+
     with pytest.raises(ValueProblem) as err:
         TrainSpec(lr=-1)
     assert str(err.value) == "train.lr: must be > 0, got -1"
@@ -65,7 +67,7 @@ def test_spec_errors_name_keys_and_the_cli_names_flags():
         TrainSpec(adv="pgd", adv_kwargs={"val_n": 0})
     assert err.value.key == ("train", "adv_kwargs", "val_n")
     assert for_command("train", err.value) == "--val-robust-n: must be >= 1, got 0"
-    assert flag_for(("model", "kwargs", "width"), TRAIN_FLAGS) == "--model-option width"
+    assert flag_for(("model", "kwargs", "width"), train_flags()) == "--model-option width"
     plain = RobustError("train.lr is not a ValueProblem")  # other errors keep their text
     assert for_command("train", plain) == str(plain)
 
@@ -78,5 +80,38 @@ def test_every_flag_in_the_table_is_an_option_of_its_command(command):
 
     cmd = main.get_command(click.Context(main), command)
     options = {opt for p in cmd.params for opt in (*p.opts, *p.secondary_opts)}
-    missing = sorted({flag for flag in COMMANDS[command].values() if flag not in options})
+    missing = sorted({flag for flag in flags_of(command).values() if flag not in options})
     assert not missing, f"robust {command} has no {missing}"
+
+
+def test_library_errors_name_keys_and_the_cli_names_flags(tmp_path, monkeypatch):
+    """Checks made outside the specs (the device, the image size, a dataset's path) raise
+    at their key, never naming a flag; the CLI's line names the flag, before any data is read."""
+    import torch
+    from click.testing import CliRunner
+
+    from robustbench_local.cli import main
+    from robustbench_local.data import load_dataset
+    from robustbench_local.runtime import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    no_gpu = "cuda was asked for but no CUDA GPU is visible; use auto or cpu"
+    with pytest.raises(ValueProblem) as err:
+        resolve_device("cuda", ("train", "device"))
+    assert str(err.value) == f"train.device: {no_gpu}"
+    assert for_command("train", err.value) == f"--device: {no_gpu}"
+    with pytest.raises(ValueProblem) as err:
+        load_dataset("cifar10", image_size=0)
+    assert str(err.value) == "data.image_size: must be a positive number of pixels, got 0"
+    assert for_command("eval", err.value) == "--image-size: must be a positive number of pixels, got 0"
+    with pytest.raises(ValueProblem) as err:
+        load_dataset("cifar10:/somewhere")
+    assert str(err.value) == "data.dataset: 'cifar10' takes no ':PATH'; say where it is with data.data_root"
+    assert for_command("train", err.value) == "--dataset: 'cifar10' takes no ':PATH'; say where it is with --data-root"
+
+    run = tmp_path / "run"
+    res = CliRunner().invoke(main, ["train", "--device", "cuda", "--out", str(run), "--results", str(tmp_path / "res")])
+    assert res.exit_code == 2 and f"error: --device: {no_gpu}" in res.output and "train.device" not in res.output
+    assert not run.exists()
+    res = CliRunner().invoke(main, ["data", "--image-size", "0"])
+    assert res.exit_code == 2 and "error: --image-size: must be a positive number of pixels, got 0" in res.output

@@ -252,8 +252,8 @@ def test_analyze_cli_writes_every_file(checkpoint, tmp_path):
 
 
 def test_gradcam(model_meta, cifar10):
-    from robustbench_local.analyze import gradcam, last_feature_map, resolve_layer
     from robustbench_local.errors import RobustError
+    from robustbench_local.gradcam import gradcam, last_feature_map, resolve_layer
 
     model = model_meta[0]
     x = cifar10.test.x[:6].float() / 255

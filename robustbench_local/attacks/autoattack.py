@@ -33,7 +33,7 @@ Progress = Callable[[str, int, int], None]
 
 def _import():
     try:
-        from pyautoattack import AutoAttack
+        from pyautoattack import AutoAttack  # deferred: optional dependency (pyautoattack)
     except ImportError:
         raise RobustError(
             "AutoAttack needs the pyautoattack package; install it with "
@@ -148,7 +148,7 @@ class _Tracker:
 
     def _robust_at_start(self, x, y, batch_size, state_path) -> int:
         if state_path is not None and state_path.exists():  # resumed: AutoAttack's own flags
-            from pyautoattack.state import EvaluationState
+            from pyautoattack.state import EvaluationState  # deferred: optional dependency
 
             flags = EvaluationState.from_disk(state_path).robust_flags
             if flags is not None:

@@ -14,6 +14,7 @@ from torch import nn
 from ..errors import RobustError
 from ..runtime import module_mode
 from ..threat import BALL_NORMS, Ball, ThreatModel, find_std
+from . import registry
 
 
 @dataclass
@@ -61,8 +62,6 @@ def require_norm(attack: str, norm: str, supported: tuple[str, ...] = BALL_NORMS
     """Refuses, before any work, a norm the attack has no geometry for, naming the
     attacks that do measure it."""
     if norm not in supported:
-        from . import registry
-
         others = [n for n in registry.names() if norm in registry.info(n).norms]
         hint = f"; {norm} is measured by {', '.join(others)}" if others else ""
         raise RobustError(f"{attack} supports {' and '.join(supported)}, not {norm}{hint}")

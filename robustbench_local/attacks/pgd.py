@@ -20,7 +20,7 @@ from torch import nn
 from ..errors import RobustError
 from ..runtime import module_mode
 from ..threat import Ball, ThreatModel
-from .base import AttackResult, attack_mode, check_inputs, make_ball, require_norm
+from .base import AttackResult, attack_mode, check_inputs, frozen_params, make_ball, require_norm
 from .grad import loss_grad
 from .losses import ce_loss, dlr_loss, pick_targets, targeted_ce_loss, targeted_dlr_loss
 from .registry import Opt, attack
@@ -236,8 +236,6 @@ def perturb(
     """The inner maximisation for adversarial training: ``steps`` steps on every
     point, last iterate returned. Leaves the model's mode alone (the caller picks
     batch-norm behaviour) but turns parameter gradients off while it runs."""
-    from .base import frozen_params
-
     with frozen_params(model):
         ball = make_ball(model, x, threat, std)
         x_adv, _ = run_pgd(

@@ -29,7 +29,9 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
+import pkgutil
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,6 +39,7 @@ from typing import Any, Literal
 
 from ..errors import RobustError
 from ..registry import Registry
+from ..threat import parse_number
 
 KINDS = ("white-box", "black-box", "minimal-norm")
 CONTEXT = ("std", "seed", "eot", "init", "on_progress", "chunk")
@@ -109,8 +112,6 @@ class Option:
             if self.type is int:
                 return self.check(attack, int(t))
             if self.type is float:
-                from ..threat import parse_number
-
                 return self.check(attack, parse_number(t, f"{attack} option '{self.name}'"))
         except ValueError:
             raise RobustError(
@@ -229,10 +230,7 @@ def load_all() -> None:
     if _loaded:
         return
     _loaded = True
-    import importlib
-    import pkgutil
-
-    from .. import attacks as pkg
+    from .. import attacks as pkg  # deferred: import cycle (attacks/__init__ imports this module)
 
     for m in pkgutil.iter_modules(pkg.__path__):
         importlib.import_module(f"{pkg.__name__}.{m.name}")

@@ -11,6 +11,7 @@ from typing import Any
 from ..errors import RobustError
 from ..threat import ThreatModel
 from . import registry
+from .base import require_norm
 
 # record fields renamed since: old records still read and still match
 _LEGACY = {"fgsm": {"fgsm_random_start": "random_start"}}
@@ -57,8 +58,6 @@ class AttackSpec:
         threat = ThreatModel() if threat is None else threat
         if not isinstance(threat, ThreatModel):
             raise RobustError(f"threat must be a ThreatModel, got {threat!r}")
-        from .base import require_norm
-
         require_norm(name, threat.norm, info.norms)  # before any work
         if isinstance(eot, bool) or not isinstance(eot, int) or eot < 1:
             raise RobustError(f"eot must be an integer >= 1, got {eot!r}")

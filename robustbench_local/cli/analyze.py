@@ -6,8 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from rich.table import Table
 
 from ..errors import RobustError
+from ..progress import ProgressDisplay
 from .common import (
     DEFAULT_OUT_HELP,
     batch_size_option,
@@ -87,10 +89,8 @@ def command(
       robust analyze runs/NAME/best.pth --attack pgd --n 500 --gradcam auto
       robust analyze --arch tv-resnet18 --weights resnet18.pth --dataset cifar10 --normalization cifar10
     """
-    from rich.table import Table
-
+    # deferred: start-up time (pandas and the evaluation stack, which --help never needs)
     from ..analyze import analyze
-    from ..progress import ProgressDisplay
     from ..visualize import run_name
 
     if n is not None and n < 1:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import click
+from rich.table import Table
 
+from ..attacks import registry
 from .tables import console
 
 
@@ -18,10 +20,6 @@ def command(names):
       robust attacks
       robust attacks apgd square
     """
-    from rich.table import Table
-
-    from ..attacks import registry
-
     con = console()
     for name in names or registry.names():
         info = registry.info(name)  # an unknown name fails listing the valid ones

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import click
 
+from ..errors import RobustError
+
 # the benchmark scripts live beside the package in a source checkout, not inside it
 CHECKOUT = Path(__file__).resolve().parents[2]
 
 
 def load_runner():
-    from ..errors import RobustError
-
     if not (CHECKOUT / "benchmarks" / "run_all.py").is_file():
         raise RobustError(
             f"robust bench runs the scripts in benchmarks/ of a source checkout; "
@@ -21,7 +21,7 @@ def load_runner():
         )
     if str(CHECKOUT) not in sys.path:
         sys.path.insert(0, str(CHECKOUT))
-    from benchmarks import run_all
+    from benchmarks import run_all  # deferred: optional dependency (a source checkout's, put on sys.path above)
 
     return run_all
 

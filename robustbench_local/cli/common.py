@@ -39,12 +39,16 @@ def image_size_option(help_: str):
 
 def data_options(f):
     """The data a model is trained on (robust train)."""
+    # deferred: start-up time (the data package, which commands that never train, such as report, do not load)
+    from ..data.datasets import dataset_names
+
+    names = dataset_names()  # the registry's: a new dataset is listed at once
     return compose(
         click.option(
             "--dataset",
             default="cifar10",
             show_default=True,
-            help="cifar10, cifar100, fashion-mnist or imagefolder:PATH (a folder or tar/tar.gz).",
+            help=f"{', '.join(names)} (PATH: a folder or a tar/tar.gz).",
         ),
         data_root_option(),
         image_size_option("Resize images to this side length in pixels (imagefolder datasets), e.g. 64."),

@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 
 import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
 
+from ..data import data_search_roots, describe_datasets
 from .common import data_root_option, image_size_option
 
 
@@ -30,12 +34,6 @@ def command(data_root, datasets, image_size, as_json):
 
     Nothing is downloaded. The first look at an image-folder dataset decodes it once into
     the cache ($ROBUST_CACHE, default ~/.cache/robustbench_local); later looks are fast."""
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
-
-    from ..data import data_search_roots, describe_datasets
-
     rows = describe_datasets(data_root, names=list(datasets) or None, image_size=image_size)
     if as_json:
         click.echo(

@@ -6,7 +6,17 @@ from pathlib import Path
 
 import click
 
+from ..corruptions import evaluate_corruptions, parse_names, parse_severities, require_extra
+from ..distributed import is_main
+from ..ensemble import load_ensemble
 from ..errors import RobustError
+from ..fileio import make_dirs, remove_empty
+from ..foreign import load_foreign
+from ..outputs import UnsavedWork, ensure_writable_dir, ensure_writable_file, save_record
+from ..progress import ProgressDisplay
+from ..results import ResultsStore
+from ..tensorboard_log import require, write_evaluations
+from ..text import plural
 from .common import (
     batch_size_option,
     channels_last_option,
@@ -154,21 +164,13 @@ def command(
       robust eval --corruptions all runs/NAME/best.pth
       robust eval --attack pgd --corruptions noise,fog --severity 3-5 runs/NAME/best.pth
     """
-    from ..distributed import is_main
-    from ..evaluation import evaluate
-    from ..fileio import make_dirs, remove_empty
-    from ..outputs import UnsavedWork, ensure_writable_dir, ensure_writable_file, save_record
-    from ..progress import ProgressDisplay
-    from ..results import ResultsStore
-    from ..text import plural
+    from ..evaluation import evaluate  # deferred: start-up time (the evaluation stack, which --help never needs)
 
     if n is not None and n < 1:
         raise RobustError(f"--n must be >= 1, got {n}")
     if batch_size < 1:
         raise RobustError(f"--batch-size must be >= 1, got {batch_size}")
     if tensorboard:
-        from ..tensorboard_log import require
-
         require()
     if replay_file and transfer_from:
         raise RobustError("--replay scores saved examples and --transfer-from crafts new ones; give one of them")
@@ -182,8 +184,6 @@ def command(
     names = severities = None
     attacks_asked = ctx.get_parameter_source("attack_names") != click.core.ParameterSource.DEFAULT
     if corruptions is not None:
-        from ..corruptions import parse_names, parse_severities, require_extra
-
         names, severities = parse_names(corruptions), parse_severities(severity)
         require_extra()
         if replay_file or transfer_from:
@@ -209,12 +209,8 @@ def command(
     specs = build_specs(suite)
     targets = list(checkpoints)
     if ensemble:
-        from ..ensemble import load_ensemble
-
         targets = [load_ensemble(checkpoints)]
     if request is not None:
-        from ..foreign import load_foreign
-
         targets.append(load_foreign(request))
     store = ResultsStore(results_dir)
     adv_paths = [_adv_path(save_adv, target, len(targets)) for target in targets]
@@ -232,7 +228,7 @@ def command(
         try:
             records = []
             if replay_file:
-                from ..replay import replay
+                from ..replay import replay  # deferred: start-up time (the evaluation stack)
 
                 records = replay(replay_file, target, batch_size=batch_size, device=device, log=log)
             elif run_attacks:
@@ -255,8 +251,6 @@ def command(
                     transfer_from=transfer_from,
                 )
             if names is not None:
-                from ..corruptions import evaluate_corruptions
-
                 records.append(
                     evaluate_corruptions(
                         target,
@@ -295,8 +289,6 @@ def command(
             if paths:
                 log(f"wrote {plural(len(paths), 'record')} to {store.records_dir}")
         if tensorboard:
-            from ..tensorboard_log import write_evaluations
-
             write_evaluations(_board_dir(tensorboard, records, len(targets)), records)
         if adv_failed:
             failures.append(adv_failed)

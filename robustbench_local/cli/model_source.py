@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 
 from ..errors import RobustError
-from ..foreign import RB_THREAT_MODELS, ModelRequest
+from ..foreign import RB_THREAT_MODELS, ModelRequest, load_foreign
+from ..foreign.code import is_torchscript, load_torchscript
 from ..foreign.normalization import CHOICES
 from .common import compose, image_size_option, model_option_option, weights_option
 
@@ -138,8 +139,6 @@ def pop_request(options: dict, torchscript: str | None = None, data_root: str | 
 def split_positional(paths, trust_code: bool) -> tuple[list[str], str | None]:
     """Our checkpoints, and at most one TorchScript file among the positional paths.
     A TorchScript file without --trust-code is refused by the loader's own line."""
-    from ..foreign.code import is_torchscript, load_torchscript
-
     ours, scripts = [], []
     for p in paths:
         (scripts if Path(p).is_file() and is_torchscript(p) else ours).append(p)
@@ -177,7 +176,5 @@ def one_model(checkpoint: str | None, options: dict, data_root: str | None):
         return ours[0], ours[0]
     if ours:
         raise RobustError(f"give one model: {ours[0]} and a model from the foreign-model options were both given")
-    from ..foreign import load_foreign
-
     target = load_foreign(request)
     return target, target.path or target.name.replace("/", "-")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from ..models import model_kwargs_help
+
 
 @click.command("models")
 @click.argument("name", required=False)
@@ -16,6 +18,4 @@ def command(name):
       robust models resnet18
       robust models tv-resnet50
     """
-    from ..models import model_kwargs_help
-
     click.echo(model_kwargs_help(name))

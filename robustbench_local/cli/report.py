@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-import click
+from pathlib import Path
 
-from ..text import plural
+import click
+from rich.markup import escape
+from rich.table import Table
+
+from ..outputs import ensure_writable_dir
+from ..text import pct, plural
 from .common import out_option, results_option
 from .tables import console
 
@@ -71,9 +76,7 @@ def command(results_dir, out, dataset, attack, checkpoint, skip_bad, fmt, force,
       robust report --format robustbench
       robust report --compare pgd-at trades
     """
-    from pathlib import Path
-
-    from ..outputs import ensure_writable_dir
+    # deferred: start-up time (pandas, matplotlib and scipy, which --help never needs)
     from ..report import build_report, check_target, record_digests
 
     con = console()
@@ -127,7 +130,7 @@ def command(results_dir, out, dataset, attack, checkpoint, skip_bad, fmt, force,
         + (f"; {plural(len(report.examples), 'example figure')} linked" if report.examples else "")
     )
     if fmt == "robustbench":
-        from ..report.robustbench_info import RB_DIR, model_infos
+        from ..report.robustbench_info import RB_DIR, model_infos  # deferred: start-up time (pandas, matplotlib)
 
         infos = model_infos(report.data)  # the records the report was built from, not read again
         for note in infos.left_out:
@@ -138,12 +141,9 @@ def command(results_dir, out, dataset, attack, checkpoint, skip_bad, fmt, force,
 
 def _print_comparison(results_dir, names, dataset, attack, skip_bad, warn) -> None:
     """One table per attack both models were evaluated with: a row per radius."""
-    from rich.markup import escape
-    from rich.table import Table
-
+    # deferred: start-up time (pandas, matplotlib and scipy, which --help never needs)
     from ..report.compare import compare_models, fmt_p
     from ..report.load import load_report_data
-    from ..text import pct
 
     data = load_report_data(results_dir, dataset=dataset, attack=attack, skip_bad=skip_bad, warn=warn)
     cmp = compare_models(data, *names)

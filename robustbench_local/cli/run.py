@@ -124,8 +124,10 @@ def command(
       robust run experiments/seed_suite_cifar10.toml --executor slurm --partition gpu --time 12:00:00
       robust run experiments/seed_suite_cifar10.toml --status
     """
-    # imported when the command runs: it loads training and evaluation, which `robust --help` does not need
+    # deferred: start-up time (training and evaluation, which `robust --help` does not need)
     from ..experiment import plan_table, run_experiment
+    from ..experiment.executors import run_study
+    from ..experiment.status import read_status, status_table
 
     con = console()
 
@@ -133,8 +135,6 @@ def command(
         con.print(msg, markup=False, highlight=False, soft_wrap=True)
 
     if status:
-        from ..experiment.status import read_status, status_table
-
         exp, rows = read_status(file, only=only, device=device)
         states = [r.state for r in rows]
         counts = ", ".join(
@@ -171,8 +171,6 @@ def command(
             file, only=only, attacks=attacks, device=device, dry_run=dry_run, say=say, on_plan=on_plan
         )
     else:
-        from ..experiment.executors import run_study
-
         summary = run_study(
             file,
             executor=executor,

@@ -9,7 +9,9 @@ import functools
 
 import click
 
+from ..attacks import AttackSpec, registry
 from ..errors import RobustError
+from ..threat import ThreatModel
 from .common import compose
 from .runtime_options import NUMBER, parse_eps_list, threat_options
 
@@ -76,8 +78,6 @@ def _flag_option(flag: str, entries):
 def suite_options(f):
     """--attack, the threat options, one flag per attack option, --attack-option and
     --eot. The command receives them bundled as ``suite`` (a dict for build_specs)."""
-    from ..attacks import registry
-
     flags = registry.all_options()
     names = registry.names()
 
@@ -121,9 +121,6 @@ def suite_options(f):
 
 def build_specs(suite: dict) -> list:
     """The AttackSpecs of a suite: every attack at every radius (grouped by radius)."""
-    from ..attacks import AttackSpec, registry
-    from ..threat import ThreatModel
-
     names = list(suite["attack_names"])
     for a in names:
         registry.info(a)  # unknown names fail here, listing the valid ones
@@ -159,8 +156,6 @@ def build_specs(suite: dict) -> list:
 
 
 def _attack_option(item: str, names: list[str]):
-    from ..attacks import registry
-
     head, sep, value = item.partition("=")
     a, dot, key = head.strip().partition(".")
     if not sep or not dot or not key:

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+import sys
 from functools import lru_cache
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from ..eval_records import summary_rows
 from ..text import pct
 
 
 @lru_cache(maxsize=1)
 def console() -> Console:
-    import sys
-
     # off a terminal rich would squeeze tables to 80 columns and cut checkpoint names
     return Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 200)
 
@@ -26,8 +26,6 @@ def _eps(v) -> str:
 
 
 def print_eval_table(records: list[dict]) -> None:
-    from ..evaluation import summary_rows
-
     t = Table(title="clean and robust accuracy (95% Wilson interval)")
     for col, just in [
         ("checkpoint", "left"),

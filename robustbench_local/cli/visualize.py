@@ -7,6 +7,8 @@ from pathlib import Path
 import click
 
 from ..errors import RobustError
+from ..outputs import ensure_writable_dir, ensure_writable_file, write_output
+from ..progress import ProgressDisplay
 from .common import (
     DEFAULT_OUT_HELP,
     batch_size_option,
@@ -53,8 +55,7 @@ def command(checkpoint, suite, n, split, out, results_dir, amplify, batch_size, 
       robust visualize runs/NAME/best.pth --attack fgsm --eps 8/255 --eps-space pixel --seed 3
       robust visualize --arch tv-resnet18 --weights resnet18.pth --dataset cifar10 --normalization cifar10
     """
-    from ..outputs import ensure_writable_dir, ensure_writable_file, write_output
-    from ..progress import ProgressDisplay
+    # deferred: start-up time (the evaluation stack, which --help never needs)
     from ..visualize import adversarial_examples, render_grid
 
     if n < 1:
@@ -95,7 +96,7 @@ def command(checkpoint, suite, n, split, out, results_dir, amplify, batch_size, 
 
 
 def _grid_path(out, results_dir, checkpoint, spec, several: bool) -> Path:
-    from ..visualize import default_grid_path
+    from ..visualize import default_grid_path  # deferred: start-up time (the evaluation stack)
 
     if out is None:
         return default_grid_path(results_dir, checkpoint, spec, several)

@@ -9,6 +9,8 @@ flags before anything heavy is imported."""
 
 from __future__ import annotations
 
+import importlib.util
+
 from ..errors import RobustError
 
 # the benchmark's order and spelling (CIFAR-10-C's file names); functions.NAMES is this tuple
@@ -89,8 +91,6 @@ def parse_severities(text) -> tuple[int, ...]:
 
 def require_extra() -> None:
     """One line naming the install command when the corruption libraries are missing."""
-    import importlib.util
-
     missing = [m for m in ("scipy", "skimage") if importlib.util.find_spec(m) is None]
     if missing:
         raise RobustError(f"common corruptions need {', '.join(missing)}: {EXTRA}")
@@ -99,6 +99,6 @@ def require_extra() -> None:
 def evaluate_corruptions(*args, **kwargs):
     """evaluate.evaluate_corruptions, imported on first use (scipy, scikit-image)."""
     require_extra()
-    from .evaluate import evaluate_corruptions as run
+    from .evaluate import evaluate_corruptions as run  # deferred: start-up time (scipy, scikit-image)
 
     return run(*args, **kwargs)

@@ -16,7 +16,12 @@ import time
 
 import torch
 
+from .. import distributed
 from ..checks import not_degenerate
+from ..data import DatasetBundle
+from ..errors import RobustError
+from ..eval_clean import predict
+from ..eval_inputs import model_dataset, resolve_target, select_points
 from ..results import mean_interval, pack_flags, wilson_interval
 from ..runtime import environment
 from ..text import acc_text
@@ -26,8 +31,6 @@ from .sets import GENERATOR_VERSION, SetKey, find_real_folder, generated_set, re
 
 
 def _choose_source(source: str, info, split: str, data_root) -> tuple[str, object]:
-    from ..errors import RobustError
-
     if source not in SOURCES:
         raise RobustError(f"unknown corruption source '{source}'; valid: {', '.join(SOURCES)}")
     folder = None
@@ -64,10 +67,6 @@ def evaluate_corruptions(
     corruptions ``names`` at ``severities``; returns the record. Points are chosen as
     evaluate() chooses them (first n of a permutation seeded by ``seed``), so clean
     accuracy here equals the attacks' on the same n and seed."""
-    from .. import distributed
-    from ..data import DatasetBundle
-    from ..evaluation import model_dataset, predict, resolve_target, select_points
-
     say = log or (lambda s: None)
     dev = distributed.init(device) if isinstance(device, str) else device
     target = resolve_target(model_or_checkpoint, dev, name)

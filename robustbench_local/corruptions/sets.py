@@ -29,6 +29,7 @@ import torch
 from ..data.cache import cache_root
 from ..data.search import data_search_roots
 from ..errors import RobustError
+from ..fileio import atomic_path
 from .functions import NAMES, corrupt
 
 # bump when a corruption's output changes, so that old caches are not mixed with new images
@@ -99,8 +100,6 @@ def _read_cache(path: Path) -> dict | None:
 
 
 def _write_cache(path: Path, entry: dict) -> None:
-    from ..fileio import atomic_path
-
     try:
         with atomic_path(path) as tmp:
             torch.save(entry, tmp)

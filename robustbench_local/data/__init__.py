@@ -16,17 +16,11 @@ from .augment import (
     random_crop,
 )
 from .cache import cache_root
-from .datasets import (
-    DATASETS,
-    DatasetBundle,
-    DatasetInfo,
-    Split,
-    channel_stats,
-    describe_datasets,
-    load_dataset,
-)
+from .datasets import describe_datasets, load_dataset
 from .loader import TensorLoader
 from .search import data_search_roots
+from .sources import DATASETS, channel_stats
+from .splits import DatasetBundle, DatasetInfo, Split
 
 __all__ = [
     "AUGMENT_POLICIES",

@@ -45,6 +45,7 @@ CIFAR100_FORMAT = CifarFormat(
 
 def _cifar_download(fmt: CifarFormat) -> Callable[[Path], None]:
     def fetch(tmp: Path) -> None:
+        # deferred: start-up time (torchvision datasets, for a download only)
         import torchvision.datasets as tvd
         from torchvision.datasets.utils import download_and_extract_archive
 

@@ -8,7 +8,7 @@ deterministic validation split out of train; the test split is never touched.
 
 The pieces: splits.py (DatasetInfo, Split, DatasetBundle), sources.py (the registry,
 LoadRequest, RawData and what every loader shares), and one module per dataset family
-(cifar.py, fashion_mnist.py, imagefolder.py); their names stay importable from here."""
+(cifar.py, fashion_mnist.py, imagefolder.py), imported here for their registrations."""
 
 from __future__ import annotations
 
@@ -18,44 +18,34 @@ from typing import Any
 import torch
 
 from ..errors import RobustError
-from .cifar import CIFAR10_CLASSES, CIFAR10_FORMAT, CIFAR100_FORMAT, CifarFormat, load_cifar10, load_cifar100
-from .fashion_mnist import FASHION_MNIST_CLASSES, load_fashion_mnist
-from .imagefolder import load_imagefolder
+from ..values import ValueProblem
+from . import cifar, fashion_mnist, imagefolder  # noqa: F401  each registers its datasets in DATASETS
 from .search import data_search_roots
-from .sources import DATASETS, LoadRequest, RawData, channel_stats
+from .sources import DATASETS, LoadRequest, channel_stats
 from .splits import DatasetBundle, DatasetInfo, Split, carve_val
 
-__all__ = [
-    "CIFAR10_CLASSES",
-    "CIFAR10_FORMAT",
-    "CIFAR100_FORMAT",
-    "DATASETS",
-    "FASHION_MNIST_CLASSES",
-    "CifarFormat",
-    "DatasetBundle",
-    "DatasetInfo",
-    "LoadRequest",
-    "RawData",
-    "Split",
-    "channel_stats",
-    "describe_datasets",
-    "load_cifar10",
-    "load_cifar100",
-    "load_dataset",
-    "load_fashion_mnist",
-    "load_imagefolder",
-]
+DATA = ("data",)  # the key paths of load_dataset's value errors: data.image_size (specs.DataSpec)
+
+
+def dataset_names() -> list[str]:
+    """The registry's names as a user gives them: a dataset that is not built in takes
+    a path (imagefolder:PATH)."""
+    return [n if DATASETS.meta(n).get("builtin") else f"{n}:PATH" for n in DATASETS.names()]
 
 
 def _parse_name(name: str) -> tuple[str, str | None]:
     key, sep, arg = name.partition(":")
     key = key.strip().lower()
     if key not in DATASETS:
-        valid = [n if DATASETS.meta(n).get("builtin") else f"{n}:PATH" for n in DATASETS.names()]
-        raise RobustError(f"unknown dataset '{name}'; valid datasets: {', '.join(valid)}")
+        raise RobustError(f"unknown dataset '{name}'; valid datasets: {', '.join(dataset_names())}")
     if DATASETS.meta(key).get("builtin") and sep:
-        raise RobustError(f"dataset '{key}' takes no ':PATH' (use --data-root to say where it is)")
+        raise ValueProblem(DATA + ("dataset",), f"'{key}' takes no ':PATH'; say where it is with data.data_root")
     return key, (arg if sep else None)
+
+
+def _check_image_size(image_size: int | None) -> None:
+    if image_size is not None and image_size < 1:
+        raise ValueProblem(DATA + ("image_size",), f"must be a positive number of pixels, got {image_size}")
 
 
 def load_dataset(
@@ -75,8 +65,7 @@ def load_dataset(
     (so they do not depend on split_seed). val is ``val_fraction`` of train, chosen by
     ``split_seed``; val_fraction=0 leaves it empty. test is the original test split."""
     key, arg = _parse_name(name)
-    if image_size is not None and image_size < 1:
-        raise RobustError(f"--image-size must be a positive number of pixels, got {image_size}")
+    _check_image_size(image_size)
     if not (0.0 <= val_fraction < 1.0) or math.isnan(val_fraction):
         raise RobustError(f"the validation fraction must be in [0, 1), got {val_fraction}")
     roots = data_search_roots(data_root)
@@ -117,6 +106,7 @@ def describe_datasets(
         names = [n for n in DATASETS.names() if DATASETS.meta(n).get("builtin")]
     for name in names:
         _parse_name(name)  # an unknown name is a usage error, not an absent dataset
+    _check_image_size(image_size)  # and so is a bad size, said once rather than per dataset
     out = []
     for name in names:
         row: dict[str, Any] = {"name": name, "found": False, "source": "not found"}

@@ -54,6 +54,7 @@ def _read_fmnist(folder: Path) -> RawData:
 
 
 def _fmnist_download(tmp: Path) -> None:
+    # deferred: start-up time (torchvision datasets, for a download only)
     from torchvision.datasets import FashionMNIST
     from torchvision.datasets.utils import download_and_extract_archive
 

@@ -8,6 +8,7 @@ arrays and plain containers, never call anything else."""
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import os
 import pickle
@@ -22,6 +23,11 @@ import torch
 
 from ..errors import RobustError
 
+try:  # numpy >= 2 keeps the implementation in numpy._core
+    from numpy._core import multiarray, numeric
+except ImportError:  # numpy 1.x
+    from numpy.core import multiarray, numeric  # type: ignore[no-redef]
+
 # ----------------------------------------------------------------------------- CIFAR pickles
 
 
@@ -34,10 +40,6 @@ def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
 
 
 def _numpy_globals() -> dict[tuple[str, str], object]:
-    try:  # numpy >= 2 keeps the implementation in numpy._core
-        from numpy._core import multiarray, numeric
-    except ImportError:  # numpy 1.x
-        from numpy.core import multiarray, numeric  # type: ignore[no-redef]
     allowed = {
         ("numpy", "ndarray"): np.ndarray,
         ("numpy", "dtype"): np.dtype,
@@ -204,8 +206,6 @@ def source_fingerprint(source: Path) -> str:
     """What identifies the content of a source for the cache: sha256 of an archive file;
     for a directory, sha256 over relative paths, sizes and modification times, and the
     folder names (a new empty class folder must not hit the old cache entry)."""
-    import hashlib
-
     h = hashlib.sha256()
     if source.is_dir():
         for dirpath, dirnames, filenames in os.walk(source):
@@ -231,7 +231,7 @@ def _namer(source: Path):
 
 
 def _decode(name: str, data: bytes, image_size: int | None) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError  # deferred: start-up time (PIL, for image folders only)
 
     try:
         with Image.open(io.BytesIO(data)) as im:

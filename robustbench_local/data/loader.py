@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 import torch
 
 from ..errors import RobustError
-from .datasets import Split
+from .splits import Split
 
 
 class TensorLoader:

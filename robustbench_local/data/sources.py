@@ -66,7 +66,7 @@ def channel_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]
 def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
     if x.shape[-1] == size and x.shape[-2] == size:
         return x
-    from torchvision.transforms.v2.functional import resize
+    from torchvision.transforms.v2.functional import resize  # deferred: start-up time (torchvision)
 
     out = [resize(chunk, [size, size], antialias=True) for chunk in x.split(4096)]
     return torch.cat(out).contiguous() if out else x.new_empty((0, x.shape[1], size, size))

@@ -10,8 +10,9 @@ from typing import Any
 from ..attacks import AttackSpec, registry
 from ..errors import RobustError
 from ..threat import NORMS, SPACES, ThreatModel
+from ..values import choice, known, positive, string
 from .source import Path_, Problem
-from .values import choice, integer, known, positive, string
+from .values import integer
 
 # keys every attack entry takes; its own options come from the attack registry (attack_keys)
 COMMON_ATTACK_KEYS = ("name", "norm", "eps", "eta", "eps_space", "sweep", "eot", "n", "split", "seed", "batch_size")

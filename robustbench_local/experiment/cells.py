@@ -18,8 +18,9 @@ from typing import Any
 
 from ..errors import RobustError
 from ..specs import DataSpec, TrainSpec
+from ..values import known, string, table
 from .source import Path_, Problem, blame, describe_path
-from .values import integer, known, string, table
+from .values import integer
 
 SEEDS = "seeds"  # training seeds, one cell each
 TRAIN_KEYS = tuple(f.name for f in fields(TrainSpec) if f.name not in ("data", "out"))

@@ -21,8 +21,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ..errors import RobustError
+from ..values import known, string, strings, table
 from .source import Problem
-from .values import integer, known, string, strings, table
+from .values import integer
 
 EXECUTOR_KEYS = ("partition", "account", "time", "gpus_per_job", "cpus_per_task", "mem", "setup")
 DEFAULT_MINUTES = 24 * 60

@@ -15,8 +15,14 @@ from ..methods import build_method
 from ..models import build_model, resolve_normalization
 from ..precision import resolve_precision
 from ..runtime import resolve_device
+from ..values import ValueProblem
 from .cells import Cell
 from .schema import Experiment
+
+
+def _text(e: RobustError) -> str:
+    """The message of an error raised for a key whose place in the file the caller names."""
+    return e.msg if isinstance(e, ValueProblem) else str(e)
 
 
 def check_with_data(exp: Experiment, cells: Sequence[Cell] | None = None):
@@ -33,7 +39,7 @@ def check_with_data(exp: Experiment, cells: Sequence[Cell] | None = None):
             split_seed=d.split_seed,
         )
     except RobustError as e:
-        raise exp.problem(("data", "dataset"), str(e)) from None
+        raise exp.problem(("data", "dataset"), _text(e)) from None
     info = bundle.info
     if d.subset is not None and d.subset > len(bundle.train):
         raise exp.problem(
@@ -48,11 +54,11 @@ def check_with_data(exp: Experiment, cells: Sequence[Cell] | None = None):
         try:
             device = resolve_device(spec.device)
         except RobustError as e:
-            raise exp.problem(at.get("device", cell.path), str(e)) from None
+            raise exp.problem(at.get("device", cell.path), _text(e)) from None
         try:
             resolve_precision(spec.amp, device)
         except RobustError as e:
-            raise exp.problem(at.get("amp", cell.path), str(e)) from None
+            raise exp.problem(at.get("amp", cell.path), _text(e)) from None
         key = json.dumps([spec.model.to_dict()], sort_keys=True, default=str)
         if key not in built:
             try:
@@ -85,7 +91,7 @@ def check_with_data(exp: Experiment, cells: Sequence[Cell] | None = None):
     try:
         resolve_device(exp.eval_device)
     except RobustError as e:
-        raise exp.problem(("eval", "device"), str(e)) from None
+        raise exp.problem(("eval", "device"), _text(e)) from None
     for u in exp.units:
         size = len(bundle.split(u.split))
         if u.n is not None and u.n > size:

@@ -262,7 +262,7 @@ def _evaluate_cell(
 
 
 def write_report(exp: Experiment, log: RunLog, summary: RunSummary) -> None:
-    # imported here: pandas and matplotlib are slow to load, and a dry run or `robust --help` needs neither
+    # deferred: start-up time (pandas and matplotlib; a dry run or `robust --help` needs neither)
     from ..report import build_report
 
     rep = exp.report

@@ -89,7 +89,7 @@ def _raised(job) -> str | None:
     if path is None or not path.exists():
         return None
     try:
-        import submitit
+        import submitit  # deferred: optional dependency (submitit)
 
         outcome, trace = submitit.core.utils.pickle_load(path)
     except Exception:  # unreadable: the job log says more
@@ -248,7 +248,7 @@ def run_study(
     select_attacks(exp, attacks)
     settings = exp.cluster.merged(**(cluster or {}))
     pool = make_pool(executor, exp, settings, workers)  # first: it says so when submitit is missing
-    from .jobs import CellJob  # needs submitit
+    from .jobs import CellJob  # deferred: optional dependency (jobs.py imports submitit)
 
     bundle = check_with_data(exp)
     plan = [p for p in make_plan(exp, bundle, exp.cells) if p.cell in chosen]

@@ -19,6 +19,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 
 import submitit
+import torch
 
 from ..errors import RobustError
 from ..results import ResultsStore
@@ -60,8 +61,6 @@ class CellJob(submitit.helpers.Checkpointable):
         if env.num_tasks > 1:  # several GPUs: one DDP process per task, as torchrun would start them
             submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
         if self.threads:
-            import torch
-
             torch.set_num_threads(self.threads)
         main = int(os.environ.get("RANK", "0") or 0) == 0
         exp = load_experiment(self.file, device=self.device)

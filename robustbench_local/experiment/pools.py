@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import torch
+
 from ..errors import RobustError
 from ..text import plural
 from .cluster import ClusterSettings
@@ -26,7 +28,7 @@ SLURM_ALIVE = {"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "R
 
 def require_submitit(executor: str):
     try:
-        import submitit
+        import submitit  # deferred: optional dependency (submitit)
     except ImportError:
         raise RobustError(
             f"--executor {executor} needs the submitit package, which is not installed: "
@@ -129,8 +131,6 @@ class SlurmPool:
 
 
 def _visible_gpus() -> list[int]:
-    import torch
-
     n = torch.cuda.device_count() if torch.cuda.is_available() else 0
     listed = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
     if len(listed) == n and all(v.isdigit() for v in listed):

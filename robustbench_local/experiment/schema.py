@@ -81,6 +81,7 @@ from ..data import AUGMENT_POLICIES
 from ..errors import RobustError
 from ..runtime import DEVICES, resolve_device
 from ..specs import DataSpec
+from ..values import boolean, choice, known, string, strings, table
 from . import cluster, corruptions
 from .attack_entries import EVAL_DEFAULTS, EvalUnit, attack_keys, parse_units
 from .cells import TRAIN_TABLE_KEYS, Cell, build_blamed, grid_leaves, parse_cells
@@ -88,7 +89,6 @@ from .cluster import ClusterSettings
 from .corruptions import CorruptionPlan
 from .journal import check_log
 from .source import Path_, Problem, Source, read_toml
-from .values import boolean, choice, known, string, strings, table
 
 EVAL_ONLY_KEYS = ("cascade", "checks", "check_convergence", "device")
 REPORT_KEYS = ("enabled", "out", "dataset", "attack", "checkpoint", "skip_bad")
@@ -204,7 +204,10 @@ def _parse(raw: dict, source: Source, names: dict, device: str | None) -> Experi
         except RobustError as e:
             raise Problem(("train", TENSORBOARD), str(e)) from None
     if device is not None:
-        resolve_device(device)
+        try:
+            resolve_device(device)
+        except Problem as e:  # the caller's override (robust run --device), not a key of the file
+            raise RobustError(e.msg) from None
     top_grid = grid_leaves(("grid",), table(("grid",), raw.get("grid", {})))
     cells = parse_cells(raw.get("cells"), train_raw, top_grid, data, device, names)
 

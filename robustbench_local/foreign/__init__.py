@@ -21,10 +21,20 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..checkpoint import file_sha256, load_state
+from ..data import load_dataset
 from ..errors import RobustError, first_line
+from ..eval_inputs import Target
+from ..models import build_model
 from ..models.normalize import NormalizedModel
+from ..models.timm_models import timm_normalization
+from ..models.tv import TV_PREFIX
 from ..runtime import module_mode
 from . import normalization as N
+from .code import load_factory, load_torchscript
+from .robustbench_zoo import build as build_rb
+from .robustbench_zoo import default_dataset
+from .weights import read_state_dict, split_normalized
 
 ROUTES = ("weights", "robustbench", "torchscript", "model-fn")
 RB_THREAT_MODELS = ("Linf", "L2", "corruptions")
@@ -80,15 +90,9 @@ class ModelRequest:
 
 def load_foreign(req: ModelRequest, device: str | torch.device = "cpu"):
     """The Target for ``req``, its data bundle attached (``Target.data``)."""
-    from ..checkpoint import file_sha256
-    from ..data import load_dataset
-    from ..evaluation import Target
-
     route = req.route
     dataset = req.dataset
     if dataset is None and route == "robustbench":
-        from .robustbench_zoo import default_dataset
-
         dataset = default_dataset(req.robustbench)
     if dataset is None:
         raise RobustError(
@@ -112,31 +116,22 @@ def load_foreign(req: ModelRequest, device: str | torch.device = "cpu"):
         source.update(source_extra)
     else:
         if route == "robustbench":
-            from .robustbench_zoo import build as build_rb
-
             net, rb = build_rb(req.robustbench, dataset=info.name, threat_model=req.threat_model, weights=req.weights)
             arch = f"robustbench:{req.robustbench}"
             file = req.weights or rb.get("weights")
             source.update(rb)
             implied = "RobustBench zoo models take [0,1] pixels and normalize inside"
         elif route == "torchscript":
-            from .code import load_torchscript
-
             net = load_torchscript(req.torchscript, trust_code=req.trust_code)
             arch, file = "torchscript", req.torchscript
             implied = "not stated: the TorchScript model is taken to normalize its own [0,1] inputs"
         else:
-            from .code import load_factory
-
             net, py_file = load_factory(req.model_fn, trust_code=req.trust_code, num_classes=k)
             arch = f"model-fn:{req.model_fn}"
             source["factory"] = req.model_fn
             if py_file:
                 source["factory_sha256"] = file_sha256(py_file)
             if req.weights:
-                from ..checkpoint import load_state
-                from .weights import read_state_dict
-
                 state, under = read_state_dict(req.weights)
                 load_state(net, state, req.weights)
                 source["state_key"] = under
@@ -187,11 +182,6 @@ def foreign_meta(
 
 def _from_weights(req: ModelRequest, k: int, shape, stated, dataset: str):
     """Plain weights into an architecture of our zoo, torchvision or timm."""
-    from ..checkpoint import load_state
-    from ..models import build_model
-    from ..models.tv import TV_PREFIX
-    from .weights import read_state_dict, split_normalized
-
     state, under = read_state_dict(req.weights)
     state, in_file = split_normalized(state)
     arch_kwargs = dict(req.arch_options)
@@ -220,8 +210,6 @@ def _from_weights(req: ModelRequest, k: int, shape, stated, dataset: str):
 
 
 def _implied_normalization(arch: str, channels: int) -> N.Normalization:
-    from ..models.tv import TV_PREFIX
-
     if arch.startswith(TV_PREFIX):
         return N.named(
             "imagenet",
@@ -230,8 +218,6 @@ def _implied_normalization(arch: str, channels: int) -> N.Normalization:
             "its architectures (say otherwise with --normalization)",
         )
     if arch.startswith("timm-"):
-        from ..models.timm_models import timm_normalization
-
         mean, std = timm_normalization(arch[len("timm-") :], channels)
         return N.Normalization(
             mean,

@@ -21,7 +21,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..checkpoint import load_state
+from ..data import cache_root
 from ..errors import CheckpointError, RobustError, first_line
+from ..torchfile import load_weights_only
+from .weights import unwrap
 
 INSTALL = "--robustbench needs the robustbench package: pip install robustbench (or the project's [robustbench] extra)"
 OUR_DATASETS = {"cifar10": "cifar10", "cifar100": "cifar100"}  # ours -> RobustBench's; imagefolder:PATH -> imagenet
@@ -96,6 +100,7 @@ def import_robustbench() -> types.ModuleType:
 
 def _zoo():
     import_robustbench()
+    # deferred: optional dependency (robustbench)
     from robustbench.model_zoo import model_dicts
     from robustbench.model_zoo.enums import BenchmarkDataset, ThreatModel
 
@@ -162,8 +167,6 @@ def _threat(threat_model: str):
 
 def models_dir() -> Path:
     """Where RobustBench's downloads are kept: our cache, laid out as its model_dir."""
-    from ..data import cache_root
-
     return cache_root() / MODELS_FOLDER
 
 
@@ -197,15 +200,13 @@ def build(name: str, *, dataset: str, threat_model: str, weights: str | None) ->
 
 def _timm_name(name: str, ds, tm) -> str | None:
     """The timm model RobustBench's load_model takes instead of its own entry, if any."""
-    import timm
+    import timm  # deferred: optional dependency (timm)
 
     candidate = f"{name.lower().replace('-', '_')}_{ds.value.lower()}_{tm.value.lower()}"
     return candidate if timm.is_model(candidate) else None
 
 
 def _from_file(name: str, ds, tm, entry: dict, path: Path) -> nn.Module:
-    from ..torchfile import load_weights_only
-
     if isinstance(entry.get("gdrive_id"), list):
         raise RobustError(
             f"{name} is an ensemble of {len(entry['gdrive_id'])} networks, one file each; --weights "
@@ -216,10 +217,7 @@ def _from_file(name: str, ds, tm, entry: dict, path: Path) -> nn.Module:
     checkpoint = load_weights_only(path, label=f"weights file {path}", what="weights file", error=CheckpointError)
     timm_name = _timm_name(name, ds, tm)
     if timm_name is not None:
-        import timm
-
-        from ..checkpoint import load_state
-        from .weights import unwrap
+        import timm  # deferred: optional dependency (timm)
 
         model = _construct(name, lambda: timm.create_model(timm_name, pretrained=False, num_classes=_num_classes(ds)))
         state, _ = unwrap(checkpoint, f"weights file {path}", ("state_dict", "model"))
@@ -233,7 +231,7 @@ def _from_file(name: str, ds, tm, entry: dict, path: Path) -> nn.Module:
 
 def _num_classes(ds) -> int:
     import_robustbench()
-    from robustbench.utils import DATASET_CLASSES
+    from robustbench.utils import DATASET_CLASSES  # deferred: optional dependency (robustbench)
 
     return DATASET_CLASSES[ds]
 
@@ -250,6 +248,7 @@ def _construct(name: str, make) -> nn.Module:
 
 def _robustbench_state(name: str, ds, checkpoint, model: nn.Module, path: Path) -> dict:
     """The state_dict in ``checkpoint`` with the key handling of robustbench.utils.load_model."""
+    # deferred: optional dependency (robustbench)
     from robustbench.model_zoo.enums import BenchmarkDataset
     from robustbench.utils import add_substr_to_state_dict, rm_substr_from_state_dict
 
@@ -273,7 +272,7 @@ def _robustbench_state(name: str, ds, checkpoint, model: nn.Module, path: Path) 
     if ds == BenchmarkDataset.imagenet:
         if name in _SWIN_FILTER:
             try:
-                from timm.models.swin_transformer import checkpoint_filter_fn
+                from timm.models.swin_transformer import checkpoint_filter_fn  # deferred: optional dependency (timm)
 
                 state = checkpoint_filter_fn(state, model.model)
             except Exception:  # noqa: BLE001 - as load_model: the file may already fit
@@ -293,9 +292,7 @@ def _load(model: nn.Module, name: str, ds, state: dict, path: Path) -> None:
     """Strict, with RobustBench's tolerance (robustbench.utils._safe_load_state_dict:
     buffers its published files lack, for the models it lists); any other mismatch
     is our one line."""
-    from robustbench import utils as rbu
-
-    from ..checkpoint import load_state
+    from robustbench import utils as rbu  # deferred: optional dependency (robustbench)
 
     safe = getattr(rbu, "_safe_load_state_dict", None)
     try:
@@ -311,7 +308,7 @@ def _load(model: nn.Module, name: str, ds, state: dict, path: Path) -> None:
 def _download(name: str, ds, tm, entry: dict) -> tuple[nn.Module, str | None]:
     """RobustBench's own load_model, its files kept in our cache; (model, its file)."""
     import_robustbench()
-    from robustbench.utils import load_model
+    from robustbench.utils import load_model  # deferred: optional dependency (robustbench)
 
     root = models_dir()
     file = root / ds.value / tm.value / f"{name}.pt"

@@ -31,14 +31,12 @@ from ..data import TensorLoader
 from ..threat import GIVEN, Ball, ThreatModel, find_std
 from .adv_options import VAL_STEP_RULE, Check, check_radius, normalization_std, resolve, threat_fields
 from .base import Batch, TrainMethod, ValMetric
-from .overfitting_guard import ROBUST_COLUMN, collapse, guard_epochs
+from .overfitting_guard import ROBUST_COLUMN, collapse
 
 log = logging.getLogger(__name__)
 
 VAL_SEED = 0  # the validation subset and the validation attack's random starts
 VAL_BATCH = 256
-
-__all__ = ["AdversarialMethod", "check_radius", "collapse", "guard_epochs", "normalization_std", "sync"]
 
 
 def sync(device: torch.device) -> None:

@@ -32,7 +32,7 @@ _OPTIONS = {
 
 def _timm():
     try:
-        import timm  # an optional extra, imported when a timm model is asked for
+        import timm  # deferred: optional dependency (imported when a timm model is asked for)
     except ImportError:
         raise RobustError("timm-NAME needs timm: pip install timm (or the project's [timm] extra)") from None
     return timm

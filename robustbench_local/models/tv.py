@@ -63,7 +63,7 @@ _OPTIONS = {
 
 
 def _tv_models():
-    import torchvision.models  # on first use: importing torchvision slows every start-up
+    import torchvision.models  # deferred: start-up time (importing torchvision slows every start-up)
 
     return torchvision.models
 
@@ -86,7 +86,7 @@ def _download(name: str) -> dict[str, torch.Tensor]:
 
 
 def _read_state_dict(path: str) -> dict[str, torch.Tensor]:
-    # at call time: importing foreign runs its __init__, which builds on the models package
+    # deferred: import cycle (models.tv -> foreign/__init__ -> models)
     from ..foreign.weights import read_state_dict
 
     return read_state_dict(Path(path).expanduser())[0]

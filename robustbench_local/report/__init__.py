@@ -29,14 +29,16 @@ import pandas as pd
 from ..errors import RobustError
 from ..fileio import write_files
 from ..outputs import cannot_write
+from ..results import ResultsStore
 from ..text import plural
 from .corruptions import CorruptionSection, build_corruptions
 from .examples import OWN, Example, find_examples
+from .figure_base import ReportFigure
 from .html import render_html
 from .leaderboard import Leaderboard, build_leaderboard
 from .load import ReportData, load_report_data
 from .markdown import render_markdown
-from .plots import ReportFigure, all_figures
+from .plots import all_figures
 from .report_csv import csv_frame
 from .table_parts import Comparison
 from .tables import build_comparison
@@ -153,8 +155,6 @@ def _sha256(data: bytes) -> str:
 
 def record_digests(results: str | Path) -> dict[str, str]:
     """Record file name -> sha256 of its bytes, for every record in the store."""
-    from ..results import ResultsStore
-
     out = {}
     for p in ResultsStore(results).paths():
         try:

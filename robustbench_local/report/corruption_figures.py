@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
-from .plots import MARKERS, STYLES, ReportFigure, png_bytes, slug
+from .figure_base import MARKERS, STYLES, ReportFigure, png_bytes, slug
 
 if TYPE_CHECKING:  # the section's types, for annotations only: corruptions.py imports this module
     from .corruptions import CorruptionTable, ModelRow

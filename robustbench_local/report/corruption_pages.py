@@ -12,8 +12,8 @@ from ..corruptions import FAMILIES
 from .corruption_adversarial import Adversarial
 from .corruption_figures import corruption_label
 from .corruption_published import PUBLISHED, SOURCE
-from .corruptions import CSV_NAME, CorruptionSection, CorruptionTable
-from .plots import ReportFigure
+from .corruptions import CSV_NAME, CorruptionSection, CorruptionTable, ModelRow
+from .figure_base import ReportFigure
 from .table_parts import cell_text
 
 CONTEXT = (
@@ -176,50 +176,60 @@ def shared_label(t: CorruptionTable) -> str | None:
     return None
 
 
-def _family_mean(by_corruption: dict[str, float], names: list[str], family: str) -> float | None:
-    vals = [by_corruption[c] for c in names if FAMILIES[c] == family and c in by_corruption]
+def _family_mean(r: ModelRow, names: list[str], family: str) -> float | None:
+    """The record's mean over a family's corruptions and severities; recomputed from its
+    corruptions' means only for a record written without it."""
+    if r.by_family is not None and family in r.by_family:
+        return r.by_family[family]
+    vals = [r.by_corruption[c] for c in names if FAMILIES[c] == family and c in r.by_corruption]
     return sum(vals) / len(vals) if vals else None
 
 
-def table_cells(t: CorruptionTable, per_corruption: bool | None = None) -> tuple[list[str], list[list[str]]]:
-    """The header and each row's cells (text), shared by markdown and HTML: one column per
-    corruption, or (a wide table's headline) one per family."""
-    each = not wide(t) if per_corruption is None else per_corruption
-    label = None if each else shared_label(t)
-    columns = [corruption_label(c, t.differs) for c in t.names] if each else [f"{f} (mean)" for f in _families(t)]
-    head = ["model", "method", "clean %"] + columns
+def _name(r: ModelRow) -> str:
+    return r.name + (" (degenerate)" if r.degenerate else "")
+
+
+def _clean_cell(r: ModelRow) -> str:
+    return f"{_pct(r.clean.acc)} [{_pct(r.clean.lo)}, {_pct(r.clean.hi)}]"
+
+
+def _corruption_columns(t: CorruptionTable) -> tuple[list[str], list[list[str]]]:
+    """The headers and each row's values of the corruption columns: one per corruption,
+    or (a wide table) one per family, the mean over its corruptions and severities."""
+    if wide(t):
+        families = _families(t)
+        values = [[_pct(_family_mean(r, t.names, f)) for f in families] for r in t.rows]
+        return [f"{f} (mean)" for f in families], values
+    values = [[_pct(r.by_corruption.get(c)) for c in t.names] for r in t.rows]
+    return [corruption_label(c, t.differs) for c in t.names], values
+
+
+def table_cells(t: CorruptionTable) -> tuple[list[str], list[list[str]]]:
+    """The table's header and each row's cells (text), shared by markdown and HTML: model,
+    method, clean, the corruption columns, mean corruption, relative drop, adversarial."""
+    columns, values = _corruption_columns(t)
+    label = shared_label(t) if wide(t) else None  # said once in the header of a wide table
     # a shared worst case is the comparison table's worst-case column, whose attacks are said there once
     shown = "worst-case" if label and label.startswith("worst case") else label
-    head += ["mean corruption %", "relative drop", "adversarial %" if label is None else f"adversarial % ({shown})"]
+    head = ["model", "method", "clean %", *columns, "mean corruption %", "relative drop"]
+    head.append("adversarial %" if label is None else f"adversarial % ({shown})")
     rows = []
-    for r in t.rows:
-        values = (
-            [_pct(r.by_corruption.get(c)) for c in t.names]
-            if each
-            else [_pct(_family_mean(r.by_corruption, t.names, f)) for f in _families(t)]
-        )
+    for r, vals in zip(t.rows, values):
         adv = cell_text(r.adversarial.cell) if label is not None and r.adversarial else _adv_text(r.adversarial)
-        rows.append(
-            [
-                r.name + (" (degenerate)" if r.degenerate else ""),
-                r.method,
-                f"{_pct(r.clean.acc)} [{_pct(r.clean.lo)}, {_pct(r.clean.hi)}]",
-            ]
-            + values
-            + [cell_text(r.mean), _drop(r.relative_drop), adv]
-        )
+        rows.append([_name(r), r.method, _clean_cell(r), *vals, cell_text(r.mean), _drop(r.relative_drop), adv])
     return head, rows
 
 
 def each_corruption_tables(t: CorruptionTable) -> list[tuple[list[str], list[list[str]]]]:
     """A wide table's per-corruption detail, two families per table so that each fits the
     page: model, clean and each corruption's mean over severities."""
-    head, rows = table_cells(t, per_corruption=True)
     families = _families(t)
     out = []
     for pair in (families[i : i + 2] for i in range(0, len(families), 2)):
-        keep = [0, 2] + [3 + j for j, c in enumerate(t.names) if FAMILIES[c] in pair]
-        out.append(([head[i] for i in keep], [[row[i] for i in keep] for row in rows]))
+        names = [c for c in t.names if FAMILIES[c] in pair]
+        head = ["model", "clean %"] + [corruption_label(c, t.differs) for c in names]
+        rows = [[_name(r), _clean_cell(r)] + [_pct(r.by_corruption.get(c)) for c in names] for r in t.rows]
+        out.append((head, rows))
     return out
 
 

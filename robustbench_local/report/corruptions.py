@@ -60,6 +60,7 @@ class ModelRow:
     names: list[str]
     severities: list[int]
     by_corruption: dict[str, float]
+    by_family: dict[str, float] | None  # the record's per-family means; None in records written without them
     by_severity: dict[int, float]
     severity_ci: dict[int, tuple[float, float] | None]
     grid: dict[tuple[str, int], float]  # (corruption, severity) -> accuracy
@@ -128,6 +129,15 @@ def _severity_ci(results: list[dict], s: int, n: int) -> tuple[float, float] | N
     return mean_interval(scores)[1]
 
 
+def _by_family(v) -> dict[str, float] | None:
+    """The record's per-family means, where it holds them as an object of accuracies."""
+    if not isinstance(v, dict) or not all(
+        isinstance(x, (int, float)) and not isinstance(x, bool) and 0 <= x <= 1 for x in v.values()
+    ):
+        return None
+    return {str(f): float(x) for f, x in v.items()}
+
+
 def _model_row(f: dict, evals: pd.DataFrame, adv: dict[str, tuple[Row, str, bool]]) -> ModelRow:
     rec = f["rec"]
     m, about = rec["metrics"], rec["corruptions"]
@@ -157,6 +167,7 @@ def _model_row(f: dict, evals: pd.DataFrame, adv: dict[str, tuple[Row, str, bool
         names=names,
         severities=severities,
         by_corruption={c: float(v) for c, v in m["by_corruption"].items()},
+        by_family=_by_family(m.get("by_family")),
         by_severity=by_sev,
         severity_ci={s: _severity_ci(results, s, n) for s in by_sev},
         grid={(r["corruption"], int(r["severity"])): float(r["acc"]) for r in results},

@@ -24,7 +24,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from .leaderboard_pages import leaderboard_markdown as leaderboard_markdown  # re-exported: tests import it here
 from .leaderboard_published import PUBLISHED, Published
 from .load import ReportData, newest_largest
 from .radii import fmt_eps_255

@@ -1,10 +1,12 @@
 """The per-class accuracy figure: per dataset, one heatmap panel per table column
-(clean, each attack), a row per checkpoint and a column per class, the numbers
-written in the cells.
+(clean, each attack), a row per model and a column per class, the numbers written in
+the cells. A method trained with several seeds (grouped as the report's seed tables
+group them) is one row, the mean over its seeds; any other checkpoint is a row of its
+own.
 
-It stays readable at any count of models: a panel holds at most MAX_ROWS checkpoints
-(more go to further panels), each row keeps its height, and the panels sit side by
-side in a grid. Colours come from cividis, which reads the same with every common
+It stays readable at any count of models: a panel holds at most MAX_ROWS rows (more
+go to further panels), each row keeps its height, and the panels sit side by side in
+a grid. Colours come from cividis, which reads the same with every common
 colour-vision deficiency and in grey."""
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from matplotlib.figure import Figure
 
 from .figure_base import RC, ReportFigure, png_bytes, slug
 from .load import ReportData
-from .table_parts import Comparison
+from .seeds import group_labels, group_rows
+from .table_parts import Comparison, Row
 
 CMAP = "cividis"
 MAX_ROWS = 24  # checkpoints in one panel
@@ -31,7 +34,7 @@ LABEL_W = 1.9  # inches for the checkpoint names left of a grid row
 class PerClass:
     dataset: str
     threat: str  # the table's title
-    checkpoints: list[str]
+    checkpoints: list[str]  # a row's name: a checkpoint, or a method and its count of seeds
     columns: list[str]  # clean, then the attacks
     classes: list[str]
     values: np.ndarray  # accuracy in [0, 1], shape (columns, checkpoints, classes); NaN where not recorded
@@ -48,9 +51,29 @@ def _num(v) -> float:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
 
 
+def _by_method(rows: list[Row]) -> list[tuple[str, list[int]]]:
+    """The figure's rows in the table's order, each (name, indices into rows): a method
+    trained with several seeds, or one checkpoint."""
+    groups = group_rows(rows)
+    labels = group_labels(groups)
+    member_of = {id(r): key for key, by_seed in groups.items() if len(by_seed) > 1 for r in by_seed.values()}
+    out: list[tuple[str, list[int]]] = []
+    at: dict[tuple, int] = {}
+    for i, r in enumerate(rows):
+        key = member_of.get(id(r))
+        if key is None:
+            out.append((r.checkpoint, [i]))
+            continue
+        if key not in at:
+            at[key] = len(out)
+            out.append((f"{labels[key]} (mean, {len(groups[key])} seeds)", []))
+        out[at[key]][1].append(i)
+    return out
+
+
 def per_class_tables(data: ReportData, comp: Comparison) -> list[PerClass]:
     """Per dataset, the first (headline-most) table holding its checkpoints, with the
-    per-class accuracy of each of its cells that recorded one."""
+    per-class accuracy of each of its cells that recorded one (a method's seeds: their mean)."""
     out = []
     done: set[str] = set()
     for t in comp.tables:
@@ -71,14 +94,20 @@ def per_class_tables(data: ReportData, comp: Comparison) -> list[PerClass]:
                 continue
             done.add(ds)
             classes = _class_order(next(iter(found.values())).keys())
-            kept = [i for i in range(len(rows)) if any((c, i) in found for c in t.columns)]
-            cols = [c for c in t.columns if any((c, i) in found for i in kept)]
+            kept = [(name, members) for name, members in _by_method(rows) if any(k[1] in members for k in found)]
+            cols = [c for c in t.columns if any(k[0] == c for k in found)]
             values = np.full((len(cols), len(kept), len(classes)), math.nan)
-            for (col, i), pc in found.items():
+            for j, col in enumerate(cols):
                 key = "clean_acc" if col == "clean" else "robust_acc"
-                values[cols.index(col), kept.index(i)] = [_num((pc.get(k) or {}).get(key)) for k in classes]
-            ckpts = [rows[i].checkpoint for i in kept]
-            out.append(PerClass(ds, t.title, ckpts, cols, classes, values))
+                for m, (_, members) in enumerate(kept):
+                    got = [
+                        [_num((found[(col, i)].get(k) or {}).get(key)) for k in classes]
+                        for i in members
+                        if (col, i) in found
+                    ]
+                    if got:
+                        values[j, m] = np.mean(got, axis=0)
+            out.append(PerClass(ds, t.title, [name for name, _ in kept], cols, classes, values))
     return out
 
 

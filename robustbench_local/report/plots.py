@@ -14,11 +14,24 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from .columns import attack_order, column_name
-from .figure_base import MARKERS, RC, STYLES, ReportFigure, palette, pct_err, pixel_ratio, png_bytes, slug, tab_colors
+from .figure_base import (
+    MARKERS,
+    OKABE_ITO,
+    RC,
+    STYLES,
+    ReportFigure,
+    palette,
+    pct_err,
+    pixel_ratio,
+    png_bytes,
+    slug,
+    tab_colors,
+)
 from .load import ReportData, newest_largest
 from .min_norm_plots import min_norm_curves
 from .per_class import per_class_heatmaps
 from .radii import eps_first, eps_key
+from .seeds import checkpoint_groups
 from .table_parts import Comparison
 from .train_runs import TrainRun, robust_key
 
@@ -31,12 +44,14 @@ FAMILIES = ("no adversarial training", "adversarial training", "models from else
 
 def eps_curves(data: ReportData) -> list[ReportFigure]:
     """One figure per (dataset, norm, normalization), a panel per family of models
-    (FAMILIES) sharing one y-axis fitted to the numbers: per checkpoint (a colour) and
-    attack (a line style and marker) the radii it was evaluated at, joined by a line
-    only between measured radii, each checkpoint's clean accuracy a marker of its own
-    at eps 0; 95% intervals as error bars. A single radius stays a lone marker: nothing
-    joins it to clean accuracy. Two small legends: checkpoints in each panel, attacks
-    once below."""
+    (FAMILIES) sharing one y-axis fitted to the numbers drawn. A colour per method: the
+    checkpoints of a method trained with several seeds (grouped as the report's seed
+    tables group them) share one, drawn as their mean with a band from the lowest to the
+    highest seed; any other checkpoint has its own, with 95% intervals as error bars.
+    Per attack (a line style and marker) the radii it was evaluated at, joined by a line
+    only between measured radii, clean accuracy a marker of its own at eps 0. A single
+    radius stays a lone marker: nothing joins it to clean accuracy. Two small legends:
+    methods in each panel, attacks once below."""
     out = []
     for name, title, fig in eps_curve_figures(data):
         out.append(ReportFigure(name, title, png_bytes(fig)))
@@ -67,6 +82,15 @@ def family(rows: pd.DataFrame) -> str:
     return FAMILIES[0] if isinstance(method, str) and method else FAMILIES[2]
 
 
+def _entries(g: pd.DataFrame) -> list[tuple[str, list[str]]]:
+    """(legend label, checkpoints) per colour: a method trained with several seeds, or
+    one checkpoint (a lone seed keeps its checkpoint's name)."""
+    groups = checkpoint_groups(g)
+    grouped = {c for members in groups.values() for c in members}
+    out = [(f"{name} ({len(m)} seeds)", m) if len(m) > 1 else (m[0], m) for name, m in groups.items()]
+    return sorted(out + [(c, [c]) for c in sorted(set(g["checkpoint"])) if c not in grouped])
+
+
 def _curve_points(line: pd.DataFrame, xcol: str) -> tuple[np.ndarray, ...]:
     """(eps, acc, lo, hi) at each measured radius, the record with the largest n there."""
     pts = []
@@ -90,53 +114,29 @@ def _eps_figure(dataset: str, norm: str, ratio: str, g: pd.DataFrame) -> tuple[s
     xcol = "eps_pixel" if use_pixel else "eps_normalized"
     attacks = sorted(set(g["_col"]), key=attack_order)
     style = {att: (STYLES[i % len(STYLES)], MARKERS[i % len(MARKERS)]) for i, att in enumerate(attacks)}
-    panels: dict[str, list[str]] = {}
-    for ckpt in sorted(set(g["checkpoint"])):
-        panels.setdefault(family(g[g["checkpoint"] == ckpt]), []).append(ckpt)
+    panels: dict[str, list[tuple[str, list[str]]]] = {}
+    for label, ckpts in _entries(g):
+        panels.setdefault(family(g[g["checkpoint"].isin(ckpts)]), []).append((label, ckpts))
     names = [f for f in FAMILIES if f in panels]
+    seeded = any(len(ckpts) > 1 for entries in panels.values() for _, ckpts in entries)
     fig = Figure(figsize=(2.6 + 4.2 * len(names), 4.6), layout="constrained")
     axes = fig.subplots(1, len(names), sharey=True, squeeze=False)[0]
     lows, highs = [], []
-    for ax, name in zip(axes, names):
-        colors = dict(zip(panels[name], palette(len(panels[name]))))
-        for ckpt in panels[name]:
-            rows = g[g["checkpoint"] == ckpt]
-            ref = newest_largest(rows)
-            ax.errorbar(
-                [0.0],
-                [100 * ref["clean_acc"]],
-                yerr=pct_err(ref["clean_acc"], ref["clean_lo"], ref["clean_hi"]),
-                color=colors[ckpt],
-                linestyle="none",
-                marker=CLEAN_MARKER,
-                markerfacecolor="white",
-                markersize=6,
-                capsize=2.5,
-            )
-            lows.append(ref["clean_lo"])
-            highs.append(ref["clean_hi"])
-            for att in attacks:
-                line = rows[rows["_col"] == att]
-                if line.empty:
-                    continue
-                x, acc, lo, hi = _curve_points(line, xcol)
-                lows.append(float(np.nanmin(lo)))
-                highs.append(float(np.nanmax(hi)))
-                # a line only between radii that were measured; one radius is a marker alone
-                ax.errorbar(
-                    x,
-                    100 * acc,
-                    yerr=pct_err(acc, lo, hi),
-                    color=colors[ckpt],
-                    linestyle=style[att][0] if len(x) > 1 else "none",
-                    marker=style[att][1],
-                    markersize=4,
-                    capsize=2.5,
-                    linewidth=1.3,
-                )
-        degenerate = {c for c in panels[name] if g.loc[g["checkpoint"] == c, "degenerate"].notna().any()}
-        handles = [Line2D([], [], color=colors[c], linewidth=2) for c in panels[name]]
-        labels = [c + (" (degenerate)" if c in degenerate else "") for c in panels[name]]
+    # a colour of its own for each method while Okabe-Ito's last, else colours per panel
+    shown = [len(panels[name]) for name in names]
+    everyone = palette(sum(shown)) if sum(shown) <= len(OKABE_ITO) else None
+    for i, (ax, name) in enumerate(zip(axes, names)):
+        colors = everyone[sum(shown[:i]) : sum(shown[: i + 1])] if everyone else palette(shown[i])
+        labels = []
+        for color, (label, ckpts) in zip(colors, panels[name]):
+            members = [g[g["checkpoint"] == c] for c in ckpts]
+            draw = _draw_model if len(members) == 1 else _draw_seeds
+            draw(ax, members, color, [(att, *style[att]) for att in attacks], xcol, lows, highs)
+            degenerate = [c for c in ckpts if g.loc[g["checkpoint"] == c, "degenerate"].notna().any()]
+            if degenerate:
+                label += " (degenerate)" if len(ckpts) == 1 else f" ({len(degenerate)} degenerate)"
+            labels.append(label)
+        handles = [Line2D([], [], color=c, linewidth=2) for c in colors]
         ax.legend(handles, labels, loc="upper right", fontsize=7, ncol=1 + (len(labels) > 6), framealpha=0.85)
         ax.set_title(name, fontsize=9)
         right = ax.get_xlim()[1]
@@ -145,7 +145,10 @@ def _eps_figure(dataset: str, norm: str, ratio: str, g: pd.DataFrame) -> tuple[s
         space = "pixel space ([0,1] images)" if use_pixel else "normalized space ((x - mean) / std)"
         ax.set_xlabel(f"{norm} eps, {space}", fontsize=8)
     axes[0].set_ylim(*_y_range(lows, highs))
-    axes[0].set_ylabel("accuracy (%), 95% interval")
+    axes[0].set_ylabel("accuracy (%)" if seeded else "accuracy (%), 95% interval")
+    how = "marker and line: the attack; lines join measured radii only"
+    if seeded:
+        how += "\nseveral seeds: their mean, band and bars from lowest to highest seed; one model: 95% interval"
     fig.legend(
         [Line2D([], [], color="black", linestyle="none", marker=CLEAN_MARKER, markerfacecolor="white")]
         + [Line2D([], [], color="black", linestyle=style[a][0], marker=style[a][1]) for a in attacks],
@@ -154,12 +157,99 @@ def _eps_figure(dataset: str, norm: str, ratio: str, g: pd.DataFrame) -> tuple[s
         ncol=len(attacks) + 1,
         fontsize=8,
         frameon=False,
-        title="marker and line: the attack; lines join measured radii only",
+        title=how,
         title_fontsize=8,
     )
     fig.suptitle(f"{dataset}: accuracy vs {norm} eps" + _per_channel(ratio), fontsize=10)
     name = f"eps-curves-{slug(dataset)}-{slug(norm)}" + ("" if ratio in ("per-channel", "?") else f"-px{slug(ratio)}")
     return name + ".png", f"{dataset}: accuracy vs {norm} eps", fig
+
+
+def _draw_model(ax, members: list[pd.DataFrame], color, attacks: list[tuple], xcol: str, lows, highs) -> None:
+    """One checkpoint: its numbers with their 95% intervals."""
+    (rows,) = members
+    ref = newest_largest(rows)
+    ax.errorbar(
+        [0.0],
+        [100 * ref["clean_acc"]],
+        yerr=pct_err(ref["clean_acc"], ref["clean_lo"], ref["clean_hi"]),
+        color=color,
+        linestyle="none",
+        marker=CLEAN_MARKER,
+        markerfacecolor="white",
+        markersize=6,
+        capsize=2.5,
+    )
+    lows.append(ref["clean_lo"])
+    highs.append(ref["clean_hi"])
+    for att, linestyle, marker in attacks:
+        line = rows[rows["_col"] == att]
+        if line.empty:
+            continue
+        x, acc, lo, hi = _curve_points(line, xcol)
+        lows.append(float(np.nanmin(lo)))
+        highs.append(float(np.nanmax(hi)))
+        # a line only between radii that were measured; one radius is a marker alone
+        ax.errorbar(
+            x,
+            100 * acc,
+            yerr=pct_err(acc, lo, hi),
+            color=color,
+            linestyle=linestyle if len(x) > 1 else "none",
+            marker=marker,
+            markersize=4,
+            capsize=2.5,
+            linewidth=1.3,
+        )
+
+
+def _draw_seeds(ax, members: list[pd.DataFrame], color, attacks: list[tuple], xcol: str, lows, highs) -> None:
+    """A method's seeds: at each radius some seed was measured at, the mean of those
+    measured, with a band (bars at a lone radius) from the lowest to the highest."""
+    clean = np.array([newest_largest(rows)["clean_acc"] for rows in members], dtype=float)
+    mean, lo, hi = clean.mean(keepdims=True), clean.min(keepdims=True), clean.max(keepdims=True)
+    ax.errorbar(
+        [0.0],
+        100 * mean,
+        yerr=pct_err(mean, lo, hi),
+        color=color,
+        linestyle="none",
+        marker=CLEAN_MARKER,
+        markerfacecolor="white",
+        markersize=6,
+        capsize=2.5,
+    )
+    lows.append(float(lo[0]))
+    highs.append(float(hi[0]))
+    for att, linestyle, marker in attacks:
+        at: dict[float, list[float]] = {}  # radius -> each seed's accuracy there
+        for rows in members:
+            line = rows[rows["_col"] == att]
+            if not line.empty:
+                x, acc, _, _ = _curve_points(line, xcol)
+                for e, a in zip(x, acc):
+                    at.setdefault(float(e), []).append(float(a))
+        if not at:
+            continue
+        x = np.array(sorted(at))
+        mean = np.array([np.mean(at[e]) for e in x])
+        lo, hi = np.array([min(at[e]) for e in x]), np.array([max(at[e]) for e in x])
+        lows.append(float(lo.min()))
+        highs.append(float(hi.max()))
+        if len(x) > 1:  # a line and a band only between radii that were measured
+            ax.fill_between(x, 100 * lo, 100 * hi, color=color, alpha=0.18, linewidth=0)
+            ax.plot(x, 100 * mean, color=color, linestyle=linestyle, marker=marker, markersize=4, linewidth=1.3)
+        else:
+            ax.errorbar(
+                x,
+                100 * mean,
+                yerr=pct_err(mean, lo, hi),
+                color=color,
+                linestyle="none",
+                marker=marker,
+                markersize=4,
+                capsize=2.5,
+            )
 
 
 def _per_channel(ratio: str) -> str:

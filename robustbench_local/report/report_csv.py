@@ -23,7 +23,7 @@ def step_rule_text(attack_name, rule) -> str | None:
     if attack_name == WORST:  # a worst case is no one attack: no step of its own
         return None
     try:
-        from ..attacks import registry  # here, not at the top: the attacks import torch, which the report never needs
+        from ..attacks import registry  # deferred: start-up time (the attacks import torch; the report never needs it)
 
         own = registry.info(str(attack_name)).step_rule is None
     except (RobustError, KeyError, ImportError):  # no longer registered (or renamed): the record's word stands

@@ -28,6 +28,8 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import RobustError
+from ..fileio import write_files
+from ..outputs import cannot_write
 from ..results import unpack_flags, wilson_interval
 from .columns import attack_order, column_name
 from .load import ReportData, newest_largest
@@ -62,9 +64,6 @@ class ModelInfoSet:
     def write(self, out: str | Path) -> list[Path]:
         """Writes every file under ``out`` as one (fileio.write_files), then removes the
         files an earlier report wrote there that this one no longer makes."""
-        from ..fileio import write_files
-        from ..outputs import cannot_write
-
         out = Path(out)
         try:
             paths = write_files({out / rel: data for rel, data in self.contents().items()})

@@ -6,10 +6,15 @@ table and of report.csv, and sits behind the mean in report.html."""
 
 from __future__ import annotations
 
+import math
+from collections import namedtuple
 from dataclasses import dataclass
 
+import pandas as pd
+
 from ..stats import SeedSummary, seed_summary
-from .load import ReportData
+from .load import ReportData, newest_largest
+from .record_fields import given
 from .table_parts import Cell, Comparison, Row, cell_text
 
 SEED_EXPLAIN = (
@@ -62,17 +67,43 @@ def _same_points(points: list[tuple | None]) -> bool:
     return len(set(points)) == 1
 
 
-def _group_rows(rows: list[Row]) -> dict[tuple, dict[int, Row]]:
-    """(experiment, group) -> seed -> its row (the newest, should a seed appear twice)."""
+def group_rows(rows: list[Row]) -> dict[tuple, dict[int, Row]]:
+    """(experiment, group) -> seed -> its row (the newest, should a seed appear twice); a
+    row of no experiment's group, or of an unknown training seed, is in none. Any objects
+    with a Row's checkpoint, experiment, group, train_seed and created will do."""
     groups: dict[tuple, dict[int, Row]] = {}
     for r in rows:
-        if r.group is None or r.train_seed is None:
+        if not given(r.group) or r.train_seed is None or (isinstance(r.train_seed, float) and math.isnan(r.train_seed)):
             continue
-        by_seed = groups.setdefault((r.experiment, r.group), {})
-        old = by_seed.get(r.train_seed)
+        by_seed = groups.setdefault((r.experiment if given(r.experiment) else None, r.group), {})
+        seed = int(r.train_seed)
+        old = by_seed.get(seed)
         if old is None or r.created > old.created:
-            by_seed[r.train_seed] = r
+            by_seed[seed] = r
     return groups
+
+
+def group_labels(keys) -> dict[tuple, str]:
+    """Each group's name: the cells' group, 'experiment: group' where two experiments use one name."""
+    names = [g for _, g in keys]
+    return {(e, g): g if names.count(g) == 1 or not e else f"{e}: {g}" for e, g in keys}
+
+
+_Member = namedtuple("_Member", "checkpoint experiment group train_seed created")
+
+
+def checkpoint_groups(evals: pd.DataFrame) -> dict[str, list[str]]:
+    """The seed groups among evaluation rows, grouped as the seed tables group a comparison
+    table's rows: group name -> its checkpoints by seed. A checkpoint of no group is in none."""
+    members = []
+    for ckpt, rows in evals.groupby("checkpoint", sort=True):
+        ref = newest_largest(rows)
+        members.append(
+            _Member(str(ckpt), ref["experiment"], ref["group"], ref["train_seed"], str(rows["created"].max()))
+        )
+    groups = group_rows(members)
+    labels = group_labels(groups)
+    return {labels[k]: [by_seed[s].checkpoint for s in sorted(by_seed)] for k, by_seed in groups.items()}
 
 
 def build_seed_tables(data: ReportData, comp: Comparison) -> list[SeedTable]:
@@ -85,10 +116,10 @@ def build_seed_tables(data: ReportData, comp: Comparison) -> list[SeedTable]:
     }
     out = []
     for t in comp.tables:
-        groups = _group_rows(t.rows)
+        groups = group_rows(t.rows)
         if not any(len(by_seed) >= 2 for by_seed in groups.values()):
             continue
-        names = [g for _, g in groups]
+        labels = group_labels(groups)
         rows = []
         for (experiment, group), by_seed in groups.items():
             seeds = tuple(sorted(by_seed))
@@ -101,9 +132,14 @@ def build_seed_tables(data: ReportData, comp: Comparison) -> list[SeedTable]:
                 same = _same_points([points.get(c.record) if c.record else None for _, _, c in got])
                 summary = seed_summary([c.acc for _, _, c in got], [c.n for _, _, c in got], same_points=same)
                 cells[col] = SeedCell(summary, [SeedMember(*m) for m in got], same)
-            label = group if names.count(group) == 1 or not experiment else f"{experiment}: {group}"
             rows.append(
-                SeedRow(label, members[0].method, seeds, cells, [r.checkpoint for r in members if r.degenerate])
+                SeedRow(
+                    labels[(experiment, group)],
+                    members[0].method,
+                    seeds,
+                    cells,
+                    [r.checkpoint for r in members if r.degenerate],
+                )
             )
         rows.sort(key=lambda r: r.group)
         columns = [c for c in t.columns if any(c in r.cells for r in rows)]

@@ -11,15 +11,12 @@ import math
 
 import pandas as pd
 
-from ..text import method_label  # noqa: F401  (the report's method column; tests import it here)
 from .columns import attack_order, column_name, provenance_note, split_sources, threat_key
 from .compare import table_marks
 from .load import ReportData, newest_largest
 from .radii import eps_first, threat_label
 from .record_fields import given
-from .table_parts import MARK as MARK  # re-exported: tests import MARK and cell_text from here
 from .table_parts import WORST, Cell, Comparison, Row, Table, method_text
-from .table_parts import cell_text as cell_text
 from .train_runs import TrainRun, match_train
 from .worst_case import worst_across_records, worst_case_note
 
