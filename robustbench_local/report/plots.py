@@ -165,14 +165,12 @@ def _eps_figure(dataset: str, norm: str, ratio: str, g: pd.DataFrame) -> tuple[s
     return name + ".png", f"{dataset}: accuracy vs {norm} eps", fig
 
 
-def _draw_model(ax, members: list[pd.DataFrame], color, attacks: list[tuple], xcol: str, lows, highs) -> None:
-    """One checkpoint: its numbers with their 95% intervals."""
-    (rows,) = members
-    ref = newest_largest(rows)
+def _clean_marker(ax, acc, yerr, color) -> None:
+    """Clean accuracy: a hollow marker at eps 0, never joined to the attacks' lines."""
     ax.errorbar(
         [0.0],
-        [100 * ref["clean_acc"]],
-        yerr=pct_err(ref["clean_acc"], ref["clean_lo"], ref["clean_hi"]),
+        acc,
+        yerr=yerr,
         color=color,
         linestyle="none",
         marker=CLEAN_MARKER,
@@ -180,6 +178,13 @@ def _draw_model(ax, members: list[pd.DataFrame], color, attacks: list[tuple], xc
         markersize=6,
         capsize=2.5,
     )
+
+
+def _draw_model(ax, members: list[pd.DataFrame], color, attacks: list[tuple], xcol: str, lows, highs) -> None:
+    """One checkpoint: its numbers with their 95% intervals."""
+    (rows,) = members
+    ref = newest_largest(rows)
+    _clean_marker(ax, [100 * ref["clean_acc"]], pct_err(ref["clean_acc"], ref["clean_lo"], ref["clean_hi"]), color)
     lows.append(ref["clean_lo"])
     highs.append(ref["clean_hi"])
     for att, linestyle, marker in attacks:
@@ -208,17 +213,7 @@ def _draw_seeds(ax, members: list[pd.DataFrame], color, attacks: list[tuple], xc
     measured, with a band (bars at a lone radius) from the lowest to the highest."""
     clean = np.array([newest_largest(rows)["clean_acc"] for rows in members], dtype=float)
     mean, lo, hi = clean.mean(keepdims=True), clean.min(keepdims=True), clean.max(keepdims=True)
-    ax.errorbar(
-        [0.0],
-        100 * mean,
-        yerr=pct_err(mean, lo, hi),
-        color=color,
-        linestyle="none",
-        marker=CLEAN_MARKER,
-        markerfacecolor="white",
-        markersize=6,
-        capsize=2.5,
-    )
+    _clean_marker(ax, 100 * mean, pct_err(mean, lo, hi), color)
     lows.append(float(lo[0]))
     highs.append(float(hi[0]))
     for att, linestyle, marker in attacks:
