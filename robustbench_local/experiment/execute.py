@@ -8,7 +8,6 @@ folder), then write the report (only if its bytes changed)."""
 
 from __future__ import annotations
 
-import inspect
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -276,10 +275,8 @@ def write_report(exp: Experiment, log: RunLog, summary: RunSummary) -> None:
         "skip_bad": rep["skip_bad"],
         "warn": lambda m: log(f"report: warning: {m}"),
     }
-    if exp.notes and "notes" in inspect.signature(build_report).parameters:
-        kwargs["notes"] = exp.notes
     try:
-        report = build_report(exp.results, rep["out"], **kwargs)
+        report = build_report(exp.results, rep["out"], notes=exp.notes or None, **kwargs)
         files = report.files()
         same = all(
             (report.out / rel).is_file() and (report.out / rel).read_bytes() == content
