@@ -25,8 +25,11 @@ lint: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
+# the suite in 2 worker processes (pytest-xdist), one torch thread each, a test file per worker at a time
+TEST_WORKERS ?= 2
+
 test: lint
-	$(PY) -m pytest -q --durations=15
+	$(PY) -m pytest -q --durations=15 -n $(TEST_WORKERS) --dist loadfile
 
 bench: install
 	$(PY) benchmarks/run_all.py

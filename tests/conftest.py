@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 import support
+import torch
 
 from robustbench_local.data import DatasetBundle, load_dataset
 
@@ -32,11 +33,23 @@ _made_cache: str | None = None  # the folder this session created (and removes a
 def pytest_configure(config: pytest.Config) -> None:
     global _made_cache
     if hasattr(config, "workerinput"):  # a pytest-xdist worker inherits the controller's $ROBUST_CACHE
+        # the workers share the cores: one thread each (and for the processes a test starts),
+        # as two torch processes with a thread per core each slow each other down many times over
+        os.environ["OMP_NUM_THREADS"] = "1"
+        torch.set_num_threads(1)
         return
     folder = os.environ.get("ROBUST_TEST_CACHE")
     if not folder:
         folder = _made_cache = tempfile.mkdtemp(prefix="robust-test-cache-")
     os.environ["ROBUST_CACHE"] = folder
+
+
+@pytest.fixture(autouse=True)
+def _one_thread_per_worker(request):
+    """Under pytest-xdist each test starts on one thread, whatever the test before it set
+    (the benchmarks take theirs on a fixed count)."""
+    if hasattr(request.config, "workerinput"):
+        torch.set_num_threads(1)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -17,7 +17,7 @@ from support import trained_cnn
 
 from robustbench_local.checkpoint import file_sha256, save_checkpoint
 from robustbench_local.cli import main
-from robustbench_local.report.leaderboard import build_leaderboard
+from robustbench_local.report.leaderboard import _acc, build_leaderboard
 from robustbench_local.report.leaderboard_pages import leaderboard_markdown
 from robustbench_local.report.leaderboard_published import PUBLISHED
 from robustbench_local.report.load import load_report_data
@@ -179,3 +179,13 @@ def test_l2_board_shows_only_with_a_record_at_l2_half(store, tmp_path):
     }
     md = "\n".join(leaderboard_markdown(lb))
     assert "### L2, eps 0.5" in md and "model_info/cifar10/L2/Rice2020Overfitting.json" in md
+
+
+@pytest.mark.parametrize("n", [16, 300, 1000, 2000, 10_000])
+def test_our_accuracies_round_as_the_other_tables_do(n):
+    """The model info keeps RobustBench's 2 decimals (39.05 for 3,905 of 10,000); the
+    leaderboard must still show what the comparison table shows for the same fraction
+    (39.1), for every count of points."""
+    for k in range(n + 1):
+        frac = k / n
+        assert _acc(round(100 * frac, 2), None, n).text() == f"{100 * frac:.1f} n={n:,}", (k, n)

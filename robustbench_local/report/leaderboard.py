@@ -129,8 +129,13 @@ def _training_text(row: pd.Series) -> str:
 
 
 def _acc(pct, ci, n) -> Acc:
+    """From the model info's percents, which keep RobustBench's 2 decimals: rounding those
+    again to 1 can differ from the other tables, which round the fraction itself (39.05
+    shows as 39.0, 0.3905 as 39.1), so the accuracy goes back to its count of points first."""
     lo, hi = ci if ci is not None else (math.nan, math.nan)
-    return Acc(float(pct), float(lo), float(hi), int(n))
+    n = int(n)
+    pct = 100 * (round(float(pct) * n / 100) / n) if n > 0 else float(pct)
+    return Acc(pct, float(lo), float(hi), n)
 
 
 def _clean(evals: pd.DataFrame, ckpt_key: str) -> Acc:
