@@ -33,10 +33,10 @@ _made_cache: str | None = None  # the folder this session created (and removes a
 def pytest_configure(config: pytest.Config) -> None:
     global _made_cache
     if hasattr(config, "workerinput"):  # a pytest-xdist worker inherits the controller's $ROBUST_CACHE
-        # the workers share the cores: one thread each (and for the processes a test starts),
+        # the workers share the cores: one thread each (torch's is set before every test, below;
+        # this one reaches the processes a test starts),
         # as two torch processes with a thread per core each slow each other down many times over
         os.environ["OMP_NUM_THREADS"] = "1"
-        torch.set_num_threads(1)
         return
     folder = os.environ.get("ROBUST_TEST_CACHE")
     if not folder:

@@ -16,6 +16,8 @@ from click.testing import CliRunner
 from robustbench_local.cli import main
 from robustbench_local.errors import RobustError
 from robustbench_local.report import build_report
+from robustbench_local.report.load import load_report_data
+from robustbench_local.report.markdown import TRAIN_HEAD, training_rows
 from robustbench_local.report.table_parts import cell_text
 
 FIXTURES = Path(__file__).parent / "fixtures" / "records"
@@ -368,3 +370,22 @@ def test_wilson_interval_holds_the_estimate_at_zero_and_all(n):
         ref = binomtest(k, n).proportion_ci(method="wilson")  # scipy as the independent reference
         assert (lo, hi) == pytest.approx((ref.low, ref.high), abs=1e-12)
     assert wilson_interval(0, n)[0] == 0.0 and wilson_interval(n, n)[1] == 1.0
+
+
+def test_training_table_says_where_the_minutes_went(store):
+    """Each training run's minutes split as its record measured them (crafting the
+    adversarial examples, the rest of the steps, validation): they add up to its minutes.
+    A record without the split shows '-'."""
+    committed = Path(__file__).resolve().parent.parent / "results" / "leaderboard_cifar10" / "records"
+    name = "train-20261202T135924-04dba8e3e5.json"
+    shutil.copy(committed / name, store / "records")
+    secs = json.loads((committed / name).read_text(encoding="utf-8"))["seconds"]
+    rows = {r[-1]: dict(zip(TRAIN_HEAD, r)) for r in training_rows(load_report_data(store).trains)}
+    ours = rows[name]
+    want = " / ".join(f"{secs[k] / 60:.1f}" for k in ("attack", "update", "validation"))
+    assert ours["attack / step / val min"] == want == "27.3 / 37.1 / 2.7"
+    parts = [float(v) for v in want.split(" / ")]
+    assert sum(parts) == pytest.approx(float(ours["minutes"]), abs=0.15)
+    assert float(ours["minutes"]) == pytest.approx(secs["total"] / 60, abs=0.05)
+    (fixture,) = [r for k, r in rows.items() if k != name]
+    assert fixture["attack / step / val min"] == "-"  # a record from before the split was recorded

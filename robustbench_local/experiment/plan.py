@@ -138,8 +138,7 @@ def plan_cell(exp: Experiment, cell: Cell, index: EvalIndex, sizes: dict[str, in
     """What is done and what is left for one cell, read from its run folder and the store."""
     out = exp.cell_dir(cell)
     last, best = out / "last.pth", out / "best.pth"
-    state, epochs_done, stopped = "train", 0, None
-    best_sha = file_sha256(best) if best.is_file() else None
+    state, epochs_done, stopped, sha = "train", 0, None, None
     if last.is_file():
         ts = _read_matching(exp, cell, last, out).get("train_state")
         if not isinstance(ts, dict):
@@ -147,13 +146,15 @@ def plan_cell(exp: Experiment, cell: Cell, index: EvalIndex, sizes: dict[str, in
         epochs_done, stopped = int(ts.get("epoch", 0)), ts.get("stopped")
         finished = bool(stopped) or epochs_done >= cell.spec.epochs
         state = "done" if finished and best.is_file() else "resume"
-    elif best_sha is not None and best_sha in index.train_shas:
+        # hashed only once training is over: a resuming cell's best.pth changes with each epoch
+        sha = file_sha256(best) if state == "done" else None
+    elif best.is_file() and (best_sha := file_sha256(best)) in index.train_shas:
         # a kept checkpoint: a study may commit best.pth alone (last.pth adds the optimizer's state
         # and doubles the size); the training record of that very file says training finished
         _read_matching(exp, cell, best, out)
         rec = index.train_records[best_sha]
         epochs_done, stopped, state = int(rec.get("epochs_run") or cell.spec.epochs), rec.get("stopped"), "done"
-    sha = best_sha if state == "done" else None
+        sha = best_sha
     done, todo, corr = remaining(exp, index, sha, sizes)
     return CellPlan(cell, state, epochs_done, stopped, sha, done, todo, bool(sha) and sha in index.train_shas, corr)
 

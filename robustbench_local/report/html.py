@@ -16,7 +16,7 @@ from .layout import COST_HEAD, COST_TITLE, cost_rows, lead_cells, lead_columns, 
 from .leaderboard import Leaderboard
 from .leaderboard_pages import LEADERBOARD_CSS, leaderboard_html
 from .load import ReportData
-from .markdown import EXPLAIN, MIN_NORM_EXPLAIN, TRAIN_HEAD, header_lines, training_rows
+from .markdown import EXPLAIN, MIN_NORM_EXPLAIN, TRAIN_EXPLAIN, TRAIN_HEAD, header_lines, training_rows
 from .min_norm_plots import MIN_NORM
 from .seeds import SEED_EXPLAIN, SeedTable, build_seed_tables, degenerate_notes, member_text, seed_cell_text, seeds_text
 from .sort_script import SORT_CSS, SORT_SCRIPT
@@ -175,6 +175,7 @@ def render_html(
         rows = ["<tr>" + "".join(f"<th>{escape(h)}</th>" for h in TRAIN_HEAD) + "</tr>"]
         rows += ["<tr>" + "".join(f"<td>{escape(v)}</td>" for v in r) + "</tr>" for r in training_rows(data.trains)]
         body.append("<table>\n" + "\n".join(rows) + "\n</table>")
+        body.append(f'<p class="small">{escape(TRAIN_EXPLAIN)}</p>')
         body += [_img(f) for f in figures if f.name.startswith("training")]
     else:
         body.append("<p>No training records match.</p>")

@@ -128,14 +128,10 @@ def _training_text(row: pd.Series) -> str:
     return text
 
 
-def _acc(pct, ci, n) -> Acc:
-    """From the model info's percents, which keep RobustBench's 2 decimals: rounding those
-    again to 1 can differ from the other tables, which round the fraction itself (39.05
-    shows as 39.0, 0.3905 as 39.1), so the accuracy goes back to its count of points first."""
-    lo, hi = ci if ci is not None else (math.nan, math.nan)
-    n = int(n)
-    pct = 100 * (round(float(pct) * n / 100) / n) if n > 0 else float(pct)
-    return Acc(pct, float(lo), float(hi), n)
+def _acc(exact: tuple, n) -> Acc:
+    """From the measured fractions behind the model info's 2-decimal percents (rounding
+    those again would show 0.3905 as 39.0 where the other tables show 39.1)."""
+    return Acc(*(100 * float(v) for v in exact), int(n))
 
 
 def _clean(evals: pd.DataFrame, ckpt_key: str) -> Acc:
@@ -145,7 +141,7 @@ def _clean(evals: pd.DataFrame, ckpt_key: str) -> Acc:
     return Acc(100 * r["clean_acc"], 100 * r["clean_lo"], 100 * r["clean_hi"], int(r["n"]))
 
 
-def _our_row(info: dict, evals: pd.DataFrame, data: ReportData, results: Path | None) -> OurRow:
+def _our_row(info: dict, exact: dict, evals: pd.DataFrame, data: ReportData, results: Path | None) -> OurRow:
     ref = evals[evals["record"].isin(info["records"])].iloc[0]
     zoo = info["source"]["zoo_name"] if info["source"]["route"] == "robustbench" else None
     if zoo:
@@ -154,11 +150,7 @@ def _our_row(info: dict, evals: pd.DataFrame, data: ReportData, results: Path | 
         train = match_train(ref, data.trains)
         cost = cost_text(train, _train_device(results, train) if train else None)
     aa = info["autoattack_acc"] is not None
-    robust = (
-        _acc(info["autoattack_acc"], info["autoattack_ci95"], info["n"])
-        if aa
-        else _acc(info["robust_acc"], info["robust_ci95"], info["n"])
-    )
+    robust = _acc(exact["autoattack"] if aa else exact["robust"], info["n"])
     notes = []
     if aa and info["autoattack_attack"] == "AutoAttack-native":
         notes.append(
@@ -171,8 +163,8 @@ def _our_row(info: dict, evals: pd.DataFrame, data: ReportData, results: Path | 
             f"no AutoAttack record at this radius: worst case over {', '.join(info['robust_attacks'])}"
             f"{how}, not AutoAttack"
         )
-    elif info["robust_acc"] is not None and info["robust_acc"] < info["autoattack_acc"]:
-        worst = _acc(info["robust_acc"], info["robust_ci95"], info["n"])
+    elif info["robust_acc"] is not None and float(exact["robust"][0]) < float(exact["autoattack"][0]):
+        worst = _acc(exact["robust"], info["n"])
         notes.append(
             f"the per-example worst case over {', '.join(info['robust_attacks'])} on the same points is "
             f"lower: {worst.text()}"
@@ -225,14 +217,14 @@ def build_leaderboard(data: ReportData, results: str | Path | None = None) -> Le
     evals = df[ok]
     if evals.empty:
         return Leaderboard([])
-    infos = model_infos(replace(data, evals=evals.reset_index(drop=True))).files.values()
+    infos = model_infos(replace(data, evals=evals.reset_index(drop=True)))
     results = Path(results) if results is not None else None
     board = Leaderboard([])
     for threat in ("Linf", "L2"):
         eps = STANDARD_EPS[(DATASET, threat)]
         at = [
-            i
-            for i in infos
+            (i, infos.exact[rel])
+            for rel, i in infos.files.items()
             if i["dataset"] == DATASET
             and i["threat_model"] == threat
             and is_standard_eps(DATASET, threat, i["eps_pixel"])
@@ -244,7 +236,7 @@ def build_leaderboard(data: ReportData, results: str | Path | None = None) -> Le
                     "pixels), so no model of ours is on its leaderboard" + _radii(evals) + "."
                 )
             continue
-        ours = [_our_row(i, evals, data, results) for i in at]
+        ours = [_our_row(i, exact, evals, data, results) for i, exact in at]
         ours.sort(key=lambda r: (r.degenerate, not r.autoattack, -r.robust.pct, -r.clean.pct, r.name))
         published = sorted((p for p in PUBLISHED if p.threat == threat), key=lambda p: (-p.autoattack, p.name))
         board.boards.append(Board(threat, eps, ours, published))

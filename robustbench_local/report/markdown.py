@@ -98,6 +98,7 @@ def training_rows(trains: list[TrainRun]) -> list[list[str]]:
                 t.adv or "none",
                 "-" if t.epochs is None else str(t.epochs),
                 "-" if t.minutes is None else f"{t.minutes:.1f}",
+                "-" if t.split is None else " / ".join(f"{m:.1f}" for m in t.split),
                 pct(_best(t.history, "val_acc")),
                 pct(_last(t.history, robust_key(t.history) or "val_robust_acc")),
                 t.record,
@@ -114,10 +115,18 @@ TRAIN_HEAD = [
     "adversarial",
     "epochs",
     "minutes",
+    "attack / step / val min",
     "best val acc %",
     "last val robust acc %",
     "record",
 ]
+
+
+TRAIN_EXPLAIN = (
+    "attack / step / val min: where the training minutes went, as the training record measured them: "
+    "crafting the adversarial examples (0 for standard training), the rest of the training steps "
+    "(forward, backward, optimizer, loading), and the per-epoch validation."
+)
 
 
 def _md_row(vals) -> str:
@@ -233,8 +242,8 @@ def render_markdown(
 
     out += ["## Training", ""]
     if data.trains:
-        out += [_md_row(TRAIN_HEAD), _md_row(["---"] * 5 + ["---:"] * 4 + ["---"])]
-        out += [_md_row(r) for r in training_rows(data.trains)] + [""]
+        out += [_md_row(TRAIN_HEAD), _md_row(["---"] * 5 + ["---:"] * 5 + ["---"])]
+        out += [_md_row(r) for r in training_rows(data.trains)] + ["", TRAIN_EXPLAIN, ""]
         out += [f"![{f.title}]({fig_dir}/{f.name})" for f in figures if f.name.startswith("training")] + [""]
     else:
         out += ["No training records match.", ""]

@@ -54,6 +54,10 @@ WEIGHT_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".safetensors", ".pth.tar", "
 class ModelInfoSet:
     files: dict[str, dict] = field(default_factory=dict)  # path relative to the report folder -> model_info
     left_out: list[str] = field(default_factory=list)  # evaluations with no RobustBench counterpart, and why
+    # per file, the fractions its 2-decimal percents were rounded from: (acc, lo, hi) for
+    # "autoattack" and "robust" (None where the file has none), so a table that rounds to
+    # 1 decimal rounds the measured number, not a rounded one; never written
+    exact: dict[str, dict] = field(default_factory=dict)
 
     def contents(self) -> dict[str, bytes]:
         return {
@@ -217,6 +221,10 @@ def _summary(rows: pd.DataFrame, threat: str) -> dict:
         "records": sorted(set(used)),
         "degenerate": degenerate,
         "warnings": warnings,
+        "exact": {
+            "autoattack": (aa["robust_acc"], aa["robust_lo"], aa["robust_hi"]) if aa is not None else None,
+            "robust": (acc, lo, hi),
+        },
     }
 
 
@@ -311,6 +319,7 @@ def model_infos(data: ReportData) -> ModelInfoSet:
     df = df[df["_rb"].notna()]
 
     infos: dict[tuple, dict] = {}
+    exact: dict[tuple, dict] = {}
     for (ckpt_key, dataset, threat), g in sorted(
         df.groupby(["ckpt_key", "_ds", "_rb"], sort=False), key=lambda kv: tuple(map(str, kv[0]))
     ):
@@ -367,10 +376,13 @@ def model_infos(data: ReportData) -> ModelInfoSet:
             "normalization": _s(first["normalization"]),
             "normalization_source": _s(first["normalization_source"]),
             "records": s["records"],
-            "other_eps": [{k: v for k, v in o.items() if k not in ("eps_space", "eps_normalized")} for o in others],
+            "other_eps": [
+                {k: v for k, v in o.items() if k not in ("eps_space", "eps_normalized", "exact")} for o in others
+            ],
             "made_by": MADE_BY,
             "_id": _model_id(first),
         }
+        exact[(dataset, threat, str(ckpt_key))] = s["exact"]
 
     # two models of one name in one folder: each file gets a piece of its model's key
     stems: dict[tuple, list[tuple]] = {}
@@ -385,5 +397,6 @@ def model_infos(data: ReportData) -> ModelInfoSet:
             else:
                 stem_k = stem
             out.files[f"{RB_DIR}/{_slug(dataset)}/{threat}/{stem_k}.json"] = info
+            out.exact[f"{RB_DIR}/{_slug(dataset)}/{threat}/{stem_k}.json"] = exact[key]
     out.files = dict(sorted(out.files.items()))
     return out

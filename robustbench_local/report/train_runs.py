@@ -31,6 +31,9 @@ class TrainRun:
     history: list[dict]
     warning: str | None = None  # the last epoch's training warning (e.g. validation predicts one class)
     seed: int | None = None  # the training seed
+    split: tuple[float, float, float] | None = (
+        None  # minutes crafting perturbations, in the rest of the steps, validating
+    )
 
 
 def robust_key(history: list[dict]) -> str | None:
@@ -66,6 +69,9 @@ def train_run(rec: dict) -> TrainRun:
     if isinstance(ds, dict):
         ds = ds.get("name")
     epochs = rec.get("epochs_run") or len(history) or spec.get("epochs")
+    secs = rec.get("seconds") if isinstance(rec.get("seconds"), dict) else {}
+    parts = [secs.get(k) for k in ("attack", "update", "validation")]
+    split = tuple(v / 60 for v in parts) if all(isinstance(v, (int, float)) for v in parts) else None
     return TrainRun(
         name=Path(str(name)).name,
         record=Path(rec.get("_path", "?")).name,
@@ -81,6 +87,7 @@ def train_run(rec: dict) -> TrainRun:
         history=history,
         warning=str(history[-1]["warning"]) if history and history[-1].get("warning") else None,
         seed=as_seed(spec.get("seed")),
+        split=split,
     )
 
 
