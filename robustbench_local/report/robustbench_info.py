@@ -396,7 +396,7 @@ def model_infos(data: ReportData) -> ModelInfoSet:
                 stem_k = f"{stem}_{hashlib.sha256(key[2].encode()).hexdigest()[:8]}"
             else:
                 stem_k = stem
-            out.files[f"{RB_DIR}/{_slug(dataset)}/{threat}/{stem_k}.json"] = info
-            out.exact[f"{RB_DIR}/{_slug(dataset)}/{threat}/{stem_k}.json"] = exact[key]
+            rel = f"{RB_DIR}/{_slug(dataset)}/{threat}/{stem_k}.json"
+            out.files[rel], out.exact[rel] = info, exact[key]
     out.files = dict(sorted(out.files.items()))
     return out

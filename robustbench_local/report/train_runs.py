@@ -31,9 +31,8 @@ class TrainRun:
     history: list[dict]
     warning: str | None = None  # the last epoch's training warning (e.g. validation predicts one class)
     seed: int | None = None  # the training seed
-    split: tuple[float, float, float] | None = (
-        None  # minutes crafting perturbations, in the rest of the steps, validating
-    )
+    # minutes crafting the adversarial examples, in the rest of the training steps, validating
+    split: tuple[float, float, float] | None = None
 
 
 def robust_key(history: list[dict]) -> str | None:
