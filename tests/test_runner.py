@@ -23,6 +23,7 @@ from robustbench_local.checkpoint import file_sha256, read_checkpoint
 from robustbench_local.cli import main
 from robustbench_local.errors import RobustError
 from robustbench_local.experiment import load_experiment, run_experiment
+from robustbench_local.experiment.attack_entries import parse_units
 from robustbench_local.results import ResultsStore
 
 REPO = Path(__file__).resolve().parent.parent
@@ -269,6 +270,23 @@ def test_only_runs_a_subset_and_a_new_attack_runs_alone(work, exp):
         run_experiment(path, only=["nope"], say=quiet)
 
 
+def test_an_attack_limited_to_some_cells_runs_on_those_alone(work, exp):
+    path = exp(extra='\n[[attacks]]\nname = "pgd"\nk = 3\ncells = "m*"\n')
+    plan = {p.name: p for p in run_experiment(path, dry_run=True, say=quiet).plan}
+    assert plan["std"].finished and [u.label for u in plan["mix"].todo] == ["PGD-3@0.0313"]
+    summary = run_experiment(path, say=quiet)
+    assert summary.trained == [] and summary.evaluated == {"mix": 1}
+    assert "PGD-3" not in {r["attack"]["label"] for r in records("eval") if r["experiment"]["cell"] == "std"}
+    assert all(p.finished for p in run_experiment(path, dry_run=True, say=quiet).plan)
+
+
+def test_the_same_attack_in_two_entries_runs_on_the_cells_of_both():
+    entries = [{"name": "pgd", "cells": "a"}, {"name": "pgd", "cells": ["b*"]}, {"name": "fgsm", "cells": "a"}]
+    units = parse_units(entries + [{"name": "fgsm"}], {})
+    assert [(u.spec.name, u.cells) for u in units] == [("pgd", ("a", "b*")), ("fgsm", ())]
+    assert units[0].runs_on("b2") and not units[0].runs_on("c") and units[1].runs_on("c")
+
+
 def test_changed_options_of_a_trained_cell_are_refused(work, exp):
     path = exp(TWO_CELLS.replace('name = "std"', 'name = "std"\nlr = 0.2'))
     before = mtimes(work / "out")
@@ -406,6 +424,11 @@ def test_toml_syntax_error_names_the_file_and_line(exp, tmp_path):
             '[[cells]]\nname = "a"\n[[attacks]]\nname = "pgd"\nn = 500\n',
             "line {l5}, key n of [[attacks]] #3",
             "n 500 is larger than the 200 examples of the test split",
+        ),
+        (
+            '[[cells]]\nname = "a"\n[[attacks]]\nname = "pgd"\ncells = ["b*"]\n',
+            "line {l5}, key cells of [[attacks]] #3",
+            "'b*' matches no cell; cells: a",
         ),
         (
             '[[cells]]\nname = "a"\n[[cells]]\nname = "a"\n',

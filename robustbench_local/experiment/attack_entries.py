@@ -1,21 +1,28 @@
 """The evaluations of an experiment file: ``[eval]`` defaults and each ``[[attacks]]``
 entry become EvalUnits, one per attack and radius. An entry takes the common keys and
-its attack's own options, by name or by CLI flag, checked against the attack registry."""
+its attack's own options, by name or by CLI flag, checked against the attack registry.
+An entry's ``cells`` (names or globs) limits it to those cells, e.g. a costly attack run on
+one model of a study."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import fnmatch
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..attacks import AttackSpec, registry
 from ..errors import RobustError
 from ..threat import NORMS, SPACES, ThreatModel
-from ..values import choice, known, positive, string
+from ..values import choice, known, positive, string, strings
 from .source import Path_, Problem
 from .values import integer
 
 # keys every attack entry takes; its own options come from the attack registry (attack_keys)
-COMMON_ATTACK_KEYS = ("name", "norm", "eps", "eta", "eps_space", "sweep", "eot", "n", "split", "seed", "batch_size")
+COMMON_ATTACK_KEYS = (
+    "name", "norm", "eps", "eta", "eps_space", "sweep", "eot", "n", "split", "seed", "batch_size", "cells",
+)
+# keys of an [[attacks]] entry alone, not defaults in [eval]
+ENTRY_ONLY_KEYS = ("name", "cells")
 # the defaults `robust eval` uses, so a file and the CLI mean the same thing
 # (eta None: each attack derives its step from eps, PGD 2.5*eps/k; see AttackSpec.step_rule)
 # (an attack option not given takes the attack's own default, as on the CLI)
@@ -46,10 +53,14 @@ class EvalUnit:
     batch_size: int
     origin: Path_ = ()  # the [[attacks]] entry
     n_origin: Path_ = ()  # where n was set
+    cells: tuple[str, ...] = ()  # names or globs of the cells it runs on; () every cell
 
     @property
     def key(self) -> tuple:
         return (self.spec, self.n, self.split, self.seed)
+
+    def runs_on(self, cell: str) -> bool:
+        return not self.cells or any(fnmatch.fnmatchcase(cell, p) for p in self.cells)
 
     @property
     def label(self) -> str:
@@ -86,8 +97,20 @@ def parse_units(attacks_raw: Any, eval_raw: dict) -> list[EvalUnit]:
     for i, entry in enumerate(attacks_raw):
         known(("attacks", i), entry, attack_keys())
         for unit in make_units(("attacks", i), entry, eval_raw):
-            units.setdefault(unit.key, unit)  # the same attack twice (e.g. a sweep through the main eps) runs once
+            # the same attack twice (e.g. a sweep through the main eps) runs once, on the cells of both
+            first = units.setdefault(unit.key, unit)
+            if first is not unit and first.cells:
+                units[unit.key] = replace(first, cells=first.cells + unit.cells if unit.cells else ())
     return list(units.values())
+
+
+def check_unit_cells(units: list[EvalUnit], cells: list[str]) -> None:
+    """Refuse an entry's ``cells`` pattern that names no cell of the file (a typo would
+    otherwise leave the attack silently unrun)."""
+    for u in units:
+        for pattern in u.cells:
+            if not any(fnmatch.fnmatchcase(c, pattern) for c in cells):
+                raise Problem(u.origin + ("cells",), f"'{pattern}' matches no cell; cells: {', '.join(cells)}")
 
 
 def make_units(apath: Path_, entry: dict, defaults: dict) -> list[EvalUnit]:
@@ -134,6 +157,7 @@ def make_units(apath: Path_, entry: dict, defaults: dict) -> list[EvalUnit]:
     split = choice(get("split")[1], get("split")[0], ("test", "val"))
     seed = integer(get("seed")[1], get("seed")[0], 0)
     batch_size = integer(get("batch_size")[1], get("batch_size")[0], 1)
+    cells = strings(apath + ("cells",), entry["cells"]) if "cells" in entry else ()
 
     threats = [ThreatModel(norm=v["norm"], eps=e, step=eta, space=v["eps_space"]) for e in eps_list]
     sweep, sweep_at = get("sweep")
@@ -152,5 +176,5 @@ def make_units(apath: Path_, entry: dict, defaults: dict) -> list[EvalUnit]:
             spec = AttackSpec(name, t, options, eot=eot if info.takes("eot") or "eot" in entry else 1)
         except RobustError as e:
             raise Problem(apath, str(e)) from None
-        units.append(EvalUnit(spec, n, split, seed, batch_size, apath, n_at))
+        units.append(EvalUnit(spec, n, split, seed, batch_size, apath, n_at, cells))
     return units

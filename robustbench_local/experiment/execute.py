@@ -180,7 +180,7 @@ def train_cell(
         )
         summary.trained.append(cell.name)
         # the checkpoint is new: every evaluation of the old one (if any) is to do again
-        _done, todo, corr = remaining(exp, EvalIndex(store), file_sha256(result.best_path), split_sizes(bundle))
+        _done, todo, corr = remaining(exp, cell, EvalIndex(store), file_sha256(result.best_path), split_sizes(bundle))
         corruptions_todo = corr == "todo"
     else:
         todo = p.todo

@@ -99,16 +99,17 @@ def split_sizes(bundle) -> dict[str, int]:
 
 
 def remaining(
-    exp: Experiment, index: EvalIndex, sha: str | None, sizes: dict[str, int]
+    exp: Experiment, cell: Cell, index: EvalIndex, sha: str | None, sizes: dict[str, int]
 ) -> tuple[list[EvalUnit], list[EvalUnit], str | None]:
-    """(done, to do, corruptions 'done' | 'todo' | None) for the checkpoint ``sha``
+    """(done, to do, corruptions 'done' | 'todo' | None) of ``cell`` for the checkpoint ``sha``
     (None: not trained yet, so everything is to do)."""
+    units = [u for u in exp.units if u.runs_on(cell.name)]
     done, todo = [], []
-    for u in exp.units:
+    for u in units:
         n = u.n if u.n is not None else sizes[u.split]
         (done if sha and index.done(sha, u, n, exp.cascade) else todo).append(u)
     if exp.cascade and todo:  # a cascade's numbers depend on the whole suite: run it whole
-        todo, done = list(exp.units), []
+        todo, done = units, []
     corr = None
     if exp.corruptions is not None:
         c = exp.corruptions
@@ -155,7 +156,7 @@ def plan_cell(exp: Experiment, cell: Cell, index: EvalIndex, sizes: dict[str, in
         rec = index.train_records[best_sha]
         epochs_done, stopped, state = int(rec.get("epochs_run") or cell.spec.epochs), rec.get("stopped"), "done"
         sha = best_sha
-    done, todo, corr = remaining(exp, index, sha, sizes)
+    done, todo, corr = remaining(exp, cell, index, sha, sizes)
     return CellPlan(cell, state, epochs_done, stopped, sha, done, todo, bool(sha) and sha in index.train_shas, corr)
 
 

@@ -33,8 +33,8 @@ The file (every table is optional; paths are relative to the file's own folder):
     [eval]                            # defaults for every attack, and: cascade, checks,
     n = 500                           #   check_convergence, device
     [[attacks]]                       # name, norm, eps, eta, eps_space, sweep, eot, n, split, seed,
-    name = "pgd"                      #   batch_size, and the attack's own options by name (or by
-    k = 10                            #   CLI flag: fgsm_rs, aa_version); `robust attacks` lists them
+    name = "pgd"                      #   batch_size, cells, and the attack's own options by name (or
+    k = 10                            #   by CLI flag: fgsm_rs, aa_version); `robust attacks` lists them
     eps = 0.0313
     eta = 0.002
     sweep = [0.0078, 0.0157, 0.0627]  # more radii; at each the step keeps the ratio eta/eps
@@ -52,7 +52,9 @@ curves and evaluation accuracies) to DIR/<cell> (needs the tensorboard package).
 A method's options follow the method: ``method_kwargs`` set in [train] are dropped
 for a cell that switches to another method (likewise ``adv_kwargs`` with ``adv``
 and ``model.kwargs`` with ``model.arch``). ``eps`` may also be a list (every
-radius with the same ``eta``, as ``robust eval --eps a,b`` does).
+radius with the same ``eta``, as ``robust eval --eps a,b`` does). ``cells = ["fast-*"]``
+(names or globs) runs an [[attacks]] entry on those cells only; every other entry runs on
+every cell.
 
 ``seeds = [0, 1, 2]`` in [train] or a [[cells]] entry trains one cell per seed: NAME
 for seed 0, NAME-s1, NAME-s2 (a grid over ``seed``, as above, does the same with its own
@@ -83,7 +85,7 @@ from ..runtime import DEVICES, resolve_device
 from ..specs import DataSpec
 from ..values import boolean, choice, known, string, strings, table
 from . import cluster, corruptions
-from .attack_entries import EVAL_DEFAULTS, EvalUnit, attack_keys, parse_units
+from .attack_entries import ENTRY_ONLY_KEYS, EVAL_DEFAULTS, EvalUnit, attack_keys, check_unit_cells, parse_units
 from .cells import TRAIN_TABLE_KEYS, Cell, build_blamed, grid_leaves, parse_cells
 from .cluster import ClusterSettings
 from .corruptions import CorruptionPlan
@@ -213,8 +215,9 @@ def _parse(raw: dict, source: Source, names: dict, device: str | None) -> Experi
 
     # --- evaluation
     eval_raw = table(("eval",), raw.get("eval", {}))
-    known(("eval",), eval_raw, tuple(k for k in attack_keys() if k != "name") + EVAL_ONLY_KEYS)
+    known(("eval",), eval_raw, tuple(k for k in attack_keys() if k not in ENTRY_ONLY_KEYS) + EVAL_ONLY_KEYS)
     units = parse_units(raw.get("attacks"), eval_raw)
+    check_unit_cells(units, [c.name for c in cells])
     cascade = boolean(("eval", "cascade"), eval_raw.get("cascade", EVAL_DEFAULTS["cascade"]))
     checks = boolean(("eval", "checks"), eval_raw.get("checks", EVAL_DEFAULTS["checks"]))
     convergence = boolean(
