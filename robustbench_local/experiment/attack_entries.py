@@ -17,12 +17,10 @@ from ..values import choice, known, positive, string, strings
 from .source import Path_, Problem
 from .values import integer
 
-# keys every attack entry takes; its own options come from the attack registry (attack_keys)
-COMMON_ATTACK_KEYS = (
-    "name", "norm", "eps", "eta", "eps_space", "sweep", "eot", "n", "split", "seed", "batch_size", "cells",
-)
 # keys of an [[attacks]] entry alone, not defaults in [eval]
 ENTRY_ONLY_KEYS = ("name", "cells")
+# keys every attack entry takes; its own options come from the attack registry (attack_keys)
+COMMON_ATTACK_KEYS = ENTRY_ONLY_KEYS + tuple("norm eps eta eps_space sweep eot n split seed batch_size".split())
 # the defaults `robust eval` uses, so a file and the CLI mean the same thing
 # (eta None: each attack derives its step from eps, PGD 2.5*eps/k; see AttackSpec.step_rule)
 # (an attack option not given takes the attack's own default, as on the CLI)
