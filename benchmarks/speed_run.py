@@ -11,7 +11,7 @@ turn (speed run, PGD-10, speed run, PGD-10), 2 epochs each of which the first is
 warm-up; the figure is fit()'s own training images/s (validation excluded).
 
 Robustness and AutoAttack's cost are read from the experiment's records (clean accuracy
-on 10,000 test images, AutoAttack on 1,000, with n and 95% intervals); a cell not yet
+and PGD-50x2 on 10,000 test images, AutoAttack on 1,000, with n and 95% intervals); a cell not yet
 trained or evaluated is reported as missing, never guessed."""
 
 from __future__ import annotations
@@ -134,7 +134,7 @@ def run(quick: bool = False, out_dir=None) -> dict:
 
     common.print_table(
         "training throughput on this machine (fit(), images/s, median of the timed epochs)",
-        ["recipe", "images/s", "ratio", "train min (full run)", "clean", "AutoAttack"],
+        ["recipe", "images/s", "ratio", "train min (full run)", "clean", "PGD-50x2", "AutoAttack"],
         [
             [
                 name,
@@ -142,6 +142,7 @@ def run(quick: bool = False, out_dir=None) -> dict:
                 stats[name]["median"] / stats[PGD]["median"],
                 reached[name].get("train_minutes"),
                 acc(reached[name].get("clean")),
+                acc(reached[name].get("pgd50")),
                 acc(reached[name].get("autoattack")),
             ]
             for name in (SPEED, PGD)
