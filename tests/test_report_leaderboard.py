@@ -195,3 +195,41 @@ def test_our_accuracies_round_as_the_other_tables_do(tmp_path):
     assert not row.autoattack
     assert row.robust.text() == _cell(rec["metrics"], "robust") == "39.1 [38.1, 40.0] n=10,000"
     assert row.clean.text() == _cell(rec["metrics"], "clean")
+
+
+def test_the_readme_quotes_the_committed_leaderboard_records():
+    """The README's paragraph on the leaderboard study gives each trained `fast` cell's
+    minutes, clean and PGD-50x2 accuracy with intervals, and the speed run's AutoAttack:
+    each figure must be the committed record's, rounded as the records print it."""
+    text = " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
+    para = text[text.index("`experiments/leaderboard_cifar10.toml` trains") :]
+    para = para[: para.index(" - ")]
+    records = ResultsStore(REPO / "results" / "leaderboard_cifar10").load()
+
+    def pct(v: float) -> str:
+        return f"{100 * v:.1f}"
+
+    cells = {"fast-fgsm-rs": "autoattack", "fast-pgd10-at": None}
+    for cell, extra in cells.items():
+        evals = {
+            r["attack"]["name"]: r
+            for r in records
+            if r["kind"] == "eval" and (r.get("experiment") or {}).get("cell") == cell
+        }
+        m = evals["pgd"]["metrics"]
+        (train,) = [
+            r
+            for r in records
+            if r["kind"] == "train" and r["checkpoint"]["sha256"] == evals["pgd"]["checkpoint"]["sha256"]
+        ]
+        want = [
+            f"{train['seconds']['total'] / 60:.1f} minutes",
+            f"{pct(m['clean_acc'])}% clean",
+            f"{pct(m['robust_acc'])}% under PGD-50",
+            "{}-{}%".format(*map(pct, m["clean_ci95"])),
+            "{}-{}%".format(*map(pct, m["robust_ci95"])),
+        ]
+        if extra:
+            a = evals[extra]["metrics"]
+            want += [f"{pct(a['robust_acc'])}% under AutoAttack", "{}-{}%".format(*map(pct, a["robust_ci95"]))]
+        assert [w for w in want if w not in para] == [], cell
