@@ -6,7 +6,6 @@ one model of a study."""
 
 from __future__ import annotations
 
-import fnmatch
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -14,6 +13,7 @@ from ..attacks import AttackSpec, registry
 from ..errors import RobustError
 from ..threat import NORMS, SPACES, ThreatModel
 from ..values import choice, known, positive, string, strings
+from .cells import name_matches
 from .source import Path_, Problem
 from .values import integer
 
@@ -58,7 +58,7 @@ class EvalUnit:
         return (self.spec, self.n, self.split, self.seed)
 
     def runs_on(self, cell: str) -> bool:
-        return not self.cells or any(fnmatch.fnmatchcase(cell, p) for p in self.cells)
+        return not self.cells or name_matches(cell, self.cells)
 
     @property
     def label(self) -> str:
@@ -98,7 +98,7 @@ def parse_units(attacks_raw: Any, eval_raw: dict) -> list[EvalUnit]:
             # the same attack twice (e.g. a sweep through the main eps) runs once, on the cells of both
             first = units.setdefault(unit.key, unit)
             if first is not unit and first.cells:
-                units[unit.key] = replace(first, cells=first.cells + unit.cells if unit.cells else ())
+                units[unit.key] = replace(first, cells=(first.cells + unit.cells) if unit.cells else ())
     return list(units.values())
 
 
@@ -107,7 +107,7 @@ def check_unit_cells(units: list[EvalUnit], cells: list[str]) -> None:
     otherwise leave the attack silently unrun)."""
     for u in units:
         for pattern in u.cells:
-            if not any(fnmatch.fnmatchcase(c, pattern) for c in cells):
+            if not any(name_matches(c, (pattern,)) for c in cells):
                 raise Problem(u.origin + ("cells",), f"'{pattern}' matches no cell; cells: {', '.join(cells)}")
 
 

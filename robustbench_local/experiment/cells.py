@@ -10,6 +10,7 @@ records carry so that the report can average over the seeds."""
 
 from __future__ import annotations
 
+import fnmatch
 import itertools
 import re
 from collections.abc import Callable, Sequence
@@ -21,6 +22,12 @@ from ..specs import DataSpec, TrainSpec
 from ..values import known, string, table
 from .source import Path_, Problem, blame, describe_path
 from .values import integer
+
+
+def name_matches(name: str, patterns: Sequence[str]) -> bool:
+    """Whether a cell name matches any of these names or globs (--only, an entry's cells)."""
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
 
 SEEDS = "seeds"  # training seeds, one cell each
 TRAIN_KEYS = tuple(f.name for f in fields(TrainSpec) if f.name not in ("data", "out"))

@@ -4,7 +4,6 @@ the cells and attacks a run is limited to; and the plan as a table (`--dry-run`)
 
 from __future__ import annotations
 
-import fnmatch
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from ..results import ResultsStore
 from ..text import method_label, plural
 from ..train_folder import spec_differences
 from .attack_entries import EvalUnit
-from .cells import Cell
+from .cells import Cell, name_matches
 from .corruptions import CorruptionPlan
 from .schema import Experiment
 
@@ -163,7 +162,7 @@ def plan_cell(exp: Experiment, cell: Cell, index: EvalIndex, sizes: dict[str, in
 def select_cells(exp: Experiment, only: Sequence[str]) -> list[Cell]:
     if not only:
         return list(exp.cells)
-    chosen = [c for c in exp.cells if any(fnmatch.fnmatchcase(c.name, p) for p in only)]
+    chosen = [c for c in exp.cells if name_matches(c.name, only)]
     if not chosen:
         raise RobustError(
             f"--only {' '.join(only)} matches no cell of {exp.file}; cells: {', '.join(c.name for c in exp.cells)}"
