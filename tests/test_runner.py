@@ -191,6 +191,38 @@ def test_second_run_does_nothing(work, monkeypatch):
     assert "0 with work to do" in (work / "out/tiny.log").read_text()
 
 
+def test_report_only_rewrites_the_report_from_the_records_and_runs_nothing(work, monkeypatch):
+    report = (work / "out/results/REPORT.md").read_bytes()
+    log = (work / "out/tiny.log").read_bytes()
+    (work / "out/results/REPORT.md").unlink()
+
+    def forbidden(*a, **k):
+        raise AssertionError("--report-only trains and evaluates nothing")
+
+    monkeypatch.setattr(train_module, "fit", forbidden)
+    monkeypatch.setattr(evaluate_module, "evaluate", forbidden)
+    res = CliRunner().invoke(main, ["run", "exp.toml", "--report-only"])
+    assert res.exit_code == 0, res.output
+    assert "report written" in res.output and "REPORT.md" in res.output
+    assert (work / "out/results/REPORT.md").read_bytes() == report  # the same records, the same report
+    assert (work / "out/tiny.log").read_bytes() == log  # the run log is for runs
+    again = CliRunner().invoke(main, ["run", "exp.toml", "--report-only"])
+    assert again.exit_code == 0 and "report up to date" in again.output
+
+
+def test_report_only_refuses_flags_it_would_ignore_and_a_disabled_report(work):
+    res = CliRunner().invoke(main, ["run", "exp.toml", "--report-only", "--only", "std", "--dry-run"])
+    assert res.exit_code != 0
+    assert "error: --report-only runs nothing, so --dry-run, --only have no effect; drop them" in res.output
+    path = work / "exp.toml"
+    path.write_text(path.read_text() + "\n[report]\nenabled = false\n")
+    before = mtimes(work / "out")
+    res = CliRunner().invoke(main, ["run", str(path), "--report-only"])
+    assert res.exit_code != 0 and res.output.count("\n") == 1, res.output
+    assert "[report] has enabled = false, so it writes no report" in res.output
+    assert mtimes(work / "out") == before
+
+
 def test_run_cut_off_midway_resumes_and_finishes(work, exp, monkeypatch):
     path = exp(TWO_CELLS + '\n[[cells]]\nname = "mix2"\nmethod = "mixup"\nepochs = 2\n')
     real_fit, real_eval = train_module.fit, evaluate_module.evaluate

@@ -30,6 +30,12 @@ CLUSTER_FLAGS = ("partition", "account", "time", "gpus_per_job", "cpus_per_task"
     "do; run nothing.",
 )
 @click.option(
+    "--report-only",
+    is_flag=True,
+    default=False,
+    help="Write the report from the records in the file's results folder; train and evaluate nothing.",
+)
+@click.option(
     "--only",
     "only",
     multiple=True,
@@ -90,6 +96,7 @@ def command(
     file,
     dry_run,
     status,
+    report_only,
     only,
     attacks,
     device,
@@ -123,9 +130,10 @@ def command(
       robust run experiments/quick.toml --executor gpus --workers 2
       robust run experiments/seed_suite_cifar10.toml --executor slurm --partition gpu --time 12:00:00
       robust run experiments/seed_suite_cifar10.toml --status
+      robust run experiments/leaderboard_cifar10.toml --report-only
     """
     # deferred: start-up time (training and evaluation, which `robust --help` does not need)
-    from ..experiment import plan_table, run_experiment
+    from ..experiment import plan_table, report_experiment, run_experiment
     from ..experiment.executors import run_study
     from ..experiment.status import read_status, status_table
 
@@ -134,14 +142,6 @@ def command(
     def say(msg: str) -> None:
         con.print(msg, markup=False, highlight=False, soft_wrap=True)
 
-    if status:
-        exp, rows = read_status(file, only=only, device=device)
-        states = [r.state for r in rows]
-        counts = ", ".join(
-            f"{states.count(s)} {s}" for s in ("done", "running", "queued", "failed", "to do") if s in states
-        )
-        con.print(status_table(rows, f"{exp.name}: {plural(len(rows), 'cell')}, {counts}"))
-        return
     cluster = {
         "partition": partition,
         "account": account,
@@ -150,6 +150,32 @@ def command(
         "cpus_per_task": cpus_per_task,
         "mem": mem,
     }
+    if report_only:
+        given = {
+            "--dry-run": dry_run,
+            "--status": status,
+            "--only": only,
+            "--attack": attacks,
+            "--device": device,
+            "--executor": executor != "local",
+            "--workers": workers is not None,
+        }
+        given.update({f"--{k.replace('_', '-')}": v is not None for k, v in cluster.items()})
+        others = [flag for flag, on in given.items() if on]
+        if others:
+            verb, pron = ("has", "it") if len(others) == 1 else ("have", "them")
+            raise RobustError(f"--report-only runs nothing, so {', '.join(others)} {verb} no effect; drop {pron}")
+        summary = report_experiment(file, say=say)
+        say(f"report {summary.report_status}: {summary.experiment.report['out'] / 'REPORT.md'}")
+        return
+    if status:
+        exp, rows = read_status(file, only=only, device=device)
+        states = [r.state for r in rows]
+        counts = ", ".join(
+            f"{states.count(s)} {s}" for s in ("done", "running", "queued", "failed", "to do") if s in states
+        )
+        con.print(status_table(rows, f"{exp.name}: {plural(len(rows), 'cell')}, {counts}"))
+        return
     if workers is not None and executor != "gpus":
         raise RobustError(f"--workers is for --executor gpus; drop it with --executor {executor}")
     for key, value in cluster.items():

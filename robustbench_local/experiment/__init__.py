@@ -19,7 +19,7 @@ from __future__ import annotations
 from .attack_entries import EvalUnit, attack_keys
 from .cells import Cell
 from .data_checks import check_with_data
-from .execute import RunSummary, run_experiment
+from .execute import RunSummary, report_experiment, run_experiment
 from .plan import CellPlan, make_plan, plan_table, select_cells
 from .schema import Experiment, load_experiment
 from .source import read_toml
@@ -36,6 +36,7 @@ __all__ = [
     "make_plan",
     "plan_table",
     "read_toml",
+    "report_experiment",
     "run_experiment",
     "select_cells",
 ]

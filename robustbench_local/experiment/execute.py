@@ -85,9 +85,29 @@ def run_experiment(
             f"{len(summary.failed)} of {plural(len(plan), 'cell')} failed ({', '.join(summary.failed)}): "
             f"{next(iter(summary.failed.values()))}; see {exp.log}; the same command retries them"
         )
+    _raise_if_report_failed(summary)
+    return summary
+
+
+def report_experiment(path: str | os.PathLike, *, say: Say = print) -> RunSummary:
+    """Write the file's report from the records its results folder holds; train and
+    evaluate nothing (for a folder that another study's records share, or after a
+    cluster run). Nothing is appended to the file's log."""
+    exp = load_experiment(path)
+    if not exp.report["enabled"]:
+        raise RobustError(
+            f"{exp.file}: its [report] has enabled = false, so it writes no report; set enabled = true, or run "
+            "--report-only on the file that writes this results folder's report"
+        )
+    summary = RunSummary(exp, [])
+    write_report(exp, lambda msg, show=True: say(msg), summary)
+    _raise_if_report_failed(summary)
+    return summary
+
+
+def _raise_if_report_failed(summary: RunSummary) -> None:
     if summary.report_status.startswith("failed"):
         raise RobustError(f"the report was not written: {summary.report_status[len('failed: ') :]}")
-    return summary
 
 
 def _execute(
