@@ -400,3 +400,32 @@ def test_no_table_is_wider_than_a_1400_pixel_page(which, request, tmp_path):
     for cls, right, head in got["tables"]:
         assert right <= got["inner"] + 1, f"{cls or 'a'} table ({head}...) ends at {right} px, past the page"
     assert got["up"] == sorted(got["up"]) and got["down"] == sorted(got["up"], reverse=True)
+
+
+def test_one_pixel_ball_is_one_table_whatever_each_models_normalization(tmp_path):
+    """8/255 in pixels is 0.0627 normalized for a model with std 0.5 and a different radius
+    per channel for one with CIFAR-10's std: the same threat, so one table, its title in
+    pixels and each model's normalized radius said under it; a different pixel ball
+    stays a table of its own."""
+    store = ResultsStore(tmp_path / "results")
+    std = [0.2471, 0.2435, 0.2616]
+    for name, arch in (("fast-at", "fast"), ("resnet-at", "preact-resnet18")):
+        for label, acc in (("PGD-20", 0.40), ("AutoAttack", 0.36)):
+            rec = _record(name, label, acc, arch=arch, adv="pgd")
+            a = rec["attack"]
+            a.update(space="pixel", eps_pixel=EPS / 2, step_pixel=EPS / 8)
+            if arch != "fast":
+                rec["checkpoint"]["std"] = std
+                a.update(eps_normalized=[EPS / 2 / s for s in std], step_normalized=[EPS / 8 / s for s in std])
+            store.add(rec)
+    other = _record("fast-at", "PGD-20", 0.2, arch="fast", adv="pgd")
+    other["attack"].update(eps_normalized=2 * EPS, eps_pixel=EPS)
+    store.add(other)
+    rep = build_report(store.root)
+    first, second = rep.comparison.tables
+    assert first.title == "L-inf eps 0.01565 pixel (3.99/255), normalized per model"
+    assert [r.checkpoint for r in first.rows] == ["fast-at", "resnet-at"]
+    note = "eps normalized, by each model's own (x - mean) / std: 0.0313 for fast-at; [0.06333, 0.06427, 0.05982] for resnet-at."
+    assert first.radius_note == note and note in rep.markdown and html.escape(note) in rep.html
+    assert second.title == "L-inf eps 0.0626 normalized = 0.0313 pixel (7.98/255)" and second.radius_note is None
+    assert [r.checkpoint for r in second.rows] == ["fast-at"]

@@ -199,8 +199,9 @@ def test_our_accuracies_round_as_the_other_tables_do(tmp_path):
 
 def test_the_readme_quotes_the_committed_leaderboard_records():
     """The README's paragraph on the leaderboard study gives each trained `fast` cell's
-    minutes, clean and PGD-50x2 accuracy with intervals, and the speed run's AutoAttack:
-    each figure must be the committed record's, rounded as the records print it."""
+    minutes, clean and PGD-50x2 accuracy with intervals, and the speed run's AutoAttack, then
+    the standard PreAct-ResNet-18's minutes, clean and AutoAttack accuracy: each figure must
+    be the committed record's, rounded as the records print it."""
     text = " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
     para = text[text.index("`experiments/leaderboard_cifar10.toml` trains") :]
     para = para[: para.index(" - ")]
@@ -233,3 +234,20 @@ def test_the_readme_quotes_the_committed_leaderboard_records():
             a = evals[extra]["metrics"]
             want += [f"{pct(a['robust_acc'])}% under AutoAttack", "{}-{}%".format(*map(pct, a["robust_ci95"]))]
         assert [w for w in want if w not in para] == [], cell
+    # the ResNet cell: its minutes, its clean accuracy on all 10,000 points (the FGSM record's)
+    # and its AutoAttack
+    evals = {
+        r["attack"]["name"]: r
+        for r in records
+        if r["kind"] == "eval" and (r.get("experiment") or {}).get("cell") == "preact18-standard"
+    }
+    sha = evals["fgsm"]["checkpoint"]["sha256"]
+    (train,) = [r for r in records if r["kind"] == "train" and r["checkpoint"]["sha256"] == sha]
+    clean, aa = evals["fgsm"]["metrics"], evals["autoattack"]["metrics"]
+    assert clean["n"] == 10_000 and aa["n"] == 200
+    want = [
+        f"{train['seconds']['total'] / 60:.1f} minutes",
+        f"{pct(clean['clean_acc'])}% clean (n=10,000, 95% CI " + "{}-{}%)".format(*map(pct, clean["clean_ci95"])),
+        f"{pct(aa['robust_acc'])}% under AutoAttack (n=200, 95% CI " + "{}-{}%)".format(*map(pct, aa["robust_ci95"])),
+    ]
+    assert [w for w in want if w not in para] == []

@@ -82,4 +82,10 @@ def _short(path: str) -> str:
 
 
 def threat_key(row) -> tuple:
-    return (str(row["norm"]), eps_key(row["eps_normalized"]), eps_key(row["eps_pixel"]))
+    """One threat model: the norm and the ball on [0, 1] images. Models normalized
+    differently express one pixel ball by different normalized radii, so the pixel radius
+    decides, and the normalized one only where no pixel radius was recorded."""
+    pixel = eps_key(row["eps_pixel"])
+    if pixel != "nan":
+        return (str(row["norm"]), "pixel", pixel)
+    return (str(row["norm"]), "normalized", eps_key(row["eps_normalized"]))

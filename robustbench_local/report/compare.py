@@ -21,9 +21,9 @@ import pandas as pd
 from ..errors import RobustError
 from ..results import unpack_flags
 from ..stats import PairedTest, holm, mcnemar_p, paired_test
-from .columns import attack_order, column_name
+from .columns import attack_order, column_name, threat_key
 from .load import ReportData, newest_largest
-from .radii import eps_first, eps_key, threat_label
+from .radii import eps_first, eps_key, pixel_threat_label, threat_label
 from .table_parts import Table
 
 ALPHA = 0.05
@@ -33,8 +33,8 @@ MARK_NOTE = (
     "points against the column's best, Holm-corrected over the column's comparisons"
 )
 
-_EPS = ("eps_normalized", "eps_pixel", "step_normalized")
-_ATTACK = ("_col", "attack_members", "norm", "eps_space", "transfer_from", "replayed_from")
+_EPS = ("eps_normalized", "eps_pixel", "step_normalized", "step_pixel")
+_ATTACK = ("_col", "attack_members", "norm", "transfer_from", "replayed_from")
 _POINTS = ("dataset", "split", "data_seed", "n", "indices_sha256")
 
 
@@ -68,6 +68,13 @@ class ModelComparison:
 
 def _key(row: pd.Series, cols: tuple[str, ...]) -> str:
     return "\x1f".join(eps_key(row[c]) if c in _EPS else repr(row[c]) for c in cols)
+
+
+def _threat(row: pd.Series) -> str:
+    """One attack at one radius, as the comparison tables tell them apart: the ball (in
+    pixels where recorded, so models normalized differently meet) and the step."""
+    step = eps_key(row["step_pixel"]) if eps_key(row["eps_pixel"]) != "nan" else eps_key(row["step_normalized"])
+    return "\x1f".join([_key(row, _ATTACK), *map(str, threat_key(row)), step])
 
 
 def _run_name(path) -> str | None:
@@ -136,8 +143,8 @@ def compare_models(data: ReportData, a: str, b: str) -> ModelComparison:
     df = df.assign(_col=df.apply(column_name, axis=1))
     rows_a, rows_b = df[df["ckpt_key"] == ka], df[df["ckpt_key"] == kb]
     name_a, name_b = str(rows_a["checkpoint"].iloc[0]), str(rows_b["checkpoint"].iloc[0])
-    threats_a = rows_a.groupby(rows_a.apply(lambda r: _key(r, _ATTACK + _EPS), axis=1), sort=False)
-    threats_b = dict(list(rows_b.groupby(rows_b.apply(lambda r: _key(r, _ATTACK + _EPS), axis=1), sort=False)))
+    threats_a = rows_a.groupby(rows_a.apply(_threat, axis=1), sort=False)
+    threats_b = dict(list(rows_b.groupby(rows_b.apply(_threat, axis=1), sort=False)))
     pairs, not_paired = [], []
     has_flags = df["robust_flags"].map(lambda v: isinstance(v, str)) & df["indices_sha256"].map(
         lambda v: isinstance(v, str)
@@ -147,7 +154,11 @@ def compare_models(data: ReportData, a: str, b: str) -> ModelComparison:
         if gb is None:
             continue
         first = ga.iloc[0]
-        threat = threat_label(first["norm"], first["eps_normalized"], first["eps_pixel"])
+        threat = (
+            threat_label(first["norm"], first["eps_normalized"], first["eps_pixel"])
+            if eps_key(first["eps_normalized"]) == eps_key(gb["eps_normalized"].iloc[0])
+            else pixel_threat_label(first["norm"], first["eps_pixel"])
+        )
         where = f"{first['_col']} at {threat}"
         pa = ga.assign(_pk=ga.apply(lambda r: _key(r, _POINTS), axis=1))
         pb = gb.assign(_pk=gb.apply(lambda r: _key(r, _POINTS), axis=1))

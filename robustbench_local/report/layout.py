@@ -70,7 +70,8 @@ def lead_cells(r: Row, cols: list[str]) -> list[str]:
 
 def legend(t: Table) -> list[str]:
     """The lines said once under a table: what every row shares, each training radius in
-    both spaces, and what the worst-case column is over."""
+    both spaces, each model's normalized radius where they differ, and what the
+    worst-case column is over."""
     out = []
     shared = [f"dataset {t.rows[0].dataset}"] * (len({r.dataset for r in t.rows}) == 1)
     shared += [f"model {t.rows[0].model}"] * (len({r.model for r in t.rows}) == 1)
@@ -79,6 +80,8 @@ def legend(t: Table) -> list[str]:
     radii = list(dict.fromkeys(_train_eps_full(r) for r in t.rows if adversarial(r)))
     if radii:
         out.append(f"{TRAIN_EPS}: the radius of the model's adversarial training, {'; '.join(radii)}.")
+    if t.radius_note:
+        out.append(t.radius_note)
     if t.worst_note:
         out.append(t.worst_note)
     return out

@@ -110,7 +110,13 @@ def _y_range(lows: list[float], highs: list[float]) -> tuple[float, float]:
 
 
 def _eps_figure(dataset: str, norm: str, ratio: str, g: pd.DataFrame) -> tuple[str, str, Figure]:
-    use_pixel = g["eps_normalized"].map(lambda v: isinstance(v, str)).any()
+    # models normalized differently give one pixel radius different normalized ones:
+    # only the pixel axis then puts the same ball at the same x
+    ratios = {
+        round(n / p, 6) if not isinstance(n, str) and not isinstance(p, str) and p else None
+        for n, p in zip(g["eps_normalized"], g["eps_pixel"])
+    }
+    use_pixel = None in ratios or len(ratios) > 1
     xcol = "eps_pixel" if use_pixel else "eps_normalized"
     attacks = sorted(set(g["_col"]), key=attack_order)
     style = {att: (STYLES[i % len(STYLES)], MARKERS[i % len(MARKERS)]) for i, att in enumerate(attacks)}

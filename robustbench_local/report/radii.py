@@ -53,3 +53,11 @@ def threat_label(norm: str, eps_normalized, eps_pixel) -> str:
     n = {"linf": "L-inf", "l2": "L2", "l1": "L1"}.get(str(norm), str(norm))
     text = f"{n} eps {fmt_eps(eps_normalized)} normalized = {fmt_eps(eps_pixel)} pixel"
     return text + (f" ({fmt_eps_255(eps_pixel)})" if str(norm) == "linf" else "")  # x/255 suits a per-pixel bound
+
+
+def pixel_threat_label(norm: str, eps_pixel) -> str:
+    """The label of a radius shared by models whose normalizations differ: 'L-inf eps
+    0.03137 pixel (8/255), normalized per model'."""
+    n = {"linf": "L-inf", "l2": "L2", "l1": "L1"}.get(str(norm), str(norm))
+    text = f"{n} eps {fmt_eps(eps_pixel)} pixel" + (f" ({fmt_eps_255(eps_pixel)})" if str(norm) == "linf" else "")
+    return text + ", normalized per model"

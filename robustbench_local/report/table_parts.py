@@ -49,12 +49,13 @@ class Row:
 class Table:
     title: str
     norm: str
-    eps_normalized: object
+    eps_normalized: object  # None where the models' normalizations give different ones
     eps_pixel: object
     columns: list[str]  # 'clean' first, then attacks, worst case last
     rows: list[Row]
     marks: dict[str, set[int]] = field(default_factory=dict)  # column -> rows indistinguishable from its best
     worst_note: str | None = None  # what the worst-case cells are over, said once under the table
+    radius_note: str | None = None  # each model's normalized radius, where they differ (title: 'normalized per model')
 
 
 @dataclass

@@ -14,7 +14,7 @@ import pandas as pd
 from .columns import attack_order, column_name, provenance_note, split_sources, threat_key
 from .compare import table_marks
 from .load import ReportData, newest_largest
-from .radii import eps_first, threat_label
+from .radii import eps_first, eps_key, fmt_eps, pixel_threat_label, threat_label
 from .record_fields import given
 from .table_parts import WORST, Cell, Comparison, Row, Table, method_text
 from .train_runs import TrainRun, match_train
@@ -36,13 +36,43 @@ def _describe_model(row: pd.Series) -> tuple[str, str, str, str]:
 def _headline_rank(kv) -> tuple:
     """The headline radius: the one most checkpoints were evaluated at, then with
     the most attacks and records; on a tie, one some checkpoint was trained at."""
-    (norm, _, _), g = kv
-    e = g["eps_normalized"].iloc[0]
+    (norm, *_), g = kv
     trained = any(
         isinstance(t, float) and isinstance(e, float) and math.isclose(t, e, rel_tol=1e-6)
-        for t in g["train_eps_normalized"]
+        for col in ("normalized", "pixel")
+        for t, e in zip(g[f"train_eps_{col}"], g[f"eps_{col}"])
     )
-    return (-g["ckpt_key"].nunique(), -g["_col"].nunique(), -len(g), not trained, str(norm), eps_first(e))
+    return (
+        -g["ckpt_key"].nunique(),
+        -g["_col"].nunique(),
+        -len(g),
+        not trained,
+        str(norm),
+        eps_first(g["eps_normalized"].iloc[0]),
+    )
+
+
+def _radius_label(norm, g: pd.DataFrame, rows: list[Row]) -> tuple[str, str | None]:
+    """A table's title, and where its models' normalizations turn its pixel ball into
+    different normalized radii, the line under it that gives each model's."""
+    first = g.iloc[0]
+    per_model: dict[str, tuple[object, list[str]]] = {}
+    for row, (_, cg) in zip(rows, _by_checkpoint(g)):
+        e = cg["eps_normalized"].iloc[0]
+        per_model.setdefault(eps_key(e), (e, []))[1].append(row.checkpoint)
+    if len(per_model) == 1:
+        return threat_label(norm, first["eps_normalized"], first["eps_pixel"]), None
+    text = "; ".join(f"{fmt_eps(e)} for {', '.join(names)}" for e, names in per_model.values())
+    note = f"eps normalized, by each model's own (x - mean) / std: {text}."
+    return pixel_threat_label(norm, first["eps_pixel"]), note
+
+
+def _by_checkpoint(g: pd.DataFrame):
+    """A table's models in row order."""
+    return sorted(
+        g.groupby("ckpt_key", sort=False),
+        key=lambda kv: (str(kv[1]["dataset"].iloc[0]), str(kv[1]["checkpoint"].iloc[0]), kv[0]),
+    )
 
 
 def build_comparison(data: ReportData) -> Comparison:
@@ -64,14 +94,10 @@ def build_comparison(data: ReportData) -> Comparison:
             ),
         ),
     )
-    for (norm, _, _), g in [headline, *rest]:
+    for (norm, *_), g in [headline, *rest]:
         first = g.iloc[0]
-        rows = []
-        for _ckpt_key, cg in sorted(
-            g.groupby("ckpt_key", sort=False),
-            key=lambda kv: (str(kv[1]["dataset"].iloc[0]), str(kv[1]["checkpoint"].iloc[0]), kv[0]),
-        ):
-            rows.append(_build_row(comp, cg, data.trains))
+        rows = [_build_row(comp, cg, data.trains) for _, cg in _by_checkpoint(g)]
+        title, radius_note = _radius_label(norm, g, rows)
         worst = worst_case_note(comp, rows)
         # a worst case taken across records can add the column where no single call made one
         columns = ["clean"] + sorted(
@@ -79,13 +105,14 @@ def build_comparison(data: ReportData) -> Comparison:
         )
         comp.tables.append(
             Table(
-                threat_label(norm, first["eps_normalized"], first["eps_pixel"]),
+                title,
                 norm,
-                first["eps_normalized"],
+                first["eps_normalized"] if radius_note is None else None,
                 first["eps_pixel"],
                 columns,
                 rows,
                 worst_note=worst,
+                radius_note=radius_note,
             )
         )
     for t in comp.tables:
