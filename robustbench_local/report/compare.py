@@ -33,7 +33,6 @@ MARK_NOTE = (
     "points against the column's best, Holm-corrected over the column's comparisons"
 )
 
-_EPS = ("eps_normalized", "eps_pixel", "step_normalized", "step_pixel")
 _ATTACK = ("_col", "attack_members", "norm", "transfer_from", "replayed_from")
 _POINTS = ("dataset", "split", "data_seed", "n", "indices_sha256")
 
@@ -67,14 +66,14 @@ class ModelComparison:
 
 
 def _key(row: pd.Series, cols: tuple[str, ...]) -> str:
-    return "\x1f".join(eps_key(row[c]) if c in _EPS else repr(row[c]) for c in cols)
+    return "\x1f".join(repr(row[c]) for c in cols)
 
 
 def _threat(row: pd.Series) -> str:
     """One attack at one radius, as the comparison tables tell them apart: the ball (in
     pixels where recorded, so models normalized differently meet) and the step."""
-    step = eps_key(row["step_pixel"]) if eps_key(row["eps_pixel"]) != "nan" else eps_key(row["step_normalized"])
-    return "\x1f".join([_key(row, _ATTACK), *map(str, threat_key(row)), step])
+    norm, space, eps = threat_key(row)
+    return "\x1f".join([_key(row, _ATTACK), norm, space, eps, eps_key(row[f"step_{space}"])])
 
 
 def _run_name(path) -> str | None:

@@ -50,14 +50,19 @@ def fmt_eps_255(pixel) -> str:
 
 def threat_label(norm: str, eps_normalized, eps_pixel) -> str:
     """'L-inf eps 0.0313 normalized = 0.0157 pixel (3.99/255)'."""
-    n = {"linf": "L-inf", "l2": "L2", "l1": "L1"}.get(str(norm), str(norm))
-    text = f"{n} eps {fmt_eps(eps_normalized)} normalized = {fmt_eps(eps_pixel)} pixel"
-    return text + (f" ({fmt_eps_255(eps_pixel)})" if str(norm) == "linf" else "")  # x/255 suits a per-pixel bound
+    return f"{_norm_name(norm)} eps {fmt_eps(eps_normalized)} normalized = {_pixel_text(norm, eps_pixel)}"
 
 
 def pixel_threat_label(norm: str, eps_pixel) -> str:
     """The label of a radius shared by models whose normalizations differ: 'L-inf eps
     0.03137 pixel (8/255), normalized per model'."""
-    n = {"linf": "L-inf", "l2": "L2", "l1": "L1"}.get(str(norm), str(norm))
-    text = f"{n} eps {fmt_eps(eps_pixel)} pixel" + (f" ({fmt_eps_255(eps_pixel)})" if str(norm) == "linf" else "")
-    return text + ", normalized per model"
+    return f"{_norm_name(norm)} eps {_pixel_text(norm, eps_pixel)}, normalized per model"
+
+
+def _norm_name(norm: str) -> str:
+    return {"linf": "L-inf", "l2": "L2", "l1": "L1"}.get(str(norm), str(norm))
+
+
+def _pixel_text(norm: str, eps_pixel) -> str:
+    """'0.03137 pixel (8/255)': x/255 suits a per-pixel bound, so L-inf only."""
+    return f"{fmt_eps(eps_pixel)} pixel" + (f" ({fmt_eps_255(eps_pixel)})" if str(norm) == "linf" else "")

@@ -52,12 +52,12 @@ def _headline_rank(kv) -> tuple:
     )
 
 
-def _radius_label(norm, g: pd.DataFrame, rows: list[Row]) -> tuple[str, str | None]:
+def _radius_label(norm, models: list[tuple[str, pd.DataFrame]], rows: list[Row]) -> tuple[str, str | None]:
     """A table's title, and where its models' normalizations turn its pixel ball into
     different normalized radii, the line under it that gives each model's."""
-    first = g.iloc[0]
+    first = models[0][1].iloc[0]
     per_model: dict[str, tuple[object, list[str]]] = {}
-    for row, (_, cg) in zip(rows, _by_checkpoint(g)):
+    for row, (_, cg) in zip(rows, models):
         e = cg["eps_normalized"].iloc[0]
         per_model.setdefault(eps_key(e), (e, []))[1].append(row.checkpoint)
     if len(per_model) == 1:
@@ -67,8 +67,8 @@ def _radius_label(norm, g: pd.DataFrame, rows: list[Row]) -> tuple[str, str | No
     return pixel_threat_label(norm, first["eps_pixel"]), note
 
 
-def _by_checkpoint(g: pd.DataFrame):
-    """A table's models in row order."""
+def _by_checkpoint(g: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """A table's models, each with its records, in row order."""
     return sorted(
         g.groupby("ckpt_key", sort=False),
         key=lambda kv: (str(kv[1]["dataset"].iloc[0]), str(kv[1]["checkpoint"].iloc[0]), kv[0]),
@@ -96,8 +96,9 @@ def build_comparison(data: ReportData) -> Comparison:
     )
     for (norm, *_), g in [headline, *rest]:
         first = g.iloc[0]
-        rows = [_build_row(comp, cg, data.trains) for _, cg in _by_checkpoint(g)]
-        title, radius_note = _radius_label(norm, g, rows)
+        models = _by_checkpoint(g)
+        rows = [_build_row(comp, cg, data.trains) for _, cg in models]
+        title, radius_note = _radius_label(norm, models, rows)
         worst = worst_case_note(comp, rows)
         # a worst case taken across records can add the column where no single call made one
         columns = ["clean"] + sorted(
