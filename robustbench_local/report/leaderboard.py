@@ -116,8 +116,17 @@ def cost_text(train: TrainRun | None, device: str | None) -> str:
         return "not recorded"
     parts = [f"{train.minutes:.1f} min" + (f" on {device}" if device else "")]
     if train.epochs is not None:
-        parts.append(f"{train.epochs} epoch" + ("s" if train.epochs != 1 else ""))
+        parts.append(f"{train.epochs} epoch" + ("s" if train.epochs != 1 else "") + _epoch_range(train.history))
     return ", ".join(parts)
+
+
+def _epoch_range(history: list[dict]) -> str:
+    """' of 4.7-5.6 min': the shortest and longest epoch, so that a total stretched by a shared
+    machine or a paused job shows as an uneven range (one epoch: nothing to compare)."""
+    mins = [h["seconds"] / 60 for h in history if isinstance(h.get("seconds"), (int, float)) and h["seconds"] > 0]
+    if len(mins) < 2:
+        return ""
+    return f" of {min(mins):.1f}-{max(mins):.1f} min"
 
 
 def _training_text(row: pd.Series) -> str:

@@ -29,7 +29,8 @@ def differences(board: Board) -> list[str]:
         "Data: our models are trained and tested on this project's JPEG copy of CIFAR-10 (quality 75, chroma "
         "subsampled), whose pixels differ from the original release that RobustBench uses; that lowers accuracy, "
         "so the same recipe lands somewhat below its published figure here.",
-        "Compute: our training cost is the wall-clock minutes of the training record, on the device it names; "
+        "Compute: our training cost is the wall-clock minutes of the training record, on the device it names, "
+        "with its shortest and longest epoch (an uneven range means the machine was shared or the job paused); "
         "the published models were trained on GPUs, Wong2020Fast in 12 GPU-minutes, the others at costs their "
         "entries do not state.",
         f"n: every published figure is on all {PUBLISHED_N:,} test images (a 95% interval of about "
