@@ -250,7 +250,8 @@ def test_the_readme_quotes_the_committed_leaderboard_records():
         want = [
             f"{train['seconds']['total'] / 60:.1f} minutes",
             f"{pct(clean['clean_acc'])}% clean (n=10,000, 95% CI " + "{}-{}%)".format(*map(pct, clean["clean_ci95"])),
-            f"{pct(aa['robust_acc'])}% under AutoAttack (n=200, 95% CI " + "{}-{}%)".format(*map(pct, aa["robust_ci95"])),
+            f"{pct(aa['robust_acc'])}% under AutoAttack (n=200, 95% CI "
+            + "{}-{}%)".format(*map(pct, aa["robust_ci95"])),
         ]
         if cell == "preact18-fgsm-rs":
             m = evals["pgd"]["metrics"]
