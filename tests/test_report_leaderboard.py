@@ -198,6 +198,23 @@ def test_our_accuracies_round_as_the_other_tables_do(tmp_path):
     assert row.clean.text() == _cell(rec["metrics"], "clean")
 
 
+def _cell_evals(records: list[dict], cell: str) -> dict[str, dict]:
+    """A study cell's evaluation records, by attack name."""
+    return {
+        r["attack"]["name"]: r
+        for r in records
+        if r["kind"] == "eval" and (r.get("experiment") or {}).get("cell") == cell
+    }
+
+
+def _train_of(records: list[dict], evaluation: dict) -> dict:
+    """The one training record of the checkpoint an evaluation attacked."""
+    (train,) = [
+        r for r in records if r["kind"] == "train" and r["checkpoint"]["sha256"] == evaluation["checkpoint"]["sha256"]
+    ]
+    return train
+
+
 def test_the_readme_quotes_the_committed_leaderboard_records():
     """The README's paragraph on the leaderboard study gives each trained `fast` cell's
     minutes, clean and PGD-50x2 accuracy with intervals, and the speed run's AutoAttack, then
@@ -213,17 +230,9 @@ def test_the_readme_quotes_the_committed_leaderboard_records():
 
     cells = {"fast-fgsm-rs": "autoattack", "fast-pgd10-at": None}
     for cell, extra in cells.items():
-        evals = {
-            r["attack"]["name"]: r
-            for r in records
-            if r["kind"] == "eval" and (r.get("experiment") or {}).get("cell") == cell
-        }
+        evals = _cell_evals(records, cell)
         m = evals["pgd"]["metrics"]
-        (train,) = [
-            r
-            for r in records
-            if r["kind"] == "train" and r["checkpoint"]["sha256"] == evals["pgd"]["checkpoint"]["sha256"]
-        ]
+        train = _train_of(records, evals["pgd"])
         want = [
             f"{train['seconds']['total'] / 60:.1f} minutes",
             f"{pct(m['clean_acc'])}% clean",
@@ -238,13 +247,8 @@ def test_the_readme_quotes_the_committed_leaderboard_records():
     # the ResNet cells: minutes, clean accuracy on all 10,000 points (the FGSM record's) and
     # AutoAttack; the robust one also its PGD-50x2 and its two shortest epochs (its total holds pauses)
     for cell in ("preact18-standard", "preact18-fgsm-rs"):
-        evals = {
-            r["attack"]["name"]: r
-            for r in records
-            if r["kind"] == "eval" and (r.get("experiment") or {}).get("cell") == cell
-        }
-        sha = evals["fgsm"]["checkpoint"]["sha256"]
-        (train,) = [r for r in records if r["kind"] == "train" and r["checkpoint"]["sha256"] == sha]
+        evals = _cell_evals(records, cell)
+        train = _train_of(records, evals["fgsm"])
         clean, aa = evals["fgsm"]["metrics"], evals["autoattack"]["metrics"]
         assert clean["n"] == 10_000 and aa["n"] == 200
         want = [
