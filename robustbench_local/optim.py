@@ -39,14 +39,20 @@ class LRSchedule:
         self.kind = kind
         self.base_lr = base_lr
         self.steps_per_epoch = max(1, steps_per_epoch)
-        self.total = epochs * self.steps_per_epoch
         self.warmup = round(warmup_epochs * self.steps_per_epoch)
-        self.milestones = [max(1, math.floor(f * epochs + 0.5)) * self.steps_per_epoch for f in STEP_MILESTONES]
         self.minimize = minimize
         self.step_count = 0
         self.plateau_scale = 1.0
         self.plateau_best: float | None = None
         self.plateau_bad = 0
+        self.replan(epochs)
+
+    def replan(self, epochs: int) -> None:
+        """End the schedule after ``epochs`` epochs in all (a time budget shortens a run);
+        the steps taken so far keep their place."""
+        self.epochs = epochs
+        self.total = epochs * self.steps_per_epoch
+        self.milestones = [max(1, math.floor(f * epochs + 0.5)) * self.steps_per_epoch for f in STEP_MILESTONES]
         self.apply()
 
     def factor(self, step: int) -> float:

@@ -153,7 +153,9 @@ class TrainSpec:
     (True = the inductor backend, or a backend name such as 'aot_eager'); validation
     runs uncompiled. attack_precision: 'fp32' (default) runs adversarial training's
     inner attack in float32 even with AMP; 'amp' runs it in the AMP dtype. sync_bn:
-    batch-norm statistics over the global batch when training on several GPUs."""
+    batch-norm statistics over the global batch when training on several GPUs.
+    budget_minutes: a wall-clock budget for training and validation; epochs is then the
+    most the run trains, and the schedule ends on the last epoch that fits (train_budget.py)."""
 
     data: DataSpec = field(default_factory=DataSpec)
     model: ModelSpec = field(default_factory=ModelSpec)
@@ -172,6 +174,7 @@ class TrainSpec:
     warmup_epochs: float = 0.0
     grad_clip: float | None = None
     patience: int | None = None
+    budget_minutes: float | None = None
     amp: bool | str = AUTO
     channels_last: bool | str = AUTO
     seed: int = 0
@@ -216,6 +219,8 @@ class TrainSpec:
         clip = number(k + ("grad_clip",), self.grad_clip, low=0.0, low_open=True, optional=True)
         _set(self, "grad_clip", clip)
         _set(self, "patience", integer(k + ("patience",), self.patience, minimum=1, optional=True))
+        budget = number(k + ("budget_minutes",), self.budget_minutes, low=0.0, low_open=True, optional=True)
+        _set(self, "budget_minutes", budget)
         _set(self, "amp", tristate(k + ("amp",), self.amp))
         _set(self, "channels_last", tristate(k + ("channels_last",), self.channels_last))
         _set(self, "seed", integer(k + ("seed",), self.seed, minimum=0))

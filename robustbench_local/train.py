@@ -54,6 +54,7 @@ from .runtime import configure_backends, cpu_has_native_bf16, epoch_seed
 from .specs import TrainSpec
 from .split_eval import evaluate_split  # looked up on this module at the test pass: tests replace it
 from .text import method_label, plural
+from .train_budget import epoch_seconds, plan_epochs
 from .train_epoch import epoch_loader, train_epoch, validate_epoch
 from .train_folder import cannot_write, lock_folder, start_folder, write_history
 from .train_progress import Reporter, summary_rows
@@ -145,8 +146,12 @@ def _train(
     best = dict(state.get("best") or {"epoch": None, "value": None, "metric": selection.metric})
     bad_epochs = int(state.get("bad_epochs", 0))
     seconds = dict(state.get("seconds") or {"train": 0.0, "attack": 0.0, "val": 0.0})
+    # the epochs the run plans to train: all of them, or those a time budget leaves
+    epochs = min(int(state.get("budget_epochs") or spec.epochs), spec.epochs) if spec.budget_minutes else spec.epochs
+    if epochs != run.optim.schedule.epochs:
+        run.optim.schedule.replan(epochs)
 
-    if resume and (state.get("stopped") or start_epoch >= spec.epochs):
+    if resume and (state.get("stopped") or start_epoch >= epochs):
         why = state.get("stopped") or f"all {start_epoch} epochs done"
         # cut off during the final test pass, or its record never written: finish those now
         unrecorded = bool(
@@ -184,7 +189,9 @@ def _train(
     extra_columns = [c for m in selection.val_metrics for c in m.columns]
     reporter.say(
         f"training {spec.model.arch} on {data.info.name} ({len(data.train)} train / {len(data.val)} val) "
-        f"with {method_label(spec.method, spec.adv)} for {plural(spec.epochs, 'epoch')} on "
+        f"with {method_label(spec.method, spec.adv)} for {plural(epochs, 'epoch')}"
+        + (f" at most in {spec.budget_minutes:g} min" if spec.budget_minutes else "")
+        + " on "
         f"{device} ({precision.label}) -> {run.out_dir}"
         + (f", {world} processes x {run.placement.local_batch} images per step" if world > 1 else "")
         + (f", resuming after epoch {start_epoch}" if start_epoch else "")
@@ -196,12 +203,13 @@ def _train(
         )
     stopped: str | None = None
     try:
-        for epoch in range(start_epoch, spec.epochs):
+        epoch = start_epoch
+        while epoch < epochs:
             torch.manual_seed(epoch_seed(spec.seed, epoch))
             if streams is not None:
                 streams.start_epoch(epoch)
-            method.start_epoch(epoch, spec.epochs)
-            reporter.begin_epoch(epoch + 1, spec.epochs, len(loader))
+            method.start_epoch(epoch, epochs)
+            reporter.begin_epoch(epoch + 1, epochs, len(loader))
             lr = run.optim.schedule.lr
             t = train_epoch(run, loader, reporter)
             if not math.isfinite(t["loss"]):
@@ -230,8 +238,16 @@ def _train(
             reason = method.end_epoch(row, history)
             if reason:
                 stopped = reason
-            elif spec.patience is not None and bad_epochs >= spec.patience and epoch + 1 < spec.epochs:
+            elif spec.patience is not None and bad_epochs >= spec.patience and epoch + 1 < epochs:
                 stopped = f"early stop: {selection.metric} did not improve for {plural(bad_epochs, 'epoch')}"
+            if spec.budget_minutes and not stopped:
+                plan = plan_epochs(spec.budget_minutes, epoch_seconds(history), spec.epochs)
+                plan = distributed.broadcast_object(plan)  # rank 0's clock decides for every rank
+                if plan.epochs != epochs:
+                    epochs = plan.epochs
+                    run.optim.schedule.replan(epochs)
+                if plan.reason and epoch + 1 >= epochs:
+                    stopped = plan.reason
             if main:
                 train_state = {
                     "epoch": epoch + 1,
@@ -241,12 +257,13 @@ def _train(
                     "bad_epochs": bad_epochs,
                     "stopped": stopped,
                     "seconds": seconds,
+                    **({"budget_epochs": epochs} if spec.budget_minutes else {}),
                 }
                 save_checkpoint(
                     run.last_path, model, {**run.meta_base, "epoch": epoch + 1, "metrics": row}, train_state=train_state
                 )
                 write_history(run.out_dir / "history.csv", history)
-                reporter.epoch(row, spec.epochs, improved, extra_columns, t["seconds"], v_seconds, len(data.val))
+                reporter.epoch(row, epochs, improved, extra_columns, t["seconds"], v_seconds, len(data.val))
                 if on_epoch_end is not None:
                     on_epoch_end(row)
                 if board is not None:
@@ -254,6 +271,7 @@ def _train(
             if stopped:
                 reporter.say(stopped)
                 break
+            epoch += 1
     finally:
         reporter.stop()
 

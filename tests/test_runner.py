@@ -139,6 +139,14 @@ model.kwargs.skip = [false, true]
     assert not (tmp_path / "out").exists()
 
 
+def test_a_cell_with_a_time_budget_plans_its_epochs_as_a_most(exp):
+    path = exp('[[cells]]\nname = "clock"\nepochs = 3\nbudget_minutes = 30\n')
+    (plan,) = run_experiment(path, dry_run=True, say=quiet).plan
+    assert plan.cell.spec.budget_minutes == 30
+    assert plan.train_text() == "to train (3 epochs at most in 30 min)"
+    assert plan.todo_text().startswith("train 3 epochs at most in 30 min; ")
+
+
 def test_cli_dry_run_prints_a_table(exp, tmp_path):
     path = exp()
     res = CliRunner().invoke(main, ["run", str(path), "--dry-run", "--only", "m*"])

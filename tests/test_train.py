@@ -31,6 +31,7 @@ from robustbench_local.optim import LRSchedule
 from robustbench_local.results import ResultsStore
 from robustbench_local.specs import DataSpec, ModelSpec, TrainSpec
 from robustbench_local.train import fit
+from robustbench_local.train_budget import BudgetPlan, plan_epochs
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = {"maps": "8,8,16"}
@@ -182,6 +183,59 @@ def test_patience_stops_early_and_resume_says_finished(tree, tmp_path):
     result = fit(spec, quiet=True)
     assert len(result.history) == 3 and result.best_epoch == 1
     assert "did not improve for 2 epochs" in result.stopped
+    assert fit(spec, resume=True, quiet=True).already_finished
+
+
+def test_budget_plan_counts_the_slowest_epoch_after_the_first():
+    # the first epoch paid one-off costs: the pace is the slowest of the others
+    plan = plan_epochs(10, [300.0, 100.0, 120.0], most=8)
+    assert plan.epochs == 3 and plan.reason == "time budget: 3 epochs of 8 fit in 10 min at 2.0 min per epoch"
+    assert plan_epochs(10, [300.0, 100.0], most=8).epochs == 4  # 200 s left at 100 s an epoch: 2 more
+    assert plan_epochs(1, [50.0], most=4) == BudgetPlan(
+        1, "time budget: 1 epoch of 4 fit in 1 min at 0.8 min per epoch"
+    )
+    assert plan_epochs(1, [70.0], most=4).epochs == 1  # already past the budget: no epoch more
+    assert plan_epochs(600, [30.0, 30.0], most=6) == BudgetPlan(6, None)  # everything fits
+
+
+def test_lr_schedule_replanned_ends_on_the_new_last_epoch():
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    s = LRSchedule(opt, "onecycle", 1.0, 10, 4)
+    for _ in range(8):
+        s.step()
+    s.replan(4)  # 2 of the 4 epochs done: half way through the new schedule
+    assert s.lr == pytest.approx(0.5 / 0.7)
+    for _ in range(8):
+        s.step()
+    assert s.lr == 0.0 and opt.param_groups[0]["lr"] == 0.0
+
+
+def test_time_budget_shortens_the_run_and_its_schedule_and_resumes(tree, tmp_path, monkeypatch):
+    # a fixed pace of 100 s per epoch stands in for the clock: 3 of 5 epochs fit in 5 minutes
+    monkeypatch.setattr("robustbench_local.train.epoch_seconds", lambda history: [100.0] * len(history))
+    common = dict(epochs=5, schedule="onecycle", lr=0.05, budget_minutes=5)
+    straight = fit(small_spec(tree, tmp_path / "straight", **common), quiet=True)
+    assert len(straight.history) == 3
+    assert straight.stopped == "time budget: 3 epochs of 5 fit in 5 min at 1.7 min per epoch"
+    # epoch 1 ran on the 5-epoch plan; epochs 2 and 3 on the 3-epoch one, which ends at lr 0
+    lrs = [r["lr"] for r in straight.history]
+    assert lrs == pytest.approx([0.05 / 25, 0.05 * (2 / 3) / 0.7, 0.05 * (1 / 3) / 0.7])
+    state = read_checkpoint(tmp_path / "straight" / "last.pth")["train_state"]
+    assert state["budget_epochs"] == 3 and state["stopped"] == straight.stopped
+    steps = state["schedule"]["step_count"] // 3
+    assert state["schedule"]["step_count"] == 3 * steps and state["optimizer"]["param_groups"][0]["lr"] == 0.0
+
+    spec = small_spec(tree, tmp_path / "split", **common)
+
+    def stop_after_second(row):
+        if row["epoch"] == 2:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        fit(spec, quiet=True, on_epoch_end=stop_after_second)
+    resumed = fit(spec, resume=True, quiet=True)
+    assert len(resumed.history) == 3 and resumed.stopped == straight.stopped
+    _assert_same_weights(tmp_path / "straight" / "last.pth", tmp_path / "split" / "last.pth")
     assert fit(spec, resume=True, quiet=True).already_finished
 
 
@@ -340,6 +394,18 @@ def test_cli_train_and_resume(tree, tmp_path):
     assert r.exit_code == 0 and "already finished" in r.output
 
 
+def test_cli_budget_minutes_stops_when_no_epoch_more_fits(tree, tmp_path):
+    args = ["train", "--dataset", tree, "--subset", "300", "--maps", "8,8,16", "--device", "cpu"]
+    r = _cli(args + ["--epochs", "3", "--budget-minutes", "0.0001", "--out", "run", "--results", "res"], tmp_path)
+    assert r.exit_code == 0, r.output
+    assert (
+        "for 3 epochs at most in 0.0001 min" in r.output and "time budget: 1 epoch of 3 fit in 0.0001 min" in r.output
+    )
+    (record,) = (tmp_path / "res" / "records").glob("train-*.json")
+    rec = json.loads(record.read_text())
+    assert rec["epochs_run"] == 1 and rec["stopped"].startswith("time budget: 1 epoch of 3")
+
+
 def test_cli_subprocess(tree, tmp_path):
     cmd = [
         sys.executable,
@@ -391,6 +457,7 @@ def test_cli_subprocess(tree, tmp_path):
         (["--dataset", "nope"], "unknown dataset 'nope'; valid datasets: "),
         (["--epochs", "0"], "--epochs: must be >= 1"),
         (["--lr", "0"], "--lr: must be > 0"),
+        (["--budget-minutes", "0"], "--budget-minutes: must be > 0"),
         (["--subset", "1000000"], "subset of 1000000 asked for, but the train split has only"),
         (["--method", "ova", "--alpha", "1"], "method 'ova' does not take alpha"),
         (["--maps", "8,x"], "maps"),
@@ -418,6 +485,7 @@ def test_cli_help_documents_units_and_defaults():
         "--resume",
         "--init",
         "--patience",
+        "--budget-minutes",
         "--warmup",
         "--amp / --no-amp",
         "--subset",

@@ -184,6 +184,13 @@ def optimization_options(f):
             help="Stop after this many epochs without a better validation selection metric (default: never).",
         ),
         click.option(
+            "--budget-minutes",
+            type=float,
+            default=None,
+            help="Wall-clock budget for training and validation: --epochs becomes the most, and the lr "
+            "schedule is re-planned after every epoch to end on the last epoch that fits (default: none).",
+        ),
+        click.option(
             "--amp/--no-amp",
             default=None,
             help="Mixed precision for training steps. Default: on for CUDA (bf16, or fp16 with loss "

@@ -76,6 +76,7 @@ def optimization_fields(o: dict) -> dict:
         "warmup_epochs",
         "grad_clip",
         "patience",
+        "budget_minutes",
     )
     out = {n: o[n] for n in names}
     out["amp"] = "auto" if o["amp"] is None else o["amp"]
