@@ -17,10 +17,11 @@ from support import trained_cnn
 
 from robustbench_local.checkpoint import file_sha256, save_checkpoint
 from robustbench_local.cli import main
-from robustbench_local.report.leaderboard import build_leaderboard
+from robustbench_local.report.leaderboard import build_leaderboard, cost_text
 from robustbench_local.report.leaderboard_pages import leaderboard_markdown
 from robustbench_local.report.leaderboard_published import PUBLISHED
 from robustbench_local.report.load import load_report_data
+from robustbench_local.report.train_runs import train_run
 from robustbench_local.results import ResultsStore
 
 REPO = Path(__file__).resolve().parent.parent
@@ -129,6 +130,17 @@ def test_our_rows_are_the_records_numbers(store):
     assert cells[6] == "3.5 min on CPU (2 threads), 6 epochs of 0.5-0.7 min" and cells[7] == "measured here"
     assert f"<td class=\"num\">{_cell(aa_rec['metrics'], 'robust')}</td>" in html
     assert '<tr class="ours">' in html and '<tr class="published">' in html
+
+
+def test_the_cost_of_a_run_trained_against_the_clock_names_its_budget():
+    history = [{"epoch": e, "seconds": s} for e, s in enumerate((320.0, 300.0, 330.0), 1)]
+    rec = {"kind": "train", "history": history, "epochs_run": 3, "minutes": 15.8, "spec": {"budget_minutes": 16}}
+    assert (
+        cost_text(train_run(rec), "CPU (2 threads)")
+        == "15.8 min on CPU (2 threads), 3 epochs of 5.0-5.5 min (budget 16 min)"
+    )
+    del rec["spec"]["budget_minutes"]
+    assert cost_text(train_run(rec), None) == "15.8 min, 3 epochs of 5.0-5.5 min"
 
 
 def test_a_model_without_autoattack_shows_its_worst_case_as_not_autoattack(store):

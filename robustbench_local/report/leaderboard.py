@@ -117,7 +117,8 @@ def cost_text(train: TrainRun | None, device: str | None) -> str:
     parts = [f"{train.minutes:.1f} min" + (f" on {device}" if device else "")]
     if train.epochs is not None:
         parts.append(f"{train.epochs} epoch" + ("s" if train.epochs != 1 else "") + _epoch_range(train.history))
-    return ", ".join(parts)
+    text = ", ".join(parts)
+    return text + (f" (budget {train.budget_minutes:g} min)" if train.budget_minutes else "")
 
 
 def _epoch_range(history: list[dict]) -> str:

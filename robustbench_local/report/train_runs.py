@@ -33,6 +33,7 @@ class TrainRun:
     seed: int | None = None  # the training seed
     # minutes crafting the adversarial examples, in the rest of the training steps, validating
     split: tuple[float, float, float] | None = None
+    budget_minutes: float | None = None  # the wall-clock budget it trained against (train.budget_minutes)
 
 
 def robust_key(history: list[dict]) -> str | None:
@@ -87,6 +88,7 @@ def train_run(rec: dict) -> TrainRun:
         warning=str(history[-1]["warning"]) if history and history[-1].get("warning") else None,
         seed=as_seed(spec.get("seed")),
         split=split,
+        budget_minutes=float(budget) if isinstance(budget := spec.get("budget_minutes"), (int, float)) else None,
     )
 
 
