@@ -38,7 +38,14 @@ def duration(seconds: float) -> str:
 
 
 # training methods as a reader names them: the adversarial method, not the base loss alone
-ADV_LABELS = {"pgd": "PGD-AT", "trades": "TRADES", "fgsm-rs": "FGSM-RS", "fgsm_rs": "FGSM-RS", "free": "Free-AT"}
+ADV_LABELS = {
+    "pgd": "PGD-AT",
+    "trades": "TRADES",
+    "fgsm-rs": "FGSM-RS",
+    "fgsm_rs": "FGSM-RS",
+    "n-fgsm": "N-FGSM",
+    "free": "Free-AT",
+}
 BASE_LABELS = {"standard": "standard", "mixup": "MixUp", "cutmix": "CutMix", "ova": "OVA"}
 
 

@@ -1,4 +1,4 @@
-"""Adversarial training (PGD-AT, TRADES, FGSM-RS) on real CIFAR-10: the inner attacks
+"""Adversarial training (PGD-AT, TRADES, FGSM-RS, N-FGSM) on real CIFAR-10: the inner attacks
 stay in their balls, the TRADES loss, the robustness a short PGD-AT run buys, model
 selection by robust validation accuracy, exact resume, the catastrophic-overfitting
 guard, the threat record and clean failures (API and CLI)."""
@@ -164,6 +164,35 @@ def test_inner_attack_stays_in_the_ball_and_in_pixel_range(adv, norm, space, eps
         assert record["eps_pixel"] == pytest.approx(eps) and record["eps_normalized"] == pytest.approx(
             [eps / s for s in std]
         )
+
+
+@pytest.mark.parametrize("space, eps", [("pixel", 8 / 255), ("normalized", EPS)])
+def test_n_fgsm_steps_from_wide_noise_without_projecting_as_the_paper_does(space, eps, cifar10, batch):
+    std = (0.25, 0.2, 0.3)  # per channel: the noise and the step are boxes, not cubes, in pixels
+    model = make_model(cifar10, std=std, mean=(0.49, 0.48, 0.45))
+    model.train()
+    x, y = batch
+    method = method_for("n-fgsm", normalize="dataset", eps_space=space, eps=eps)
+    assert method.noise == 2.0 and method.eta == pytest.approx(eps)  # the paper's k = 2 and alpha = eps
+    torch.manual_seed(0)
+    x_adv, seconds = method.inner(model, method.prepare(x, y))
+    assert model.training and all(p.requires_grad for p in model.parameters()) and seconds > 0
+    # the same algorithm written out: noise from U(-2 eps, 2 eps), one signed step of eps, clip to pixels only
+    r = torch.tensor([eps * s if space == "normalized" else eps for s in std]).view(1, 3, 1, 1)
+    torch.manual_seed(0)
+    x0 = (x + torch.empty_like(x).uniform_(-2 * eps, 2 * eps) * r / eps).clamp(0, 1)
+    model.eval()
+    xg = x0.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(F.cross_entropy(model(xg), y, reduction="sum"), xg)
+    expected = (x0 + r * grad.sign()).clamp(0, 1)
+    assert torch.allclose(x_adv, expected, atol=1e-6)
+    d = (x_adv - x).abs() / r
+    assert x_adv.min() >= 0 and x_adv.max() <= 1
+    assert d.max() <= 3 + 1e-4 and (d > 1 + 1e-4).float().mean() > 0.3  # out of the eps-ball: no projection
+    with torch.no_grad():
+        assert F.cross_entropy(model(x_adv), y) > F.cross_entropy(model(x0), y)
+    record = method.threat()
+    assert record["method"] == "n-fgsm" and record["noise"] == 2.0 and record["k"] == 1
 
 
 def test_eps_warmup_shrinks_the_ball_early(cifar10, batch):
@@ -456,7 +485,7 @@ def test_radius_checks_need_the_std_and_the_image_size(cifar10):
 
 
 def test_registry_lists_the_methods():
-    assert {"none", "pgd", "trades", "fgsm-rs", "free"} <= set(ADV_METHODS.names())
+    assert {"none", "pgd", "trades", "fgsm-rs", "n-fgsm", "free"} <= set(ADV_METHODS.names())
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -543,6 +572,19 @@ def test_cli_adversarial_run_and_record(tree, tmp_path):
     assert record["seconds"]["attack"] > 0 and record["metrics"]["val_robust_n"] == 40  # all of val: 10% of 400
 
 
+def test_cli_n_fgsm_run_and_record(tree, tmp_path):
+    args = ["train", "--dataset", tree, "--adv", "n-fgsm", "--eps", "8/255", "--eps-space", "pixel", "--noise", "1.5"]
+    args += ["--epochs", "1", "--maps", "8,8,16", "--val-robust-n", "32", "--val-robust-k", "2", "--device", "cpu"]
+    r = _cli(args + ["--out", "run", "--results", "res"], tmp_path)
+    assert r.exit_code == 0, r.output
+    assert "with N-FGSM for" in r.output and "by val_robust_acc" in r.output
+    (record,) = ResultsStore(tmp_path / "res").load()
+    threat = record["checkpoint"]["threat"]
+    assert threat["method"] == "n-fgsm" and threat["noise"] == 1.5 and threat["early_stop"] is True
+    assert threat["eps_pixel"] == pytest.approx(8 / 255) and threat["step_pixel"] == pytest.approx(8 / 255)
+    assert record["seconds"]["attack"] > 0
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -552,9 +594,16 @@ def test_cli_adversarial_run_and_record(tree, tmp_path):
         (["--adv", "pgd", "--eps", "2"], "holds every image"),
         (["--adv", "pgd", "--eps", "1", "--eps-space", "pixel"], "holds every image"),
         (["--adv", "fgsm-rs", "--k", "3"], "--k: not taken by adversarial method 'fgsm-rs'"),
+        (["--adv", "n-fgsm", "--norm", "l2"], "--norm: adversarial method 'n-fgsm' is defined for linf only, not l2"),
+        (["--adv", "n-fgsm", "--no-random-start"], "--random-start: not taken by adversarial method 'n-fgsm'"),
+        (["--adv", "n-fgsm", "--noise", "-1"], "--noise: must be >= 0"),
+        (["--adv", "pgd", "--noise", "2"], "adversarial method 'pgd' does not take noise"),
         (["--adv", "pgd", "--beta", "1"], "adversarial method 'pgd' does not take beta"),
         (["--eps", "0.03"], "need an adversarial method; set --adv"),
-        (["--adv", "madry"], "unknown adversarial method 'madry'; valid adversarial methods: fgsm-rs, free, none, pgd"),
+        (
+            ["--adv", "madry"],
+            "unknown adversarial method 'madry'; valid adversarial methods: fgsm-rs, free, n-fgsm, none, pgd",
+        ),
         (["--adv", "pgd", "--eps-warmup", "3"], "--eps-warmup: 3 epochs must be at most --epochs (1)"),
     ],
 )
@@ -613,6 +662,7 @@ def test_cli_help_documents_the_adversarial_options():
         "--random-start / --no-random-start",
         "--adv-weight",
         "--beta",
+        "--noise",
         "--attack-bn",
         "--eps-warmup",
         "--early-stop / --no-early-stop",

@@ -23,7 +23,8 @@ def adversarial_options(f):
             show_default=True,
             help=f"Adversarial training: {', '.join(_adv_names())}. pgd = PGD-AT (Madry et al. 2018), "
             "trades = TRADES (Zhang et al. 2019), fgsm-rs = FGSM from a random start (Wong et al. "
-            "2020; pair it with --schedule onecycle), free = free AT (Shafahi et al. 2019; each batch "
+            "2020; pair it with --schedule onecycle), n-fgsm = FGSM from noise of --noise x eps, not projected "
+            "(de Jorge et al. 2022), free = free AT (Shafahi et al. 2019; each batch "
             "replayed --replays times, so train epochs / replays). Combines with --method (ova: OVA "
             "loss inside and outside the attack; mixup/cutmix: the mixed images are attacked).",
         ),
@@ -40,7 +41,7 @@ def adversarial_options(f):
             default=None,
             help="Attack step size in --eps-space units. Default: derived from eps, pgd and trades "
             "2.5 * eps / k (Madry et al. 2018; eps/4 at k 10), fgsm-rs 1.25 * eps (Wong et al. 2020), "
-            "free eps (Shafahi et al. 2019). --eta 0.002 is the seeds' step (0.001 pixel with "
+            "n-fgsm eps (de Jorge et al. 2022), free eps (Shafahi et al. 2019). --eta 0.002 is the seeds' step (0.001 pixel with "
             "--normalize seed). A given eta with k * eta < eps is warned about and recorded.",
         ),
         click.option("--k", type=int, default=None, help="Attack steps of pgd and trades. Default 10."),
@@ -82,6 +83,13 @@ def adversarial_options(f):
             default=None,
             help="free: times each batch is replayed, one optimizer step and one perturbation step each. "
             "Default 8 (the paper's m on CIFAR-10).",
+        ),
+        click.option(
+            "--noise",
+            type=NUMBER,
+            default=None,
+            help="n-fgsm: the start is uniform noise of this many eps around x, and the step is not projected "
+            "back, so training inputs lie up to (noise + 1) x eps away. Default 2 (the paper's k).",
         ),
         click.option(
             "--attack-bn",

@@ -26,6 +26,7 @@ ADV_OPTIONS = {
     "val_robust_k": "val_k",
     "val_robust_eta": "val_eta",
     "replays": "replays",
+    "noise": "noise",
 }
 
 

@@ -3,7 +3,7 @@ attack, the eps warm-up, robust validation, the catastrophic-overfitting guard's
 and the threat record. The options live in adv_options.py, the guard in
 overfitting_guard.py.
 
-A method (pgd_at.py, trades.py, fgsm_rs.py, free_at.py) subclasses ``AdversarialMethod`` and
+A method (pgd_at.py, trades.py, fgsm_rs.py, n_fgsm.py, free_at.py) subclasses ``AdversarialMethod`` and
 writes only ``__call__``: prepare the batch with the base method, call
 ``self.attack(...)`` for the inner maximisation, and return the outer loss. The
 class itself is the factory registered in ``ADV_METHODS``; building it only checks
