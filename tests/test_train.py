@@ -146,19 +146,24 @@ class Interrupt(Exception):
     pass
 
 
+def _cut_off_after(spec: TrainSpec, epoch: int) -> None:
+    """fit() interrupted once ``epoch``'s files are written, as a killed session would leave it."""
+
+    def stop(row):
+        if row["epoch"] == epoch:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        fit(spec, quiet=True, on_epoch_end=stop)
+
+
 def test_interrupted_run_resumes_bit_identical(tree, tmp_path):
     # mixup, augmentation and dropout all draw random numbers; cosine depends on the step
     common = dict(method="mixup", model={"dropout": 0.2}, epochs=3)
     straight = fit(small_spec(tree, tmp_path / "straight", **common), quiet=True)
 
     spec = small_spec(tree, tmp_path / "split", **common)
-
-    def stop_after_first(row):
-        if row["epoch"] == 1:
-            raise Interrupt
-
-    with pytest.raises(Interrupt):
-        fit(spec, quiet=True, on_epoch_end=stop_after_first)
+    _cut_off_after(spec, 1)
     assert read_checkpoint(tmp_path / "split" / "last.pth")["train_state"]["epoch"] == 1
     with pytest.raises(RobustError, match="already holds a run; pass --resume"):
         fit(spec, quiet=True)
@@ -226,13 +231,7 @@ def test_time_budget_shortens_the_run_and_its_schedule_and_resumes(tree, tmp_pat
     assert state["schedule"]["step_count"] == 3 * steps and state["optimizer"]["param_groups"][0]["lr"] == 0.0
 
     spec = small_spec(tree, tmp_path / "split", **common)
-
-    def stop_after_second(row):
-        if row["epoch"] == 2:
-            raise Interrupt
-
-    with pytest.raises(Interrupt):
-        fit(spec, quiet=True, on_epoch_end=stop_after_second)
+    _cut_off_after(spec, 2)
     resumed = fit(spec, resume=True, quiet=True)
     assert len(resumed.history) == 3 and resumed.stopped == straight.stopped
     _assert_same_weights(tmp_path / "straight" / "last.pth", tmp_path / "split" / "last.pth")
