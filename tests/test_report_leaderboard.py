@@ -17,12 +17,14 @@ from support import trained_cnn
 
 from robustbench_local.checkpoint import file_sha256, save_checkpoint
 from robustbench_local.cli import main
+from robustbench_local.report.compare import fmt_p
 from robustbench_local.report.leaderboard import build_leaderboard, cost_text
 from robustbench_local.report.leaderboard_pages import leaderboard_markdown
 from robustbench_local.report.leaderboard_published import PUBLISHED
 from robustbench_local.report.load import load_report_data
 from robustbench_local.report.train_runs import train_run
-from robustbench_local.results import ResultsStore
+from robustbench_local.results import ResultsStore, unpack_flags
+from robustbench_local.stats import paired_test
 
 REPO = Path(__file__).resolve().parent.parent
 PIXEL_8 = ["--eps", "8/255", "--eps-space", "pixel", "--device", "cpu", "--no-checks"]
@@ -229,7 +231,7 @@ def _train_of(records: list[dict], evaluation: dict) -> dict:
 
 def test_the_readme_quotes_the_committed_leaderboard_records():
     """The README's paragraph on the leaderboard study gives each trained `fast` cell's
-    minutes, clean and PGD-50x2 accuracy with intervals, and the speed run's AutoAttack, then
+    minutes, clean, PGD-50x2 and AutoAttack accuracy with intervals and their paired AutoAttack difference, then
     each PreAct-ResNet-18's minutes, clean and AutoAttack accuracy: each figure must be the
     committed record's, rounded as the records print it."""
     text = " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
@@ -240,7 +242,7 @@ def test_the_readme_quotes_the_committed_leaderboard_records():
     def pct(v: float) -> str:
         return f"{100 * v:.1f}"
 
-    cells = {"fast-fgsm-rs": "autoattack", "fast-pgd10-at": None}
+    cells = {"fast-fgsm-rs": "autoattack", "fast-pgd10-at": "autoattack"}
     for cell, extra in cells.items():
         evals = _cell_evals(records, cell)
         m = evals["pgd"]["metrics"]
@@ -256,6 +258,12 @@ def test_the_readme_quotes_the_committed_leaderboard_records():
             a = evals[extra]["metrics"]
             want += [f"{pct(a['robust_acc'])}% under AutoAttack", "{}-{}%".format(*map(pct, a["robust_ci95"]))]
         assert [w for w in want if w not in para] == [], cell
+    # the two `fast` cells under AutoAttack on the same points, paired as `robust report --compare` pairs them
+    aa = [_cell_evals(records, cell)["autoattack"]["metrics"] for cell in cells]
+    assert aa[0]["n"] == aa[1]["n"] == 1000
+    t = paired_test(*(unpack_flags(m["robust_flags"], m["n"]) for m in aa))
+    assert f"{100 * t.diff:+.1f} points under AutoAttack on the same 1,000 points" in para
+    assert f"(paired 95% CI {100 * t.diff_lo:.1f}-{100 * t.diff_hi:.1f}, McNemar p = {fmt_p(t.p_value)};" in para
     # the ResNet cells: minutes, clean accuracy on all 10,000 points (the FGSM record's) and
     # AutoAttack; the robust one also its PGD-50x2 and its two shortest epochs (its total holds pauses)
     for cell in ("preact18-standard", "preact18-fgsm-rs"):
