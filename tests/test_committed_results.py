@@ -1,7 +1,7 @@
 """The README's CLI lines, run from the repository root, never change a committed file.
 
-The committed studies keep their records and reports in results/seed_suite_cifar10/ and
-results/leaderboard_cifar10/, and the benchmarks theirs in results/bench/; a user's `robust eval` and `robust report`
+The committed studies keep their records and reports in results/seed_suite_cifar10/,
+results/leaderboard_cifar10/ and results/fast_at_cifar10/, and the benchmarks theirs in results/bench/; a user's `robust eval` and `robust report`
 write results/records/, results/REPORT.md, report.* and figures/, which .gitignore
 leaves out. The test runs the README's train / eval / report lines (on a tiny budget)
 in a copy of the repository layout and compares every committed file byte for byte."""
@@ -19,7 +19,7 @@ from robustbench_local.cli import main
 from robustbench_local.data.search import data_search_roots
 
 REPO = Path(__file__).resolve().parent.parent
-COMMITTED = ("results/seed_suite_cifar10", "results/leaderboard_cifar10", "results/bench")
+COMMITTED = ("results/seed_suite_cifar10", "results/leaderboard_cifar10", "results/fast_at_cifar10", "results/bench")
 
 
 def _snapshot(root: Path) -> dict[str, bytes]:

@@ -286,3 +286,34 @@ def test_the_readme_quotes_the_committed_leaderboard_records():
             short = sorted(h["seconds"] for h in train["history"])[:2]
             want.append("{:.1f} and {:.1f} minutes".format(*(s / 60 for s in short)))
         assert [w for w in want if w not in para] == [], cell
+
+
+def test_the_readme_quotes_the_committed_single_step_comparison():
+    """The README's sentence on experiments/fast_at_cifar10.toml: each cell's minutes, test
+    accuracy on 10,000 points and PGD-50x2 on 2,000, with intervals, and the paired difference
+    `robust report --compare n-fgsm fgsm-rs` gives; each figure the committed record's."""
+    text = " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
+    para = text[text.index("`experiments/fast_at_cifar10.toml` asks") :]
+    para = para[: para.index(" - ")]
+    records = ResultsStore(REPO / "results" / "fast_at_cifar10").load()
+
+    def pct(v: float) -> str:
+        return f"{100 * v:.1f}"
+
+    flags = {}
+    for cell in ("fgsm-rs", "n-fgsm"):
+        pgd = _cell_evals(records, cell)["pgd"]
+        train, m = _train_of(records, pgd), pgd["metrics"]
+        t = train["metrics"]
+        want = [
+            f"{train['seconds']['total'] / 60:.1f} minutes",
+            f"{pct(t['test_acc'])}% test accuracy (n=10,000, 95% CI " + "{}-{}%)".format(*map(pct, t["test_ci95"])),
+            f"{pct(m['robust_acc'])}% under PGD-50x2 (n=2,000, 95% CI " + "{}-{}%)".format(*map(pct, m["robust_ci95"])),
+        ]
+        assert [w for w in want if w not in para] == [], cell
+        flags[cell] = unpack_flags(m["robust_flags"], m["n"])
+    t = paired_test(flags["n-fgsm"], flags["fgsm-rs"])
+    assert (
+        f"{100 * t.diff:+.1f} points (paired 95% CI {100 * t.diff_lo:.1f}-{100 * t.diff_hi:.1f}, "
+        f"McNemar p = {fmt_p(t.p_value)})" in para
+    )
