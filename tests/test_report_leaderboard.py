@@ -229,18 +229,25 @@ def _train_of(records: list[dict], evaluation: dict) -> dict:
     return train
 
 
+def _readme_bullet(start: str) -> str:
+    """The README's bullet that begins with ``start``, its lines joined."""
+    text = " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
+    para = text[text.index(start) :]
+    return para[: para.index(" - ")]
+
+
+def pct(v: float) -> str:
+    """An accuracy as the records print it: 0.3612 -> '36.1'."""
+    return f"{100 * v:.1f}"
+
+
 def test_the_readme_quotes_the_committed_leaderboard_records():
     """The README's paragraph on the leaderboard study gives each trained `fast` cell's
     minutes, clean, PGD-50x2 and AutoAttack accuracy with intervals and their paired AutoAttack difference, then
     each PreAct-ResNet-18's minutes, clean and AutoAttack accuracy: each figure must be the
     committed record's, rounded as the records print it."""
-    text = " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
-    para = text[text.index("`experiments/leaderboard_cifar10.toml` trains") :]
-    para = para[: para.index(" - ")]
+    para = _readme_bullet("`experiments/leaderboard_cifar10.toml` trains")
     records = ResultsStore(REPO / "results" / "leaderboard_cifar10").load()
-
-    def pct(v: float) -> str:
-        return f"{100 * v:.1f}"
 
     cells = {"fast-fgsm-rs": "autoattack", "fast-pgd10-at": "autoattack"}
     for cell, extra in cells.items():
@@ -292,13 +299,8 @@ def test_the_readme_quotes_the_committed_single_step_comparison():
     """The README's sentence on experiments/fast_at_cifar10.toml: each cell's minutes, test
     accuracy on 10,000 points and PGD-50x2 on 2,000, with intervals, and the paired difference
     `robust report --compare n-fgsm fgsm-rs` gives; each figure the committed record's."""
-    text = " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
-    para = text[text.index("`experiments/fast_at_cifar10.toml` asks") :]
-    para = para[: para.index(" - ")]
+    para = _readme_bullet("`experiments/fast_at_cifar10.toml` asks")
     records = ResultsStore(REPO / "results" / "fast_at_cifar10").load()
-
-    def pct(v: float) -> str:
-        return f"{100 * v:.1f}"
 
     flags = {}
     for cell in ("fgsm-rs", "n-fgsm"):
