@@ -54,7 +54,7 @@ from .runtime import configure_backends, cpu_has_native_bf16, epoch_seed
 from .specs import TrainSpec
 from .split_eval import evaluate_split  # looked up on this module at the test pass: tests replace it
 from .text import method_label, plural
-from .train_budget import epoch_seconds, plan_epochs
+from .train_budget import epoch_seconds, epochs_text, plan_epochs
 from .train_epoch import epoch_loader, train_epoch, validate_epoch
 from .train_folder import cannot_write, lock_folder, start_folder, write_history
 from .train_progress import Reporter, summary_rows
@@ -189,9 +189,7 @@ def _train(
     extra_columns = [c for m in selection.val_metrics for c in m.columns]
     reporter.say(
         f"training {spec.model.arch} on {data.info.name} ({len(data.train)} train / {len(data.val)} val) "
-        f"with {method_label(spec.method, spec.adv)} for {plural(epochs, 'epoch')}"
-        + (f" at most in {spec.budget_minutes:g} min" if spec.budget_minutes else "")
-        + " on "
+        f"with {method_label(spec.method, spec.adv)} for {epochs_text(spec.budget_minutes, epochs)} on "
         f"{device} ({precision.label}) -> {run.out_dir}"
         + (f", {world} processes x {run.placement.local_batch} images per step" if world > 1 else "")
         + (f", resuming after epoch {start_epoch}" if start_epoch else "")

@@ -42,6 +42,11 @@ def plan_epochs(budget_minutes: float, epoch_seconds: list[float], most: int) ->
     )
 
 
+def epochs_text(budget_minutes: float | None, n: int) -> str:
+    """'13 epochs', or under a time budget '13 epochs at most in 60 min'."""
+    return plural(n, "epoch") + (f" at most in {budget_minutes:g} min" if budget_minutes else "")
+
+
 def epoch_seconds(history: list[dict]) -> list[float]:
     """Each epoch's seconds (its training and validation), from the history rows."""
     return [float(r.get("seconds", 0.0)) for r in history]

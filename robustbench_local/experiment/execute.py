@@ -21,13 +21,14 @@ from ..errors import RobustError
 from ..progress import ProgressDisplay
 from ..results import ResultsStore
 from ..text import acc_text, method_label, plural
+from ..train_budget import epochs_text
 from ..train_progress import duration_text
 from . import corruptions
 from .attack_entries import EvalUnit
 from .cells import Cell
 from .data_checks import check_with_data
 from .journal import RunLock, RunLog, Say
-from .plan import CellPlan, EvalIndex, epochs_text, make_plan, remaining, select_attacks, select_cells, split_sizes
+from .plan import CellPlan, EvalIndex, make_plan, remaining, select_attacks, select_cells, split_sizes
 from .schema import Experiment, load_experiment
 
 
@@ -180,7 +181,7 @@ def train_cell(
         what = "resuming" if p.train == "resume" else "training"
         log(
             f"{cell.name}: {what} {spec.model.arch} / {method_label(spec.method, spec.adv)}"
-            + f", {epochs_text(spec, spec.epochs)}"
+            + f", {epochs_text(spec.budget_minutes, spec.epochs)}"
             + (f" (after epoch {p.epochs_done})" if p.train == "resume" else "")
             + f" -> {out}"
         )

@@ -16,8 +16,8 @@ from ..checkpoint import file_sha256, read_checkpoint
 from ..errors import RobustError
 from ..fileio import to_jsonable
 from ..results import ResultsStore
-from ..specs import TrainSpec
 from ..text import method_label, plural
+from ..train_budget import epochs_text
 from ..train_folder import spec_differences
 from .attack_entries import EvalUnit
 from .cells import Cell, name_matches
@@ -51,22 +51,19 @@ class CellPlan:
             return f"done ({self.stopped})" if self.stopped else f"done ({self.epochs_done}/{plural(e, 'epoch')})"
         if self.train == "resume":
             return f"resume after epoch {self.epochs_done}/{e}"
-        return f"to train ({epochs_text(self.cell.spec, e)})"
+        return f"to train ({epochs_text(self.cell.spec.budget_minutes, e)})"
 
     def todo_text(self) -> str:
         parts = []
         if self.train != "done":
-            parts.append(f"train {epochs_text(self.cell.spec, self.cell.spec.epochs - self.epochs_done)}")
+            parts.append(
+                f"train {epochs_text(self.cell.spec.budget_minutes, self.cell.spec.epochs - self.epochs_done)}"
+            )
         if self.todo:
             parts.append(f"{plural(len(self.todo), 'evaluation')}: " + ", ".join(u.label for u in self.todo))
         if self.corruptions == "todo":
             parts.append("corruptions")
         return "; ".join(parts) or "nothing"
-
-
-def epochs_text(spec: TrainSpec, n: int) -> str:
-    """'13 epochs', or under a time budget '13 epochs at most in 60 min'."""
-    return plural(n, "epoch") + (f" at most in {spec.budget_minutes:g} min" if spec.budget_minutes else "")
 
 
 def _jsonable(v: Any) -> Any:

@@ -160,12 +160,10 @@ class AdversarialMethod(TrainMethod):
         """The inner maximisation at this epoch's threat: ``steps`` steps ascending
         ``loss_fn(logits, *aux)`` (per example) from a random start (or ``init``, in
         attack space), in the chosen batch-norm mode. Returns (x_adv, seconds)."""
-        self.bind(model, x.shape[1:])
-        threat = self.current_threat
-        sync(x.device)
-        start = time.perf_counter()
-        with attack_mode(model, train_mode=self.attack_bn == "train"):
-            x_adv = perturb(
+        return self.crafted(
+            model,
+            x,
+            lambda threat: perturb(
                 model,
                 x,
                 None,
@@ -176,7 +174,19 @@ class AdversarialMethod(TrainMethod):
                 loss_fn=loss_fn,
                 aux=tuple(aux),
                 init=init,
-            )
+            ),
+        )
+
+    def crafted(
+        self, model: nn.Module, x: torch.Tensor, craft: Callable[[ThreatModel], torch.Tensor]
+    ) -> tuple[torch.Tensor, float]:
+        """``craft(threat)`` at this epoch's threat, in the chosen batch-norm mode, with the
+        seconds it took (queued GPU work included). Returns (x_adv, seconds)."""
+        self.bind(model, x.shape[1:])
+        sync(x.device)
+        start = time.perf_counter()
+        with attack_mode(model, train_mode=self.attack_bn == "train"):
+            x_adv = craft(self.current_threat)
         sync(x.device)
         return x_adv, time.perf_counter() - start
 

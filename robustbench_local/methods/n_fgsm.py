@@ -12,18 +12,14 @@ and the catastrophic-overfitting guard is on by default, as for fgsm-rs."""
 
 from __future__ import annotations
 
-import time
-
 import torch
 from torch import nn
 
-from ..attacks import attack_mode
 from ..attacks.base import frozen_params
 from ..attacks.grad import loss_grad
-from ..threat import Ball
+from ..threat import ThreatModel
 from ..values import ValueProblem, number
 from .adv_options import option_key
-from .adversarial import sync
 from .base import ADV_METHODS, Batch
 from .fgsm_rs import FGSMRS
 
@@ -58,15 +54,14 @@ class NFGSM(FGSMRS):  # FGSM-RS's outer loss; its own start, step and (absent) p
 
     def inner(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, float]:
         x = batch.x
-        self.bind(model, x.shape[1:])
-        threat = self.current_threat
-        ball = Ball(threat, self._std, x.device, x.dtype)  # attack space -> pixels, per channel
-        sync(x.device)
-        start = time.perf_counter()
-        with attack_mode(model, train_mode=self.attack_bn == "train"), frozen_params(model):
+        self.bind(model, x.shape[1:])  # the std, before the scale is read
+        scale = self.attack_scale(x)  # attack space -> pixels, per channel
+
+        def craft(threat: ThreatModel) -> torch.Tensor:
             spread = self.noise * threat.eps
-            x0 = (x + ball.to_pixel(torch.empty_like(x).uniform_(-spread, spread))).clamp(0.0, 1.0)
-            _, _, grad = loss_grad(model, x0, lambda logits: self.base.batch_criterion(logits, batch))
-            x_adv = (x0 + ball.to_pixel(threat.step * grad.sign())).clamp(0.0, 1.0)
-        sync(x.device)
-        return x_adv.detach(), time.perf_counter() - start
+            with frozen_params(model):
+                x0 = (x + scale * torch.empty_like(x).uniform_(-spread, spread)).clamp(0.0, 1.0)
+                _, _, grad = loss_grad(model, x0, lambda logits: self.base.batch_criterion(logits, batch))
+            return (x0 + scale * threat.step * grad.sign()).clamp(0.0, 1.0)
+
+        return self.crafted(model, x, craft)
