@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -34,8 +35,10 @@ from .values import Key, ValueProblem
 
 # long enough for rank 0 to run work the others wait for (robust validation, AutoAttack)
 TIMEOUT = timedelta(hours=2)
+LEAVE_WAIT = timedelta(minutes=10)  # at a normal exit, for the other ranks (cleanup)
 SYNC_BN_NEEDS_CUDA = "needs CUDA GPUs (PyTorch's SyncBatchNorm has no CPU kernels); turn it off"
 _owned = False  # whether this module created the process group (and so destroys it)
+_failed = False  # set by mark_failed: leave at exit without waiting for the others
 
 
 def launched() -> bool:
@@ -107,15 +110,41 @@ def init(device: str | torch.device = "auto", key: Key = ("eval", "device")) -> 
         dist.init_process_group(backend=backend, timeout=TIMEOUT, **kwargs)
         _owned = True
         atexit.register(cleanup)
+        sys.excepthook = _failing_excepthook(sys.excepthook)
     elif dev.type == "cuda" and dist.get_backend() != "nccl":
         raise RobustError(f"the process group uses {dist.get_backend()}, but CUDA tensors need nccl")
     return dev
 
 
+def mark_failed() -> None:
+    """This process is ending on an error: at exit it leaves without waiting for the others
+    (they may be stuck on it). Called by the CLI for the errors it reports, and by the
+    exception hook ``init`` installs for uncaught ones."""
+    global _failed
+    _failed = True
+
+
+def _failing_excepthook(hook):
+    def excepthook(*exc):
+        mark_failed()
+        hook(*exc)
+
+    return excepthook
+
+
 def cleanup() -> None:
-    """Leave the process group if this module created it (registered at exit by ``init``)."""
+    """Leave the process group if this module created it (registered at exit by ``init``).
+
+    A rank that ends normally first waits (Gloo, up to LEAVE_WAIT) for the others: one that
+    tears its connections down while another still reads from them can abort that one at
+    exit. A failed rank, and NCCL (no barrier with a timeout), leave at once."""
     global _owned
     if _owned and dist.is_available() and dist.is_initialized():
+        if not _failed and dist.get_backend() == "gloo":
+            try:
+                dist.monitored_barrier(timeout=LEAVE_WAIT, wait_all_ranks=True)
+            except RuntimeError:  # a rank gone or stuck: leave anyway
+                pass
         dist.destroy_process_group()
     _owned = False
 

@@ -449,8 +449,47 @@ def test_every_attack_under_ddp_equals_one_process(tmp_path):
     )
 
 
+def _failing_worker() -> None:
+    """Rank 1 fails; rank 0 waits for it in a collective that never comes."""
+    from robustbench_local import distributed
+
+    distributed.init("cpu")
+    if distributed.rank() == 1:
+        raise RuntimeError("rank 1 fails on purpose")
+    distributed.all_reduce_sum(torch.ones(1))
+
+
+def test_a_failed_rank_leaves_at_once_and_the_run_fails():
+    """At a normal exit the ranks wait for each other before leaving the process group
+    (up to distributed.LEAVE_WAIT); a rank that failed must not wait for the ranks stuck
+    on it, or the run would hang that long before torchrun reports the failure."""
+    from robustbench_local import distributed
+
+    assert distributed.LEAVE_WAIT.total_seconds() >= 300
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO / "tests"))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    proc = subprocess.run(
+        [*cmd, str(Path(__file__).resolve()), "fail"], env=env, capture_output=True, text=True, timeout=240
+    )
+    assert proc.returncode != 0
+    assert "rank 1 fails on purpose" in proc.stderr
+
+
+def test_an_error_the_cli_reports_marks_the_rank_failed(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from robustbench_local import distributed
+    from robustbench_local.cli import main
+
+    monkeypatch.setattr(distributed, "_failed", False)
+    res = CliRunner().invoke(main, ["eval", str(tmp_path / "missing.pth")])
+    assert res.exit_code == 2 and distributed._failed
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "attacks":
         _attacks_worker(Path(sys.argv[2]), Path(sys.argv[3]))
+    elif sys.argv[1] == "fail":
+        _failing_worker()
     else:
         _worker(Path(sys.argv[1]))

@@ -186,17 +186,26 @@ def test_run_trains_evaluates_and_reports(finished):
 
 def test_second_run_does_nothing(work, monkeypatch):
     before = mtimes(work / "out/results")
+    log = (work / "out/tiny.log").read_bytes()
 
     def forbidden(*a, **k):
         raise AssertionError("nothing should run the second time")
 
     monkeypatch.setattr(train_module, "fit", forbidden)
     monkeypatch.setattr(evaluate_module, "evaluate", forbidden)
-    again = run_experiment(work / "exp.toml", say=quiet)
+    shown = []
+    again = run_experiment(work / "exp.toml", say=shown.append)
     assert all(p.finished for p in again.plan) and again.trained == [] and again.evaluated == {}
     assert again.report_status == "up to date"
     assert mtimes(work / "out/results") == before  # no new record, the report untouched
-    assert "0 with work to do" in (work / "out/tiny.log").read_text()
+    assert any("0 with work to do" in line for line in shown)
+    # a committed study's log stays as it was when a re-run finds nothing to do
+    assert (work / "out/tiny.log").read_bytes() == log
+    # ... but a report the re-run had to write again is logged
+    (work / "out/results/REPORT.md").unlink()
+    assert run_experiment(work / "exp.toml", say=quiet).report_status == "written"
+    added = (work / "out/tiny.log").read_bytes()[len(log) :].decode()
+    assert "0 with work to do" in added and "report written" in added
 
 
 def test_report_only_rewrites_the_report_from_the_records_and_runs_nothing(work, monkeypatch):

@@ -55,15 +55,22 @@ class RobustGroup(click.Group):
         try:
             return super().invoke(ctx)
         except RobustError as e:  # a bad value names the command's flag for its key (flags.py)
-            click.echo(f"error: {for_command(ctx.invoked_subcommand, e)}", err=True)
-            sys.exit(2)
+            _failed(f"error: {for_command(ctx.invoked_subcommand, e)}", 2)
         except OSError as e:  # last resort (full disk, revoked permission): commands name their outputs first
             where = f" {e.filename}" if e.filename else ""
-            click.echo(f"error: cannot read or write{where}: {e.strerror or e}", err=True)
-            sys.exit(2)
+            _failed(f"error: cannot read or write{where}: {e.strerror or e}", 2)
         except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            sys.exit(130)
+            _failed("interrupted", 130)
+
+
+def _failed(message: str, code: int):
+    """One line on stderr and the exit code; under torchrun this rank then leaves the
+    process group without waiting for the others (distributed.cleanup)."""
+    click.echo(message, err=True)
+    joined = sys.modules.get(f"{__package__.rpartition('.')[0]}.distributed")  # never imported for --help
+    if joined is not None:
+        joined.mark_failed()
+    sys.exit(code)
 
 
 @click.group(cls=RobustGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -69,13 +69,15 @@ def run_experiment(
     if dry_run:
         return summary
     with RunLock(exp.runs):
-        log = RunLog(exp.log, say)
+        # a finished study logs nothing unless its report changes
+        log = RunLog(exp.log, say, held=all(p.finished for p in plan))
         try:
             _execute(exp, plan, bundle, log, summary, only)
         except KeyboardInterrupt:
             log("interrupted; run the same command again to resume", show=False)
             raise
         except BaseException as e:
+            log.keep()
             log(f"stopped by an error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", show=False)
             raise
         finally:
@@ -104,6 +106,12 @@ def report_experiment(path: str | os.PathLike, *, say: Say = print) -> RunSummar
     write_report(exp, lambda msg, show=True: say(msg), summary)
     _raise_if_report_failed(summary)
     return summary
+
+
+def keep_log_if_changed(log: RunLog, summary: RunSummary) -> None:
+    """A run that was held back (nothing to do) still logs a report it rewrote, or a failure."""
+    if summary.failed or summary.report_status not in ("up to date", "disabled"):
+        log.keep()
 
 
 def _raise_if_report_failed(summary: RunSummary) -> None:
@@ -138,6 +146,7 @@ def _execute(
             log(f"{p.name}: FAILED: {e}")
     if distributed.is_main():
         write_report(exp, log, summary)
+    keep_log_if_changed(log, summary)
     log(
         f"experiment {exp.name}: trained {plural(len(summary.trained), 'cell')}, wrote "
         f"{plural(sum(summary.evaluated.values()), 'evaluation record')}, report {summary.report_status}"

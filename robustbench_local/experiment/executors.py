@@ -32,7 +32,7 @@ from typing import Any
 from ..errors import RobustError
 from ..text import plural
 from .data_checks import check_with_data
-from .execute import RunSummary, write_report
+from .execute import RunSummary, keep_log_if_changed, write_report
 from .job_state import (
     cell_log,
     clear,
@@ -265,10 +265,10 @@ def run_study(
         return CellJob(os.fspath(path), cell, stage, os.getcwd(), device, tuple(attacks), threads)
 
     with RunLock(exp.runs):
-        log = RunLog(exp.log, say)
+        todo = [p for p in plan if not p.finished]
+        log = RunLog(exp.log, say, held=not todo)  # a finished study logs nothing unless its report changes
         study = Study(exp, pool, log, summary, make_job, poll if poll is not None else pool.poll_s)
         try:
-            todo = [p for p in plan if not p.finished]
             log(
                 f"experiment {exp.name} ({exp.file}): {plural(len(plan), 'cell')}"
                 + (f" matching --only {' '.join(only)}" if only else "")
@@ -278,6 +278,7 @@ def run_study(
             study.plan_tasks(plan)
             study.run()
             write_report(exp, log, summary)
+            keep_log_if_changed(log, summary)
             log(
                 f"experiment {exp.name}: trained {plural(len(summary.trained), 'cell')}, wrote "
                 f"{plural(sum(summary.evaluated.values()), 'evaluation record')}, report {summary.report_status}"
@@ -295,6 +296,7 @@ def run_study(
                 log("interrupted; run the same command again to resume", show=False)
             raise
         except BaseException as e:
+            log.keep()
             log(f"stopped by an error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", show=False)
             raise
         finally:

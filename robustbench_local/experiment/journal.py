@@ -49,26 +49,51 @@ def check_log(log: Path) -> None:
 class RunLog:
     """Progress lines: appended (timestamped) to the log file and shown via ``say``.
     Each session's first line is "experiment NAME (FILE): ...", which marks the file as
-    a run log (run_log_is_ours): only such a file, or a new one, is appended to."""
+    a run log (run_log_is_ours): only such a file, or a new one, is appended to.
 
-    def __init__(self, path: Path, say: Say):
+    ``held=True`` (a run with nothing to do): lines are shown but kept back, and reach
+    the file only if ``keep()`` is called (the report changed, or the run failed), so
+    re-running a finished study leaves its log, often a committed file, as it was."""
+
+    def __init__(self, path: Path, say: Say, *, held: bool = False):
         self.path = path
         self.say = say
         if path.is_file() and not run_log_is_ours(path):  # made since the file was checked
             raise RobustError(f"{path} exists and was not written by `robust run`; name a new log file")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._f = open(path, "a", encoding="utf-8")
+        self._f = None
+        self._held: list[str] | None = [] if held else None
+        if not held:
+            self._open()
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._f = open(self.path, "a", encoding="utf-8")
+
+    def keep(self) -> None:
+        """Write the lines held back so far, and every later one as it comes."""
+        if self._held is None:
+            return
+        held, self._held = self._held, None
+        self._open()
+        self._write(held)
+
+    def _write(self, lines: list[str]) -> None:
+        self._f.writelines(lines)
+        self._f.flush()
 
     def __call__(self, msg: str, *, show: bool = True) -> None:
         stamp = datetime.now().isoformat(timespec="seconds")
-        for line in str(msg).splitlines() or [""]:
-            self._f.write(f"{stamp}  {line}\n")
-        self._f.flush()
+        lines = [f"{stamp}  {line}\n" for line in str(msg).splitlines() or [""]]
+        if self._held is not None:
+            self._held.extend(lines)
+        else:
+            self._write(lines)
         if show:
             self.say(msg)
 
     def close(self) -> None:
-        self._f.close()
+        if self._f is not None:
+            self._f.close()
 
 
 def RunLock(folder: Path) -> FolderLock:
