@@ -218,5 +218,5 @@ def command(
     say(
         f"done in {summary.seconds / 60:.1f} min: trained {plural(len(summary.trained), 'cell')}, wrote "
         f"{plural(sum(summary.evaluated.values()), 'evaluation record')}; report {summary.report_status}; "
-        f"log {exp.log}"
+        + (f"log {exp.log}" if summary.logged else f"nothing to do, so nothing added to {exp.log}")
     )

@@ -42,6 +42,7 @@ class RunSummary:
     report_files: list[Path] = field(default_factory=list)
     report_status: str = "not run"  # 'written' | 'up to date' | 'disabled' | 'not run' | 'failed: ...'
     seconds: float = 0.0
+    logged: bool = True  # False: nothing to do, so nothing was appended to the log
 
 
 def run_experiment(
@@ -82,6 +83,7 @@ def run_experiment(
             raise
         finally:
             summary.seconds = time.perf_counter() - t0
+            summary.logged = log.kept
             log.close()
     if summary.failed:
         raise RobustError(

@@ -301,6 +301,7 @@ def run_study(
             raise
         finally:
             summary.seconds = time.perf_counter() - t0
+            summary.logged = log.kept
             log.close()
     if summary.failed:
         name, msg = next(iter(summary.failed.items()))

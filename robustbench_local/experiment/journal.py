@@ -69,6 +69,11 @@ class RunLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._f = open(self.path, "a", encoding="utf-8")
 
+    @property
+    def kept(self) -> bool:
+        """Whether lines go to the file (not held back)."""
+        return self._held is None
+
     def keep(self) -> None:
         """Write the lines held back so far, and every later one as it comes."""
         if self._held is None:
