@@ -279,6 +279,20 @@ def test_the_readme_quotes_the_committed_leaderboard_records():
         t = paired_test(*(unpack_flags(m["robust_flags"], m["n"]) for m in aa))
         assert f"{100 * t.diff:+.1f} points under AutoAttack on the same 1,000 points" in para
         assert f"(paired 95% CI {100 * t.diff_lo:.1f}-{100 * t.diff_hi:.1f}, McNemar p = {fmt_p(t.p_value)};" in para
+    # the speed run under both AutoAttack cascades, which must agree point by point as the README says,
+    # and where its training minutes went, as its training record split them
+    speed = _cell_evals(records, "fast-fgsm-rs")
+    ref, native = (speed[name]["metrics"] for name in ("autoattack", "aa-native"))
+    ref_flags, native_flags = (unpack_flags(m["robust_flags"], m["n"]) for m in (ref, native))
+    assert ref["n"] == native["n"] and bool((ref_flags == native_flags).all())
+    assert f"finds the same {int(native_flags.sum())} robust points of the {native['n']:,}" in para
+    assert f"in {native['seconds'] / 60:.1f} minutes against {ref['seconds'] / 60:.1f}" in para
+    sec = _train_of(records, speed["pgd"])["seconds"]
+    assert (
+        f"Of the speed run's {sec['total'] / 60:.1f} training minutes, {sec['attack'] / 60:.1f} went to crafting the "
+        f"FGSM-RS examples, {sec['update'] / 60:.1f} to the rest of the training steps and "
+        f"{sec['validation'] / 60:.1f} to validation." in para
+    )
     # the ResNet cells: minutes, clean accuracy on all 10,000 points (the FGSM record's) and
     # AutoAttack; the robust one also its PGD-50x2 and its two shortest epochs (its total holds pauses)
     for cell in ("preact18-standard", "preact18-fgsm-rs"):

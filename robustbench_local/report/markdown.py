@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from ..text import method_label, plural
+from ..text import ADV_LABELS, method_label, plural
 from .corruption_pages import corruptions_markdown
 from .corruptions import CorruptionSection
 from .examples import Example
@@ -36,7 +36,7 @@ EXPLAIN = (
     "and pixel (on [0,1] images, RobustBench's convention; also as k/255). worst-case is the per-example worst case "
     "over the attacks run together at that eps. ⚠ marks a failed sanity check and † a note, both explained under "
     "the table. "
-    "method names the adversarial training (PGD-AT, TRADES, FGSM-RS, Free-AT) and any base loss beside it "
+    f"method names the adversarial training ({', '.join(dict.fromkeys(ADV_LABELS.values()))}) and any base loss beside it "
     "(e.g. MixUp + PGD-AT), or standard; train eps is the radius it trained at, in full under the table. "
     "A checkpoint marked (degenerate) guesses or predicts one class on its "
     "clean points, so its robust accuracies are meaningless. "
