@@ -30,13 +30,15 @@ from .seeds import SEED_EXPLAIN, SeedTable, build_seed_tables, degenerate_notes,
 from .table_parts import MARK, Comparison, Table, cell_text
 from .train_runs import TrainRun, robust_key
 
+# each training method once: aliases (fgsm-rs, fgsm_rs) share a label
+METHOD_NAMES = ", ".join(dict.fromkeys(ADV_LABELS.values()))
 EXPLAIN = (
     "Each cell: accuracy in % with its 95% Wilson interval [low, high] and n, the number of test points. "
     "eps is stated in both spaces: normalized (measured after the model's (x - mean) / std, the seeds' convention) "
     "and pixel (on [0,1] images, RobustBench's convention; also as k/255). worst-case is the per-example worst case "
     "over the attacks run together at that eps. ⚠ marks a failed sanity check and † a note, both explained under "
     "the table. "
-    f"method names the adversarial training ({', '.join(dict.fromkeys(ADV_LABELS.values()))}) and any base loss beside it "
+    f"method names the adversarial training ({METHOD_NAMES}) and any base loss beside it "
     "(e.g. MixUp + PGD-AT), or standard; train eps is the radius it trained at, in full under the table. "
     "A checkpoint marked (degenerate) guesses or predicts one class on its "
     "clean points, so its robust accuracies are meaningless. "
